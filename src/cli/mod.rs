@@ -1,0 +1,214 @@
+//! The command line: argument types, the validated settings they become, and error reporting.
+//!
+//! `main` stays thin: it parses [`Cli`], calls [`main`], and exits with the code it returns.
+//! Each subcommand lives in its own file and receives checked values, not raw clap structs.
+
+mod apply;
+mod demo;
+mod history;
+mod lab;
+mod plan;
+mod status;
+mod validate;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::desired::Location;
+use crate::desired::load::LoadError;
+
+/// GitOps for VDI golden images: versions, markers and pools of VMware Horizon, from git.
+#[derive(Debug, Parser)]
+#[command(name = "golden", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to colour output; `auto` honours NO_COLOR and whether the stream is a terminal
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check the repository; no network
+    Validate(validate::ValidateArgs),
+    /// Read desired and live state and print the steps that would close the gap
+    Plan(plan::PlanArgs),
+    /// Execute a saved plan, or plan and execute
+    Apply(apply::ApplyArgs),
+    /// Live view: copies per site, each pool's current and desired version, drift
+    Status(status::StatusArgs),
+    /// The version tree and every marker move, from git history
+    History(history::HistoryArgs),
+    /// The local lab: simulated vCenter and Horizon endpoints on loopback
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// Set up a lab and an example repo and walk plan → apply → marker move → revert
+    Demo(demo::DemoArgs),
+}
+
+/// Where the desired state is read from (`-C`, `--ref`).
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The repository directory (holding golden.toml)
+    #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Read the desired state from this git ref instead of the working tree (no checkout)
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+}
+
+impl RepoArgs {
+    pub fn location(&self) -> Location {
+        match &self.reference {
+            Some(reference) => Location::GitRef { dir: self.dir.clone(), reference: reference.clone() },
+            None => Location::WorkTree { dir: self.dir.clone() },
+        }
+    }
+}
+
+/// Output formats shared by plan and status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// The process exit codes of SPEC.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success; with `--detailed-exitcode`: no changes.
+    Success = 0,
+    /// An error, including an invalid repository.
+    Failure = 1,
+    /// Changes are present (only with `--detailed-exitcode`).
+    Changes = 2,
+    /// The saved plan is stale.
+    StalePlan = 3,
+}
+
+/// A command that a later milestone implements. Never fakes output.
+#[derive(Debug, thiserror::Error)]
+#[error("`golden {command}` is not implemented yet")]
+pub struct NotImplemented {
+    pub command: &'static str,
+}
+
+/// Runs the CLI and returns the process exit code. Errors are printed here, once.
+pub fn main(cli: Cli) -> ExitCode {
+    anstream::ColorChoice::write_global(match cli.global.color {
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    });
+    init_logging(&cli.global);
+    let code = match run(cli) {
+        Ok(exit) => exit,
+        Err(err) if is_broken_pipe(&err) => Exit::Success,
+        Err(err) => {
+            let _ = report(&err, &mut anstream::stderr());
+            Exit::Failure
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Status(args) => status::run(args),
+        Command::History(args) => history::run(args),
+        Command::Lab(cmd) => lab::run(cmd),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GOLDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("golden={level},warn")));
+    let ansi = match global.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Prints an error: diagnostics one per line, anything else as its cause chain plus a hint.
+fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
+    let red = anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Red.into()));
+    let cyan = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Cyan.into()));
+    if let Some(diags) = err.chain().find_map(|e| e.downcast_ref::<crate::diag::Diagnostics>()) {
+        diags.render(out)?;
+        writeln!(out, "{red}error{red:#}: {diags}; nothing was contacted")?;
+        return Ok(());
+    }
+    writeln!(out, "{red}error{red:#}: {err}")?;
+    for cause in err.chain().skip(1) {
+        writeln!(out, "  caused by: {cause}")?;
+    }
+    if let Some(hint) = hint(err) {
+        writeln!(out, "  {cyan}hint{cyan:#}: {hint}")?;
+    }
+    Ok(())
+}
+
+fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        if let Some(e) = e.downcast_ref::<crate::git::GitError>() {
+            return e.hint();
+        }
+        if let Some(LoadError::Git(e)) = e.downcast_ref::<LoadError>() {
+            return e.hint();
+        }
+        if let Some(e) = e.downcast_ref::<NotImplemented>() {
+            return Some(format!(
+                "this build of golden cannot {} yet; `golden validate` checks a repository today",
+                e.command
+            ));
+        }
+        None
+    })
+}

@@ -1,0 +1,152 @@
+//! The desired state: what the git repository says the world should look like.
+//!
+//! [`load`] reads a repository (a working tree, or any git ref without checking it out) and
+//! [`validate`] checks it before any network call, producing a [`DesiredState`] whose every
+//! cross-reference is known to resolve: markers point at versions, parents exist and form a tree,
+//! pools name known sites, images and markers. Later stages can rely on that and never re-check.
+
+pub mod files;
+pub mod load;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
+
+pub use load::{Location, RepoFiles, load};
+
+/// A validated desired state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    /// The commit the state was read from, when the repository is in git.
+    pub revision: Option<Revision>,
+    pub settings: Settings,
+    pub sites: BTreeMap<SiteName, Site>,
+    pub images: BTreeMap<ImageName, Image>,
+    pub pools: BTreeMap<PoolName, Pool>,
+}
+
+/// The git commit a desired state came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// Full hex object id of the commit.
+    pub commit: String,
+    /// The ref given with `--ref`, or `None` for the working tree.
+    pub reference: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub library: String,
+    pub source_site: SiteName,
+    pub parallelism: u32,
+    pub keep_previous: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Site {
+    pub name: SiteName,
+    pub vcenter: String,
+    pub horizon: String,
+    pub datacenter: String,
+    pub compute: Compute,
+    pub folder: String,
+    pub datastore: String,
+    pub ca_file: Option<String>,
+}
+
+/// Where base VMs run: a cluster (its root resource pool) or a named resource pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    Cluster(String),
+    ResourcePool(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub name: ImageName,
+    pub description: Option<String>,
+    pub versions: BTreeMap<VersionName, Version>,
+    pub markers: BTreeMap<MarkerName, VersionName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Version {
+    pub name: VersionName,
+    pub parent: Option<VersionName>,
+    pub source: Source,
+    pub notes: Option<String>,
+}
+
+/// Where a version's bytes come from at the source site.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Capture a VM, at a snapshot or at its current state.
+    Vm { vm: String, snapshot: Option<String> },
+    /// Adopt an item already in the source library.
+    LibraryItem { name: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pool {
+    pub name: PoolName,
+    pub site: SiteName,
+    pub kind: PoolKind,
+    pub horizon_name: String,
+    pub image: ImageName,
+    pub marker: MarkerName,
+    pub wave: u32,
+    pub logoff: Logoff,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolKind {
+    /// An instant-clone desktop pool.
+    #[default]
+    DesktopPool,
+    /// An automated instant-clone RDS farm.
+    Farm,
+}
+
+impl fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolKind::DesktopPool => "desktop pool",
+            PoolKind::Farm => "farm",
+        })
+    }
+}
+
+/// What happens to logged-on users when a pool moves to a new image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Logoff {
+    /// Wait for users to log off (Horizon `WAIT_FOR_LOGOFF`).
+    #[default]
+    Wait,
+    /// Log users off (Horizon `FORCE_LOGOFF`).
+    Force,
+}
+
+impl DesiredState {
+    /// Counts for the one-line summary of `golden validate`.
+    pub fn summary(&self) -> String {
+        let versions: usize = self.images.values().map(|i| i.versions.len()).sum();
+        let markers: usize = self.images.values().map(|i| i.markers.len()).sum();
+        format!(
+            "{} sites, {} images, {} versions, {} markers, {} pools",
+            self.sites.len(),
+            self.images.len(),
+            versions,
+            markers,
+            self.pools.len()
+        )
+    }
+}

@@ -1,0 +1,147 @@
+//! Git access through libgit2: reading the desired state at any ref without a checkout.
+//!
+//! `--ref REF` must never touch the working tree or the index, so everything here reads objects
+//! (commits, trees, blobs) straight from the object database. A repository may hold the desired
+//! state in a sub-directory (`-C examples/quickstart`), so paths are resolved relative to the
+//! directory the user named, inside the repository that contains it.
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{} is not inside a git repository", dir.display())]
+    NotARepository { dir: PathBuf },
+    #[error("git ref `{reference}` does not name a commit in {}", repo.display())]
+    RefNotFound { reference: String, repo: PathBuf, source: git2::Error },
+    #[error("{} lies outside the repository's working tree {}", dir.display(), repo.display())]
+    OutsideWorkTree { dir: PathBuf, repo: PathBuf },
+    #[error("cannot {action} in {}", repo.display())]
+    Read { action: String, repo: PathBuf, source: git2::Error },
+}
+
+impl GitError {
+    /// What the user can do about the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            GitError::NotARepository { .. } => {
+                Some("run `git init`, or drop `--ref` to read the working tree".to_owned())
+            }
+            GitError::RefNotFound { .. } => Some(
+                "give a branch, tag, commit id or expression such as HEAD~1; `git log --oneline` lists commits"
+                    .to_owned(),
+            ),
+            GitError::OutsideWorkTree { .. } | GitError::Read { .. } => None,
+        }
+    }
+}
+
+/// The tree of one commit, seen from the directory the user named.
+pub struct RefTree {
+    repo: Repository,
+    commit: git2::Oid,
+    /// The user's directory relative to the repository root, `""` at the root.
+    prefix: String,
+}
+
+impl std::fmt::Debug for RefTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefTree").field("commit", &self.commit).field("prefix", &self.prefix).finish()
+    }
+}
+
+impl RefTree {
+    /// Resolves `reference` in the repository containing `dir`.
+    pub fn open(dir: &Path, reference: &str) -> Result<RefTree, GitError> {
+        let repo = discover(dir)?;
+        let prefix = prefix_of(&repo, dir)?;
+        let commit = repo
+            .revparse_single(reference)
+            .and_then(|object| object.peel_to_commit())
+            .map_err(|source| GitError::RefNotFound {
+                reference: reference.to_owned(),
+                repo: repo_path(&repo),
+                source,
+            })?
+            .id();
+        Ok(RefTree { repo, commit, prefix })
+    }
+
+    pub fn commit_id(&self) -> String {
+        self.commit.to_string()
+    }
+
+    /// The path of `rel` (relative to the user's directory) as git spells it from the root.
+    pub fn repo_path(&self, rel: &str) -> String {
+        if self.prefix.is_empty() { rel.to_owned() } else { format!("{}/{rel}", self.prefix) }
+    }
+
+    fn tree(&self) -> Result<Tree<'_>, GitError> {
+        self.repo
+            .find_commit(self.commit)
+            .and_then(|c| c.tree())
+            .map_err(|source| self.read_error(format!("read the tree of commit {}", self.commit), source))
+    }
+
+    fn read_error(&self, action: String, source: git2::Error) -> GitError {
+        GitError::Read { action, repo: repo_path(&self.repo), source }
+    }
+
+    /// The bytes of file `rel`, or `None` when the commit has no such file.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self.tree()?;
+        let path = self.repo_path(rel);
+        let Ok(entry) = tree.get_path(Path::new(&path)) else { return Ok(None) };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|source| self.read_error(format!("read {path}"), source))?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// The names of the files (not directories) directly inside directory `rel`, sorted.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, GitError> {
+        let tree = self.tree()?;
+        let path = self.repo_path(rel);
+        let Ok(entry) = tree.get_path(Path::new(&path)) else { return Ok(Vec::new()) };
+        let Some(dir) = entry.to_object(&self.repo).ok().and_then(|o| o.into_tree().ok()) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = dir
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Blob))
+            .filter_map(|e| e.name().ok().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The commit HEAD points at in the repository containing `dir`, if there is one.
+pub fn head_commit(dir: &Path) -> Option<String> {
+    let repo = Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(head.id().to_string())
+}
+
+fn discover(dir: &Path) -> Result<Repository, GitError> {
+    Repository::discover(dir).map_err(|_| GitError::NotARepository { dir: dir.to_owned() })
+}
+
+fn repo_path(repo: &Repository) -> PathBuf {
+    repo.workdir().unwrap_or_else(|| repo.path()).to_owned()
+}
+
+fn prefix_of(repo: &Repository, dir: &Path) -> Result<String, GitError> {
+    let Some(workdir) = repo.workdir() else { return Ok(String::new()) };
+    let outside = || GitError::OutsideWorkTree { dir: dir.to_owned(), repo: workdir.to_owned() };
+    let dir = dir.canonicalize().map_err(|_| outside())?;
+    let workdir = workdir.canonicalize().map_err(|_| outside())?;
+    let rel = dir.strip_prefix(&workdir).map_err(|_| outside())?;
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    Ok(parts.join("/"))
+}

@@ -1,0 +1,144 @@
+//! Typed identifiers for the things golden names: sites, images, versions, markers and pools.
+//!
+//! Every name in the desired state gets its own type so that a site name can never be passed
+//! where a pool name is expected. The types are plain owned strings with serde and `Display`;
+//! there is deliberately no `Deref<Target = String>`: code that needs the text asks for it with
+//! `as_str()`.
+
+use std::fmt;
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a name that has already been checked (see [`check_name`]).
+            pub fn new(name: impl Into<String>) -> Self {
+                Self(name.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A site: one Horizon pod plus the vCenter that hosts its desktops (`[sites.<name>]`).
+    SiteName
+);
+name_type!(
+    /// A golden image, named by the stem of its file under `images/`.
+    ImageName
+);
+name_type!(
+    /// An immutable build of an image (`[versions."<name>"]`).
+    VersionName
+);
+name_type!(
+    /// A label unique within one image that points at one version (`[markers]`).
+    MarkerName
+);
+name_type!(
+    /// A desktop pool or farm binding in the repo (`[pools.<name>]`).
+    PoolName
+);
+
+/// What kind of thing a name is, for error messages and for the rules in [`check_name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    Site,
+    Image,
+    Version,
+    Marker,
+    Pool,
+}
+
+impl NameKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            NameKind::Site => "site",
+            NameKind::Image => "image",
+            NameKind::Version => "version",
+            NameKind::Marker => "marker",
+            NameKind::Pool => "pool",
+        }
+    }
+}
+
+/// Checks that `name` is usable as a name of `kind`, returning what is wrong with it.
+///
+/// Names end up in vCenter object names, library item names and environment variable names, so
+/// they are kept to ASCII letters, digits, `-`, `_` and (except for sites) `.`, starting with a
+/// letter or digit. Sites may not contain `.` because their name becomes part of
+/// `GOLDEN_<SITE>_*` environment variables.
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
+    const MAX: usize = 64;
+    if name.is_empty() {
+        return Err(format!("{} name is empty", kind.noun()));
+    }
+    if name.len() > MAX {
+        return Err(format!(
+            "{} name `{name}` is {} characters long; the limit is {MAX}",
+            kind.noun(),
+            name.len()
+        ));
+    }
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && kind != NameKind::Site)
+    };
+    if !first_ok || !name.chars().all(allowed) {
+        let extra = if kind == NameKind::Site { "" } else { ", `.`" };
+        return Err(format!(
+            "{} name `{}` is ill-formed: use ASCII letters, digits, `-`, `_`{extra}, starting with a letter or digit",
+            kind.noun(),
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+impl SiteName {
+    /// The prefix of this site's environment variables: upper-cased, `-` becomes `_`.
+    pub fn env_prefix(&self) -> String {
+        format!("GOLDEN_{}", self.0.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_per_kind() {
+        assert!(check_name(NameKind::Version, "2026.10").is_ok());
+        assert!(check_name(NameKind::Site, "eu-west_2").is_ok());
+        assert!(check_name(NameKind::Site, "eu.west").is_err());
+        assert!(check_name(NameKind::Image, "").is_err());
+        assert!(check_name(NameKind::Image, "-win").is_err());
+        assert!(check_name(NameKind::Image, "win 11").is_err());
+        assert!(check_name(NameKind::Pool, &"p".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn env_prefix_upper_cases_and_replaces_dashes() {
+        assert_eq!(SiteName::new("eu-west").env_prefix(), "GOLDEN_EU_WEST");
+    }
+}

@@ -1,0 +1,13 @@
+//! golden: GitOps for VDI golden images.
+//!
+//! Desired state (sites, images with their version trees and markers, pools bound to markers)
+//! lives as TOML in git. golden reads it ([`desired`]), reads live state from each site's vCenter
+//! and Horizon, plans the steps that close the gap, and applies them. The stages pass plain data
+//! to each other: load → plan → apply → journal.
+
+pub mod cli;
+pub mod diag;
+pub mod desired;
+pub mod git;
+pub mod ids;
+pub mod schema;
