@@ -92,9 +92,7 @@ impl Diagnostics {
 
     /// Sorts for stable output; called once before the diagnostics leave validation.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| {
-            (&a.file, a.position, &a.message).cmp(&(&b.file, b.position, &b.message))
-        });
+        self.0.sort_by(|a, b| (&a.file, a.position, &a.message).cmp(&(&b.file, b.position, &b.message)));
         self.0.dedup();
     }
 
@@ -104,12 +102,7 @@ impl Diagnostics {
         let hint = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Cyan.into()));
         let loc = anstyle::Style::new().bold();
         for d in &self.0 {
-            writeln!(
-                out,
-                "{error}error{error:#}: {loc}{}{loc:#}: {}",
-                d.location(),
-                d.message
-            )?;
+            writeln!(out, "{error}error{error:#}: {loc}{}{loc:#}: {}", d.location(), d.message)?;
             if let Some(h) = &d.hint {
                 writeln!(out, "  {hint}hint{hint:#}: {h}")?;
             }

@@ -103,21 +103,26 @@ impl RefTree {
         Ok(Some(blob.content().to_vec()))
     }
 
-    /// The names of the files (not directories) directly inside directory `rel`, sorted.
-    pub fn list(&self, rel: &str) -> Result<Vec<String>, GitError> {
+    /// The files (not directories) directly inside directory `rel`, as `(name, bytes)` sorted
+    /// by name. One tree lookup for the whole directory: repositories hold thousands of files.
+    pub fn read_dir(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, GitError> {
         let tree = self.tree()?;
         let path = self.repo_path(rel);
         let Ok(entry) = tree.get_path(Path::new(&path)) else { return Ok(Vec::new()) };
         let Some(dir) = entry.to_object(&self.repo).ok().and_then(|o| o.into_tree().ok()) else {
             return Ok(Vec::new());
         };
-        let mut names: Vec<String> = dir
-            .iter()
-            .filter(|e| e.kind() == Some(ObjectType::Blob))
-            .filter_map(|e| e.name().ok().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
+        let mut files = Vec::new();
+        for entry in dir.iter().filter(|e| e.kind() == Some(ObjectType::Blob)) {
+            let Ok(name) = entry.name() else { continue };
+            let blob = self
+                .repo
+                .find_blob(entry.id())
+                .map_err(|source| self.read_error(format!("read {path}/{name}"), source))?;
+            files.push((name.to_owned(), blob.content().to_vec()));
+        }
+        files.sort();
+        Ok(files)
     }
 }
 

@@ -101,9 +101,8 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
         ));
     }
     let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let allowed = |c: char| {
-        c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && kind != NameKind::Site)
-    };
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && kind != NameKind::Site);
     if !first_ok || !name.chars().all(allowed) {
         let extra = if kind == NameKind::Site { "" } else { ", `.`" };
         return Err(format!(

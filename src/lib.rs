@@ -6,8 +6,8 @@
 //! to each other: load → plan → apply → journal.
 
 pub mod cli;
-pub mod diag;
 pub mod desired;
+pub mod diag;
 pub mod git;
 pub mod ids;
 pub mod schema;

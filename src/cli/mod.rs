@@ -180,7 +180,12 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
     let red = anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Red.into()));
     let cyan = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Cyan.into()));
-    if let Some(diags) = err.chain().find_map(|e| e.downcast_ref::<crate::diag::Diagnostics>()) {
+    // `LoadError::Invalid` is transparent, so the diagnostics are found through it.
+    let diagnostics = err.chain().find_map(|e| match e.downcast_ref::<LoadError>() {
+        Some(LoadError::Invalid(d)) => Some(d),
+        _ => e.downcast_ref::<crate::diag::Diagnostics>(),
+    });
+    if let Some(diags) = diagnostics {
         diags.render(out)?;
         writeln!(out, "{red}error{red:#}: {diags}; nothing was contacted")?;
         return Ok(());

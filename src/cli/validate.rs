@@ -16,7 +16,9 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
     let state = desired::load(&args.repo.location())?;
     let at = match (&state.revision, &args.repo.reference) {
-        (Some(rev), Some(reference)) => format!(" at {reference} ({})", &rev.commit[..rev.commit.len().min(12)]),
+        (Some(rev), Some(reference)) => {
+            format!(" at {reference} ({})", &rev.commit[..rev.commit.len().min(12)])
+        }
         _ => String::new(),
     };
     writeln!(anstream::stdout(), "valid{at}: {}", state.summary())?;

@@ -65,7 +65,8 @@ pub fn load(location: &Location) -> Result<DesiredState, LoadError> {
 /// The two places files come from; the layout code below does not care which.
 trait Tree {
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LoadError>;
-    fn list(&self, rel: &str) -> Result<Vec<String>, LoadError>;
+    /// The files directly inside directory `rel` as `(name, bytes)`, sorted by name.
+    fn read_dir(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, LoadError>;
     fn display(&self, rel: &str) -> String;
 }
 
@@ -83,23 +84,26 @@ impl Tree for WorkTree<'_> {
         }
     }
 
-    fn list(&self, rel: &str) -> Result<Vec<String>, LoadError> {
+    fn read_dir(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, LoadError> {
         let path = self.dir.join(rel);
         let entries = match std::fs::read_dir(&path) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(LoadError::Io { path, source }),
         };
-        let mut names = Vec::new();
+        let mut files = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| LoadError::Io { path: path.clone(), source })?;
-            let is_file = entry.file_type().map(|t| !t.is_dir()).unwrap_or(false);
-            if is_file {
-                names.push(entry.file_name().to_string_lossy().into_owned());
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+                continue;
             }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let bytes =
+                std::fs::read(entry.path()).map_err(|source| LoadError::Io { path: entry.path(), source })?;
+            files.push((name, bytes));
         }
-        names.sort();
-        Ok(names)
+        files.sort();
+        Ok(files)
     }
 
     fn display(&self, rel: &str) -> String {
@@ -121,8 +125,8 @@ impl Tree for GitTree {
         Ok(self.tree.read(rel)?)
     }
 
-    fn list(&self, rel: &str) -> Result<Vec<String>, LoadError> {
-        Ok(self.tree.list(rel)?)
+    fn read_dir(&self, rel: &str) -> Result<Vec<(String, Vec<u8>)>, LoadError> {
+        Ok(self.tree.read_dir(rel)?)
     }
 
     fn display(&self, rel: &str) -> String {
@@ -150,26 +154,30 @@ impl RepoFiles {
 }
 
 fn read_layout(tree: &dyn Tree, revision: Option<Revision>) -> Result<RepoFiles, LoadError> {
-    let text = |rel: String| -> Result<Option<SourceText>, LoadError> {
-        let Some(bytes) = tree.read(&rel)? else { return Ok(None) };
+    let source = |rel: String, bytes: Vec<u8>| -> Result<SourceText, LoadError> {
         let display = tree.display(&rel);
         let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: display.clone() })?;
-        Ok(Some(SourceText { path: rel, display, text }))
+        Ok(SourceText { path: rel, display, text })
     };
     let dir = |name: &str| -> Result<Vec<SourceText>, LoadError> {
         let mut out = Vec::new();
-        for file in tree.list(name)? {
+        for (file, bytes) in tree.read_dir(name)? {
+            let rel = format!("{name}/{file}");
             if !file.ends_with(".toml") {
-                tracing::warn!("ignoring {}: only .toml files are read there", tree.display(&format!("{name}/{file}")));
+                tracing::warn!("ignoring {}: only .toml files are read there", tree.display(&rel));
                 continue;
             }
-            out.extend(text(format!("{name}/{file}"))?);
+            out.push(source(rel, bytes)?);
         }
         Ok(out)
     };
+    let golden = match tree.read("golden.toml")? {
+        Some(bytes) => Some(source("golden.toml".to_owned(), bytes)?),
+        None => None,
+    };
     Ok(RepoFiles {
         revision,
-        golden: text("golden.toml".to_owned())?,
+        golden,
         images: dir("images")?,
         pools: dir("pools")?,
         golden_display: tree.display("golden.toml"),

@@ -38,14 +38,12 @@ pub fn validate(files: &RepoFiles) -> Result<DesiredState, Diagnostics> {
     let mut v = Validator::default();
 
     let golden = match &files.golden {
-        Some(file) => v.parse::<GoldenFile>(file, schema_of::<GoldenFile>()),
+        Some(file) => v.parse::<GoldenFile>(file, &schema_of::<GoldenFile>()),
         None => {
-            v.diags.push(
-                Diagnostic::file(&files.golden_display, "file not found").hint(
-                    "a golden repository has golden.toml at its root, plus images/*.toml and \
+            v.diags.push(Diagnostic::file(&files.golden_display, "file not found").hint(
+                "a golden repository has golden.toml at its root, plus images/*.toml and \
                      pools/*.toml; check -C",
-                ),
-            );
+            ));
             None
         }
     };
@@ -58,7 +56,7 @@ pub fn validate(files: &RepoFiles) -> Result<DesiredState, Diagnostics> {
     let mut broken_images = BTreeSet::new();
     for file in &files.images {
         let stem = file.path.trim_start_matches("images/").trim_end_matches(".toml");
-        match v.parse::<ImageFile>(file, image_schema.clone()) {
+        match v.parse::<ImageFile>(file, &image_schema) {
             Some(parsed) => {
                 if let Some(image) = v.image(stem, &parsed) {
                     images.insert(image.name.clone(), image);
@@ -74,19 +72,19 @@ pub fn validate(files: &RepoFiles) -> Result<DesiredState, Diagnostics> {
 
     let pools_schema = schema_of::<PoolsFile>();
     let parsed_pools: Vec<_> =
-        files.pools.iter().filter_map(|f| v.parse::<PoolsFile>(f, pools_schema.clone())).collect();
-    let known = Known { sites: sites.as_ref(), images: &images, broken_images: &broken_images };
+        files.pools.iter().filter_map(|f| v.parse::<PoolsFile>(f, &pools_schema)).collect();
+    // Pools are checked against the site names written in golden.toml, valid or not, so an
+    // invalid site is reported once rather than again by every pool that names it.
+    let site_names: Option<BTreeSet<&str>> =
+        golden.as_ref().map(|g| g.value.sites.keys().map(String::as_str).collect());
+    let known = Known { sites: site_names.as_ref(), images: &images, broken_images: &broken_images };
     let pools = v.pools(&parsed_pools, &known);
 
     let mut diags = v.diags;
     match (settings, sites) {
-        (Some(settings), Some(sites)) if diags.is_empty() => Ok(DesiredState {
-            revision: files.revision.clone(),
-            settings,
-            sites,
-            images,
-            pools,
-        }),
+        (Some(settings), Some(sites)) if diags.is_empty() => {
+            Ok(DesiredState { revision: files.revision.clone(), settings, sites, images, pools })
+        }
         _ => {
             // A repository that produced no diagnostic always yields settings and sites; this
             // guards the invariant should a rule forget to report.
@@ -149,7 +147,7 @@ struct Validator {
 
 /// What pools may refer to.
 struct Known<'a> {
-    sites: Option<&'a BTreeMap<SiteName, Site>>,
+    sites: Option<&'a BTreeSet<&'a str>>,
     images: &'a BTreeMap<ImageName, Image>,
     broken_images: &'a BTreeSet<String>,
 }
@@ -164,15 +162,20 @@ impl Validator {
     fn parse<'a, T: DeserializeOwned>(
         &mut self,
         file: &'a SourceText,
-        schema: serde_json::Value,
+        schema: &serde_json::Value,
     ) -> Option<Parsed<'a, T>> {
         let doc = match DeTable::parse(&file.text) {
             Ok(doc) => doc,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 self.push(
-                    Diagnostic::at(&file.display, &file.text, span, format!("invalid TOML: {}", e.message().trim()))
-                        .hint("fix the syntax; https://toml.io describes the format"),
+                    Diagnostic::at(
+                        &file.display,
+                        &file.text,
+                        span,
+                        format!("invalid TOML: {}", e.message().trim()),
+                    )
+                    .hint("fix the syntax; https://toml.io describes the format"),
                 );
                 return None;
             }
@@ -199,13 +202,17 @@ impl Validator {
             }
             let refs: Vec<&str> = path.iter().map(String::as_str).collect();
             let (key, table) = refs.split_last().unwrap_or((&"", &[]));
-            let known = known_keys(&schema, table);
+            let known = known_keys(schema, table);
             let hint = match strsim_best(key, &known) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None if known.is_empty() => "remove it".to_owned(),
                 None => format!("known keys here: {}", known.join(", ")),
             };
-            let place = if table.is_empty() { "at the top level".to_owned() } else { format!("in [{}]", table.join(".")) };
+            let place = if table.is_empty() {
+                "at the top level".to_owned()
+            } else {
+                format!("in [{}]", dotted(table))
+            };
             let d = parsed.diag(&refs, At::Key, format!("unknown key `{key}` {place}")).hint(hint);
             self.push(d);
         }
@@ -227,7 +234,7 @@ impl Validator {
                             &file.display,
                             &file.text,
                             key.span(),
-                            format!("`{}` looks like a credential", here.join(".")),
+                            format!("`{}` looks like a credential", dotted(&here)),
                         )
                         .hint(CREDENTIAL_HINT),
                     );
@@ -246,7 +253,7 @@ impl Validator {
                                         &file.display,
                                         &file.text,
                                         value.span(),
-                                        format!("the value of `{}` {what}", here.join(".")),
+                                        format!("the value of `{}` {what}", dotted(&here)),
                                     )
                                     .hint(CREDENTIAL_HINT),
                                 );
@@ -282,7 +289,11 @@ impl Validator {
             if let Some(other) = prefixes.insert(prefix.clone(), name.clone()) {
                 self.push(
                     golden
-                        .diag(&path, At::Key, format!("sites `{other}` and `{name}` share the environment prefix {prefix}_"))
+                        .diag(
+                            &path,
+                            At::Key,
+                            format!("sites `{other}` and `{name}` share the environment prefix {prefix}_"),
+                        )
                         .hint("rename one of them: credentials would be ambiguous"),
                 );
             }
@@ -327,8 +338,14 @@ impl Validator {
             (_, _, Some(_), Some(_)) => {
                 self.push(
                     golden
-                        .diag(&path("resource_pool"), At::Key, format!("site `{name}` sets both `cluster` and `resource_pool`"))
-                        .hint("keep one: base VMs go to the cluster's root resource pool or to the named pool"),
+                        .diag(
+                            &path("resource_pool"),
+                            At::Key,
+                            format!("site `{name}` sets both `cluster` and `resource_pool`"),
+                        )
+                        .hint(
+                            "keep one: base VMs go to the cluster's root resource pool or to the named pool",
+                        ),
                 );
                 None
             }
@@ -358,7 +375,11 @@ impl Validator {
         }
         if let Some(ca) = &raw.ca_file {
             if ca.trim().is_empty() {
-                self.push(golden.diag(&path("ca_file"), At::Value, format!("`ca_file` of site `{name}` is empty")).hint("remove it or name a PEM file"));
+                self.push(
+                    golden
+                        .diag(&path("ca_file"), At::Value, format!("`ca_file` of site `{name}` is empty"))
+                        .hint("remove it or name a PEM file"),
+                );
             }
         }
         Some(Site {
@@ -373,17 +394,29 @@ impl Validator {
         })
     }
 
-    fn settings(&mut self, golden: &Parsed<'_, GoldenFile>, sites: &BTreeMap<SiteName, Site>) -> Option<Settings> {
+    fn settings(
+        &mut self,
+        golden: &Parsed<'_, GoldenFile>,
+        sites: &BTreeMap<SiteName, Site>,
+    ) -> Option<Settings> {
         let raw = &golden.value.settings;
         let mut ok = true;
         if raw.library.trim().is_empty() {
-            self.push(golden.diag(&["settings", "library"], At::Value, "`library` is empty").hint("name the Content Library, e.g. \"golden-images\""));
+            self.push(
+                golden
+                    .diag(&["settings", "library"], At::Value, "`library` is empty")
+                    .hint("name the Content Library, e.g. \"golden-images\""),
+            );
             ok = false;
         }
         if raw.parallelism == 0 || raw.parallelism > 256 {
             self.push(
                 golden
-                    .diag(&["settings", "parallelism"], At::Value, format!("`parallelism` is {}; it must be between 1 and 256", raw.parallelism))
+                    .diag(
+                        &["settings", "parallelism"],
+                        At::Value,
+                        format!("`parallelism` is {}; it must be between 1 and 256", raw.parallelism),
+                    )
                     .hint("8 is a good start"),
             );
             ok = false;
@@ -393,7 +426,11 @@ impl Validator {
         if !golden.value.sites.contains_key(&raw.source_site) {
             self.push(
                 golden
-                    .diag(&["settings", "source_site"], At::Value, format!("`source_site` names `{}`, which is not a site", raw.source_site))
+                    .diag(
+                        &["settings", "source_site"],
+                        At::Value,
+                        format!("`source_site` names `{}`, which is not a site", raw.source_site),
+                    )
                     .hint(one_of("sites", &site_names)),
             );
             ok = false;
@@ -411,7 +448,11 @@ impl Validator {
     fn image(&mut self, stem: &str, parsed: &Parsed<'_, ImageFile>) -> Option<Image> {
         let before = self.diags.len();
         if let Err(e) = check_name(NameKind::Image, stem) {
-            self.push(parsed.diag(&[], At::Key, format!("{e} (the image name is the file name)")).hint("rename the file"));
+            self.push(
+                parsed
+                    .diag(&[], At::Key, format!("{e} (the image name is the file name)"))
+                    .hint("rename the file"),
+            );
             return None;
         }
         let raw = &parsed.value;
@@ -465,12 +506,26 @@ impl Validator {
         let mut ok = true;
         if let Some(parent) = &raw.parent {
             if parent == name {
-                self.push(parsed.diag(&path("parent"), At::Value, format!("version `{name}` of image `{image}` is its own parent")).hint("name the version it was built from, or remove `parent`"));
+                self.push(
+                    parsed
+                        .diag(
+                            &path("parent"),
+                            At::Value,
+                            format!("version `{name}` of image `{image}` is its own parent"),
+                        )
+                        .hint("name the version it was built from, or remove `parent`"),
+                );
                 ok = false;
             } else if !names.contains(&parent.as_str()) {
                 self.push(
                     parsed
-                        .diag(&path("parent"), At::Value, format!("parent `{parent}` of version `{name}` is not a version of image `{image}`"))
+                        .diag(
+                            &path("parent"),
+                            At::Value,
+                            format!(
+                                "parent `{parent}` of version `{name}` is not a version of image `{image}`"
+                            ),
+                        )
                         .hint(one_of("versions", names)),
                 );
                 ok = false;
@@ -479,37 +534,82 @@ impl Validator {
         let source_hint = "use source = { vm = \"<vm>\", snapshot = \"<snapshot>\" } or source = { library_item = \"<item>\" }";
         let source = match &raw.source {
             None => {
-                self.push(parsed.diag(&["versions", name], At::Key, format!("version `{name}` of image `{image}` has no source")).hint(source_hint));
+                self.push(
+                    parsed
+                        .diag(
+                            &["versions", name],
+                            At::Key,
+                            format!("version `{name}` of image `{image}` has no source"),
+                        )
+                        .hint(source_hint),
+                );
                 None
             }
-            Some(s) => match (&s.vm, &s.snapshot, &s.library_item) {
-                (Some(vm), snapshot, None) => {
-                    let empty = vm.trim().is_empty() || snapshot.as_ref().is_some_and(|s| s.trim().is_empty());
-                    if empty {
-                        self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` has an empty name")).hint(source_hint));
+            Some(s) => {
+                match (&s.vm, &s.snapshot, &s.library_item) {
+                    (Some(vm), snapshot, None) => {
+                        let empty =
+                            vm.trim().is_empty() || snapshot.as_ref().is_some_and(|s| s.trim().is_empty());
+                        if empty {
+                            self.push(
+                                parsed
+                                    .diag(
+                                        &path("source"),
+                                        At::Value,
+                                        format!("the source of version `{name}` has an empty name"),
+                                    )
+                                    .hint(source_hint),
+                            );
+                            None
+                        } else {
+                            Some(Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() })
+                        }
+                    }
+                    (None, None, Some(item)) if !item.trim().is_empty() => {
+                        Some(Source::LibraryItem { name: item.clone() })
+                    }
+                    (None, None, Some(_)) => {
+                        self.push(
+                            parsed
+                                .diag(
+                                    &path("source"),
+                                    At::Value,
+                                    format!("the source of version `{name}` has an empty name"),
+                                )
+                                .hint(source_hint),
+                        );
                         None
-                    } else {
-                        Some(Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() })
+                    }
+                    (None, Some(_), _) => {
+                        self.push(
+                            parsed
+                                .diag(
+                                    &path("source"),
+                                    At::Value,
+                                    format!("the source of version `{name}` names a snapshot but no `vm`"),
+                                )
+                                .hint(source_hint),
+                        );
+                        None
+                    }
+                    (Some(_), _, Some(_)) => {
+                        self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` names both a `vm` and a `library_item`")).hint(format!("keep one; {source_hint}")));
+                        None
+                    }
+                    (None, None, None) => {
+                        self.push(
+                            parsed
+                                .diag(
+                                    &path("source"),
+                                    At::Value,
+                                    format!("the source of version `{name}` is empty"),
+                                )
+                                .hint(source_hint),
+                        );
+                        None
                     }
                 }
-                (None, None, Some(item)) if !item.trim().is_empty() => Some(Source::LibraryItem { name: item.clone() }),
-                (None, None, Some(_)) => {
-                    self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` has an empty name")).hint(source_hint));
-                    None
-                }
-                (None, Some(_), _) => {
-                    self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` names a snapshot but no `vm`")).hint(source_hint));
-                    None
-                }
-                (Some(_), _, Some(_)) => {
-                    self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` names both a `vm` and a `library_item`")).hint(format!("keep one; {source_hint}")));
-                    None
-                }
-                (None, None, None) => {
-                    self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` is empty")).hint(source_hint));
-                    None
-                }
-            },
+            }
         };
         Some(Version {
             name: VersionName::new(name),
@@ -543,7 +643,14 @@ impl Validator {
                         shown.push(first);
                         self.push(
                             parsed
-                                .diag(&["versions", first, "parent"], At::Value, format!("the version tree of image `{image}` has a cycle: {}", shown.join(" → ")))
+                                .diag(
+                                    &["versions", first, "parent"],
+                                    At::Value,
+                                    format!(
+                                        "the version tree of image `{image}` has a cycle: {}",
+                                        shown.join(" → ")
+                                    ),
+                                )
                                 .hint("a version's parent must be an older version; break the cycle"),
                         );
                     }
@@ -568,16 +675,32 @@ impl Validator {
                     continue;
                 }
                 if let Some(first) = seen_names.get(name.as_str()) {
-                    self.push(parsed.diag(&key_path, At::Key, format!("pool `{name}` is defined twice")).hint(format!("the first definition is at {first}; pool names are unique across pools/*.toml")));
+                    self
+                        .push(parsed.diag(&key_path, At::Key, format!("pool `{name}` is defined twice")).hint(
+                        format!(
+                            "the first definition is at {first}; pool names are unique across pools/*.toml"
+                        ),
+                    ));
                     continue;
                 }
                 seen_names.insert(name, parsed.location(&key_path, At::Key));
                 let before = self.diags.len();
 
                 if let Some(sites) = known.sites {
-                    if !sites.contains_key(raw.site.as_str()) {
-                        let names: Vec<&str> = sites.keys().map(SiteName::as_str).collect();
-                        self.push(parsed.diag(&path("site"), At::Value, format!("pool `{name}` names site `{}`, which golden.toml does not define", raw.site)).hint(one_of("sites", &names)));
+                    if !sites.contains(raw.site.as_str()) {
+                        let names: Vec<&str> = sites.iter().copied().collect();
+                        self.push(
+                            parsed
+                                .diag(
+                                    &path("site"),
+                                    At::Value,
+                                    format!(
+                                        "pool `{name}` names site `{}`, which golden.toml does not define",
+                                        raw.site
+                                    ),
+                                )
+                                .hint(one_of("sites", &names)),
+                        );
                     }
                 }
                 match known.images.get(raw.image.as_str()) {
@@ -596,18 +719,35 @@ impl Validator {
                         let names: Vec<&str> = known.images.keys().map(ImageName::as_str).collect();
                         self.push(
                             parsed
-                                .diag(&path("image"), At::Value, format!("pool `{name}` names image `{}`, which has no file images/{}.toml", raw.image, raw.image))
+                                .diag(
+                                    &path("image"),
+                                    At::Value,
+                                    format!(
+                                        "pool `{name}` names image `{}`, which has no file images/{}.toml",
+                                        raw.image, raw.image
+                                    ),
+                                )
                                 .hint(one_of("images", &names)),
                         );
                     }
                 }
 
                 let horizon_name = raw.horizon_name.clone().unwrap_or_else(|| name.clone());
-                let horizon_at = if raw.horizon_name.is_some() { (path("horizon_name").to_vec(), At::Value) } else { (key_path.to_vec(), At::Key) };
+                let horizon_at = if raw.horizon_name.is_some() {
+                    (path("horizon_name").to_vec(), At::Value)
+                } else {
+                    (key_path.to_vec(), At::Key)
+                };
                 if horizon_name.trim().is_empty() || horizon_name.chars().count() > HORIZON_NAME_MAX {
                     self.push(
                         parsed
-                            .diag(&horizon_at.0, horizon_at.1, format!("Horizon name of pool `{name}` must be 1 to {HORIZON_NAME_MAX} characters"))
+                            .diag(
+                                &horizon_at.0,
+                                horizon_at.1,
+                                format!(
+                                    "Horizon name of pool `{name}` must be 1 to {HORIZON_NAME_MAX} characters"
+                                ),
+                            )
                             .hint("use the pool's name (ID) as Horizon shows it"),
                     );
                 } else {
@@ -696,7 +836,10 @@ fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
 /// The keys the schema allows in the table at `path`.
 fn known_keys(schema: &serde_json::Value, path: &[&str]) -> Vec<String> {
     // Follows `$ref` and the non-null branch of `anyOf` (how Option<T> is written).
-    fn resolve<'a>(defs: Option<&'a serde_json::Value>, mut node: &'a serde_json::Value) -> &'a serde_json::Value {
+    fn resolve<'a>(
+        defs: Option<&'a serde_json::Value>,
+        mut node: &'a serde_json::Value,
+    ) -> &'a serde_json::Value {
         for _ in 0..8 {
             let next = if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
                 defs.and_then(|d| d.get(r.trim_start_matches("#/$defs/")))
@@ -750,6 +893,18 @@ fn schema_file_hint(path: &str) -> &'static str {
     }
 }
 
+/// A key path as TOML writes it: `versions."2026.10".notes`.
+fn dotted<S: AsRef<str>>(path: &[S]) -> String {
+    let bare =
+        |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let parts: Vec<String> = path
+        .iter()
+        .map(|k| k.as_ref())
+        .map(|k| if bare(k) { k.to_owned() } else { format!("{k:?}") })
+        .collect();
+    parts.join(".")
+}
+
 fn list(names: &[&str]) -> String {
     if names.is_empty() { "(none defined)".to_owned() } else { names.join(", ") }
 }
@@ -765,7 +920,10 @@ mod tests {
     #[test]
     fn credential_values_are_recognised_without_false_alarms() {
         assert!(credential_value("https://admin:hunter2@vc.example").is_some());
-        assert!(credential_value("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N").is_some());
+        assert!(
+            credential_value("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N")
+                .is_some()
+        );
         assert!(credential_value("https://vc.example").is_none());
         assert!(credential_value("2026.10").is_none());
     }
@@ -776,6 +934,9 @@ mod tests {
         let keys = known_keys(&schema, &["sites", "hq"]);
         assert!(keys.contains(&"datastore".to_owned()), "{keys:?}");
         assert!(known_keys(&schema, &["settings"]).contains(&"parallelism".to_owned()));
-        assert_eq!(strsim_best("paralelism", &known_keys(&schema, &["settings"])).as_deref(), Some("parallelism"));
+        assert_eq!(
+            strsim_best("paralelism", &known_keys(&schema, &["settings"])).as_deref(),
+            Some("parallelism")
+        );
     }
 }

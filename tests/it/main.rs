@@ -1,0 +1,7 @@
+//! The integration test binary (one binary for all, as ripgrep and jj do).
+
+mod cli;
+mod common;
+mod git_ref;
+mod schema;
+mod validate;
