@@ -6,8 +6,13 @@
 //! to each other: load → plan → apply → journal.
 
 pub mod cli;
+pub mod connect;
 pub mod desired;
 pub mod diag;
 pub mod git;
+pub mod horizon;
 pub mod ids;
+pub mod lab;
+pub mod live;
 pub mod schema;
+pub mod vcenter;

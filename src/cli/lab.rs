@@ -1,10 +1,14 @@
-//! `golden lab`: the local lab that serves simulated vCenter and Horizon APIs on loopback.
+//! `golden lab serve`: the local lab that serves simulated vCenter and Horizon APIs on loopback.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::{Exit, NotImplemented};
+use super::Exit;
+use crate::desired::{self, Location};
+use crate::lab::{Lab, LabOptions, LabState, Timings, seed};
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
@@ -17,7 +21,7 @@ pub struct ServeArgs {
     /// Seed the lab from this repository: its sites, source VMs, pools and farms
     #[arg(long, value_name = "DIR")]
     pub seed: Option<PathBuf>,
-    /// Load the lab state from FILE at start and save it there on exit
+    /// Load the lab state from FILE at start (when it exists) and save it there on exit
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Added latency per request, in milliseconds
@@ -33,6 +37,75 @@ pub struct ServeArgs {
 
 pub fn run(command: LabCommand) -> anyhow::Result<Exit> {
     match command {
-        LabCommand::Serve(_) => Err(NotImplemented { command: "lab serve" }.into()),
+        LabCommand::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve(args))
+        }
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    let state = initial_state(&args)?;
+    let lab = Lab::start(state, LabOptions { latency_ms: args.latency, free_ports: args.free_ports }).await?;
+    {
+        let mut out = anstream::stdout();
+        for e in lab.endpoints() {
+            writeln!(out, "{:<8} {:<8} {}", e.site, e.product, e.url)?;
+        }
+        out.flush()?;
+    }
+    if let Some(path) = &args.env_file {
+        let mut text = String::new();
+        for (name, value) in lab.env() {
+            // Only URL overrides when ports are not the ones golden.toml names.
+            if name.ends_with("_URL") && !args.free_ports {
+                continue;
+            }
+            text.push_str(&format!("export {name}={value}\n"));
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tracing::info!("lab running; stop it with Ctrl-C or SIGTERM");
+    wait_for_signal().await?;
+    let state = lab.shutdown().await;
+    if let Some(path) = &args.state {
+        save(path, &state)?;
+        tracing::info!("saved lab state to {}", path.display());
+    }
+    Ok(Exit::Success)
+}
+
+fn initial_state(args: &ServeArgs) -> anyhow::Result<LabState> {
+    if let Some(path) = args.state.as_ref().filter(|p| p.exists()) {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let state: LabState = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a lab state file; delete it to start afresh", path.display())
+        })?;
+        return Ok(state);
+    }
+    let Some(dir) = &args.seed else {
+        anyhow::bail!(
+            "nothing to serve: give --seed DIR (a golden repository), or --state FILE of an earlier lab"
+        );
+    };
+    let desired = desired::load(&Location::WorkTree { dir: dir.clone() })?;
+    Ok(seed::from_desired(&desired, Timings::default()))
+}
+
+fn save(path: &Path, state: &LabState) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

@@ -1,0 +1,107 @@
+//! The lab: simulated vCenter and Horizon endpoints on loopback.
+//!
+//! Every site of a repository gets two HTTP endpoints, a vCenter (vSphere REST `/rest` and SOAP
+//! `/sdk`) and a Horizon Connection Server (`/rest`), speaking the same wire format as the real
+//! products for the subset golden uses. golden's own clients talk to it exactly as they talk to
+//! production, so `golden demo`, the examples and the tests need no VMware software.
+//!
+//! All sites live in one [`LabState`] behind one mutex: cross-site behaviour (a subscribed
+//! library replicating from another site's published library) is a plain read of another site.
+//! Asynchronous behaviour is computed lazily from the wall clock and [`Timings`], so the state
+//! is plain data that can be saved to a file and resumed.
+//!
+//! - [`vcenter`]: the vCenter simulator (inventory, Content Library, tags, SOAP calls).
+//! - [`horizon`]: the Horizon simulator (auth, pools, farms, push-image state machine).
+//! - [`server`]: binding, per-request latency, request counters and fault injection.
+//! - [`seed`]: building a lab from a repository's desired state.
+
+pub mod horizon;
+pub mod seed;
+pub mod server;
+pub mod vcenter;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use server::{Endpoint, Lab, LabOptions, Product};
+
+/// User name and password the lab accepts on every endpoint (Horizon also wants the domain).
+pub const LAB_USER: &str = "golden-lab";
+pub const LAB_PASSWORD: &str = "lab-password";
+pub const LAB_DOMAIN: &str = "LAB";
+
+/// How long the lab's asynchronous operations take, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// A subscribed library sync (per item) and a PULL file transfer.
+    pub library_sync_ms: u64,
+    /// Horizon publishing a pushed image (PENDING_PUBLISH → PUBLISHING → READY).
+    pub push_publish_ms: u64,
+    /// Horizon recreating machines on the new image (READY → current image swapped).
+    pub push_apply_ms: u64,
+    /// Lifetime of a Horizon access token.
+    pub token_ttl_ms: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            library_sync_ms: 300,
+            push_publish_ms: 400,
+            push_apply_ms: 400,
+            token_ttl_ms: 30 * 60 * 1000,
+        }
+    }
+}
+
+impl Timings {
+    /// Everything instant (but still through the same state machines): for fast tests.
+    pub fn instant() -> Self {
+        Timings { library_sync_ms: 0, push_publish_ms: 0, push_apply_ms: 0, ..Timings::default() }
+    }
+}
+
+/// The whole lab: every site's simulated vCenter and Horizon.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub sites: BTreeMap<String, SiteLab>,
+    pub timings: Timings,
+}
+
+/// One site: a vCenter and the Horizon pod whose desktops it hosts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SiteLab {
+    pub name: String,
+    pub vcenter: vcenter::VcenterSim,
+    pub horizon: horizon::HorizonSim,
+    /// Base URLs the endpoints are served at (set when the lab binds), so one site's vCenter
+    /// can resolve another's publish URL.
+    pub vcenter_url: Option<String>,
+    pub horizon_url: Option<String>,
+}
+
+/// The lab state shared by every endpoint's handlers.
+pub type Shared = Arc<Mutex<LabState>>;
+
+/// Axum state of one endpoint: the lab plus the site it serves.
+#[derive(Clone, Debug)]
+pub struct SiteCtx {
+    pub lab: Shared,
+    pub site: String,
+}
+
+impl SiteCtx {
+    /// Locks the lab. A poisoned lock (a handler panicked) is recovered: the state is plain
+    /// data and every handler leaves it consistent before it can panic.
+    pub fn lock(&self) -> MutexGuard<'_, LabState> {
+        self.lab.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Milliseconds since the Unix epoch: the lab's clock, and Horizon's timestamp unit.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,376 @@
+//! Serving the lab: one loopback listener per site and product, with the knobs tests and
+//! benchmarks need around every request.
+//!
+//! - latency: a fixed delay before each request is handled (`--latency MS`);
+//! - counters: requests per endpoint and per `METHOD /path`, at `GET /__lab/counters`
+//!   (`DELETE` resets them), or [`Lab::requests`] in-process;
+//! - faults: rules that answer matching requests with a status and body, or delay them, the same
+//!   JSON as the vcsim wrapper's `/__fault` (`POST` adds, `GET` lists with hit counts, `DELETE`
+//!   clears), so a contract test can inject the same fault into either.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, Shared, SiteCtx};
+
+/// Which product an endpoint simulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Product {
+    Vcenter,
+    Horizon,
+}
+
+impl fmt::Display for Product {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Product::Vcenter => "vcenter",
+            Product::Horizon => "horizon",
+        })
+    }
+}
+
+/// How to start a lab.
+#[derive(Clone, Debug, Default)]
+pub struct LabOptions {
+    /// Delay added to every request, in milliseconds.
+    pub latency_ms: u64,
+    /// Bind free loopback ports instead of the URLs recorded in the state (`SiteLab::*_url`).
+    pub free_ports: bool,
+}
+
+/// A rule of fault injection. Matches on method, path prefix and body text; answers with
+/// `status` + `body` (+ `headers`), or only delays the request when `status` is 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub path_prefix: String,
+    #[serde(default)]
+    pub body_contains: String,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// How many requests the rule hits; 0 means every one.
+    #[serde(default)]
+    pub count: u32,
+    #[serde(default)]
+    pub hits: u32,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Stats {
+    total: u64,
+    by_route: BTreeMap<String, u64>,
+    #[serde(skip)]
+    faults: Vec<FaultRule>,
+}
+
+/// One served endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub site: String,
+    pub product: Product,
+    pub url: String,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// A running lab. Dropping it without [`Lab::shutdown`] stops the listeners too.
+#[derive(Debug)]
+pub struct Lab {
+    shared: Shared,
+    endpoints: Vec<Endpoint>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Layer {
+    stats: Arc<Mutex<Stats>>,
+    latency: Duration,
+}
+
+impl Lab {
+    /// Binds every site's vCenter and Horizon endpoint and starts serving `state`.
+    pub async fn start(state: LabState, options: LabOptions) -> anyhow::Result<Lab> {
+        let shared: Shared = Arc::new(Mutex::new(state));
+        let sites: Vec<(String, Option<String>, Option<String>)> = {
+            let lab = shared.lock().unwrap_or_else(|e| e.into_inner());
+            lab.sites
+                .values()
+                .map(|s| (s.name.clone(), s.vcenter_url.clone(), s.horizon_url.clone()))
+                .collect()
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut lab = Lab { shared: shared.clone(), endpoints: Vec::new(), stop, tasks: Vec::new() };
+        for (site, vcenter_url, horizon_url) in sites {
+            for (product, configured) in [(Product::Vcenter, vcenter_url), (Product::Horizon, horizon_url)] {
+                let addr = match (&configured, options.free_ports) {
+                    (Some(url), false) => loopback_addr(url)?,
+                    _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+                };
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {addr} for the {product} of site `{site}`: {e}")
+                })?;
+                let url = format!("http://{}", listener.local_addr()?);
+                let stats = Arc::new(Mutex::new(Stats::default()));
+                let ctx = SiteCtx { lab: shared.clone(), site: site.clone() };
+                let routes = match product {
+                    Product::Vcenter => super::vcenter::router(),
+                    Product::Horizon => super::horizon::router(),
+                };
+                let layer =
+                    Layer { stats: stats.clone(), latency: Duration::from_millis(options.latency_ms) };
+                let app: Router = routes.with_state(ctx).layer(middleware::from_fn_with_state(layer, around));
+                let mut stopped = stopped.clone();
+                lab.tasks.push(tokio::spawn(async move {
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                        tracing::error!("lab endpoint stopped: {e}");
+                    }
+                }));
+                {
+                    let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(s) = state.sites.get_mut(&site) {
+                        match product {
+                            Product::Vcenter => s.vcenter_url = Some(url.clone()),
+                            Product::Horizon => s.horizon_url = Some(url.clone()),
+                        }
+                    }
+                }
+                lab.endpoints.push(Endpoint { site: site.clone(), product, url, stats });
+            }
+        }
+        Ok(lab)
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The shared state, for tests that arrange or inspect the lab directly.
+    pub fn state(&self) -> Shared {
+        self.shared.clone()
+    }
+
+    /// The base URL of a site's endpoint.
+    pub fn url(&self, site: &str, product: Product) -> Option<&str> {
+        self.endpoint(site, product).map(|e| e.url.as_str())
+    }
+
+    fn endpoint(&self, site: &str, product: Product) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.site == site && e.product == product)
+    }
+
+    /// Requests an endpoint has served since start (or the last reset), control paths excluded.
+    pub fn requests(&self, site: &str, product: Product) -> u64 {
+        self.endpoint(site, product).map_or(0, |e| lock(&e.stats).total)
+    }
+
+    /// Requests per `METHOD /path` at an endpoint.
+    pub fn requests_by_route(&self, site: &str, product: Product) -> BTreeMap<String, u64> {
+        self.endpoint(site, product).map(|e| lock(&e.stats).by_route.clone()).unwrap_or_default()
+    }
+
+    pub fn reset_counters(&self) {
+        for e in &self.endpoints {
+            let mut stats = lock(&e.stats);
+            stats.total = 0;
+            stats.by_route.clear();
+        }
+    }
+
+    /// Adds a fault rule to an endpoint.
+    pub fn add_fault(&self, site: &str, product: Product, rule: FaultRule) {
+        if let Some(e) = self.endpoint(site, product) {
+            lock(&e.stats).faults.push(rule);
+        }
+    }
+
+    /// The environment a client needs: URL overrides and the credentials the lab accepts.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut vars = Vec::new();
+        for e in &self.endpoints {
+            let prefix = crate::ids::SiteName::new(e.site.clone()).env_prefix();
+            let product = match e.product {
+                Product::Vcenter => "VCENTER",
+                Product::Horizon => "HORIZON",
+            };
+            vars.push((format!("{prefix}_{product}_URL"), e.url.clone()));
+            vars.push((format!("{prefix}_{product}_USER"), LAB_USER.to_owned()));
+            vars.push((format!("{prefix}_{product}_PASSWORD"), LAB_PASSWORD.to_owned()));
+            if e.product == Product::Horizon {
+                vars.push((format!("{prefix}_HORIZON_DOMAIN"), LAB_DOMAIN.to_owned()));
+            }
+        }
+        vars
+    }
+
+    /// Stops every listener and returns the final state.
+    pub async fn shutdown(mut self) -> LabState {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The loopback socket address of a lab URL; the lab never binds anything but loopback.
+fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("lab URL {url} is not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    let ip: std::net::IpAddr = match host {
+        "localhost" => [127, 0, 0, 1].into(),
+        h => h.trim_matches(|c| c == '[' || c == ']').parse().map_err(|_| {
+            anyhow::anyhow!("lab URL {url} is not a loopback address; the lab only binds 127.0.0.1 or [::1]")
+        })?,
+    };
+    if !ip.is_loopback() {
+        anyhow::bail!("lab URL {url} is not a loopback address; the lab only binds 127.0.0.1 or [::1]");
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The middleware around every lab request: control paths, counters, latency, faults.
+async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if path == "/__lab/counters" {
+        let mut stats = lock(&layer.stats);
+        if method == Method::DELETE {
+            stats.total = 0;
+            stats.by_route.clear();
+        }
+        return axum::Json(serde_json::json!({"total": stats.total, "by_route": stats.by_route}))
+            .into_response();
+    }
+    if path == "/__fault" {
+        return fault_admin(&layer, request).await;
+    }
+    {
+        let mut stats = lock(&layer.stats);
+        stats.total += 1;
+        *stats.by_route.entry(format!("{method} {path}")).or_default() += 1;
+    }
+    if !layer.latency.is_zero() {
+        tokio::time::sleep(layer.latency).await;
+    }
+    let has_rules = !lock(&layer.stats).faults.is_empty();
+    if !has_rules {
+        return next.run(request).await;
+    }
+    // Buffer the body so rules can match on it, then hand it on unchanged.
+    let (parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let hit = {
+        let mut stats = lock(&layer.stats);
+        let text = String::from_utf8_lossy(&bytes);
+        stats
+            .faults
+            .iter_mut()
+            .find(|r| {
+                (r.count == 0 || r.hits < r.count)
+                    && (r.method.is_empty() || r.method.eq_ignore_ascii_case(method.as_str()))
+                    && path.starts_with(&r.path_prefix)
+                    && text.contains(&r.body_contains)
+            })
+            .map(|r| {
+                r.hits += 1;
+                r.clone()
+            })
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let Some(rule) = hit else { return next.run(request).await };
+    if rule.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    if rule.status == 0 {
+        return next.run(request).await;
+    }
+    let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type =
+        if rule.body.trim_start().starts_with('<') { "text/xml; charset=utf-8" } else { "application/json" };
+    let mut response = (status, [("content-type", content_type)], rule.body).into_response();
+    for (name, value) in &rule.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
+async fn fault_admin(layer: &Layer, request: Request) -> Response {
+    let method = request.method().clone();
+    match method {
+        Method::POST => {
+            let Ok(bytes) = to_bytes(request.into_body(), 1024 * 1024).await else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            match serde_json::from_slice::<FaultRule>(&bytes) {
+                Ok(mut rule) => {
+                    rule.hits = 0;
+                    lock(&layer.stats).faults.push(rule.clone());
+                    axum::Json(rule).into_response()
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            }
+        }
+        Method::GET => axum::Json(lock(&layer.stats).faults.clone()).into_response(),
+        Method::DELETE => {
+            lock(&layer.stats).faults.clear();
+            StatusCode::OK.into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_bound() {
+        assert!(loopback_addr("http://127.0.0.1:18441").is_ok());
+        assert!(loopback_addr("http://localhost:1").is_ok());
+        assert!(loopback_addr("http://[::1]:1").is_ok());
+        assert!(loopback_addr("http://10.0.0.1:1").is_err());
+        assert!(loopback_addr("https://vc.corp.example").is_err());
+    }
+}

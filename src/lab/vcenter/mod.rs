@@ -1,0 +1,355 @@
+//! The lab's vCenter: an inventory model plus the vSphere REST (`/rest`) and SOAP (`/sdk`)
+//! calls golden uses, with the wire format of the real product (and of vcsim, which the
+//! contract tests compare it with).
+//!
+//! Morefs follow real vCenter (`datacenter-2`, `group-v3`, `domain-c7`, `resgroup-8`,
+//! `datastore-11`, `vm-42`, `snapshot-43`) but clients must treat them as opaque.
+
+mod routes;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use routes::router;
+
+/// One simulated vCenter.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VcenterSim {
+    /// `about.instanceUuid`; Horizon registers the vCenter under it.
+    pub instance_uuid: String,
+    /// Counter behind every moref this vCenter hands out.
+    pub next_id: u64,
+    pub datacenters: BTreeMap<String, Datacenter>,
+    pub folders: BTreeMap<String, Folder>,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub hosts: BTreeMap<String, Host>,
+    pub resource_pools: BTreeMap<String, ResourcePool>,
+    pub datastores: BTreeMap<String, Datastore>,
+    pub networks: BTreeMap<String, Network>,
+    pub vms: BTreeMap<String, Vm>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Datacenter {
+    pub id: String,
+    pub name: String,
+    pub vm_folder: String,
+    pub host_folder: String,
+    pub datastore_folder: String,
+    pub network_folder: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FolderKind {
+    Datacenter,
+    Vm,
+    Host,
+    Datastore,
+    Network,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Folder {
+    pub id: String,
+    pub name: String,
+    /// The parent folder or datacenter; `None` for the root folder.
+    pub parent: Option<String>,
+    pub kind: FolderKind,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+    /// The cluster's root resource pool (`Resources`).
+    pub resource_pool: String,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResourcePool {
+    pub id: String,
+    pub name: String,
+    /// The parent pool, or the owning cluster for a root pool.
+    pub parent: String,
+    /// The cluster that owns the pool.
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Datastore {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Vm {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+    pub folder: String,
+    /// `None` for templates, as in vSphere.
+    pub resource_pool: Option<String>,
+    pub host: String,
+    pub datastore: String,
+    pub template: bool,
+    pub powered_on: bool,
+    pub guest_id: String,
+    /// Every snapshot, flattened; the tree is given by `parent`.
+    pub snapshots: Vec<Snapshot>,
+    pub current_snapshot: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    /// Per-VM counter starting at 1, as vSphere's `VirtualMachineSnapshotTree.id`.
+    pub num: u32,
+    pub name: String,
+    pub description: String,
+    pub parent: Option<String>,
+    pub created_ms: i64,
+}
+
+/// Where a new site's inventory puts things, from the site's golden.toml placement.
+#[derive(Clone, Debug)]
+pub struct Placement<'a> {
+    pub datacenter: &'a str,
+    /// The cluster to create; with `resource_pool`, the pool is created inside it.
+    pub cluster: &'a str,
+    pub resource_pool: Option<&'a str>,
+    pub folder: &'a str,
+    pub datastore: &'a str,
+}
+
+impl VcenterSim {
+    /// A vCenter with one datacenter holding a cluster of two hosts, a VM folder, a datastore
+    /// and a network, named as `placement` says.
+    pub fn new(instance_uuid: &str, placement: &Placement<'_>) -> VcenterSim {
+        let mut vc =
+            VcenterSim { instance_uuid: instance_uuid.to_owned(), next_id: 1, ..VcenterSim::default() };
+        let root = vc.moref("group-d");
+        vc.folders.insert(
+            root.clone(),
+            Folder {
+                id: root.clone(),
+                name: "Datacenters".into(),
+                parent: None,
+                kind: FolderKind::Datacenter,
+            },
+        );
+        let dc = vc.moref("datacenter-");
+        let folder = |vc: &mut VcenterSim, prefix: &str, name: &str, parent: &str, kind| {
+            let id = vc.moref(prefix);
+            vc.folders.insert(
+                id.clone(),
+                Folder { id: id.clone(), name: name.into(), parent: Some(parent.into()), kind },
+            );
+            id
+        };
+        let vm_folder = folder(&mut vc, "group-v", "vm", &dc, FolderKind::Vm);
+        let host_folder = folder(&mut vc, "group-h", "host", &dc, FolderKind::Host);
+        let datastore_folder = folder(&mut vc, "group-s", "datastore", &dc, FolderKind::Datastore);
+        let network_folder = folder(&mut vc, "group-n", "network", &dc, FolderKind::Network);
+        folder(&mut vc, "group-v", placement.folder, &vm_folder, FolderKind::Vm);
+        vc.datacenters.insert(
+            dc.clone(),
+            Datacenter {
+                id: dc.clone(),
+                name: placement.datacenter.into(),
+                vm_folder,
+                host_folder,
+                datastore_folder,
+                network_folder,
+            },
+        );
+        let cluster = vc.moref("domain-c");
+        let root_pool = vc.moref("resgroup-");
+        vc.resource_pools.insert(
+            root_pool.clone(),
+            ResourcePool {
+                id: root_pool.clone(),
+                name: "Resources".into(),
+                parent: cluster.clone(),
+                cluster: cluster.clone(),
+            },
+        );
+        if let Some(pool) = placement.resource_pool {
+            let id = vc.moref("resgroup-");
+            vc.resource_pools.insert(
+                id.clone(),
+                ResourcePool { id, name: pool.into(), parent: root_pool.clone(), cluster: cluster.clone() },
+            );
+        }
+        let mut hosts = Vec::new();
+        for n in 0..2 {
+            let id = vc.moref("host-");
+            vc.hosts.insert(
+                id.clone(),
+                Host {
+                    id: id.clone(),
+                    name: format!("esx-{n:02}.{}.lab", placement.datacenter.to_ascii_lowercase()),
+                    cluster: cluster.clone(),
+                },
+            );
+            hosts.push(id);
+        }
+        vc.clusters.insert(
+            cluster.clone(),
+            Cluster {
+                id: cluster,
+                name: placement.cluster.into(),
+                datacenter: dc.clone(),
+                resource_pool: root_pool,
+                hosts,
+            },
+        );
+        let ds = vc.moref("datastore-");
+        vc.datastores.insert(
+            ds.clone(),
+            Datastore { id: ds, name: placement.datastore.into(), datacenter: dc.clone() },
+        );
+        let net = vc.moref("network-");
+        vc.networks.insert(net.clone(), Network { id: net, name: "VM Network".into(), datacenter: dc });
+        vc
+    }
+
+    /// A fresh moref with the given prefix (`vm-`, `snapshot-`, ...).
+    pub fn moref(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}{}", self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// The first datacenter (a lab vCenter has exactly one).
+    pub fn datacenter(&self) -> Option<&Datacenter> {
+        self.datacenters.values().next()
+    }
+
+    /// Adds a powered-on VM in folder `folder` (default: the datacenter's VM root folder),
+    /// on the first cluster's first host and the first datastore. Returns its moref.
+    pub fn add_vm(&mut self, name: &str, folder: Option<&str>) -> Option<String> {
+        let dc = self.datacenter()?.clone();
+        let cluster = self.clusters.values().next()?.clone();
+        let datastore = self.datastores.keys().next()?.clone();
+        let id = self.moref("vm-");
+        self.vms.insert(
+            id.clone(),
+            Vm {
+                id: id.clone(),
+                name: name.into(),
+                datacenter: dc.id.clone(),
+                folder: folder.map_or(dc.vm_folder.clone(), str::to_owned),
+                resource_pool: Some(cluster.resource_pool.clone()),
+                host: cluster.hosts.first()?.clone(),
+                datastore,
+                template: false,
+                powered_on: true,
+                guest_id: "windows9_64Guest".into(),
+                snapshots: Vec::new(),
+                current_snapshot: None,
+            },
+        );
+        Some(id)
+    }
+
+    /// Takes a snapshot of `vm` as a child of its current snapshot. Returns the snapshot moref.
+    pub fn add_snapshot(&mut self, vm: &str, name: &str, description: &str, now_ms: i64) -> Option<String> {
+        let id = self.moref("snapshot-");
+        let vm = self.vms.get_mut(vm)?;
+        let num = vm.snapshots.iter().map(|s| s.num).max().unwrap_or(0) + 1;
+        vm.snapshots.push(Snapshot {
+            id: id.clone(),
+            num,
+            name: name.into(),
+            description: description.into(),
+            parent: vm.current_snapshot.clone(),
+            created_ms: now_ms,
+        });
+        vm.current_snapshot = Some(id.clone());
+        Some(id)
+    }
+
+    /// A VM's inventory path as Horizon shows it: `/<datacenter>/vm/<folder>/<name>`.
+    pub fn vm_path(&self, vm: &Vm) -> String {
+        let mut parts = vec![vm.name.clone()];
+        let mut at = Some(vm.folder.clone());
+        while let Some(id) = at {
+            if let Some(f) = self.folders.get(&id) {
+                parts.push(f.name.clone());
+                at = f.parent.clone();
+            } else if let Some(dc) = self.datacenters.get(&id) {
+                parts.push(dc.name.clone());
+                break;
+            } else {
+                break;
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// A snapshot's path in its VM's snapshot tree, as Horizon shows it: `/base/child`.
+    pub fn snapshot_path(vm: &Vm, snapshot: &str) -> String {
+        let mut parts = Vec::new();
+        let mut at = Some(snapshot.to_owned());
+        while let Some(id) = at {
+            let Some(s) = vm.snapshots.iter().find(|s| s.id == id) else { break };
+            parts.push(s.name.clone());
+            at = s.parent.clone();
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// The folder named `name` anywhere under the VM root folder.
+    pub fn vm_folder_named(&self, name: &str) -> Option<&Folder> {
+        self.folders.values().find(|f| f.kind == FolderKind::Vm && f.name == name && f.parent.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_vcenter_has_the_placement_objects() {
+        let mut vc = VcenterSim::new(
+            "uuid",
+            &Placement {
+                datacenter: "DC-EU",
+                cluster: "C",
+                resource_pool: Some("VDI"),
+                folder: "golden",
+                datastore: "ds",
+            },
+        );
+        assert_eq!(vc.datacenter().map(|d| d.name.as_str()), Some("DC-EU"));
+        assert!(vc.resource_pools.values().any(|p| p.name == "VDI"));
+        let folder = vc.vm_folder_named("golden").map(|f| f.id.clone());
+        let vm = vc.add_vm("win11-build", folder.as_deref()).expect("vm");
+        let s1 = vc.add_snapshot(&vm, "a", "", 1).expect("snapshot");
+        let s2 = vc.add_snapshot(&vm, "b", "", 2).expect("snapshot");
+        let vm = &vc.vms[&vm];
+        assert_eq!(vc.vm_path(vm), "/DC-EU/vm/golden/win11-build");
+        assert_eq!(VcenterSim::snapshot_path(vm, &s2), "/a/b");
+        assert_eq!(vm.snapshots[1].parent.as_deref(), Some(s1.as_str()));
+    }
+}

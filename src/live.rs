@@ -1,0 +1,188 @@
+//! Live state: what a site's vCenter and Horizon really hold, in golden's own terms.
+//!
+//! The `vcenter` and `horizon` clients convert their wire types into these at their edge, so the
+//! planner never sees an API type. Everything is normalised while loading (sorted, ids as opaque
+//! strings) so that plans and snapshots are deterministic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::PoolKind;
+use crate::ids::{ImageName, SiteName, VersionName};
+
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A vCenter managed object reference value (`vm-42`, `snapshot-7`, `group-v3`, or a
+    /// datastore path such as vcsim's `/tmp/...@folder-5`). Opaque: never parsed.
+    Moref
+);
+opaque_id!(
+    /// A Content Library or library item id (a UUID in vCenter).
+    LibraryId
+);
+opaque_id!(
+    /// A Horizon object id (pool, farm, virtual center), a UUID on real servers.
+    HorizonId
+);
+
+/// The metadata golden writes on what it creates: which image and version an object holds.
+///
+/// Stored as JSON in a library item's description and as a vCenter tag on base VMs. An object
+/// without it is not golden's and is never changed or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GoldenMeta {
+    pub image: ImageName,
+    pub version: VersionName,
+    /// Where the version came from at the source site, e.g. `vm:win11-build@sealed-2026-10` or
+    /// `library_item:win11-2026.11`: a published version whose source differs is an error.
+    pub source: String,
+}
+
+/// Everything read from one site.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteLive {
+    /// The library named by `settings.library`, if it exists at this site.
+    pub library: Option<Library>,
+    /// Library items in that library, by id.
+    pub items: BTreeMap<LibraryId, LibraryItem>,
+    /// VMs that matter to golden: base VMs it owns, and VMs named as sources.
+    pub vms: BTreeMap<Moref, Vm>,
+    /// Desktop pools and farms, by their Horizon name.
+    pub pools: BTreeMap<String, LivePool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Library {
+    pub id: LibraryId,
+    pub name: String,
+    pub kind: LibraryKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LibraryKind {
+    /// A local library, published when `publish_url` is set.
+    Local { publish_url: Option<String> },
+    /// A library subscribed to another vCenter's published library.
+    Subscribed { subscription_url: String, last_sync_ms: Option<i64> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryItem {
+    pub id: LibraryId,
+    pub library: LibraryId,
+    pub name: String,
+    /// `ovf` or `vm-template`.
+    pub kind: String,
+    /// golden's metadata, when golden created (or adopted) the item.
+    pub meta: Option<GoldenMeta>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    pub id: Moref,
+    pub name: String,
+    pub template: bool,
+    pub powered_on: bool,
+    pub meta: Option<GoldenMeta>,
+    /// Every snapshot of the VM, flattened in tree order (parents before children).
+    pub snapshots: Vec<Snapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: Moref,
+    pub name: String,
+    pub parent: Option<Moref>,
+}
+
+/// An image as Horizon names it: a parent VM and one of its snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub vm: Moref,
+    pub snapshot: Moref,
+}
+
+/// A desktop pool or farm as Horizon reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LivePool {
+    pub id: HorizonId,
+    pub name: String,
+    pub kind: PoolKind,
+    /// False for pools golden cannot push to (not instant clone, not automated).
+    pub instant_clone: bool,
+    pub current: Option<ImageRef>,
+    pub pending: Option<PendingImage>,
+    pub operation: Operation,
+    pub last_error: Option<String>,
+}
+
+/// A new image being pushed to a pool or farm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingImage {
+    pub image: ImageRef,
+    pub state: PendingState,
+    /// Publish progress, 0 to 100.
+    pub progress: Option<u8>,
+    pub error: Option<String>,
+}
+
+/// Horizon's `instant_clone_pending_image_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingState {
+    PendingPublish,
+    Publishing,
+    Ready,
+    ReadyHeld,
+    Failed,
+    Unpublishing,
+}
+
+/// Horizon's `instant_clone_operation`, for pools and farms alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Operation {
+    None,
+    InitialPublish,
+    /// Pools: `SCHEDULE_PUSH_IMAGE`; farms: `RECURRING_SCHEDULED_MAINTENANCE`.
+    PushImage,
+    /// Pools: `CANCEL_SCHEDULED_PUSH_IMAGE`; farms: `CANCEL_SCHEDULED_MAINTENANCE`.
+    CancelPush,
+    InfrastructureChange,
+    FinalUnpublish,
+    /// A value this version of golden does not know; treated as "busy".
+    Other,
+}
+
+/// Live state of every site that was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveState {
+    pub sites: BTreeMap<SiteName, SiteLive>,
+}
