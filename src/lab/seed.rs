@@ -1,7 +1,9 @@
 //! Building a lab from a repository: the world as it is before golden's first apply.
 //!
 //! Every site gets a vCenter laid out as its golden.toml placement says. The source site also
-//! gets the build VMs and snapshots the versions name as their source. Every pool and farm in
+//! gets the build VMs and snapshots the versions name as their source, and its library (named
+//! by `settings.library`, published) holding the items versions adopt (`library_item`), as a
+//! build pipeline would have left them. Every pool and farm in
 //! the repository exists in its site's Horizon, running an initial image golden does not own
 //! (a `legacy-<image>` VM and its `initial` snapshot), as a real estate would before adopting
 //! golden.
@@ -50,8 +52,18 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
     // Build VMs and their snapshots at the source site, parents before children so that the
     // snapshot tree follows the version tree where they share a VM.
     if let Some(source) = sites.get_mut(desired.settings.source_site.as_str()) {
+        let mut library = None;
         for image in desired.images.values() {
             for version in image.versions.values() {
+                if let Source::LibraryItem { name } = &version.source {
+                    let vc = &mut source.vcenter;
+                    if library.is_none() {
+                        library = vc.add_local_library(&desired.settings.library, true, now);
+                    }
+                    if let Some(lib) = &library {
+                        vc.add_ovf_item(lib, name, &format!("built by the {} pipeline", image.name), now);
+                    }
+                }
                 if let Source::Vm { vm, snapshot } = &version.source {
                     let vc = &mut source.vcenter;
                     let id = match vc.vms.values().find(|v| &v.name == vm) {

@@ -5,7 +5,11 @@
 //! Morefs follow real vCenter (`datacenter-2`, `group-v3`, `domain-c7`, `resgroup-8`,
 //! `datastore-11`, `vm-42`, `snapshot-43`) but clients must treat them as opaque.
 
+pub mod content;
+mod rest;
 mod routes;
+mod soap;
+mod xml;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,60 @@ pub struct VcenterSim {
     pub datastores: BTreeMap<String, Datastore>,
     pub networks: BTreeMap<String, Network>,
     pub vms: BTreeMap<String, Vm>,
+    /// Content libraries and their items (see [`content`]).
+    #[serde(default)]
+    pub content: content::Content,
+    /// Tag categories, tags and their attachments.
+    #[serde(default)]
+    pub tagging: Tagging,
+    /// Finished and running tasks, by moref.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
+    /// Live REST and SOAP session ids. Not persisted: a resumed lab wants a fresh login.
+    #[serde(skip)]
+    pub sessions: std::collections::BTreeSet<String>,
+    /// SOAP container views: id to the managed object types they hold.
+    #[serde(skip)]
+    pub views: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tagging {
+    pub categories: BTreeMap<String, Category>,
+    pub tags: BTreeMap<String, Tag>,
+    /// Tag id to attached objects `(type, id)`.
+    pub attached: BTreeMap<String, std::collections::BTreeSet<(String, String)>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Category {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub cardinality: String,
+    pub associable_types: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tag {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub category_id: String,
+}
+
+/// A vSphere task. The lab finishes tasks at once, like vcsim; clients still poll `info.state`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub description_id: String,
+    pub entity: String,
+    pub entity_type: String,
+    /// `success` or `error`.
+    pub state: String,
+    /// The result moref and its type, e.g. (`VirtualMachineSnapshot`, `snapshot-12`).
+    pub result: Option<(String, String)>,
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
