@@ -47,13 +47,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<Exit> {
 async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let state = initial_state(&args)?;
     let lab = Lab::start(state, LabOptions { latency_ms: args.latency, free_ports: args.free_ports }).await?;
-    {
-        let mut out = anstream::stdout();
-        for e in lab.endpoints() {
-            writeln!(out, "{:<8} {:<8} {}", e.site, e.product, e.url)?;
-        }
-        out.flush()?;
-    }
+    // The env file first: whoever waits for the endpoint lines may read it at once.
     if let Some(path) = &args.env_file {
         let mut text = String::new();
         for (name, value) in lab.env() {
@@ -64,6 +58,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             text.push_str(&format!("export {name}={value}\n"));
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    {
+        let mut out = anstream::stdout();
+        for e in lab.endpoints() {
+            writeln!(out, "{:<8} {:<8} {}", e.site, e.product, e.url)?;
+        }
+        out.flush()?;
     }
     tracing::info!("lab running; stop it with Ctrl-C or SIGTERM");
     wait_for_signal().await?;

@@ -3,5 +3,6 @@
 mod cli;
 mod common;
 mod git_ref;
+mod lab;
 mod schema;
 mod validate;
