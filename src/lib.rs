@@ -14,5 +14,6 @@ pub mod horizon;
 pub mod ids;
 pub mod lab;
 pub mod live;
+pub mod plan;
 pub mod schema;
 pub mod vcenter;

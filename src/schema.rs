@@ -1,10 +1,12 @@
-//! JSON Schemas of the repository files, generated from the Rust types that read them.
+//! JSON Schemas of the repository files and of the plan document, generated from the Rust
+//! types that read and write them.
 //!
 //! The committed copies under `schema/` are what editors use (Even Better TOML / taplo); a test
 //! fails when they drift from the types, and `GOLDEN_UPDATE_SCHEMA=1 cargo test schema` rewrites
 //! them.
 
 use crate::desired::files::{GoldenFile, ImageFile, PoolsFile};
+use crate::plan::Plan;
 
 /// Every schema as `(file name under schema/, pretty JSON with a trailing newline)`.
 pub fn all() -> Vec<(&'static str, String)> {
@@ -19,5 +21,6 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("golden.schema.json", render::<GoldenFile>()),
         ("image.schema.json", render::<ImageFile>()),
         ("pools.schema.json", render::<PoolsFile>()),
+        ("plan.schema.json", render::<Plan>()),
     ]
 }

@@ -1,0 +1,155 @@
+//! The plan: the exact steps that take the live state to the desired state, as versioned data.
+//!
+//! [`planner::plan`] computes it as a pure function of the desired state, the live state and
+//! [`PlanOptions`] (no network, no git, no clock of its own). The plan is what `golden plan`
+//! prints and saves and what `golden apply` executes: apply makes no choice the plan did not
+//! make. Its JSON form is described by `schema/plan.schema.json`.
+
+pub mod planner;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::desired::{Logoff, PoolKind};
+use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
+
+pub use planner::{PlanError, PlanOptions, plan};
+
+/// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A complete plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Plan {
+    pub format_version: u32,
+    /// The golden release that wrote the plan.
+    pub golden_version: String,
+    /// The desired-state commit, when the repository is in git.
+    pub desired_commit: Option<String>,
+    /// The sites the plan covers (all sites unless narrowed with `--site`).
+    pub sites: Vec<SiteName>,
+    /// A fingerprint of every live object the plan relied on, by object key
+    /// (`<site>/pool/<name>`, `<site>/item/<id>`, `<site>/vm/<id>`).
+    pub fingerprints: BTreeMap<String, String>,
+    /// Steps in an order that respects every dependency.
+    pub steps: Vec<Step>,
+    /// Things the user should know that are not steps (a pool missing in Horizon, a rollback
+    /// that will not be warm).
+    pub warnings: Vec<String>,
+}
+
+/// A step id derived from the step's content, e.g. `push/eu/eu-finance`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct StepId(String);
+
+impl StepId {
+    pub fn new(id: impl Into<String>) -> Self {
+        StepId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One step: what, where, why, and after what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    pub id: StepId,
+    pub site: SiteName,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why the step exists, in domain words.
+    pub reason: String,
+    /// Steps that must succeed first.
+    pub depends_on: Vec<StepId>,
+}
+
+/// The closed set of step kinds. Matched without wildcard arms, so a new kind breaks the build
+/// wherever it must be handled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Put a version into the source site's library, capturing a VM or adopting an item.
+    Publish { image: ImageName, version: VersionName, source: PublishSource },
+    /// Copy a version into a site's library from the source site.
+    Replicate { image: ImageName, version: VersionName, from: SiteName },
+    /// Deploy a version's base VM from the site's library item and snapshot it.
+    Deploy { image: ImageName, version: VersionName },
+    /// Move a pool or farm to a version.
+    Push {
+        pool: PoolName,
+        horizon_name: String,
+        pool_kind: PoolKind,
+        image: ImageName,
+        marker: MarkerName,
+        version: VersionName,
+        wave: u32,
+        logoff: Logoff,
+    },
+    /// Delete a copy (library item, base VM) no marker, pool or rollback window needs.
+    Retire { image: ImageName, version: VersionName, items: Vec<String>, vms: Vec<String> },
+}
+
+/// Where a published version comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PublishSource {
+    /// Capture this VM (at this snapshot, or its current state).
+    Vm { vm: String, snapshot: Option<String> },
+    /// Adopt this existing library item.
+    LibraryItem { name: String },
+}
+
+impl Action {
+    /// Short verb for displays.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Publish { .. } => "publish",
+            Action::Replicate { .. } => "replicate",
+            Action::Deploy { .. } => "deploy",
+            Action::Push { .. } => "push",
+            Action::Retire { .. } => "retire",
+        }
+    }
+
+    /// Ordering of kinds in a plan: creation first, pushes, then removal.
+    fn rank(&self) -> u8 {
+        match self {
+            Action::Publish { .. } => 0,
+            Action::Replicate { .. } => 1,
+            Action::Deploy { .. } => 2,
+            Action::Push { .. } => 3,
+            Action::Retire { .. } => 4,
+        }
+    }
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.steps.is_empty()
+    }
+
+    /// Counts per step kind, in kind order, for summaries.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: BTreeMap<u8, (&'static str, usize)> = BTreeMap::new();
+        for step in &self.steps {
+            counts.entry(step.action.rank()).or_insert((step.action.verb(), 0)).1 += 1;
+        }
+        counts.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+//! The planner: a pure function of (desired state, live state, options) to a [`Plan`].
+//!
+//! No I/O, no clock, no randomness: the same inputs give the same plan, byte for byte, which is
+//! what makes its snapshot tests and saved plans trustworthy. Everything here works on golden's
+//! domain types; API types never reach it.
+//!
+//! What a site needs: the version each of its pools' markers points at. What it keeps besides:
+//! copies a pool still runs (until pushed away), and the `keep_previous` versions each bound
+//! marker pointed at before (the warm rollback window, from git history in `marker_history`).
+//! Everything else golden owns at the site is retired. The source site also keeps the library
+//! item of every version some site needs or keeps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use super::{Action, FORMAT_VERSION, Plan, PublishSource, Step, StepId};
+use crate::desired::{DesiredState, Pool, Source};
+use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::live::{GoldenMeta, ImageRef, LivePool, LiveState, Operation, PendingState, SiteLive};
+
+/// Inputs of a plan besides the two states.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Plan only these sites (their prerequisites at the source site included); empty = all.
+    pub sites: BTreeSet<SiteName>,
+    /// Earlier versions of each marker, most recent first, from git history: the rollback
+    /// window. Without git history nothing beyond current use is kept warm.
+    pub marker_history: BTreeMap<(ImageName, MarkerName), Vec<VersionName>>,
+}
+
+/// Problems that make a plan impossible; the user must fix the repository or the site.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "version {image}@{version} is already published from `{published}`, but the repository now says `{desired}`; published versions are immutable"
+    )]
+    SourceChanged { image: ImageName, version: VersionName, published: String, desired: String },
+    #[error("the source of {image}@{version} is missing at source site `{site}`: {what}")]
+    SourceMissing { image: ImageName, version: VersionName, site: SiteName, what: String },
+    #[error("site `{site}` was not read, but the plan needs it")]
+    SiteNotRead { site: SiteName },
+}
+
+impl PlanError {
+    pub fn hint(&self) -> String {
+        match self {
+            PlanError::SourceChanged { image, .. } => {
+                format!(
+                    "add a new version to images/{image}.toml with the new source, and move the marker to it"
+                )
+            }
+            PlanError::SourceMissing { .. } => {
+                "create the VM and snapshot (or library item) at the source site, or fix the version's source"
+                    .to_owned()
+            }
+            PlanError::SiteNotRead { .. } => {
+                "check the site's credentials and that it is reachable".to_owned()
+            }
+        }
+    }
+}
+
+/// The identity golden records for a version's source, e.g. `vm:win11-build@sealed-2026-10`.
+pub fn source_identity(source: &Source) -> String {
+    match source {
+        Source::Vm { vm, snapshot: Some(s) } => format!("vm:{vm}@{s}"),
+        Source::Vm { vm, snapshot: None } => format!("vm:{vm}"),
+        Source::LibraryItem { name } => format!("library_item:{name}"),
+    }
+}
+
+type Key = (ImageName, VersionName);
+
+/// What golden owns of one version at one site.
+#[derive(Default)]
+struct Copy {
+    items: Vec<String>,
+    vms: Vec<String>,
+    /// The base VM and its snapshot, when a deployed base is complete.
+    base: Option<ImageRef>,
+    meta_source: Option<String>,
+}
+
+fn copies(site: &SiteLive) -> BTreeMap<Key, Copy> {
+    let mut out: BTreeMap<Key, Copy> = BTreeMap::new();
+    let key = |m: &GoldenMeta| (m.image.clone(), m.version.clone());
+    for item in site.items.values() {
+        if let Some(meta) = &item.meta {
+            let c = out.entry(key(meta)).or_default();
+            c.items.push(item.id.to_string());
+            c.meta_source.get_or_insert_with(|| meta.source.clone());
+        }
+    }
+    for vm in site.vms.values() {
+        if let Some(meta) = &vm.meta {
+            let c = out.entry(key(meta)).or_default();
+            c.vms.push(vm.id.to_string());
+            if let (None, Some(snapshot)) = (&c.base, vm.snapshots.last()) {
+                c.base = Some(ImageRef { vm: vm.id.clone(), snapshot: snapshot.id.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// The version a pool's image reference is, when golden owns the VM.
+fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
+    let meta = site.vms.get(&image.vm)?.meta.as_ref()?;
+    Some((meta.image.clone(), meta.version.clone()))
+}
+
+fn step_id(parts: &[&str]) -> StepId {
+    StepId::new(parts.join("/"))
+}
+
+/// Computes the plan. Errors list every reason the plan is impossible.
+pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
+    let source_site = &desired.settings.source_site;
+    let in_scope = |s: &SiteName| options.sites.is_empty() || options.sites.contains(s);
+    let scope: Vec<SiteName> = desired.sites.keys().filter(|s| in_scope(s)).cloned().collect();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let empty = SiteLive::default();
+    let site_live = |s: &SiteName| live.sites.get(s);
+    let mut read_sites: Vec<&SiteName> = scope.iter().collect();
+    if !read_sites.contains(&source_site) {
+        read_sites.push(source_site);
+    }
+    for s in &read_sites {
+        if site_live(s).is_none() {
+            errors.push(PlanError::SiteNotRead { site: (*s).clone() });
+        }
+    }
+    let copies_at: BTreeMap<&SiteName, BTreeMap<Key, Copy>> =
+        read_sites.iter().map(|s| (*s, copies(site_live(s).unwrap_or(&empty)))).collect();
+
+    // What each site needs, and which pools need it (for reasons).
+    fn pools_at<'a>(desired: &'a DesiredState, s: &'a SiteName) -> impl Iterator<Item = &'a Pool> + 'a {
+        desired.pools.values().filter(move |p| &p.site == s)
+    }
+    let target = |p: &Pool| -> Option<Key> {
+        let image = desired.images.get(&p.image)?;
+        Some((p.image.clone(), image.markers.get(&p.marker)?.clone()))
+    };
+    let mut needed: BTreeMap<&SiteName, BTreeMap<Key, Vec<&Pool>>> = BTreeMap::new();
+    for s in &scope {
+        for p in pools_at(desired, s) {
+            if let Some(k) = target(p) {
+                needed.entry(s).or_default().entry(k).or_default().push(p);
+            }
+        }
+    }
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut publish_of: BTreeMap<Key, StepId> = BTreeMap::new();
+    let mut deploy_of: BTreeMap<(SiteName, Key), StepId> = BTreeMap::new();
+
+    // Publish: every version some site in scope needs, unless the source library has it.
+    let all_needed: BTreeSet<&Key> = needed.values().flat_map(|m| m.keys()).collect();
+    let source_copies = copies_at.get(source_site);
+    for key @ (image, version) in &all_needed {
+        let Some(v) = desired.images.get(image).and_then(|i| i.versions.get(version)) else { continue };
+        let identity = source_identity(&v.source);
+        let existing = source_copies.and_then(|c| c.get(*key)).filter(|c| !c.items.is_empty());
+        if let Some(copy) = existing {
+            if let Some(published) = &copy.meta_source {
+                if *published != identity {
+                    errors.push(PlanError::SourceChanged {
+                        image: image.clone(),
+                        version: version.clone(),
+                        published: published.clone(),
+                        desired: identity,
+                    });
+                }
+            }
+            continue;
+        }
+        let src_live = site_live(source_site).unwrap_or(&empty);
+        let (source, missing) = match &v.source {
+            Source::Vm { vm, snapshot } => {
+                let found = src_live.vms.values().find(|x| &x.name == vm && x.meta.is_none());
+                let missing = match (found, snapshot) {
+                    (None, _) => Some(format!("no VM named `{vm}`")),
+                    (Some(x), Some(s)) if !x.snapshots.iter().any(|y| &y.name == s) => {
+                        Some(format!("VM `{vm}` has no snapshot named `{s}`"))
+                    }
+                    _ => None,
+                };
+                (PublishSource::Vm { vm: vm.clone(), snapshot: snapshot.clone() }, missing)
+            }
+            Source::LibraryItem { name } => {
+                let found = src_live.items.values().any(|i| &i.name == name);
+                let missing = (!found)
+                    .then(|| format!("no item named `{name}` in library `{}`", desired.settings.library));
+                (PublishSource::LibraryItem { name: name.clone() }, missing)
+            }
+        };
+        if let Some(what) = missing {
+            if site_live(source_site).is_some() {
+                errors.push(PlanError::SourceMissing {
+                    image: image.clone(),
+                    version: version.clone(),
+                    site: source_site.clone(),
+                    what,
+                });
+            }
+            continue;
+        }
+        let users: BTreeSet<&str> =
+            needed.values().filter_map(|m| m.get(*key)).flatten().map(|p| p.name.as_str()).collect();
+        let id = step_id(&["publish", image.as_str(), version.as_str()]);
+        publish_of.insert((*key).clone(), id.clone());
+        steps.push(Step {
+            id,
+            site: source_site.clone(),
+            action: Action::Publish { image: image.clone(), version: version.clone(), source },
+            reason: format!("{image}@{version} is not published yet; needed by {}", list(&users)),
+            depends_on: Vec::new(),
+        });
+    }
+
+    // Replicate and deploy where a site needs a version it lacks.
+    for (site, keys) in &needed {
+        let here = copies_at.get(site);
+        for (key @ (image, version), users) in keys {
+            let copy = here.and_then(|c| c.get(key));
+            let mut deps = Vec::new();
+            let has_item = copy.is_some_and(|c| !c.items.is_empty());
+            if **site == *source_site {
+                deps.extend(publish_of.get(key).cloned());
+            } else if !has_item {
+                let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
+                steps.push(Step {
+                    id: id.clone(),
+                    site: (*site).clone(),
+                    action: Action::Replicate {
+                        image: image.clone(),
+                        version: version.clone(),
+                        from: source_site.clone(),
+                    },
+                    reason: format!("copy of {image}@{version} missing at {site}"),
+                    depends_on: publish_of.get(key).cloned().into_iter().collect(),
+                });
+                deps.push(id);
+            }
+            if copy.and_then(|c| c.base.as_ref()).is_none() {
+                let id = step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]);
+                let names: BTreeSet<&str> = users.iter().map(|p| p.name.as_str()).collect();
+                steps.push(Step {
+                    id: id.clone(),
+                    site: (*site).clone(),
+                    action: Action::Deploy { image: image.clone(), version: version.clone() },
+                    reason: format!("no base VM of {image}@{version} at {site}; needed by {}", list(&names)),
+                    depends_on: deps,
+                });
+                deploy_of.insert(((*site).clone(), key.clone()), id);
+            }
+        }
+    }
+
+    // Pushes.
+    let mut pushes: Vec<(u32, Step)> = Vec::new();
+    let mut pushed_away: BTreeMap<(SiteName, Key), Vec<StepId>> = BTreeMap::new();
+    for site in &scope {
+        let s_live = site_live(site).unwrap_or(&empty);
+        let here = copies_at.get(site);
+        for pool in pools_at(desired, site) {
+            let Some(key) = target(pool) else { continue };
+            let (image, version) = &key;
+            let Some(lp) = s_live.pools.get(&pool.horizon_name) else {
+                if site_live(site).is_some() {
+                    warnings.push(format!(
+                        "pool {}: Horizon at {site} has no {} named `{}`; create it, or fix horizon_name",
+                        pool.name, pool.kind, pool.horizon_name
+                    ));
+                }
+                continue;
+            };
+            let current = lp.current.as_ref().and_then(|c| version_of(s_live, c));
+            let base = here.and_then(|c| c.get(&key)).and_then(|c| c.base.clone());
+            let runs_target = lp.current.is_some() && lp.current == base;
+            if runs_target {
+                continue;
+            }
+            if pending_towards(lp, s_live, &key) {
+                continue;
+            }
+            let reason = push_reason(pool, lp, current.as_ref(), &key, s_live, options);
+            let id = step_id(&["push", site.as_str(), pool.name.as_str()]);
+            if let Some(c) = &current {
+                pushed_away.entry((site.clone(), c.clone())).or_default().push(id.clone());
+            }
+            pushes.push((
+                pool.wave,
+                Step {
+                    id,
+                    site: site.clone(),
+                    action: Action::Push {
+                        pool: pool.name.clone(),
+                        horizon_name: pool.horizon_name.clone(),
+                        pool_kind: pool.kind,
+                        image: image.clone(),
+                        marker: pool.marker.clone(),
+                        version: version.clone(),
+                        wave: pool.wave,
+                        logoff: pool.logoff,
+                    },
+                    reason,
+                    depends_on: deploy_of.get(&(site.clone(), key.clone())).cloned().into_iter().collect(),
+                },
+            ));
+        }
+    }
+    // Waves are global: a wave starts when every push of every earlier wave succeeded.
+    // Depending on the previous wave is enough, as it depends on the ones before it.
+    let by_wave: BTreeMap<u32, Vec<StepId>> = pushes.iter().fold(BTreeMap::new(), |mut m, (w, s)| {
+        m.entry(*w).or_insert_with(Vec::new).push(s.id.clone());
+        m
+    });
+    for (wave, step) in &mut pushes {
+        if let Some((_, ids)) = by_wave.range(..*wave).next_back() {
+            step.depends_on.extend(ids.iter().cloned());
+        }
+    }
+    pushes.sort_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
+    steps.extend(pushes.into_iter().map(|(_, s)| s));
+
+    // Retire what nothing needs.
+    let keep_at_source: BTreeSet<Key> = all_needed.iter().map(|k| (*k).clone()).collect();
+    for site in &scope {
+        let Some(here) = copies_at.get(site) else { continue };
+        let s_live = site_live(site).unwrap_or(&empty);
+        let window = rollback_window(desired, site, options);
+        let needs = needed.get(site);
+        for (key @ (image, version), copy) in here {
+            if needs.is_some_and(|n| n.contains_key(key)) || window.contains(key) {
+                continue;
+            }
+            if *site == *source_site && keep_at_source.contains(key) {
+                continue;
+            }
+            // A copy a pool runs or is moving to stays until every such pool is pushed away.
+            let users: Vec<&LivePool> = s_live
+                .pools
+                .values()
+                .filter(|p| {
+                    p.current.as_ref().and_then(|c| version_of(s_live, c)).as_ref() == Some(key)
+                        || p.pending.as_ref().and_then(|x| version_of(s_live, &x.image)).as_ref() == Some(key)
+                })
+                .collect();
+            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
+            if users.len() > away.len() {
+                continue;
+            }
+            let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
+            let why = if in_repo {
+                format!("no marker, pool or rollback window needs {image}@{version} at {site}")
+            } else {
+                format!("{image}@{version} is no longer in the repository")
+            };
+            steps.push(Step {
+                id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
+                site: site.clone(),
+                action: Action::Retire {
+                    image: image.clone(),
+                    version: version.clone(),
+                    items: copy.items.clone(),
+                    vms: copy.vms.clone(),
+                },
+                reason: why,
+                depends_on: away,
+            });
+        }
+    }
+
+    // A marker moved where the previous version's copy is gone: rollback will not be warm.
+    for site in &scope {
+        let Some(here) = copies_at.get(site) else { continue };
+        for ((image, marker), history) in &options.marker_history {
+            let bound = pools_at(desired, site).any(|p| &p.image == image && &p.marker == marker);
+            let Some(previous) = history.first() else { continue };
+            if bound
+                && desired.settings.keep_previous > 0
+                && !here.contains_key(&(image.clone(), previous.clone()))
+            {
+                warnings.push(format!(
+                    "no warm copy of {image}@{previous} (previous target of marker {marker}) at {site}: a rollback will replicate it again"
+                ));
+            }
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    steps.sort_by(|a, b| {
+        (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))
+    });
+    Ok(Plan {
+        format_version: FORMAT_VERSION,
+        golden_version: env!("CARGO_PKG_VERSION").to_owned(),
+        desired_commit: desired.revision.as_ref().map(|r| r.commit.clone()),
+        fingerprints: fingerprints(live, &read_sites),
+        sites: scope.clone(),
+        steps,
+        warnings,
+    })
+}
+
+fn wave_of(step: &Step) -> u32 {
+    match &step.action {
+        Action::Push { wave, .. } => *wave,
+        Action::Publish { .. } | Action::Replicate { .. } | Action::Deploy { .. } | Action::Retire { .. } => {
+            0
+        }
+    }
+}
+
+/// True when Horizon is already moving the pool to this version and has not failed.
+fn pending_towards(pool: &LivePool, site: &SiteLive, key: &Key) -> bool {
+    let Some(pending) = &pool.pending else { return false };
+    let towards = version_of(site, &pending.image).as_ref() == Some(key);
+    let alive = !matches!(pending.state, PendingState::Failed | PendingState::Unpublishing);
+    towards && alive && pool.operation != Operation::None
+}
+
+fn push_reason(
+    pool: &Pool,
+    live: &LivePool,
+    current: Option<&Key>,
+    target: &Key,
+    site: &SiteLive,
+    options: &PlanOptions,
+) -> String {
+    let (image, version) = target;
+    let marker = &pool.marker;
+    if let Some(p) = &live.pending {
+        if p.state == PendingState::Failed && version_of(site, &p.image).as_ref() == Some(target) {
+            let err = p.error.as_deref().or(live.last_error.as_deref()).unwrap_or("no message");
+            return format!("last push of {image}@{version} to {} failed ({err}); trying again", pool.name);
+        }
+    }
+    match current {
+        Some((ci, cv)) if ci == image => {
+            let previous =
+                options.marker_history.get(&(image.clone(), marker.clone())).and_then(|h| h.first());
+            if previous == Some(cv) {
+                format!("marker {marker} of {image} moved {cv} → {version}")
+            } else {
+                format!("pool {} drifted: runs {cv}, marker {marker} points at {version}", pool.name)
+            }
+        }
+        Some((ci, cv)) => {
+            format!("pool {} runs {ci}@{cv}; it is bound to {image} marker {marker} ({version})", pool.name)
+        }
+        None => match &live.current {
+            Some(c) => format!(
+                "pool {} runs an image golden does not own ({} @ {}); marker {marker} of {image} is {version}",
+                pool.name, c.vm, c.snapshot
+            ),
+            None => format!("pool {} has no image yet; marker {marker} of {image} is {version}", pool.name),
+        },
+    }
+}
+
+/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there.
+fn rollback_window(desired: &DesiredState, site: &SiteName, options: &PlanOptions) -> BTreeSet<Key> {
+    let keep = desired.settings.keep_previous as usize;
+    let mut out = BTreeSet::new();
+    for pool in desired.pools.values().filter(|p| &p.site == site) {
+        let Some(history) = options.marker_history.get(&(pool.image.clone(), pool.marker.clone())) else {
+            continue;
+        };
+        let current = desired.images.get(&pool.image).and_then(|i| i.markers.get(&pool.marker));
+        for v in history.iter().filter(|v| Some(*v) != current).take(keep) {
+            out.insert((pool.image.clone(), v.clone()));
+        }
+    }
+    out
+}
+
+/// A short, stable hash of every live object at the given sites.
+fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
+    fn hash(value: &impl serde::Serialize) -> String {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+    let mut out = BTreeMap::new();
+    for site in sites {
+        let Some(s) = live.sites.get(*site) else { continue };
+        for (name, pool) in &s.pools {
+            out.insert(format!("{site}/pool/{name}"), hash(pool));
+        }
+        for (id, item) in &s.items {
+            out.insert(format!("{site}/item/{id}"), hash(item));
+        }
+        for (id, vm) in &s.vms {
+            out.insert(format!("{site}/vm/{id}"), hash(vm));
+        }
+        if let Some(lib) = &s.library {
+            out.insert(format!("{site}/library/{}", lib.id), hash(lib));
+        }
+    }
+    out
+}
+
+fn list(names: &BTreeSet<&str>) -> String {
+    const SHOWN: usize = 3;
+    let shown: Vec<&str> = names.iter().take(SHOWN).copied().collect();
+    match names.len().saturating_sub(SHOWN) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}

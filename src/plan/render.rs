@@ -1,0 +1,156 @@
+//! Renderings of a plan: text for terminals, markdown for pull-request comments, JSON for
+//! machines. Shared by the CLI and the tests; the model knows nothing of them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use super::{Action, Plan, PublishSource, Step};
+use crate::ids::SiteName;
+
+/// `+` creates, `~` changes, `-` removes.
+fn symbol(action: &Action) -> (char, AnsiColor) {
+    match action {
+        Action::Publish { .. } | Action::Replicate { .. } | Action::Deploy { .. } => ('+', AnsiColor::Green),
+        Action::Push { .. } => ('~', AnsiColor::Yellow),
+        Action::Retire { .. } => ('-', AnsiColor::Red),
+    }
+}
+
+/// What a step does, in one line.
+pub fn describe(step: &Step) -> String {
+    match &step.action {
+        Action::Publish { image, version, source } => {
+            let from = match source {
+                PublishSource::Vm { vm, snapshot: Some(s) } => format!("capture VM {vm} at snapshot {s}"),
+                PublishSource::Vm { vm, snapshot: None } => format!("capture VM {vm}"),
+                PublishSource::LibraryItem { name } => format!("adopt library item {name}"),
+            };
+            format!("{image}@{version} ({from})")
+        }
+        Action::Replicate { image, version, from } => format!("{image}@{version} from {from}"),
+        Action::Deploy { image, version } => format!("{image}@{version} base VM and snapshot"),
+        Action::Push { pool, horizon_name, pool_kind, image, marker, version, logoff, .. } => {
+            let logoff = match logoff {
+                crate::desired::Logoff::Wait => "wait for logoff",
+                crate::desired::Logoff::Force => "force logoff",
+            };
+            format!("{pool_kind} {horizon_name} ({pool}) to {image}@{version} [{marker}], {logoff}")
+        }
+        Action::Retire { image, version, items, vms } => {
+            format!("{image}@{version} ({} library items, {} VMs)", items.len(), vms.len())
+        }
+    }
+}
+
+fn summary(plan: &Plan) -> String {
+    if !plan.has_changes() {
+        return "No changes: the live state matches the desired state.".to_owned();
+    }
+    let parts: Vec<String> = plan.counts().iter().map(|(verb, n)| format!("{n} {verb}")).collect();
+    let n = plan.steps.len();
+    format!("Plan: {} ({n} step{}).", parts.join(", "), if n == 1 { "" } else { "s" })
+}
+
+fn by_site(plan: &Plan) -> BTreeMap<&SiteName, Vec<&Step>> {
+    let mut out: BTreeMap<&SiteName, Vec<&Step>> = BTreeMap::new();
+    for step in &plan.steps {
+        out.entry(&step.site).or_default().push(step);
+    }
+    out
+}
+
+/// The terminal rendering; styled, and plain when the stream strips styles.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let bold = Style::new().bold();
+    let dim = Style::new().dimmed();
+    if let Some(commit) = &plan.desired_commit {
+        let _ = writeln!(out, "desired state at commit {}\n", &commit[..commit.len().min(12)]);
+    }
+    for (site, steps) in by_site(plan) {
+        let _ = writeln!(out, "{bold}{site}{bold:#}");
+        let mut wave = None;
+        for step in steps {
+            if let Action::Push { wave: w, .. } = &step.action {
+                if wave != Some(*w) {
+                    let _ = writeln!(out, "  {dim}wave {w}{dim:#}");
+                    wave = Some(*w);
+                }
+            }
+            let (sym, color) = symbol(&step.action);
+            let style = Style::new().fg_color(Some(color.into()));
+            let _ = writeln!(out, "  {style}{sym} {:<9}{style:#} {}", step.action.verb(), describe(step));
+            let _ = writeln!(out, "      {dim}why: {}{dim:#}", step.reason);
+        }
+        out.push('\n');
+    }
+    for warning in &plan.warnings {
+        let style = Style::new().fg_color(Some(AnsiColor::Yellow.into()));
+        let _ = writeln!(out, "{style}warning{style:#}: {warning}");
+    }
+    let _ = writeln!(out, "{}", summary(plan));
+    out
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The pull-request comment: a summary table, then the steps of each site, collapsible.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::from("### golden plan\n\n");
+    if let Some(commit) = &plan.desired_commit {
+        let _ = writeln!(out, "Desired state at `{}`.\n", &commit[..commit.len().min(12)]);
+    }
+    let _ = writeln!(out, "{}\n", summary(plan));
+    if plan.has_changes() {
+        let kinds = ["publish", "replicate", "deploy", "push", "retire"];
+        let _ = writeln!(out, "| site | {} |", kinds.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(kinds.len()));
+        for (site, steps) in by_site(plan) {
+            let counts: Vec<String> = kinds
+                .iter()
+                .map(|k| steps.iter().filter(|s| s.action.verb() == *k).count().to_string())
+                .collect();
+            let _ = writeln!(out, "| {site} | {} |", counts.join(" | "));
+        }
+        out.push('\n');
+        for (site, steps) in by_site(plan) {
+            let n = steps.len();
+            let _ = writeln!(
+                out,
+                "<details><summary><b>{site}</b>: {n} step{}</summary>\n",
+                if n == 1 { "" } else { "s" }
+            );
+            let _ = writeln!(out, "| | step | what | why |\n|---|---|---|---|");
+            for step in steps {
+                let (sym, _) = symbol(&step.action);
+                let verb = match &step.action {
+                    Action::Push { wave, .. } => format!("push (wave {wave})"),
+                    other => other.verb().to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| `{sym}` | {verb} | {} | {} |",
+                    cell(&describe(step)),
+                    cell(&step.reason)
+                );
+            }
+            out.push_str("\n</details>\n\n");
+        }
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "> [!WARNING]\n> {}\n", cell(warning));
+    }
+    out
+}
+
+/// The plan document, pretty-printed.
+pub fn json(plan: &Plan) -> String {
+    // Serializing plain data with string keys cannot fail.
+    let mut text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    text.push('\n');
+    text
+}

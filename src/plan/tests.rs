@@ -1,0 +1,443 @@
+//! Planner scenarios and the convergence property.
+//!
+//! Live states are built from a small model of a site ([`World`]) that applies plan steps the
+//! way a successful apply would. Each scenario renders its plan as text (an insta snapshot),
+//! then applies it to the model and checks that planning again gives no changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::render;
+use super::*;
+use crate::desired::{DesiredState, Location, PoolKind as DesiredKind, load};
+use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::live::{
+    GoldenMeta, HorizonId, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, LiveState,
+    Moref, Operation, PendingImage, PendingState, SiteLive, Snapshot, Vm,
+};
+
+fn quickstart() -> DesiredState {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let mut d = load(&Location::WorkTree { dir }).expect("quickstart is valid");
+    // Scenarios must not depend on the commit the test runs at.
+    d.revision = None;
+    d
+}
+
+/// A model of the live world that steps can be applied to.
+struct World {
+    live: LiveState,
+    next: u32,
+}
+
+impl World {
+    /// The world before golden: build VMs and the Packer item at the source site, every pool
+    /// running an image golden does not own.
+    fn before_golden(desired: &DesiredState) -> World {
+        let mut w = World { live: LiveState::default(), next: 100 };
+        for site in desired.sites.keys() {
+            w.live.sites.insert(site.clone(), SiteLive::default());
+        }
+        let source = desired.settings.source_site.clone();
+        for image in desired.images.values() {
+            for version in image.versions.values() {
+                match &version.source {
+                    crate::desired::Source::Vm { vm, snapshot } => {
+                        let id = w.vm_named(&source, vm);
+                        if let Some(s) = snapshot {
+                            let snap = w.id("snapshot");
+                            let site = w.site(&source);
+                            let vm = site.vms.get_mut(&id).expect("just made");
+                            if !vm.snapshots.iter().any(|x| &x.name == s) {
+                                vm.snapshots.push(Snapshot { id: snap, name: s.clone(), parent: None });
+                            }
+                        }
+                    }
+                    crate::desired::Source::LibraryItem { name } => {
+                        let id = LibraryId::new(format!("item-{name}"));
+                        let site = w.site(&source);
+                        site.library = Some(Library {
+                            id: LibraryId::new("lib-hq"),
+                            name: "golden-images".into(),
+                            kind: LibraryKind::Local { publish_url: None },
+                        });
+                        site.items.insert(
+                            id.clone(),
+                            LibraryItem {
+                                id,
+                                library: LibraryId::new("lib-hq"),
+                                name: name.clone(),
+                                kind: "ovf".into(),
+                                meta: None,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for pool in desired.pools.values() {
+            let vm = w.vm_named(&pool.site, &format!("legacy-{}", pool.image));
+            let snap = w.id("snapshot");
+            let site = w.site(&pool.site);
+            let legacy = site.vms.get_mut(&vm).expect("just made");
+            if legacy.snapshots.is_empty() {
+                legacy.snapshots.push(Snapshot { id: snap, name: "initial".into(), parent: None });
+            }
+            let image = ImageRef { vm: vm.clone(), snapshot: legacy.snapshots[0].id.clone() };
+            site.pools.insert(
+                pool.horizon_name.clone(),
+                LivePool {
+                    id: HorizonId::new(format!("pool-{}", pool.name)),
+                    name: pool.horizon_name.clone(),
+                    kind: pool.kind,
+                    instant_clone: true,
+                    current: Some(image),
+                    pending: None,
+                    operation: Operation::None,
+                    last_error: None,
+                },
+            );
+        }
+        w
+    }
+
+    fn id(&mut self, prefix: &str) -> Moref {
+        self.next += 1;
+        Moref::new(format!("{prefix}-{}", self.next))
+    }
+
+    fn site(&mut self, site: &SiteName) -> &mut SiteLive {
+        self.live.sites.entry(site.clone()).or_default()
+    }
+
+    fn vm_named(&mut self, site: &SiteName, name: &str) -> Moref {
+        if let Some(v) = self.live.sites.get(site).and_then(|s| s.vms.values().find(|v| v.name == name)) {
+            return v.id.clone();
+        }
+        let id = self.id("vm");
+        self.site(site).vms.insert(
+            id.clone(),
+            Vm {
+                id: id.clone(),
+                name: name.into(),
+                template: false,
+                powered_on: false,
+                meta: None,
+                snapshots: Vec::new(),
+            },
+        );
+        id
+    }
+
+    fn base(&self, site: &SiteName, image: &ImageName, version: &VersionName) -> Option<ImageRef> {
+        let s = self.live.sites.get(site)?;
+        let vm = s
+            .vms
+            .values()
+            .find(|v| v.meta.as_ref().is_some_and(|m| &m.image == image && &m.version == version))?;
+        Some(ImageRef { vm: vm.id.clone(), snapshot: vm.snapshots.last()?.id.clone() })
+    }
+
+    fn meta(image: &ImageName, version: &VersionName, desired: &DesiredState) -> GoldenMeta {
+        let source = desired
+            .images
+            .get(image)
+            .and_then(|i| i.versions.get(version))
+            .map(|v| planner::source_identity(&v.source))
+            .unwrap_or_default();
+        GoldenMeta { image: image.clone(), version: version.clone(), source }
+    }
+
+    fn add_item(&mut self, site: &SiteName, meta: GoldenMeta) {
+        self.next += 1;
+        let id = LibraryId::new(format!("item-{}", self.next));
+        let item = LibraryItem {
+            id: id.clone(),
+            library: LibraryId::new(format!("lib-{site}")),
+            name: format!("{}-{}", meta.image, meta.version),
+            kind: "ovf".into(),
+            meta: Some(meta),
+        };
+        self.site(site).items.insert(id, item);
+    }
+
+    /// Applies the plan's steps as a successful apply would.
+    fn apply(&mut self, plan: &Plan, desired: &DesiredState) {
+        for step in &plan.steps {
+            match &step.action {
+                Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
+                    self.add_item(&step.site, World::meta(image, version, desired));
+                }
+                Action::Deploy { image, version } => {
+                    let id = self.id("vm");
+                    let snap = self.id("snapshot");
+                    self.site(&step.site).vms.insert(
+                        id.clone(),
+                        Vm {
+                            id,
+                            name: format!("golden-{image}-{version}"),
+                            template: false,
+                            powered_on: false,
+                            meta: Some(World::meta(image, version, desired)),
+                            snapshots: vec![Snapshot { id: snap, name: "golden".into(), parent: None }],
+                        },
+                    );
+                }
+                Action::Push { horizon_name, image, version, .. } => {
+                    let base = self.base(&step.site, image, version);
+                    let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
+                    pool.current = base;
+                    pool.pending = None;
+                    pool.operation = Operation::None;
+                }
+                Action::Retire { items, vms, .. } => {
+                    let site = self.site(&step.site);
+                    for i in items {
+                        site.items.remove(&LibraryId::new(i.clone()));
+                    }
+                    for v in vms {
+                        site.vms.remove(&Moref::new(v.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The text rendering without styles, as it reads in a log.
+fn plain(plan: &Plan) -> String {
+    anstream::adapter::strip_str(&render::text(plan)).to_string()
+}
+
+fn plan_of(desired: &DesiredState, world: &World, options: &PlanOptions) -> Plan {
+    plan(desired, &world.live, options).unwrap_or_else(|e| panic!("plan failed: {e:?}"))
+}
+
+/// Plans, applies to the model, and checks that the next plan is empty; returns the first plan.
+fn converge(desired: &DesiredState, world: &mut World, options: &PlanOptions) -> Plan {
+    let first = plan_of(desired, world, options);
+    world.apply(&first, desired);
+    let again = plan_of(desired, world, options);
+    assert!(!again.has_changes(), "plan after apply is not empty:\n{}", render::text(&again));
+    first
+}
+
+fn move_marker(desired: &mut DesiredState, image: &str, marker: &str, version: &str) {
+    let image = desired.images.get_mut(image).expect("image exists");
+    image.markers.insert(MarkerName::new(marker), VersionName::new(version));
+}
+
+fn history(entries: &[(&str, &str, &[&str])]) -> BTreeMap<(ImageName, MarkerName), Vec<VersionName>> {
+    entries
+        .iter()
+        .map(|(i, m, vs)| {
+            ((ImageName::new(*i), MarkerName::new(*m)), vs.iter().map(|v| VersionName::new(*v)).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn first_deploy() {
+    let desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    let plan = converge(&desired, &mut world, &PlanOptions::default());
+    insta::assert_snapshot!(plain(&plan));
+    // Dependencies point only backwards: the order of the steps is an execution order.
+    let mut seen = BTreeSet::new();
+    for step in &plan.steps {
+        for dep in &step.depends_on {
+            assert!(seen.contains(dep), "{} depends on later {dep}", step.id);
+        }
+        seen.insert(step.id.clone());
+    }
+}
+
+#[test]
+fn marker_move_touches_only_the_affected_pools() {
+    let mut desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    move_marker(&mut desired, "win11-ent", "prod", "2026.11");
+    let options = PlanOptions {
+        marker_history: history(&[("win11-ent", "prod", &["2026.10"])]),
+        ..PlanOptions::default()
+    };
+    let plan = converge(&desired, &mut world, &options);
+    insta::assert_snapshot!(plain(&plan));
+    assert!(
+        plan.steps.iter().all(|s| !matches!(s.action, Action::Retire { .. })),
+        "2026.10 stays warm for rollback"
+    );
+}
+
+#[test]
+fn revert_of_a_marker_move_needs_no_replication() {
+    let mut desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    move_marker(&mut desired, "win11-ent", "prod", "2026.11");
+    let moved = PlanOptions {
+        marker_history: history(&[("win11-ent", "prod", &["2026.10"])]),
+        ..PlanOptions::default()
+    };
+    converge(&desired, &mut world, &moved);
+    move_marker(&mut desired, "win11-ent", "prod", "2026.10");
+    let reverted = PlanOptions {
+        marker_history: history(&[("win11-ent", "prod", &["2026.11", "2026.10"])]),
+        ..PlanOptions::default()
+    };
+    let plan = converge(&desired, &mut world, &reverted);
+    insta::assert_snapshot!(plain(&plan));
+    assert!(
+        plan.steps.iter().all(|s| matches!(s.action, Action::Push { .. })),
+        "only pushes: {:?}",
+        plan.steps
+    );
+}
+
+#[test]
+fn without_a_rollback_window_the_old_version_is_retired_after_the_pushes() {
+    let mut desired = quickstart();
+    desired.settings.keep_previous = 0;
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    move_marker(&mut desired, "ws2022-rds", "legacy", "2026.10");
+    let plan = converge(&desired, &mut world, &PlanOptions::default());
+    insta::assert_snapshot!(plain(&plan));
+    let retire =
+        plan.steps.iter().find(|s| matches!(s.action, Action::Retire { .. })).expect("a retire step");
+    assert_eq!(retire.depends_on, [StepId::new("push/eu/eu-sap")]);
+}
+
+#[test]
+fn a_drifted_pool_is_pushed_back() {
+    let desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    // Someone pushed Office-IC at eu to the pilot build by hand.
+    let pilot =
+        world.base(&SiteName::new("eu"), &ImageName::new("win11-ent"), &VersionName::new("2026.10-vpn"));
+    world.site(&SiteName::new("eu")).pools.get_mut("Office-IC").expect("pool").current = pilot;
+    let plan = converge(&desired, &mut world, &PlanOptions::default());
+    insta::assert_snapshot!(plain(&plan));
+}
+
+#[test]
+fn a_push_in_progress_gets_no_new_step_and_a_failed_one_is_retried() {
+    let desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    let first = plan_of(&desired, &world, &PlanOptions::default());
+    // Apply everything but the pushes, then put one push in flight and one failed.
+    let no_push = Plan {
+        steps: first.steps.iter().filter(|s| !matches!(s.action, Action::Push { .. })).cloned().collect(),
+        ..first
+    };
+    world.apply(&no_push, &desired);
+    let eu = SiteName::new("eu");
+    let target =
+        world.base(&eu, &ImageName::new("win11-ent"), &VersionName::new("2026.10")).expect("deployed");
+    let pending = |state, error: Option<&str>| PendingImage {
+        image: target.clone(),
+        state,
+        progress: Some(40),
+        error: error.map(str::to_owned),
+    };
+    let site = world.site(&eu);
+    let office = site.pools.get_mut("Office-IC").expect("pool");
+    office.pending = Some(pending(PendingState::Publishing, None));
+    office.operation = Operation::PushImage;
+    let sap_target =
+        world.base(&eu, &ImageName::new("ws2022-rds"), &VersionName::new("2026.08-hf1")).expect("deployed");
+    let sap = world.site(&eu).pools.get_mut("SAP-Farm").expect("farm");
+    sap.pending = Some(PendingImage {
+        image: sap_target,
+        state: PendingState::Failed,
+        progress: None,
+        error: Some("clone failed: datastore full".into()),
+    });
+    let plan = plan_of(
+        &desired,
+        &world,
+        &PlanOptions { sites: BTreeSet::from([eu.clone()]), ..PlanOptions::default() },
+    );
+    insta::assert_snapshot!(plain(&plan));
+    let pools: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Push { pool, .. } => Some(pool.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(!pools.contains(&"eu-office"), "a push in flight is left alone: {pools:?}");
+}
+
+#[test]
+fn a_new_site_gets_copies_without_a_new_publish() {
+    let mut desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    // Add site "apac" with one pool following prod.
+    let mut apac = desired.sites[&SiteName::new("eu")].clone();
+    apac.name = SiteName::new("apac");
+    desired.sites.insert(apac.name.clone(), apac);
+    let mut pool = desired.pools.values().find(|p| p.name.as_str() == "eu-office").expect("pool").clone();
+    pool.name = crate::ids::PoolName::new("apac-office");
+    pool.site = SiteName::new("apac");
+    desired.pools.insert(pool.name.clone(), pool.clone());
+    world.live.sites.insert(SiteName::new("apac"), SiteLive::default());
+    world.site(&SiteName::new("apac")).pools.insert(
+        pool.horizon_name.clone(),
+        LivePool {
+            id: HorizonId::new("apac-1"),
+            name: pool.horizon_name.clone(),
+            kind: DesiredKind::DesktopPool,
+            instant_clone: true,
+            current: None,
+            pending: None,
+            operation: Operation::None,
+            last_error: None,
+        },
+    );
+    let plan = converge(&desired, &mut world, &PlanOptions::default());
+    insta::assert_snapshot!(plain(&plan));
+    assert!(plan.steps.iter().all(|s| s.site.as_str() == "apac"));
+}
+
+#[test]
+fn a_published_version_whose_source_changed_is_an_error() {
+    let mut desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    let image = desired.images.get_mut(&ImageName::new("win11-ent")).expect("image");
+    let v = image.versions.get_mut(&VersionName::new("2026.10")).expect("version");
+    v.source = crate::desired::Source::Vm { vm: "win11-build".into(), snapshot: Some("resealed".into()) };
+    let errors = plan(&desired, &world.live, &PlanOptions::default()).expect_err("immutable");
+    assert_eq!(errors.len(), 1);
+    insta::assert_snapshot!(format!("{}\nhint: {}", errors[0], errors[0].hint()));
+}
+
+#[test]
+fn a_missing_source_is_an_error_naming_it() {
+    let desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    let hq = SiteName::new("hq");
+    world.site(&hq).vms.retain(|_, v| v.name != "ws2022-build");
+    let errors = plan(&desired, &world.live, &PlanOptions::default()).expect_err("no build VM");
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(text.iter().all(|e| e.contains("no VM named `ws2022-build`")), "{text:?}");
+    assert_eq!(errors.len(), 2, "both ws2022-rds versions in use: {text:?}");
+}
+
+#[test]
+fn markdown_and_json_renderings() {
+    let desired = quickstart();
+    let world = World::before_golden(&desired);
+    let plan = plan_of(
+        &desired,
+        &world,
+        &PlanOptions { sites: BTreeSet::from([SiteName::new("us")]), ..PlanOptions::default() },
+    );
+    insta::assert_snapshot!(render::markdown(&plan));
+    let back: Plan = serde_json::from_str(&render::json(&plan)).expect("JSON round-trips");
+    assert_eq!(back, plan);
+}
