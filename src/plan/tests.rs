@@ -441,3 +441,146 @@ fn markdown_and_json_renderings() {
     let back: Plan = serde_json::from_str(&render::json(&plan)).expect("JSON round-trips");
     assert_eq!(back, plan);
 }
+
+mod property {
+    //! For random repositories and random live states, applying the plan to the model and
+    //! planning again gives no changes.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::desired::{Compute, Image, Logoff, Pool, Settings, Site, Source, Version};
+    use crate::ids::PoolName;
+
+    /// Reads choices off a tape of random bytes (proptest shrinks the tape).
+    struct Tape<'a>(std::slice::Iter<'a, u8>);
+
+    impl Tape<'_> {
+        fn pick(&mut self, n: usize) -> usize {
+            if n == 0 { 0 } else { usize::from(*self.0.next().unwrap_or(&0)) % n }
+        }
+    }
+
+    fn site(name: &str) -> Site {
+        Site {
+            name: SiteName::new(name),
+            vcenter: format!("https://vc-{name}.example"),
+            horizon: format!("https://hz-{name}.example"),
+            datacenter: "DC".into(),
+            compute: Compute::Cluster("C".into()),
+            folder: "golden".into(),
+            datastore: "ds".into(),
+            ca_file: None,
+        }
+    }
+
+    fn random_desired(t: &mut Tape<'_>) -> DesiredState {
+        let site_names = ["hq", "eu", "us", "apac"];
+        let sites: BTreeMap<SiteName, Site> =
+            site_names[..1 + t.pick(4)].iter().map(|n| (SiteName::new(*n), site(n))).collect();
+        let mut images = BTreeMap::new();
+        for i in 0..1 + t.pick(3) {
+            let name = ImageName::new(format!("img{i}"));
+            let mut versions = BTreeMap::new();
+            for v in 0..1 + t.pick(4) {
+                let parent = (v > 0).then(|| VersionName::new(format!("v{}", t.pick(v))));
+                let source = if t.pick(3) == 0 {
+                    Source::LibraryItem { name: format!("img{i}-v{v}") }
+                } else {
+                    Source::Vm { vm: format!("build{i}"), snapshot: Some(format!("s{v}")) }
+                };
+                let vn = VersionName::new(format!("v{v}"));
+                versions.insert(vn.clone(), Version { name: vn, parent, source, notes: None });
+            }
+            let names: Vec<VersionName> = versions.keys().cloned().collect();
+            let markers = ["prod", "pilot", "canary"][..1 + t.pick(3)]
+                .iter()
+                .map(|m| (MarkerName::new(*m), names[t.pick(names.len())].clone()))
+                .collect();
+            images.insert(name.clone(), Image { name, description: None, versions, markers });
+        }
+        let mut pools = BTreeMap::new();
+        let site_list: Vec<&SiteName> = sites.keys().collect();
+        for p in 0..t.pick(9) {
+            let image = images.values().nth(t.pick(images.len())).expect("an image");
+            let markers: Vec<&MarkerName> = image.markers.keys().collect();
+            let name = PoolName::new(format!("pool{p}"));
+            pools.insert(
+                name.clone(),
+                Pool {
+                    name,
+                    site: site_list[t.pick(site_list.len())].clone(),
+                    kind: if t.pick(4) == 0 { DesiredKind::Farm } else { DesiredKind::DesktopPool },
+                    horizon_name: format!("P{p}"),
+                    image: image.name.clone(),
+                    marker: markers[t.pick(markers.len())].clone(),
+                    wave: 1 + t.pick(3) as u32,
+                    logoff: Logoff::Wait,
+                },
+            );
+        }
+        DesiredState {
+            revision: None,
+            settings: Settings {
+                library: "golden-images".into(),
+                source_site: SiteName::new("hq"),
+                parallelism: 4,
+                keep_previous: t.pick(3) as u32,
+            },
+            sites,
+            images,
+            pools,
+        }
+    }
+
+    /// Moves markers at random: the next desired state, and the history that leads to it.
+    fn move_markers(t: &mut Tape<'_>, desired: &DesiredState) -> (DesiredState, PlanOptions) {
+        let mut next = desired.clone();
+        let mut history = BTreeMap::new();
+        for image in next.images.values_mut() {
+            let names: Vec<VersionName> = image.versions.keys().cloned().collect();
+            for (marker, version) in image.markers.iter_mut() {
+                if t.pick(2) == 0 {
+                    history.insert((image.name.clone(), marker.clone()), vec![version.clone()]);
+                    *version = names[t.pick(names.len())].clone();
+                }
+            }
+        }
+        (next, PlanOptions { marker_history: history, ..PlanOptions::default() })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn plan_apply_plan_converges(tape in proptest::collection::vec(any::<u8>(), 64..256)) {
+            let mut t = Tape(tape.iter());
+            let desired = random_desired(&mut t);
+            let mut world = World::before_golden(&desired);
+
+            // A partial earlier apply: a random prefix of the first plan's steps.
+            let first = plan_of(&desired, &world, &PlanOptions::default());
+            let cut = t.pick(first.steps.len() + 1);
+            world.apply(&Plan { steps: first.steps[..cut].to_vec(), ..first.clone() }, &desired);
+            converge(&desired, &mut world, &PlanOptions::default());
+
+            // Then marker moves (and their rollback windows), possibly with drift.
+            let (moved, options) = move_markers(&mut t, &desired);
+            if t.pick(2) == 0 {
+                let sites: Vec<SiteName> = world.live.sites.keys().cloned().collect();
+                let s = sites[t.pick(sites.len())].clone();
+                let bases: Vec<ImageRef> = world.live.sites[&s].vms.values()
+                    .filter(|v| v.meta.is_some())
+                    .filter_map(|v| Some(ImageRef { vm: v.id.clone(), snapshot: v.snapshots.last()?.id.clone() }))
+                    .collect();
+                let pools: Vec<String> = world.live.sites[&s].pools.keys().cloned().collect();
+                if !bases.is_empty() && !pools.is_empty() {
+                    let pool = pools[t.pick(pools.len())].clone();
+                    let base = bases[t.pick(bases.len())].clone();
+                    world.site(&s).pools.get_mut(&pool).expect("pool").current = Some(base);
+                }
+            }
+            converge(&moved, &mut world, &options);
+        }
+    }
+}
