@@ -141,7 +141,7 @@ fn repo_path(repo: &Repository) -> PathBuf {
     repo.workdir().unwrap_or_else(|| repo.path()).to_owned()
 }
 
-fn prefix_of(repo: &Repository, dir: &Path) -> Result<String, GitError> {
+pub(crate) fn prefix_of(repo: &Repository, dir: &Path) -> Result<String, GitError> {
     let Some(workdir) = repo.workdir() else { return Ok(String::new()) };
     let outside = || GitError::OutsideWorkTree { dir: dir.to_owned(), repo: workdir.to_owned() };
     let dir = dir.canonicalize().map_err(|_| outside())?;

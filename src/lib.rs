@@ -10,6 +10,7 @@ pub mod connect;
 pub mod desired;
 pub mod diag;
 pub mod git;
+pub mod history;
 pub mod horizon;
 pub mod ids;
 pub mod lab;

@@ -68,17 +68,28 @@ impl TempRepo {
         std::fs::write(path, text).expect("write file");
     }
 
-    /// Stages everything and commits; returns the commit id.
+    /// Stages everything and commits now as Ada Admin; returns the commit id.
     pub fn commit(&self, message: &str) -> git2::Oid {
+        let sig = git2::Signature::now("Ada Admin", "ada@corp.example").expect("signature");
+        self.commit_as(message, &sig)
+    }
+
+    /// Stages everything and commits with a fixed author and time, so commit ids are stable.
+    pub fn commit_at(&self, message: &str, author: &str, unix_time: i64) -> git2::Oid {
+        let email = format!("{}@corp.example", author.split(' ').next().unwrap_or("admin").to_lowercase());
+        let sig = git2::Signature::new(author, &email, &git2::Time::new(unix_time, 0)).expect("signature");
+        self.commit_as(message, &sig)
+    }
+
+    fn commit_as(&self, message: &str, sig: &git2::Signature<'_>) -> git2::Oid {
         let mut index = self.repo.index().expect("index");
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("git add");
         index.update_all(["*"], None).expect("git add -u");
         index.write().expect("write index");
         let tree = self.repo.find_tree(index.write_tree().expect("write tree")).expect("tree");
-        let sig = git2::Signature::now("Ada Admin", "ada@corp.example").expect("signature");
         let parents: Vec<git2::Commit> =
             self.repo.head().ok().and_then(|h| h.peel_to_commit().ok()).into_iter().collect();
         let parents: Vec<&git2::Commit> = parents.iter().collect();
-        self.repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("commit")
+        self.repo.commit(Some("HEAD"), sig, sig, message, &tree, &parents).expect("commit")
     }
 }

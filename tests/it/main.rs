@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod git_ref;
+mod history;
 mod lab;
 mod schema;
 mod validate;

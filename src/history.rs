@@ -1,0 +1,331 @@
+//! Image history from git: when each version was added and every marker move, by whom.
+//!
+//! Walks the first-parent history of a ref (the line of merges into main) from the oldest
+//! commit forward, and re-reads an image file only when its blob changed, so a repository with
+//! tens of thousands of commits is read in well under a second. The same walk gives the planner
+//! its rollback window: the earlier targets of each marker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{ObjectType, Oid, Repository, Sort};
+use serde::Serialize;
+
+use crate::desired::files::ImageFile;
+use crate::git::GitError;
+use crate::ids::{ImageName, MarkerName, VersionName};
+
+/// Who changed something, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub commit: String,
+    pub author: String,
+    /// Seconds since the Unix epoch (commit time).
+    pub time: i64,
+    pub subject: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MarkerMove {
+    pub marker: MarkerName,
+    /// `None` when the marker was created.
+    pub from: Option<VersionName>,
+    /// `None` when the marker was removed.
+    pub to: Option<VersionName>,
+    pub change: Change,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImageHistory {
+    pub description: Option<String>,
+    /// Each version's parent (as last written) and the change that added it.
+    pub versions: BTreeMap<VersionName, (Option<VersionName>, Change)>,
+    /// Marker moves, oldest first.
+    pub moves: Vec<MarkerMove>,
+    /// Markers as of the newest commit read.
+    pub markers: BTreeMap<MarkerName, VersionName>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct History {
+    pub images: BTreeMap<ImageName, ImageHistory>,
+}
+
+impl History {
+    /// Earlier targets of each marker, most recent first, without repeats and without the
+    /// current target: the planner's rollback window.
+    pub fn marker_history(&self) -> BTreeMap<(ImageName, MarkerName), Vec<VersionName>> {
+        let mut out = BTreeMap::new();
+        for (image, h) in &self.images {
+            let mut per_marker: BTreeMap<&MarkerName, Vec<VersionName>> = BTreeMap::new();
+            for m in h.moves.iter().rev() {
+                if let Some(from) = &m.from {
+                    let list = per_marker.entry(&m.marker).or_default();
+                    let current = h.markers.get(&m.marker);
+                    if Some(from) != current && !list.contains(from) {
+                        list.push(from.clone());
+                    }
+                }
+            }
+            for (marker, list) in per_marker {
+                out.insert((image.clone(), marker.clone()), list);
+            }
+        }
+        out
+    }
+}
+
+/// Reads the history of `images/*.toml` below `dir`, following first parents from `reference`.
+pub fn read(dir: &Path, reference: &str) -> Result<History, GitError> {
+    let repo = Repository::discover(dir).map_err(|_| GitError::NotARepository { dir: dir.to_owned() })?;
+    let workdir = repo.workdir().map(Path::to_owned).unwrap_or_default();
+    let err = |action: &str| {
+        let repo = workdir.clone();
+        let action = action.to_owned();
+        move |source| GitError::Read { action, repo, source }
+    };
+    let prefix = crate::git::prefix_of(&repo, dir)?;
+    let images_path = if prefix.is_empty() { "images".to_owned() } else { format!("{prefix}/images") };
+    let head = repo.revparse_single(reference).and_then(|o| o.peel_to_commit()).map_err(|source| {
+        GitError::RefNotFound { reference: reference.to_owned(), repo: workdir.clone(), source }
+    })?;
+
+    let mut walk = repo.revwalk().map_err(err("walk history"))?;
+    walk.push(head.id()).map_err(err("walk history"))?;
+    walk.simplify_first_parent().map_err(err("walk history"))?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE).map_err(err("walk history"))?;
+
+    let mut history = History::default();
+    let mut last_images_tree: Option<Oid> = None;
+    // Blob id of each image file as last read, to re-parse only what changed.
+    let mut blobs: BTreeMap<String, Oid> = BTreeMap::new();
+    for oid in walk {
+        let oid = oid.map_err(err("walk history"))?;
+        let commit = repo.find_commit(oid).map_err(err("read a commit"))?;
+        let tree = commit.tree().map_err(err("read a commit tree"))?;
+        let images_tree =
+            tree.get_path(Path::new(&images_path)).ok().filter(|e| e.kind() == Some(ObjectType::Tree));
+        let images_id = images_tree.as_ref().map(|e| e.id());
+        if images_id == last_images_tree {
+            continue;
+        }
+        last_images_tree = images_id;
+        let change = Change {
+            commit: oid.to_string(),
+            author: commit.author().name().unwrap_or("unknown").to_owned(),
+            time: commit.time().seconds(),
+            subject: commit.summary().ok().flatten().unwrap_or_default().to_owned(),
+        };
+        let mut present: BTreeMap<String, Oid> = BTreeMap::new();
+        if let Some(entry) = images_tree {
+            let dir = repo.find_tree(entry.id()).map_err(err("read images/"))?;
+            for e in dir.iter().filter(|e| e.kind() == Some(ObjectType::Blob)) {
+                if let Some(stem) = e.name().ok().and_then(|n| n.strip_suffix(".toml")) {
+                    present.insert(stem.to_owned(), e.id());
+                }
+            }
+        }
+        for (stem, blob) in &present {
+            if blobs.get(stem) == Some(blob) {
+                continue;
+            }
+            let Ok(b) = repo.find_blob(*blob) else { continue };
+            // A file that does not parse at some commit is skipped there: history is best effort
+            // about the past, and validation guards the present.
+            let Ok(text) = std::str::from_utf8(b.content()) else { continue };
+            let Ok(file) = toml::from_str::<ImageFile>(text) else { continue };
+            record(history.images.entry(ImageName::new(stem.clone())).or_default(), &file, &change);
+        }
+        for gone in blobs.keys().filter(|s| !present.contains_key(*s)) {
+            if let Some(h) = history.images.get_mut(gone.as_str()) {
+                let removed: Vec<MarkerName> = h.markers.keys().cloned().collect();
+                for marker in removed {
+                    let from = h.markers.remove(&marker);
+                    h.moves.push(MarkerMove { marker, from, to: None, change: change.clone() });
+                }
+            }
+        }
+        blobs = present;
+    }
+    Ok(history)
+}
+
+fn record(h: &mut ImageHistory, file: &ImageFile, change: &Change) {
+    h.description = file.description.clone();
+    for (name, v) in &file.versions {
+        let parent = v.parent.clone().map(VersionName::new);
+        match h.versions.get_mut(name.as_str()) {
+            Some(entry) => entry.0 = parent,
+            None => {
+                h.versions.insert(VersionName::new(name.clone()), (parent, change.clone()));
+            }
+        }
+    }
+    let now: BTreeMap<MarkerName, VersionName> =
+        file.markers.iter().map(|(m, v)| (MarkerName::new(m.clone()), VersionName::new(v.clone()))).collect();
+    for (marker, to) in &now {
+        let from = h.markers.get(marker);
+        if from != Some(to) {
+            h.moves.push(MarkerMove {
+                marker: marker.clone(),
+                from: from.cloned(),
+                to: Some(to.clone()),
+                change: change.clone(),
+            });
+        }
+    }
+    for (marker, from) in &h.markers {
+        if !now.contains_key(marker) {
+            h.moves.push(MarkerMove {
+                marker: marker.clone(),
+                from: Some(from.clone()),
+                to: None,
+                change: change.clone(),
+            });
+        }
+    }
+    h.markers = now;
+}
+
+/// Renderings of the history: a tree for terminals, Mermaid for pull requests and READMEs.
+pub mod render {
+    use std::fmt::Write as _;
+
+    use super::{Change, History, ImageHistory};
+    use crate::ids::VersionName;
+
+    fn short(change: &Change) -> &str {
+        &change.commit[..change.commit.len().min(7)]
+    }
+
+    /// `YYYY-MM-DD` of a commit time (UTC).
+    pub fn date(seconds: i64) -> String {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+        humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned()
+    }
+
+    fn children<'a>(h: &'a ImageHistory, parent: Option<&VersionName>) -> Vec<&'a VersionName> {
+        let mut out: Vec<(&Change, &VersionName)> = h
+            .versions
+            .iter()
+            .filter(|(v, (p, _))| match parent {
+                // Roots: no parent, or a parent that is not (or no longer) a version.
+                None => p.as_ref().is_none_or(|p| !h.versions.contains_key(p) || p == *v),
+                Some(parent) => p.as_ref() == Some(parent) && *v != parent,
+            })
+            .map(|(v, (_, c))| (c, v))
+            .collect();
+        out.sort_by(|a, b| (a.0.time, a.1).cmp(&(b.0.time, b.1)));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn labels(h: &ImageHistory, v: &VersionName) -> String {
+        let markers: Vec<&str> = h.markers.iter().filter(|(_, t)| *t == v).map(|(m, _)| m.as_str()).collect();
+        if markers.is_empty() { String::new() } else { format!(" [{}]", markers.join(", ")) }
+    }
+
+    /// The version tree and the marker moves of each image.
+    pub fn text(history: &History) -> String {
+        let mut out = String::new();
+        for (image, h) in &history.images {
+            let _ = write!(out, "{image}");
+            if let Some(d) = &h.description {
+                let _ = write!(out, " — {d}");
+            }
+            out.push('\n');
+            fn walk(
+                out: &mut String,
+                h: &ImageHistory,
+                v: &VersionName,
+                prefix: &str,
+                last: bool,
+                depth: usize,
+            ) {
+                let (_, change) = &h.versions[v];
+                let branch = if depth == 0 {
+                    ""
+                } else if last {
+                    "└── "
+                } else {
+                    "├── "
+                };
+                let _ = writeln!(
+                    out,
+                    "  {prefix}{branch}{v}{}   added {} by {} ({})",
+                    labels(h, v),
+                    date(change.time),
+                    change.author,
+                    short(change)
+                );
+                let kids = children(h, Some(v));
+                let next = if depth == 0 {
+                    prefix.to_owned()
+                } else {
+                    format!("{prefix}{}", if last { "    " } else { "│   " })
+                };
+                for (i, k) in kids.iter().enumerate() {
+                    walk(out, h, k, &next, i + 1 == kids.len(), depth + 1);
+                }
+            }
+            for root in children(h, None) {
+                walk(&mut out, h, root, "", true, 0);
+            }
+            if !h.moves.is_empty() {
+                out.push_str("  marker moves:\n");
+                for m in &h.moves {
+                    let from = m.from.as_ref().map_or("(new)".to_owned(), ToString::to_string);
+                    let to = m.to.as_ref().map_or("(removed)".to_owned(), ToString::to_string);
+                    let _ = writeln!(
+                        out,
+                        "    {} {} {:<8} {from} → {to}   {} — {}",
+                        date(m.change.time),
+                        short(&m.change),
+                        m.marker.as_str(),
+                        m.change.author,
+                        m.change.subject
+                    );
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn node(v: &VersionName) -> String {
+        let id: String =
+            v.as_str().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        format!("v_{id}")
+    }
+
+    /// A Mermaid flowchart per image: versions as nodes, parents as edges, markers as labels.
+    pub fn mermaid(history: &History) -> String {
+        let mut out = String::new();
+        for (image, h) in &history.images {
+            let _ = writeln!(
+                out,
+                "```mermaid\nflowchart LR\n  subgraph {}[\"{image}\"]",
+                node(&VersionName::new(image.as_str()))
+            );
+            for (v, (parent, change)) in &h.versions {
+                let _ = writeln!(
+                    out,
+                    "    {}[\"{v}<br/><small>{} {}</small>\"]",
+                    node(v),
+                    date(change.time),
+                    short(change)
+                );
+                if let Some(p) = parent.as_ref().filter(|p| h.versions.contains_key(*p) && *p != v) {
+                    let _ = writeln!(out, "    {} --> {}", node(p), node(v));
+                }
+            }
+            for (marker, v) in &h.markers {
+                if h.versions.contains_key(v) {
+                    let m = format!("m_{}", node(&VersionName::new(marker.as_str())));
+                    let _ = writeln!(out, "    {m}([{marker}]) -.-> {}", node(v));
+                }
+            }
+            out.push_str("  end\n```\n\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,84 @@
+//! `golden history`: version trees and marker moves read from git, as text and Mermaid.
+
+use super::common::{TempRepo, copy_dir, golden, repo_root, run};
+
+const DAY: i64 = 86_400;
+const START: i64 = 1_790_000_000; // 2026-09-21
+
+fn edit(repo: &TempRepo, rel: &str, from: &str, to: &str) {
+    let path = repo.path().join(rel);
+    let text = std::fs::read_to_string(&path).expect("file exists");
+    assert!(text.contains(from), "{rel} lacks {from:?}");
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
+
+/// The quickstart, then: prod of win11-ent moved to 2026.11, a new branch version, and the move
+/// reverted. Fixed authors and times make commit ids stable.
+fn repo_with_history() -> TempRepo {
+    let repo = TempRepo::new();
+    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
+    repo.commit_at("Import golden images", "Ada Admin", START);
+    edit(&repo, "images/win11-ent.toml", "prod = \"2026.10\"", "prod = \"2026.11\"");
+    repo.commit_at("Promote November build to prod", "Bo Builder", START + DAY);
+    edit(
+        &repo,
+        "images/win11-ent.toml",
+        "[markers]",
+        "[versions.\"2026.11-hotfix\"]\nparent = \"2026.11\"\nsource = { vm = \"win11-build\", snapshot = \"sealed-2026-11-hf\" }\n\n[markers]",
+    );
+    edit(&repo, "images/win11-ent.toml", "pilot = \"2026.11\"", "pilot = \"2026.11-hotfix\"");
+    repo.commit_at("Pilot the November hotfix", "Bo Builder", START + 2 * DAY);
+    edit(&repo, "images/win11-ent.toml", "prod = \"2026.11\"", "prod = \"2026.10\"");
+    repo.commit_at("Revert \"Promote November build to prod\"", "Ada Admin", START + 3 * DAY);
+    repo
+}
+
+#[test]
+fn history_shows_the_tree_and_every_marker_move() {
+    let repo = repo_with_history();
+    let out = run(golden(repo.path()).args(["history", "win11-ent"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("prod     2026.10 → 2026.11   Bo Builder — Promote November build to prod"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("prod     2026.11 → 2026.10   Ada Admin — Revert"), "{}", out.stdout);
+    assert!(!out.stdout.contains("ws2022-rds"), "only the image asked for");
+    insta::assert_snapshot!("history_text", out.stdout);
+}
+
+#[test]
+fn history_as_mermaid() {
+    let repo = repo_with_history();
+    let out = run(golden(repo.path()).args(["history", "win11-ent", "--format", "mermaid"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("```mermaid\nflowchart LR\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("v_2026_11 --> v_2026_11_hotfix"), "{}", out.stdout);
+    assert!(out.stdout.contains("m_v_prod([prod]) -.-> v_2026_10"), "{}", out.stdout);
+    insta::assert_snapshot!("history_mermaid", out.stdout);
+}
+
+#[test]
+fn the_rollback_window_comes_from_marker_history() {
+    let repo = repo_with_history();
+    let history = golden::history::read(repo.path(), "HEAD").expect("history reads");
+    let window = history.marker_history();
+    let get = |i: &str, m: &str| -> Vec<String> {
+        window
+            .get(&(golden::ids::ImageName::new(i), golden::ids::MarkerName::new(m)))
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("win11-ent", "prod"), ["2026.11"], "prod was 2026.11 before the revert");
+    assert_eq!(get("win11-ent", "pilot"), ["2026.11"]);
+    assert!(get("ws2022-rds", "prod").is_empty());
+}
+
+#[test]
+fn an_unknown_image_is_a_clear_error() {
+    let repo = repo_with_history();
+    let out = run(golden(repo.path()).args(["history", "win10"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("image `win10` has no history"), "{}", out.stderr);
+}
