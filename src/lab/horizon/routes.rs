@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -258,7 +258,10 @@ fn listing(mut items: Vec<Value>, query: &HashMap<String, String>, fields: &[&st
     };
     let mut response = axum::Json(Value::Array(page)).into_response();
     if more {
-        response.headers_mut().insert("HAS_MORE_RECORDS", HeaderValue::from_static("true"));
+        // Header names are case-insensitive; `from_static` wants them lowercase.
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("has_more_records"), HeaderValue::from_static("true"));
     }
     Ok(response)
 }
