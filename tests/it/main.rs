@@ -3,5 +3,6 @@
 mod cli;
 mod common;
 mod git_ref;
+mod horizon;
 mod schema;
 mod validate;
