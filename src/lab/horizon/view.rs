@@ -127,6 +127,16 @@ fn provisioning_settings(pool: &Pool, place: &Placement) -> Value {
     })
 }
 
+/// The `instant_clone_pending_image_*` fields; all null when there is no pending image.
+#[derive(Default)]
+struct PendingView<'a> {
+    vm: Option<&'a String>,
+    snapshot: Option<&'a String>,
+    state: Option<&'static str>,
+    progress: Option<u8>,
+    error: Option<&'a String>,
+}
+
 /// `provisioning_status_data`: the push-image state machine at `now` (the pool is settled).
 fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
     let farm = pool.kind == PoolKind::Farm;
@@ -136,8 +146,7 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
         ("SCHEDULE_PUSH_IMAGE", "CANCEL_SCHEDULED_PUSH_IMAGE")
     };
     let mut operation = "NONE";
-    // (parent vm, snapshot, state, progress, error) of the pending image, if any.
-    let mut pending: Option<(Option<&String>, Option<&String>, &str, Option<u8>, Option<&String>)> = None;
+    let mut pending = PendingView::default();
     let mut settings = Value::Null;
     if let Some(push) = &pool.push {
         let mut phase = push.phase(now, t);
@@ -155,7 +164,13 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
             Phase::Cancelling | Phase::Cancelled | Phase::Failed { .. } => None,
         };
         if let (Some((state, progress)), Some(vm)) = (state, &push.parent_vm_id) {
-            pending = Some((Some(vm), push.snapshot_id.as_ref(), state, Some(progress), None));
+            pending = PendingView {
+                vm: Some(vm),
+                snapshot: push.snapshot_id.as_ref(),
+                state: Some(state),
+                progress: Some(progress),
+                error: None,
+            };
         }
         settings = json!({
             "start_time": push.start(),
@@ -164,12 +179,15 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
             "add_virtual_tpm": push.add_virtual_tpm,
         });
     } else if let Some(FailedImage { parent_vm_id, snapshot_id, error, .. }) = &pool.failed {
-        pending = Some((parent_vm_id.as_ref(), snapshot_id.as_ref(), "FAILED", None, Some(error)));
+        pending = PendingView {
+            vm: parent_vm_id.as_ref(),
+            snapshot: snapshot_id.as_ref(),
+            state: Some("FAILED"),
+            progress: None,
+            error: Some(error),
+        };
     }
-    let (vm, snapshot, state, progress, error) = match pending {
-        Some((vm, snapshot, state, progress, error)) => (vm, snapshot, Some(state), progress, error),
-        None => (None, None, None, None, None),
-    };
+    let PendingView { vm, snapshot, state, progress, error } = pending;
     let mut data = json!({
         "instant_clone_operation": operation,
         "instant_clone_current_image_state": "READY",
