@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use super::error::{HorizonError, ServerMessage, api_error, error_text};
 use super::wire;
 use super::{BaseSnapshot, BaseVm, PushSpec, VirtualCenter};
-use crate::connect::{Credentials, RetryPolicy, Secret};
+use crate::connect::{Credentials, RetryPolicy, Retryable, Secret};
 use crate::ids::SiteName;
 use crate::live::{HorizonId, LivePool, Moref};
 
@@ -441,7 +441,7 @@ impl HorizonClient {
             self.raw(Method::POST, &["login"], &[], None, Some(&body), what).await?;
         if !status.is_success() {
             let err = api_error(&self.site, what, status, &headers, &bytes);
-            if crate::connect::Retryable::is_retryable(&err) {
+            if err.is_retryable() {
                 return Err(err);
             }
             return Err(HorizonError::Login {
