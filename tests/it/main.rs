@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod git_ref;
 mod history;
+mod horizon;
 mod lab;
 mod schema;
 mod validate;

@@ -1,0 +1,466 @@
+//! [`HorizonClient`]: sessions, paging, retries, and one method per call golden makes.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use super::error::{HorizonError, ServerMessage, api_error, error_text};
+use super::wire;
+use super::{BaseSnapshot, BaseVm, PushSpec, VirtualCenter};
+use crate::connect::{Credentials, RetryPolicy, Retryable, Secret};
+use crate::ids::SiteName;
+use crate::live::{HorizonId, LivePool, Moref};
+
+/// Records per page: the documented maximum, so 2,500 pools cost three requests.
+const PAGE_SIZE: usize = 1000;
+
+/// A client of one site's Horizon Connection Server.
+///
+/// Logs in on first use and keeps the tokens. A resource call answered 401 refreshes the
+/// access token once (logging in again if the refresh is refused) and is repeated once. Every
+/// call runs under the [`RetryPolicy`]. The client can be shared between tasks.
+#[derive(Debug)]
+pub struct HorizonClient {
+    site: SiteName,
+    base: url::Url,
+    credentials: Credentials,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    session: Mutex<Session>,
+}
+
+/// The current tokens. `generation` grows with every new access token, so that of several
+/// calls answered 401 with the same token only the first refreshes.
+#[derive(Debug, Default)]
+struct Session {
+    tokens: Option<Tokens>,
+    generation: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Tokens {
+    access: Secret,
+    refresh: Option<Secret>,
+}
+
+/// One HTTP call: what it is (for errors and logs) and what to send.
+struct Call<'a> {
+    what: String,
+    method: Method,
+    path: &'a [&'a str],
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+}
+
+/// A successful answer, read completely.
+struct Answer {
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Status, headers and body of one HTTP exchange.
+type Exchange = (StatusCode, HeaderMap, Vec<u8>);
+
+impl HorizonClient {
+    /// A client of the Horizon at `base_url` (the server root; `/rest/...` is appended).
+    pub fn new(
+        site: SiteName,
+        base_url: url::Url,
+        credentials: Credentials,
+        http: reqwest::Client,
+        retry: RetryPolicy,
+    ) -> HorizonClient {
+        HorizonClient {
+            site,
+            base: base_url,
+            credentials,
+            http,
+            retry,
+            session: Mutex::new(Session::default()),
+        }
+    }
+
+    pub fn site(&self) -> &SiteName {
+        &self.site
+    }
+
+    /// Logs in now (otherwise the first call does).
+    pub async fn login(&self) -> Result<(), HorizonError> {
+        self.retry
+            .run("log in", || async {
+                let mut session = self.session.lock().await;
+                self.login_locked(&mut session).await.map(|_| ())
+            })
+            .await
+    }
+
+    /// Ends the session (both tokens). A client without a session has nothing to do.
+    pub async fn logout(&self) -> Result<(), HorizonError> {
+        let mut session = self.session.lock().await;
+        let Some(tokens) = session.tokens.take() else { return Ok(()) };
+        let Some(refresh) = tokens.refresh else { return Ok(()) };
+        let body = serde_json::to_value(wire::RefreshToken { refresh_token: refresh.expose() })
+            .map_err(|source| self.decode_error("log out", source))?;
+        self.retry
+            .run("log out", || async {
+                let (status, headers, bytes) =
+                    self.raw(Method::POST, &["logout"], &[], None, Some(&body), "log out").await?;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(api_error(&self.site, "log out", status, &headers, &bytes))
+                }
+            })
+            .await
+    }
+
+    /// Every desktop pool and farm, sorted by name.
+    pub async fn pools(&self) -> Result<Vec<LivePool>, HorizonError> {
+        let (mut pools, farms) = futures::try_join!(self.desktop_pools(), self.farms())?;
+        pools.extend(farms);
+        pools.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(pools)
+    }
+
+    /// Every desktop pool (`/inventory/v2/desktop-pools`, 1,000 per page), sorted by name.
+    pub async fn desktop_pools(&self) -> Result<Vec<LivePool>, HorizonError> {
+        let pools: Vec<wire::DesktopPool> =
+            self.list_paged(&["inventory", "v2", "desktop-pools"], "list desktop pools").await?;
+        let mut pools: Vec<LivePool> = pools.into_iter().map(wire::DesktopPool::into_live).collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(pools)
+    }
+
+    /// Every farm (`/inventory/v2/farms`, 1,000 per page), sorted by name.
+    pub async fn farms(&self) -> Result<Vec<LivePool>, HorizonError> {
+        let farms: Vec<wire::Farm> = self.list_paged(&["inventory", "v2", "farms"], "list farms").await?;
+        let mut farms: Vec<LivePool> = farms.into_iter().map(wire::Farm::into_live).collect();
+        farms.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(farms)
+    }
+
+    /// One desktop pool, for following a push.
+    pub async fn desktop_pool(&self, id: &HorizonId) -> Result<LivePool, HorizonError> {
+        let what = format!("read desktop pool `{id}`");
+        let pool: wire::DesktopPool =
+            self.get_json(&what, &["inventory", "v2", "desktop-pools", id.as_str()], Vec::new()).await?.0;
+        Ok(pool.into_live())
+    }
+
+    /// One farm, for following a maintenance.
+    pub async fn farm(&self, id: &HorizonId) -> Result<LivePool, HorizonError> {
+        let what = format!("read farm `{id}`");
+        let farm: wire::Farm =
+            self.get_json(&what, &["inventory", "v2", "farms", id.as_str()], Vec::new()).await?.0;
+        Ok(farm.into_live())
+    }
+
+    /// The vCenters this pod manages (`/config/v1/virtual-centers`).
+    pub async fn virtual_centers(&self) -> Result<Vec<VirtualCenter>, HorizonError> {
+        let vcs: Vec<wire::VirtualCenter> =
+            self.get_json("list virtual centers", &["config", "v1", "virtual-centers"], Vec::new()).await?.0;
+        Ok(vcs
+            .into_iter()
+            .map(|v| VirtualCenter {
+                id: HorizonId::new(v.id),
+                server_name: v.server_name.unwrap_or_default(),
+                instance_uuid: v.instance_uuid,
+                enabled: v.enabled.unwrap_or(true),
+            })
+            .collect())
+    }
+
+    /// The VMs of a vCenter Horizon offers as parent images (`/external/v1/base-vms`).
+    pub async fn base_vms(&self, vcenter_id: &HorizonId) -> Result<Vec<BaseVm>, HorizonError> {
+        let what = format!("list base vms of vcenter `{vcenter_id}`");
+        let query = vec![("vcenter_id", vcenter_id.to_string())];
+        let vms: Vec<wire::BaseVm> = self.get_json(&what, &["external", "v1", "base-vms"], query).await?.0;
+        Ok(vms
+            .into_iter()
+            .map(|v| BaseVm {
+                id: Moref::new(v.id),
+                name: v.name.unwrap_or_default(),
+                path: v.path.unwrap_or_default(),
+                datacenter_id: v.datacenter_id.map(Moref::new),
+                incompatible_reasons: v.incompatible_reasons.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The snapshots of a base VM (`/external/v1/base-snapshots`).
+    pub async fn base_snapshots(
+        &self,
+        vcenter_id: &HorizonId,
+        vm: &Moref,
+    ) -> Result<Vec<BaseSnapshot>, HorizonError> {
+        let what = format!("list snapshots of base vm `{vm}`");
+        let query = vec![("vcenter_id", vcenter_id.to_string()), ("base_vm_id", vm.to_string())];
+        let snaps: Vec<wire::BaseSnapshot> =
+            self.get_json(&what, &["external", "v1", "base-snapshots"], query).await?.0;
+        Ok(snaps
+            .into_iter()
+            .map(|s| BaseSnapshot {
+                id: Moref::new(s.id),
+                name: s.name.unwrap_or_default(),
+                path: s.path.unwrap_or_default(),
+                created_ms: s.created_timestamp,
+                incompatible_reasons: s.incompatible_reasons.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Schedules a push of `spec.image` to an instant-clone desktop pool (204).
+    ///
+    /// A retry after a lost answer repeats the same parameters, which Horizon treats as a
+    /// reschedule while the push has not started.
+    pub async fn push_image(&self, pool_id: &HorizonId, spec: &PushSpec) -> Result<(), HorizonError> {
+        let body = wire::PushImageSpec {
+            logoff_policy: wire::logoff_policy(spec.logoff),
+            parent_vm_id: spec.image.vm.as_str(),
+            snapshot_id: spec.image.snapshot.as_str(),
+            start_time: spec.start_time_ms,
+            stop_on_first_error: spec.stop_on_first_error,
+        };
+        let what = format!("schedule a push image to desktop pool `{pool_id}`");
+        let path = ["inventory", "v1", "desktop-pools", pool_id.as_str(), "action", "schedule-push-image"];
+        self.post(&what, &path, Some(&body)).await
+    }
+
+    /// Cancels a scheduled push that has not started (204).
+    pub async fn cancel_push(&self, pool_id: &HorizonId) -> Result<(), HorizonError> {
+        let what = format!("cancel the scheduled push image of desktop pool `{pool_id}`");
+        let path =
+            ["inventory", "v1", "desktop-pools", pool_id.as_str(), "action", "cancel-scheduled-push-image"];
+        self.post::<()>(&what, &path, None).await
+    }
+
+    /// Schedules an immediate maintenance of an instant-clone farm onto `spec.image` (204);
+    /// `spec.start_time_ms` becomes `next_scheduled_time`.
+    pub async fn schedule_maintenance(
+        &self,
+        farm_id: &HorizonId,
+        spec: &PushSpec,
+    ) -> Result<(), HorizonError> {
+        let body = wire::FarmMaintenanceSpec {
+            maintenance_mode: "IMMEDIATE",
+            logoff_policy: wire::logoff_policy(spec.logoff),
+            next_scheduled_time: spec.start_time_ms,
+            parent_vm_id: spec.image.vm.as_str(),
+            snapshot_id: spec.image.snapshot.as_str(),
+            stop_on_first_error: spec.stop_on_first_error,
+        };
+        let what = format!("schedule maintenance of farm `{farm_id}`");
+        let path = ["inventory", "v1", "farms", farm_id.as_str(), "action", "schedule-maintenance"];
+        self.post(&what, &path, Some(&body)).await
+    }
+
+    /// Cancels the scheduled immediate maintenance of a farm (204).
+    pub async fn cancel_maintenance(&self, farm_id: &HorizonId) -> Result<(), HorizonError> {
+        let body = wire::FarmCancelMaintenanceSpec { maintenance_mode: "IMMEDIATE" };
+        let what = format!("cancel the scheduled maintenance of farm `{farm_id}`");
+        let path = ["inventory", "v1", "farms", farm_id.as_str(), "action", "cancel-scheduled-maintenance"];
+        self.post(&what, &path, Some(&body)).await
+    }
+
+    // ---- plumbing ----
+
+    /// Follows `HAS_MORE_RECORDS` page by page. Real servers answer a page past the end with
+    /// 400, so the loop stops as soon as the header is missing.
+    async fn list_paged<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        what: &str,
+    ) -> Result<Vec<T>, HorizonError> {
+        let mut all = Vec::new();
+        for page in 1usize.. {
+            let query = vec![("page", page.to_string()), ("size", PAGE_SIZE.to_string())];
+            let (items, headers): (Vec<T>, HeaderMap) = self.get_json(what, path, query).await?;
+            let empty = items.is_empty();
+            all.extend(items);
+            let more = headers
+                .get("has_more_records")
+                .is_some_and(|v| !v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("false")));
+            // An empty page that claims more would loop forever.
+            if !more || empty {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &[&str],
+        query: Vec<(&'static str, String)>,
+    ) -> Result<(T, HeaderMap), HorizonError> {
+        let call = Call { what: what.to_owned(), method: Method::GET, path, query, body: None };
+        let answer = self.send(&call).await?;
+        let value = serde_json::from_slice(&answer.body).map_err(|source| self.decode_error(what, source))?;
+        Ok((value, answer.headers))
+    }
+
+    async fn post<B: Serialize>(
+        &self,
+        what: &str,
+        path: &[&str],
+        body: Option<&B>,
+    ) -> Result<(), HorizonError> {
+        let body =
+            body.map(serde_json::to_value).transpose().map_err(|source| self.decode_error(what, source))?;
+        let call = Call { what: what.to_owned(), method: Method::POST, path, query: Vec::new(), body };
+        self.send(&call).await.map(|_| ())
+    }
+
+    /// Sends a resource call under the retry policy.
+    async fn send(&self, call: &Call<'_>) -> Result<Answer, HorizonError> {
+        self.retry.run(&call.what, || self.send_once(call)).await
+    }
+
+    /// One attempt: authenticate, send; on 401 re-authenticate and send once more.
+    async fn send_once(&self, call: &Call<'_>) -> Result<Answer, HorizonError> {
+        let (token, generation) = self.access_token().await?;
+        let (status, headers, body) = self.request(call, &token).await?;
+        let (status, headers, body) = if status == StatusCode::UNAUTHORIZED {
+            let token = self.reauthenticate(generation).await?;
+            self.request(call, &token).await?
+        } else {
+            (status, headers, body)
+        };
+        if status.is_success() {
+            Ok(Answer { headers, body })
+        } else {
+            Err(api_error(&self.site, &call.what, status, &headers, &body))
+        }
+    }
+
+    async fn request(&self, call: &Call<'_>, token: &Secret) -> Result<Exchange, HorizonError> {
+        self.raw(call.method.clone(), call.path, &call.query, Some(token), call.body.as_ref(), &call.what)
+            .await
+    }
+
+    /// One HTTP exchange under `/rest/`, reading the whole body.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&'static str, String)],
+        token: Option<&Secret>,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Exchange, HorizonError> {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("rest").extend(path);
+        }
+        let mut request = self.http.request(method, url).header("accept", "application/json");
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let transport =
+            |source| HorizonError::Transport { site: self.site.clone(), what: what.to_owned(), source };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(transport)?;
+        Ok((status, headers, bytes.to_vec()))
+    }
+
+    /// The current access token and its generation, logging in when there is none.
+    async fn access_token(&self) -> Result<(Secret, u64), HorizonError> {
+        let mut session = self.session.lock().await;
+        match &session.tokens {
+            Some(tokens) => Ok((tokens.access.clone(), session.generation)),
+            None => {
+                let token = self.login_locked(&mut session).await?;
+                Ok((token, session.generation))
+            }
+        }
+    }
+
+    /// After a 401 with the token of `generation`: refresh once, log in again if the refresh
+    /// is refused. Another task may already have done so; then its token is used.
+    async fn reauthenticate(&self, generation: u64) -> Result<Secret, HorizonError> {
+        let mut session = self.session.lock().await;
+        if let (true, Some(tokens)) = (session.generation != generation, &session.tokens) {
+            return Ok(tokens.access.clone());
+        }
+        let refresh = session.tokens.as_ref().and_then(|t| t.refresh.clone());
+        if let Some(refresh) = refresh {
+            match self.refresh(&refresh).await {
+                Ok(access) => {
+                    session.tokens = Some(Tokens { access: access.clone(), refresh: Some(refresh) });
+                    session.generation += 1;
+                    return Ok(access);
+                }
+                Err(err) => {
+                    tracing::debug!(site = %self.site, error = %err, "token refresh refused, logging in again");
+                }
+            }
+        }
+        self.login_locked(&mut session).await
+    }
+
+    async fn refresh(&self, refresh: &Secret) -> Result<Secret, HorizonError> {
+        let what = "refresh the access token";
+        let body = serde_json::to_value(wire::RefreshToken { refresh_token: refresh.expose() })
+            .map_err(|source| self.decode_error(what, source))?;
+        let (status, headers, bytes) =
+            self.raw(Method::POST, &["refresh"], &[], None, Some(&body), what).await?;
+        if !status.is_success() {
+            return Err(api_error(&self.site, what, status, &headers, &bytes));
+        }
+        let tokens: wire::Tokens =
+            serde_json::from_slice(&bytes).map_err(|source| self.decode_error(what, source))?;
+        Ok(Secret::new(tokens.access_token))
+    }
+
+    /// `POST /rest/login`; stores the tokens and returns the access token.
+    async fn login_locked(&self, session: &mut Session) -> Result<Secret, HorizonError> {
+        let what = "log in";
+        let domain = self
+            .credentials
+            .domain
+            .as_deref()
+            .ok_or(HorizonError::MissingDomain { site: self.site.clone() })?;
+        let body = serde_json::to_value(wire::Login {
+            username: &self.credentials.user,
+            password: self.credentials.password.expose(),
+            domain,
+        })
+        .map_err(|source| self.decode_error(what, source))?;
+        let (status, headers, bytes) =
+            self.raw(Method::POST, &["login"], &[], None, Some(&body), what).await?;
+        if !status.is_success() {
+            let err = api_error(&self.site, what, status, &headers, &bytes);
+            if err.is_retryable() {
+                return Err(err);
+            }
+            return Err(HorizonError::Login {
+                site: self.site.clone(),
+                user: format!("{domain}\\{}", self.credentials.user),
+                status,
+                message: ServerMessage(error_text(status, &bytes)),
+            });
+        }
+        let tokens: wire::Tokens =
+            serde_json::from_slice(&bytes).map_err(|source| self.decode_error(what, source))?;
+        let access = Secret::new(tokens.access_token);
+        session.tokens =
+            Some(Tokens { access: access.clone(), refresh: tokens.refresh_token.map(Secret::new) });
+        session.generation += 1;
+        Ok(access)
+    }
+
+    fn decode_error(&self, what: &str, source: serde_json::Error) -> HorizonError {
+        HorizonError::Decode { site: self.site.clone(), what: what.to_owned(), source }
+    }
+}

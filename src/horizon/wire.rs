@@ -1,0 +1,342 @@
+//! Horizon's JSON as golden reads it, and its conversion into [`crate::live`] types.
+//!
+//! Parsing is tolerant on purpose: servers from 8.0 to 2512 add fields release by release, so
+//! unknown fields are ignored, every field but `id` may be missing or null, and enums are read
+//! as strings so that a value added by a later release maps to a fallback instead of failing
+//! the whole listing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::{Logoff, PoolKind};
+use crate::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingImage, PendingState};
+
+/// `AuthTokens` from `/login`; `/refresh` returns only the access token.
+#[derive(Deserialize)]
+pub(crate) struct Tokens {
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Login<'a> {
+    pub username: &'a str,
+    // The spec types it as an array of string; every known client sends a string.
+    pub password: &'a str,
+    pub domain: &'a str,
+}
+
+#[derive(Serialize)]
+pub(crate) struct RefreshToken<'a> {
+    pub refresh_token: &'a str,
+}
+
+/// `DesktopPoolInfoV2` and later: the fields golden reads.
+#[derive(Deserialize)]
+pub(crate) struct DesktopPool {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub provisioning_settings: Option<ProvisioningSettings>,
+    #[serde(default)]
+    pub provisioning_status_data: Option<StatusData>,
+}
+
+/// `FarmInfoV2` and later. `source` is absent in farm v2–v6 and back in v7.
+#[derive(Deserialize)]
+pub(crate) struct Farm {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub automated_farm_settings: Option<AutomatedFarmSettings>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AutomatedFarmSettings {
+    #[serde(default)]
+    pub provisioning_settings: Option<ProvisioningSettings>,
+    #[serde(default)]
+    pub provisioning_status_data: Option<StatusData>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProvisioningSettings {
+    #[serde(default)]
+    pub parent_vm_id: Option<String>,
+    #[serde(default)]
+    pub base_snapshot_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StatusData {
+    #[serde(default)]
+    pub instant_clone_operation: Option<String>,
+    #[serde(default)]
+    pub instant_clone_pending_image_state: Option<String>,
+    #[serde(default)]
+    pub instant_clone_pending_image_parent_vm_id: Option<String>,
+    #[serde(default)]
+    pub instant_clone_pending_image_snapshot_id: Option<String>,
+    #[serde(default)]
+    pub instant_clone_pending_image_progress: Option<i64>,
+    #[serde(default)]
+    pub instant_clone_pending_image_error: Option<String>,
+    #[serde(default)]
+    pub last_provisioning_error: Option<String>,
+}
+
+/// `BaseVMInfo`.
+#[derive(Deserialize)]
+pub(crate) struct BaseVm {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub datacenter_id: Option<String>,
+    #[serde(default)]
+    pub incompatible_reasons: Option<Vec<String>>,
+}
+
+/// `BaseSnapshotInfo`.
+#[derive(Deserialize)]
+pub(crate) struct BaseSnapshot {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub created_timestamp: Option<i64>,
+    #[serde(default)]
+    pub incompatible_reasons: Option<Vec<String>>,
+}
+
+/// `VirtualCenterInfo`.
+#[derive(Deserialize)]
+pub(crate) struct VirtualCenter {
+    pub id: String,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub instance_uuid: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `DesktopPoolPushImageSpec` (v1).
+#[derive(Serialize)]
+pub(crate) struct PushImageSpec<'a> {
+    pub logoff_policy: &'static str,
+    pub parent_vm_id: &'a str,
+    pub snapshot_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
+    pub stop_on_first_error: bool,
+}
+
+/// `FarmMaintenanceSpec` (v1), immediate mode only.
+#[derive(Serialize)]
+pub(crate) struct FarmMaintenanceSpec<'a> {
+    pub maintenance_mode: &'static str,
+    pub logoff_policy: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_time: Option<i64>,
+    pub parent_vm_id: &'a str,
+    pub snapshot_id: &'a str,
+    pub stop_on_first_error: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct FarmCancelMaintenanceSpec {
+    pub maintenance_mode: &'static str,
+}
+
+pub(crate) fn logoff_policy(logoff: Logoff) -> &'static str {
+    match logoff {
+        Logoff::Wait => "WAIT_FOR_LOGOFF",
+        Logoff::Force => "FORCE_LOGOFF",
+    }
+}
+
+/// `instant_clone_operation` of pools and farms; unknown values are [`Operation::Other`].
+pub(crate) fn operation(value: Option<&str>) -> Operation {
+    match value {
+        None | Some("NONE") => Operation::None,
+        Some("INITIAL_PUBLISH") => Operation::InitialPublish,
+        Some("SCHEDULE_PUSH_IMAGE" | "RECURRING_SCHEDULED_MAINTENANCE") => Operation::PushImage,
+        Some("CANCEL_SCHEDULED_PUSH_IMAGE" | "CANCEL_SCHEDULED_MAINTENANCE") => Operation::CancelPush,
+        Some("INFRASTRUCTURE_CHANGE") => Operation::InfrastructureChange,
+        Some("FINAL_UNPUBLISH") => Operation::FinalUnpublish,
+        Some(_) => Operation::Other,
+    }
+}
+
+/// `instant_clone_pending_image_state`. `PendingState` has no fallback variant, so a value
+/// from a later release is read as `PUBLISHING`: work in flight, which makes golden wait
+/// rather than act on a pool it does not understand.
+pub(crate) fn pending_state(value: &str) -> PendingState {
+    match value {
+        "PENDING_PUBLISH" => PendingState::PendingPublish,
+        "PUBLISHING" => PendingState::Publishing,
+        "READY" => PendingState::Ready,
+        "READY_HELD" => PendingState::ReadyHeld,
+        "FAILED" => PendingState::Failed,
+        "UNPUBLISHING" => PendingState::Unpublishing,
+        other => {
+            tracing::warn!(state = other, "unknown instant_clone_pending_image_state, treated as PUBLISHING");
+            PendingState::Publishing
+        }
+    }
+}
+
+fn image(vm: Option<String>, snapshot: Option<String>) -> Option<ImageRef> {
+    match (vm.filter(|v| !v.is_empty()), snapshot.filter(|s| !s.is_empty())) {
+        (Some(vm), Some(snapshot)) => Some(ImageRef { vm: Moref::new(vm), snapshot: Moref::new(snapshot) }),
+        _ => None,
+    }
+}
+
+fn live_pool(
+    id: String,
+    name: Option<String>,
+    kind: PoolKind,
+    instant_clone: bool,
+    settings: Option<ProvisioningSettings>,
+    status: Option<StatusData>,
+) -> LivePool {
+    let current = settings.and_then(|s| image(s.parent_vm_id, s.base_snapshot_id));
+    let (operation, pending, last_error) = match status {
+        None => (Operation::None, None, None),
+        Some(s) => {
+            let state = s.instant_clone_pending_image_state.as_deref().map(pending_state);
+            // A pending image from the image catalog has no VM/snapshot; it shows as the
+            // operation only (golden pushes VM/snapshot images).
+            let pending_image =
+                image(s.instant_clone_pending_image_parent_vm_id, s.instant_clone_pending_image_snapshot_id);
+            let pending = match (state, pending_image) {
+                (Some(state), Some(image)) => Some(PendingImage {
+                    image,
+                    state,
+                    progress: s.instant_clone_pending_image_progress.map(|p| p.clamp(0, 100) as u8),
+                    error: s.instant_clone_pending_image_error.filter(|e| !e.is_empty()),
+                }),
+                _ => None,
+            };
+            let last_error = s.last_provisioning_error.filter(|e| !e.is_empty());
+            (operation(s.instant_clone_operation.as_deref()), pending, last_error)
+        }
+    };
+    LivePool {
+        id: HorizonId::new(id),
+        name: name.unwrap_or_default(),
+        kind,
+        instant_clone,
+        current,
+        pending,
+        operation,
+        last_error,
+    }
+}
+
+impl DesktopPool {
+    pub(crate) fn into_live(self) -> LivePool {
+        let instant_clone =
+            self.kind.as_deref() == Some("AUTOMATED") && self.source.as_deref() == Some("INSTANT_CLONE");
+        live_pool(
+            self.id,
+            self.name,
+            PoolKind::DesktopPool,
+            instant_clone,
+            self.provisioning_settings,
+            self.provisioning_status_data,
+        )
+    }
+}
+
+impl Farm {
+    pub(crate) fn into_live(self) -> LivePool {
+        // Farm v2–v6 have no `source`; automated farms of Horizon 8 are instant clone
+        // (linked-clone farms went with View Composer), so absent counts as instant clone.
+        let instant_clone = self.kind.as_deref() == Some("AUTOMATED")
+            && self.source.as_deref().is_none_or(|s| s == "INSTANT_CLONE")
+            && self.automated_farm_settings.is_some();
+        let (settings, status) = match self.automated_farm_settings {
+            Some(a) => (a.provisioning_settings, a.provisioning_status_data),
+            None => (None, None),
+        };
+        live_pool(self.id, self.name, PoolKind::Farm, instant_clone, settings, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_parse_tolerantly_and_map_unknown_values() {
+        let json = r#"{
+            "id": "p1", "name": "Finance-IC", "type": "AUTOMATED", "source": "INSTANT_CLONE",
+            "some_future_field": {"x": 1}, "display_name": null,
+            "provisioning_settings": {"parent_vm_id": "vm-2", "base_snapshot_id": "snapshot-3",
+                                      "datacenter_id": null},
+            "provisioning_status_data": {
+                "instant_clone_operation": "SOMETHING_NEW",
+                "instant_clone_pending_image_state": "PUBLISHING",
+                "instant_clone_pending_image_parent_vm_id": "vm-7",
+                "instant_clone_pending_image_snapshot_id": "snapshot-8",
+                "instant_clone_pending_image_progress": 140,
+                "instant_clone_pending_image_error": null,
+                "last_provisioning_error": ""
+            }
+        }"#;
+        let pool: DesktopPool = serde_json::from_str(json).expect("parses");
+        let live = pool.into_live();
+        assert!(live.instant_clone);
+        assert_eq!(live.current.as_ref().map(|i| i.vm.as_str()), Some("vm-2"));
+        assert_eq!(live.operation, Operation::Other);
+        let pending = live.pending.expect("pending image");
+        assert_eq!(
+            (pending.image.snapshot.as_str(), pending.state),
+            ("snapshot-8", PendingState::Publishing)
+        );
+        assert_eq!(pending.progress, Some(100));
+        assert_eq!(live.last_error, None);
+    }
+
+    #[test]
+    fn sparse_pools_and_farms_still_parse() {
+        let pool: DesktopPool =
+            serde_json::from_str(r#"{"id":"p","type":"MANUAL","provisioning_status_data":null}"#)
+                .expect("parses");
+        let live = pool.into_live();
+        assert!(!live.instant_clone && live.current.is_none() && live.pending.is_none());
+        assert_eq!(live.operation, Operation::None);
+
+        let farm: Farm = serde_json::from_str(
+            r#"{"id":"f","name":"SAP","type":"AUTOMATED","automated_farm_settings":{
+                "provisioning_settings":{"parent_vm_id":"vm-1","base_snapshot_id":"snapshot-1"},
+                "provisioning_status_data":{"instant_clone_operation":"RECURRING_SCHEDULED_MAINTENANCE",
+                    "instant_clone_pending_image_state":"READY_HELD",
+                    "instant_clone_pending_image_parent_vm_id":"vm-4",
+                    "instant_clone_pending_image_snapshot_id":"snapshot-5"}}}"#,
+        )
+        .expect("parses");
+        let live = farm.into_live();
+        assert!(live.instant_clone);
+        assert_eq!(live.kind, PoolKind::Farm);
+        assert_eq!(live.operation, Operation::PushImage);
+        assert_eq!(live.pending.map(|p| p.state), Some(PendingState::ReadyHeld));
+    }
+}

@@ -1,0 +1,306 @@
+//! The JSON documents the lab's Horizon returns, rendered from the model: `DesktopPoolInfo`
+//! (v1), `DesktopPoolInfoV2`, `FarmInfoV2`, `BaseVMInfo`, `BaseSnapshotInfo`, the virtual
+//! center views and the error envelope. Field names and enum values follow the reference.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{FailedImage, Phase, Pool, PoolKind, PoolSource, Push};
+use crate::lab::Timings;
+use crate::lab::vcenter::{Snapshot, VcenterSim, Vm};
+
+/// Placement objects every pool reports; the lab's vCenter has one of each.
+#[derive(Debug, Default)]
+pub struct Placement {
+    pub host_or_cluster_id: Option<String>,
+    pub resource_pool_id: Option<String>,
+    pub vm_folder_id: Option<String>,
+}
+
+impl Placement {
+    pub fn of(vc: &VcenterSim) -> Placement {
+        let cluster = vc.clusters.values().next();
+        Placement {
+            host_or_cluster_id: cluster.map(|c| c.id.clone()),
+            resource_pool_id: cluster.map(|c| c.resource_pool.clone()),
+            vm_folder_id: vc.datacenter().map(|d| d.vm_folder.clone()),
+        }
+    }
+}
+
+/// The error envelope of Horizon 2203+: `status` is the HTTP status name in UPPER_SNAKE.
+pub fn error_envelope(status: StatusCode, key: &str, message: &str, now: i64) -> Value {
+    let name = status.canonical_reason().unwrap_or("ERROR").to_ascii_uppercase().replace([' ', '-'], "_");
+    json!({
+        "status": name,
+        "timestamp": now,
+        "errors": [{"error_key": key, "error_message": message}],
+    })
+}
+
+fn source_name(source: PoolSource) -> &'static str {
+    match source {
+        PoolSource::InstantClone => "INSTANT_CLONE",
+        PoolSource::LinkedClone => "LINKED_CLONE",
+        PoolSource::VirtualCenter => "VIRTUAL_CENTER",
+    }
+}
+
+/// `DesktopPoolInfo` (v1): no provisioning data at all.
+pub fn pool_v1(pool: &Pool) -> Value {
+    json!({
+        "id": pool.id,
+        "name": pool.name,
+        "display_name": pool.name,
+        "description": null,
+        "enabled": pool.enabled,
+        "type": "AUTOMATED",
+        "source": source_name(pool.source),
+    })
+}
+
+/// `DesktopPoolInfoV2`.
+pub fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> Value {
+    let instant = pool.source == PoolSource::InstantClone;
+    json!({
+        "id": pool.id,
+        "name": pool.name,
+        "display_name": pool.name,
+        "description": null,
+        "enabled": pool.enabled,
+        "enable_provisioning": true,
+        "stop_provisioning_on_error": true,
+        "delete_in_progress": false,
+        "type": "AUTOMATED",
+        "source": source_name(pool.source),
+        "image_source": "VIRTUAL_CENTER",
+        "user_assignment": "FLOATING",
+        "vcenter_id": vcenter_id,
+        "provisioning_settings": provisioning_settings(pool, place),
+        "provisioning_status_data": if instant { status_data(pool, now, t) } else { Value::Null },
+    })
+}
+
+/// `FarmInfoV2`: no `source` (absent in farm v2–v6); the image lives in
+/// `automated_farm_settings`.
+pub fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> Value {
+    let mut status = status_data(pool, now, t);
+    if let Value::Object(map) = &mut status {
+        map.insert("instant_clone_operation_time".into(), json!(pool.push.as_ref().map(|p| p.scheduled_at)));
+        map.insert("instant_clone_scheduled_maintenance_data".into(), maintenance_data(pool.push.as_ref()));
+    }
+    json!({
+        "id": pool.id,
+        "name": pool.name,
+        "display_name": pool.name,
+        "description": null,
+        "enabled": pool.enabled,
+        "type": "AUTOMATED",
+        "delete_in_progress": false,
+        "server_error_threshold": 0,
+        "automated_farm_settings": {
+            "vcenter_id": vcenter_id,
+            "image_source": "VIRTUAL_CENTER",
+            "enable_provisioning": true,
+            "stop_provisioning_on_error": true,
+            "min_ready_vms": 0,
+            "provisioning_settings": provisioning_settings(pool, place),
+            "provisioning_status_data": status,
+        },
+    })
+}
+
+fn provisioning_settings(pool: &Pool, place: &Placement) -> Value {
+    let (parent, snapshot, template) = match pool.source {
+        PoolSource::VirtualCenter => (None, None, Some(&pool.parent_vm_id)),
+        _ => (Some(&pool.parent_vm_id), Some(&pool.base_snapshot_id), None),
+    };
+    json!({
+        "parent_vm_id": parent,
+        "base_snapshot_id": snapshot,
+        "vm_template_id": template,
+        "datacenter_id": pool.datacenter_id,
+        "vm_folder_id": place.vm_folder_id,
+        "host_or_cluster_id": place.host_or_cluster_id,
+        "resource_pool_id": place.resource_pool_id,
+        "add_virtual_tpm": false,
+    })
+}
+
+/// The `instant_clone_pending_image_*` fields; all null when there is no pending image.
+#[derive(Default)]
+struct PendingView<'a> {
+    vm: Option<&'a String>,
+    snapshot: Option<&'a String>,
+    state: Option<&'static str>,
+    progress: Option<u8>,
+    error: Option<&'a String>,
+}
+
+/// `provisioning_status_data`: the push-image state machine at `now` (the pool is settled).
+fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
+    let farm = pool.kind == PoolKind::Farm;
+    let (scheduled, cancelling) = if farm {
+        ("RECURRING_SCHEDULED_MAINTENANCE", "CANCEL_SCHEDULED_MAINTENANCE")
+    } else {
+        ("SCHEDULE_PUSH_IMAGE", "CANCEL_SCHEDULED_PUSH_IMAGE")
+    };
+    let mut operation = "NONE";
+    let mut pending = PendingView::default();
+    let mut settings = Value::Null;
+    if let Some(push) = &pool.push {
+        let mut phase = push.phase(now, t);
+        if phase == Phase::Cancelling {
+            operation = cancelling;
+            // While cancelling, the pending image is shown as it was when the cancel came.
+            phase = push.scheduled_phase(push.cancelled_at.unwrap_or(now), t);
+        } else {
+            operation = scheduled;
+        }
+        let state = match phase {
+            Phase::PendingPublish => Some(("PENDING_PUBLISH", 0)),
+            Phase::Publishing(p) => Some(("PUBLISHING", p)),
+            Phase::Ready { .. } | Phase::Done { .. } => Some(("READY", 100)),
+            Phase::Cancelling | Phase::Cancelled | Phase::Failed { .. } => None,
+        };
+        if let (Some((state, progress)), Some(vm)) = (state, &push.parent_vm_id) {
+            pending = PendingView {
+                vm: Some(vm),
+                snapshot: push.snapshot_id.as_ref(),
+                state: Some(state),
+                progress: Some(progress),
+                error: None,
+            };
+        }
+        settings = json!({
+            "start_time": push.start(),
+            "logoff_policy": push.logoff_policy,
+            "stop_on_first_error": push.stop_on_first_error,
+            "add_virtual_tpm": push.add_virtual_tpm,
+        });
+    } else if let Some(FailedImage { parent_vm_id, snapshot_id, error, .. }) = &pool.failed {
+        pending = PendingView {
+            vm: parent_vm_id.as_ref(),
+            snapshot: snapshot_id.as_ref(),
+            state: Some("FAILED"),
+            progress: None,
+            error: Some(error),
+        };
+    }
+    let PendingView { vm, snapshot, state, progress, error } = pending;
+    let mut data = json!({
+        "instant_clone_operation": operation,
+        "instant_clone_current_image_state": "READY",
+        "instant_clone_pending_image_state": state,
+        "instant_clone_pending_image_parent_vm_id": vm,
+        "instant_clone_pending_image_snapshot_id": snapshot,
+        "instant_clone_pending_image_progress": progress,
+        "instant_clone_pending_image_error": error,
+        "instant_clone_pending_im_stream_id": null,
+        "instant_clone_pending_im_tag_id": null,
+        "last_provisioning_error": pool.last_provisioning_error,
+        "last_provisioning_error_time": pool.last_provisioning_error_time,
+    });
+    // Farms report their schedule in `instant_clone_scheduled_maintenance_data` instead.
+    if let (false, Value::Object(map)) = (farm, &mut data) {
+        map.insert("instant_clone_push_image_settings".into(), settings);
+    }
+    data
+}
+
+fn maintenance_data(push: Option<&Push>) -> Value {
+    match push.filter(|p| p.cancelled_at.is_none()) {
+        Some(p) => json!({
+            "immediate_maintenance_scheduled": true,
+            "next_scheduled_time": p.start(),
+            "logoff_policy": p.logoff_policy,
+            "stop_on_first_error": p.stop_on_first_error,
+            "recurring_maintenance_settings": null,
+        }),
+        None => json!({"immediate_maintenance_scheduled": false}),
+    }
+}
+
+/// `BaseVMInfo`.
+pub fn base_vm(vc: &VcenterSim, vcenter_id: &str, vm: &Vm) -> Value {
+    let (os, os_name) = match vm.guest_id.as_str() {
+        "windows9_64Guest" | "windows9Guest" => ("WINDOWS_10", "Windows 10"),
+        "windows11_64Guest" => ("WINDOWS_11", "Windows 11"),
+        g if g.starts_with("windows") && g.contains("srv") => {
+            ("WINDOWS_SERVER_2016_OR_ABOVE", "Windows Server 2016 or above")
+        }
+        _ => ("UNKNOWN", "Unknown"),
+    };
+    json!({
+        "id": vm.id,
+        "name": vm.name,
+        "path": vc.vm_path(vm),
+        "datacenter_id": vm.datacenter,
+        "vcenter_id": vcenter_id,
+        "operating_system": os,
+        "operating_system_display_name": os_name,
+        "network_type": "STANDARD_NETWORK",
+        "incompatible_reasons": incompatible_reasons(vm),
+    })
+}
+
+pub fn incompatible_reasons(vm: &Vm) -> Vec<&'static str> {
+    if vm.snapshots.is_empty() { vec!["NO_SNAPSHOTS"] } else { Vec::new() }
+}
+
+/// `BaseSnapshotInfo`.
+pub fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> Value {
+    json!({
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "path": VcenterSim::snapshot_path(vm, &snapshot.id),
+        "description": snapshot.description,
+        "created_timestamp": snapshot.created_ms,
+        "vcenter_id": vcenter_id,
+        "hardware_version": 19,
+        "disk_size_mb": 81920,
+        "memory_mb": 8192,
+        "memory_reservation_mb": 0,
+        "max_number_of_monitors": 2,
+        "max_resolution_of_any_one_monitor": "WSXGA_PLUS",
+        "total_video_memory_mb": 36,
+        "renderer3d": "MANAGE_BY_VSPHERE_CLIENT",
+        "vgpu_type": null,
+        "incompatible_reasons": [],
+    })
+}
+
+/// `VirtualCenterInfo` of `/config/v1/virtual-centers`.
+pub fn virtual_center_config(vc: &VcenterSim, vcenter_id: &str, server: &str) -> Value {
+    json!({
+        "id": vcenter_id,
+        "server_name": server,
+        "port": 443,
+        "use_ssl": true,
+        "user_name": "administrator@vsphere.local",
+        "display_name": server,
+        "description": null,
+        "enabled": true,
+        "instance_uuid": vc.instance_uuid,
+        "version": "8.0.3",
+        "vmc_deployment": false,
+    })
+}
+
+/// The `/monitor/v2/virtual-centers` view of the same vCenter.
+pub fn virtual_center_monitor(vcenter_id: &str, server: &str, now: i64) -> Value {
+    json!({
+        "id": vcenter_id,
+        "name": server,
+        "details": {"version": "8.0.3", "build": "24022515", "api_version": "8.0.3.0"},
+        "connection_servers": [{
+            "id": "cs-lab-1",
+            "name": "cs-lab-1",
+            "status": "OK",
+            "thumbprint_accepted": true,
+            "last_updated_timestamp": now,
+        }],
+        "hosts": [],
+        "datastores": [],
+    })
+}

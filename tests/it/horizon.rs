@@ -1,0 +1,544 @@
+//! Contract suite of the Horizon client against the lab's Horizon, started in-process.
+//!
+//! Time-dependent behaviour (push phases, cancel windows) is walked through with the lab's
+//! `fast_forward` instead of sleeping: timings are a minute long, and the pod's clock is moved
+//! past each phase boundary, so no assertion depends on how fast the machine is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use golden::connect::{Credentials, RetryPolicy, Secret};
+use golden::desired::{Location, Logoff, PoolKind, load};
+use golden::horizon::{HorizonClient, HorizonError, PushSpec};
+use golden::ids::SiteName;
+use golden::lab::horizon::{HorizonSim, PoolKind as SimKind};
+use golden::lab::server::FaultRule;
+use golden::lab::vcenter::{Placement, VcenterSim};
+use golden::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, LabState, Product, SiteLab, Timings};
+use golden::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingState};
+use serde_json::{Value, json};
+
+const SITE: &str = "hq";
+const MINUTE: u64 = 60_000;
+
+/// A hand-built site: a vCenter with a legacy image and a build VM with two sealed snapshots,
+/// and a Horizon with `pools` desktop pools (the first is `Finance-IC`) and one farm.
+struct World {
+    lab: Lab,
+    pool: HorizonId,
+    farm: HorizonId,
+    old: ImageRef,
+    new: ImageRef,
+    /// A snapshot of the legacy VM, so not of the build VM.
+    foreign_snapshot: Moref,
+}
+
+async fn world(pools: usize, timings: Timings) -> World {
+    let mut vc = VcenterSim::new(
+        "4d1c3c1e-0000-4000-8000-000000000001",
+        &Placement {
+            datacenter: "DC-HQ",
+            cluster: "Cluster-A",
+            resource_pool: None,
+            folder: "golden",
+            datastore: "vsan-hq",
+        },
+    );
+    let dc = vc.datacenter().expect("datacenter").id.clone();
+    let legacy = vc.add_vm("legacy-win11", None).expect("vm");
+    let initial = vc.add_snapshot(&legacy, "initial", "", 1).expect("snapshot");
+    let build = vc.add_vm("win11-build", None).expect("vm");
+    vc.add_snapshot(&build, "sealed-2026-10", "", 2).expect("snapshot");
+    let sealed = vc.add_snapshot(&build, "sealed-2026-11", "", 3).expect("snapshot");
+    let mut hz = HorizonSim::new("horizon-vc-1", "vc-hq.lab");
+    let pool = hz.add_pool(SimKind::DesktopPool, "Finance-IC", &dc, &legacy, &initial);
+    for n in 1..pools {
+        hz.add_pool(SimKind::DesktopPool, &format!("Pool-{n:04}"), &dc, &legacy, &initial);
+    }
+    let farm = hz.add_pool(SimKind::Farm, "SAP-Farm", &dc, &legacy, &initial);
+    let site = SiteLab { name: SITE.into(), vcenter: vc, horizon: hz, vcenter_url: None, horizon_url: None };
+    let state = LabState { sites: BTreeMap::from([(SITE.to_owned(), site)]), timings };
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("lab starts");
+    World {
+        lab,
+        pool: HorizonId::new(pool),
+        farm: HorizonId::new(farm),
+        old: ImageRef { vm: Moref::new(legacy), snapshot: Moref::new(initial.clone()) },
+        new: ImageRef { vm: Moref::new(build), snapshot: Moref::new(sealed) },
+        foreign_snapshot: Moref::new(initial),
+    }
+}
+
+/// Timings long enough that no phase ends on its own during a test.
+fn slow() -> Timings {
+    Timings { push_publish_ms: MINUTE, push_apply_ms: MINUTE, ..Timings::instant() }
+}
+
+fn retry() -> RetryPolicy {
+    RetryPolicy { attempts: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_secs(2) }
+}
+
+fn client_with(lab: &Lab, site: &str, password: &str, retry: RetryPolicy) -> HorizonClient {
+    let url = url::Url::parse(lab.url(site, Product::Horizon).expect("horizon endpoint")).expect("url");
+    let credentials = Credentials {
+        user: LAB_USER.to_owned(),
+        password: Secret::new(password),
+        domain: Some(LAB_DOMAIN.to_owned()),
+    };
+    HorizonClient::new(SiteName::new(site), url, credentials, reqwest::Client::new(), retry)
+}
+
+fn client(lab: &Lab) -> HorizonClient {
+    client_with(lab, SITE, LAB_PASSWORD, retry())
+}
+
+/// Runs `f` on the site's simulated Horizon, in-process.
+fn sim<R>(lab: &Lab, f: impl FnOnce(&mut HorizonSim) -> R) -> R {
+    let state = lab.state();
+    let mut state = state.lock().expect("lab lock");
+    f(&mut state.sites.get_mut(SITE).expect("site").horizon)
+}
+
+fn route(lab: &Lab, route: &str) -> u64 {
+    lab.requests_by_route(SITE, Product::Horizon).get(route).copied().unwrap_or(0)
+}
+
+/// The error and all its causes, as `main` prints them.
+fn chain(err: &HorizonError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn control_url(lab: &Lab, path: &str) -> String {
+    format!("{}{path}", lab.url(SITE, Product::Horizon).expect("horizon endpoint"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_works_and_a_wrong_password_is_a_clear_error_without_the_password() {
+    let w = world(1, slow()).await;
+    client(&w.lab).login().await.expect("lab credentials are accepted");
+
+    let wrong = client_with(&w.lab, SITE, "Hunter2-not-it", retry());
+    let err = wrong.desktop_pools().await.expect_err("wrong password");
+    assert!(matches!(err, HorizonError::Login { .. }), "{err:?}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
+    let text = chain(&err);
+    assert!(text.starts_with("horizon at site `hq` refused the login of `LAB\\golden-lab`"), "{text}");
+    assert!(text.contains("Authentication failed"), "the server's reason is the cause: {text}");
+    assert!(!text.contains("Hunter2") && !format!("{err:?}").contains("Hunter2"), "{text}");
+    // One login each: a refused login is not retried.
+    assert_eq!(route(&w.lab, "POST /rest/login"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_and_a_refused_refresh_logs_in_again() {
+    let w = world(3, slow()).await;
+    let c = client(&w.lab);
+    assert_eq!(c.desktop_pools().await.expect("lists").len(), 3);
+    assert_eq!((route(&w.lab, "POST /rest/login"), route(&w.lab, "POST /rest/refresh")), (1, 0));
+
+    // Access token expired, session alive: one 401, one refresh, the call repeated.
+    sim(&w.lab, HorizonSim::expire_access_tokens);
+    assert_eq!(c.desktop_pools().await.expect("lists after refresh").len(), 3);
+    assert_eq!((route(&w.lab, "POST /rest/login"), route(&w.lab, "POST /rest/refresh")), (1, 1));
+
+    // Session over too (through the lab's HTTP control): refresh refused, then a new login.
+    let expired = reqwest::Client::new()
+        .post(control_url(&w.lab, "/__lab/horizon/expire-tokens"))
+        .json(&json!({"sessions": true}))
+        .send()
+        .await
+        .expect("control call");
+    assert_eq!(expired.status(), 204);
+    assert_eq!(c.desktop_pools().await.expect("lists after a new login").len(), 3);
+    assert_eq!((route(&w.lab, "POST /rest/login"), route(&w.lab, "POST /rest/refresh")), (2, 2));
+    assert_eq!(route(&w.lab, "GET /rest/inventory/v2/desktop-pools"), 5, "1 + (401 + retry) * 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_2500_pools_costs_three_pages_and_one_login() {
+    let w = world(2500, slow()).await;
+    let c = client(&w.lab);
+    let pools = c.desktop_pools().await.expect("lists");
+    assert_eq!(pools.len(), 2500);
+    assert_eq!(w.lab.requests(SITE, Product::Horizon), 4, "login + 3 pages of 1000");
+    assert!(pools.windows(2).all(|p| p[0].name <= p[1].name), "sorted by name");
+    assert!(pools.iter().all(|p| p.kind == PoolKind::DesktopPool && p.instant_clone));
+    assert!(pools.iter().all(|p| p.current.as_ref() == Some(&w.old) && p.operation == Operation::None));
+
+    // Farms are a separate listing: one more request, and `pools` is both, sorted.
+    w.lab.reset_counters();
+    let all = client(&w.lab).pools().await.expect("lists both");
+    assert_eq!(all.len(), 2501);
+    assert!(all.windows(2).all(|p| p[0].name <= p[1].name));
+    let farm = all.iter().find(|p| p.kind == PoolKind::Farm).expect("the farm");
+    assert_eq!((farm.name.as_str(), farm.current.as_ref()), ("SAP-Farm", Some(&w.old)));
+    assert_eq!(w.lab.requests(SITE, Product::Horizon), 5, "login + 3 pool pages + 1 farm page");
+}
+
+fn pending_of(pool: &LivePool) -> (PendingState, &ImageRef) {
+    let pending = pool.pending.as_ref().expect("a pending image");
+    (pending.state, &pending.image)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_goes_through_publish_and_makes_the_new_image_current() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect("push accepted");
+
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pool.operation, Operation::PushImage);
+    assert_eq!(pending_of(&pool), (PendingState::PendingPublish, &w.new));
+    assert_eq!(pool.current.as_ref(), Some(&w.old));
+
+    // A different image while the push runs is refused; the same one again is a reschedule.
+    let other = ImageRef { vm: w.new.vm.clone(), snapshot: Moref::new("snapshot-nope") };
+    let err = c.push_image(&w.pool, &PushSpec::now(other, Logoff::Wait)).await.expect_err("busy");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+
+    sim(&w.lab, |h| h.fast_forward(30_000));
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pending_of(&pool).0, PendingState::Publishing);
+    let progress = pool.pending.as_ref().and_then(|p| p.progress).expect("progress");
+    assert!((1..100).contains(&progress), "{progress}");
+
+    sim(&w.lab, |h| h.fast_forward(40_000));
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!((pool.operation, pending_of(&pool).0), (Operation::PushImage, PendingState::Ready));
+
+    sim(&w.lab, |h| h.fast_forward(60_000));
+    let pools = c.pools().await.expect("lists");
+    let pool = pools.iter().find(|p| p.id == w.pool).expect("the pool");
+    assert_eq!(pool.current.as_ref(), Some(&w.new));
+    assert_eq!(
+        (pool.operation, pool.pending.as_ref(), pool.last_error.as_ref()),
+        (Operation::None, None, None)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_surfaces_its_error_in_the_live_pool() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    let marked = reqwest::Client::new()
+        .post(control_url(&w.lab, &format!("/__lab/horizon/pools/{}/fail-next-push", w.pool)))
+        .json(&json!({"error": "Clone creation failed: datastore vsan-hq is full"}))
+        .send()
+        .await
+        .expect("control call");
+    assert_eq!(marked.status(), 204);
+    c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Force)).await.expect("push accepted");
+    sim(&w.lab, |h| h.fast_forward(MINUTE as i64));
+
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pool.operation, Operation::None);
+    assert_eq!(pool.current.as_ref(), Some(&w.old), "the old image stays current");
+    assert_eq!(pending_of(&pool), (PendingState::Failed, &w.new));
+    let error = pool.pending.as_ref().and_then(|p| p.error.as_deref());
+    assert_eq!(error, Some("Clone creation failed: datastore vsan-hq is full"));
+    assert_eq!(pool.last_error.as_deref(), Some("Clone creation failed: datastore vsan-hq is full"));
+
+    // The failure is not sticky: the next push starts afresh.
+    c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Force)).await.expect("push accepted");
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pending_of(&pool).0, PendingState::PendingPublish);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_push_can_be_cancelled_before_it_starts_but_not_after() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    let in_an_hour = golden::lab::now_ms() + 3_600_000;
+    let spec = PushSpec { start_time_ms: Some(in_an_hour), ..PushSpec::now(w.new.clone(), Logoff::Wait) };
+    c.push_image(&w.pool, &spec).await.expect("push accepted");
+    c.cancel_push(&w.pool).await.expect("cancel accepted");
+
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pool.operation, Operation::CancelPush);
+    sim(&w.lab, |h| h.fast_forward(MINUTE as i64));
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!((pool.operation, pool.pending.as_ref()), (Operation::None, None));
+    assert_eq!(pool.current.as_ref(), Some(&w.old));
+
+    let err = c.cancel_push(&w.pool).await.expect_err("nothing to cancel");
+    assert!(err.server_message().is_some_and(|m| m.contains("no scheduled push image")), "{err:?}");
+
+    // A push without a start time starts at once: too late to cancel.
+    c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect("push accepted");
+    let err = c.cancel_push(&w.pool).await.expect_err("already started");
+    assert!(chain(&err).contains("has already started"), "{}", chain(&err));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farm_maintenance_moves_the_farm_to_the_new_image() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    c.schedule_maintenance(&w.farm, &PushSpec::now(w.new.clone(), Logoff::Force)).await.expect("accepted");
+    let farm = c.farm(&w.farm).await.expect("reads");
+    assert_eq!((farm.kind, farm.operation), (PoolKind::Farm, Operation::PushImage));
+    assert_eq!(pending_of(&farm), (PendingState::PendingPublish, &w.new));
+
+    sim(&w.lab, |h| h.fast_forward(2 * MINUTE as i64));
+    let farm = c.farm(&w.farm).await.expect("reads");
+    assert_eq!(farm.current.as_ref(), Some(&w.new));
+    assert_eq!((farm.operation, farm.pending.as_ref()), (Operation::None, None));
+
+    // A maintenance scheduled for later can be cancelled.
+    let later = golden::lab::now_ms() + 3_600_000;
+    let spec = PushSpec { start_time_ms: Some(later), ..PushSpec::now(w.old.clone(), Logoff::Wait) };
+    c.schedule_maintenance(&w.farm, &spec).await.expect("accepted");
+    c.cancel_maintenance(&w.farm).await.expect("cancelled");
+    assert_eq!(c.farm(&w.farm).await.expect("reads").operation, Operation::CancelPush);
+    sim(&w.lab, |h| h.fast_forward(MINUTE as i64));
+    let farm = c.farm(&w.farm).await.expect("reads");
+    assert_eq!((farm.operation, farm.current.as_ref()), (Operation::None, Some(&w.new)));
+
+    // Pool and farm ids are not interchangeable.
+    let err = c.push_image(&w.farm, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect_err("a farm");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+}
+
+fn throttle(count: u32) -> FaultRule {
+    FaultRule {
+        method: "GET".into(),
+        path_prefix: "/rest/inventory/v2/desktop-pools".into(),
+        status: 429,
+        body: json!({
+            "status": "TOO_MANY_REQUESTS",
+            "timestamp": 1_700_000_000_000_i64,
+            "errors": [{"error_key": "common.api-throttle-limit.exceeded.error",
+                        "error_message": "API throttle limit exceeded"}],
+        })
+        .to_string(),
+        headers: BTreeMap::from([("X-Rate-Limit-Retry-After-Seconds".to_owned(), "1".to_owned())]),
+        count,
+        ..FaultRule::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_call_waits_as_told_and_is_retried() {
+    let w = world(2, slow()).await;
+    w.lab.add_fault(SITE, Product::Horizon, throttle(1));
+    let pools = client(&w.lab).desktop_pools().await.expect("succeeds on the second attempt");
+    assert_eq!(pools.len(), 2);
+    assert_eq!(route(&w.lab, "GET /rest/inventory/v2/desktop-pools"), 2);
+
+    // Without retries the 429 shows, with the server's wait and message.
+    w.lab.add_fault(SITE, Product::Horizon, throttle(1));
+    let err =
+        client_with(&w.lab, SITE, LAB_PASSWORD, RetryPolicy::none()).desktop_pools().await.expect_err("429");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(golden::connect::Retryable::retry_after(&err), Some(Duration::from_secs(1)));
+    assert_eq!(err.server_message(), Some("API throttle limit exceeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_error_envelopes_surface_their_text() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    // The simulator's own 400 uses `errors[]`.
+    let bad = ImageRef { vm: w.new.vm.clone(), snapshot: w.foreign_snapshot.clone() };
+    let err = c.push_image(&w.pool, &PushSpec::now(bad, Logoff::Wait)).await.expect_err("foreign snapshot");
+    let text = chain(&err);
+    assert!(
+        text.starts_with(&format!("cannot schedule a push image to desktop pool `{}` at site `hq`", w.pool))
+    );
+    assert!(text.ends_with(&format!("does not belong to base VM {}.", w.new.vm)), "{text}");
+
+    // A pre-2203 server answers with `error_messages`.
+    w.lab.add_fault(
+        SITE,
+        Product::Horizon,
+        FaultRule {
+            method: "POST".into(),
+            path_prefix: "/rest/inventory/v1/desktop-pools/".into(),
+            status: 400,
+            body: json!({"error_messages": ["Desktop pool is being deleted."]}).to_string(),
+            count: 1,
+            ..FaultRule::default()
+        },
+    );
+    let err = c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect_err("legacy");
+    assert_eq!(err.server_message(), Some("Desktop pool is being deleted."));
+    assert!(chain(&err).contains("horizon answered 400 Bad Request: Desktop pool is being deleted."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_lab_serves_pools_base_vms_snapshots_and_virtual_centers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let desired = load(&Location::WorkTree { dir }).expect("quickstart loads");
+    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("lab starts");
+
+    let eu = client_with(&lab, "eu", LAB_PASSWORD, retry());
+    let pools = eu.pools().await.expect("lists");
+    let names: Vec<(&str, PoolKind)> = pools.iter().map(|p| (p.name.as_str(), p.kind)).collect();
+    assert_eq!(
+        names,
+        [
+            ("Finance-IC", PoolKind::DesktopPool),
+            ("Office-IC", PoolKind::DesktopPool),
+            ("SAP-Farm", PoolKind::Farm)
+        ]
+    );
+    assert!(pools.iter().all(|p| p.instant_clone && p.current.is_some()));
+
+    let hq = client_with(&lab, "hq", LAB_PASSWORD, retry());
+    let vcs = hq.virtual_centers().await.expect("lists");
+    assert_eq!(vcs.len(), 1);
+    assert_eq!(vcs[0].server_name, "127.0.0.1");
+    let vms = hq.base_vms(&vcs[0].id).await.expect("lists");
+    let build = vms.iter().find(|v| v.name == "win11-build").expect("the build VM");
+    assert!(build.incompatible_reasons.is_empty() && build.path.ends_with("/win11-build"));
+    let snapshots = hq.base_snapshots(&vcs[0].id, &build.id).await.expect("lists");
+    let names: Vec<&str> = snapshots.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["sealed-2026-09", "sealed-2026-10", "sealed-2026-10-vpn"]);
+    assert_eq!(snapshots[1].path, "/sealed-2026-09/sealed-2026-10");
+
+    let image = ImageRef { vm: build.id.clone(), snapshot: snapshots[1].id.clone() };
+    // Base VMs come from the site's own vCenter: the build VM exists at hq only.
+    let eu_vc = eu.virtual_centers().await.expect("lists")[0].id.clone();
+    assert!(eu.base_vms(&eu_vc).await.expect("lists").iter().all(|v| v.name != "win11-build"));
+    let finance = pools.iter().find(|p| p.name == "Finance-IC").expect("pool");
+    let err =
+        eu.push_image(&finance.id, &PushSpec::now(image.clone(), Logoff::Wait)).await.expect_err("not at eu");
+    // Morefs are per vCenter: at eu the same id is another VM (or none), so the push is refused.
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400), "{err:?}");
+
+    // Instant timings: a push has gone through by the next read.
+    let hq_pool = hq.desktop_pools().await.expect("lists").into_iter().next().expect("an hq pool");
+    hq.push_image(&hq_pool.id, &PushSpec::now(image.clone(), Logoff::Wait)).await.expect("accepted");
+    let after = hq.desktop_pool(&hq_pool.id).await.expect("reads");
+    assert_eq!((after.current.as_ref(), after.operation), (Some(&image), Operation::None));
+
+    let err = hq.base_vms(&HorizonId::new("no-such-vc")).await.expect_err("unknown vCenter");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_flight_survives_saving_and_resuming_the_lab() {
+    let w = world(1, slow()).await;
+    client(&w.lab).push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect("accepted");
+    let saved = serde_json::to_string(&w.lab.shutdown().await).expect("state is plain data");
+    let state: LabState = serde_json::from_str(&saved).expect("and reads back");
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("resumes");
+    let c = client(&lab);
+    assert_eq!(c.desktop_pool(&w.pool).await.expect("reads").operation, Operation::PushImage);
+    sim(&lab, |h| h.fast_forward(2 * MINUTE as i64));
+    assert_eq!(c.desktop_pool(&w.pool).await.expect("reads").current.as_ref(), Some(&w.new));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_and_the_next_call_logs_in_again() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    c.desktop_pools().await.expect("lists");
+    c.logout().await.expect("logs out");
+    assert_eq!(route(&w.lab, "POST /rest/logout"), 1);
+    c.desktop_pools().await.expect("lists");
+    assert_eq!(route(&w.lab, "POST /rest/login"), 2);
+    assert_eq!(route(&w.lab, "POST /rest/refresh"), 0, "no stale token was sent");
+}
+
+/// The simulator's own rules, checked on the wire: auth, paging, filter, v1 and envelopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_keeps_the_documented_rest_rules() {
+    let w = world(25, slow()).await;
+    let http = reqwest::Client::new();
+    let base = w.lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
+
+    let anonymous = http.get(format!("{base}/rest/inventory/v2/desktop-pools")).send().await.expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.expect("json");
+    assert_eq!(body["status"], "UNAUTHORIZED");
+    assert!(body["timestamp"].is_i64() && body["errors"][0]["error_message"].is_string(), "{body}");
+
+    // The schema's array-typed password is accepted too.
+    let login = json!({"username": LAB_USER, "password": [LAB_PASSWORD], "domain": "lab"});
+    let tokens: Value = http
+        .post(format!("{base}/rest/login"))
+        .json(&login)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let token = tokens["access_token"].as_str().expect("access token").to_owned();
+    assert!(tokens["refresh_token"].is_string());
+    let get = |query: &str| {
+        http.get(format!("{base}/rest/inventory/v2/desktop-pools{query}")).bearer_auth(&token).send()
+    };
+
+    let first = get("?page=1&size=10").await.expect("sent");
+    assert_eq!(first.headers().get("HAS_MORE_RECORDS").map(|v| v.as_bytes()), Some(&b"true"[..]));
+    assert_eq!(first.json::<Vec<Value>>().await.expect("json").len(), 10);
+    let last = get("?page=3&size=10").await.expect("sent");
+    assert!(last.headers().get("HAS_MORE_RECORDS").is_none());
+    assert_eq!(last.json::<Vec<Value>>().await.expect("json").len(), 5);
+    for bad in ["?page=4&size=10", "?page=1", "?size=10", "?page=1&size=1001", "?page=0&size=10"] {
+        let response = get(bad).await.expect("sent");
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "BAD_REQUEST", "{bad}");
+    }
+    let filter =
+        json!({"type": "And", "filters": [{"type": "Equals", "name": "name", "value": "Finance-IC"}]});
+    let found: Vec<Value> = get(&format!("?filter={}", urlencode(&filter.to_string())))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["provisioning_settings"]["parent_vm_id"], w.old.vm.as_str());
+    assert_eq!(found[0]["provisioning_status_data"]["instant_clone_pending_image_state"], Value::Null);
+
+    let v1: Value = http
+        .get(format!("{base}/rest/inventory/v1/desktop-pools/{}", w.pool))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((v1["name"].as_str(), v1["source"].as_str()), (Some("Finance-IC"), Some("INSTANT_CLONE")));
+    assert!(v1.get("provisioning_settings").is_none(), "v1 has no image fields");
+
+    let push = |body: Value| {
+        http.post(format!("{base}/rest/inventory/v1/desktop-pools/{}/action/schedule-push-image", w.pool))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let no_logoff =
+        push(json!({"parent_vm_id": w.new.vm, "snapshot_id": w.new.snapshot})).await.expect("sent");
+    assert_eq!(no_logoff.status(), 400);
+    let snapshots = http
+        .get(format!("{base}/rest/external/v1/base-snapshots?vcenter_id=horizon-vc-1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(snapshots.status(), 400, "base_vm_id is required");
+    let unknown = http
+        .get(format!("{base}/rest/inventory/v2/farms/nope"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), 404);
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
