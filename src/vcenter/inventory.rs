@@ -104,7 +104,9 @@ impl Inventory {
                     dc.clusters.iter().filter(|c| &c.name == name).map(|c| c.resource_pool.clone()).collect();
                 self.one("cluster", name, scope(), found)?
             }
-            Compute::ResourcePool(name) => self.one("resource pool", name, scope(), by_name(&dc.resource_pools, name))?,
+            Compute::ResourcePool(name) => {
+                self.one("resource pool", name, scope(), by_name(&dc.resource_pools, name))?
+            }
         };
         Ok(Placement {
             datacenter: dc.id.clone(),
@@ -114,11 +116,23 @@ impl Inventory {
         })
     }
 
-    fn one<T>(&self, kind: &'static str, name: &str, scope: String, mut found: Vec<T>) -> Result<T, VcenterError> {
+    fn one<T>(
+        &self,
+        kind: &'static str,
+        name: &str,
+        scope: String,
+        mut found: Vec<T>,
+    ) -> Result<T, VcenterError> {
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(VcenterError::NotFound { site: self.site.clone(), kind, name: name.to_owned(), scope }),
-            count => Err(VcenterError::Ambiguous { site: self.site.clone(), kind, name: name.to_owned(), scope, count }),
+            count => Err(VcenterError::Ambiguous {
+                site: self.site.clone(),
+                kind,
+                name: name.to_owned(),
+                scope,
+                count,
+            }),
         }
     }
 }
@@ -149,16 +163,29 @@ impl VcenterClient {
     pub async fn inventory(&self) -> Result<Inventory, VcenterError> {
         let op = "read the inventory";
         let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
-        let view = self.create_view(op, &kinds).await?;
-        let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
-        self.destroy_view(&view).await;
-        let objects = objects?;
+        let mut fresh_session = false;
+        let objects = loop {
+            let logins = self.soap_logins();
+            let view = self.create_view(op, &kinds).await?;
+            let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
+            self.destroy_view(&view).await;
+            match objects {
+                // A view belongs to its session: when the session expired in between, the view
+                // went with it, so read once more with a view of the new session.
+                Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
+                other => break other?,
+            }
+        };
         let owned = self.owned_vms().await?;
         Ok(build(self.site.clone(), objects, &owned))
     }
 }
 
-fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, crate::live::GoldenMeta>) -> Inventory {
+fn build(
+    site: SiteName,
+    objects: Vec<ObjectContent>,
+    owned: &BTreeMap<Moref, crate::live::GoldenMeta>,
+) -> Inventory {
     let by_id: BTreeMap<&Moref, &ObjectContent> = objects.iter().map(|o| (&o.id, o)).collect();
     // Walks parents up to the datacenter an object is in.
     let datacenter_of = |id: &Moref| -> Option<Moref> {
@@ -243,7 +270,10 @@ fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, cr
     for dc in datacenters.values_mut() {
         if let Some(root) = by_id.get(&dc.vm_folder).filter(|o| o.kind == "Folder") {
             if !dc.folders.iter().any(|f| f.id == root.id) {
-                dc.folders.push(Named { id: root.id.clone(), name: root.text("name").unwrap_or_default().to_owned() });
+                dc.folders.push(Named {
+                    id: root.id.clone(),
+                    name: root.text("name").unwrap_or_default().to_owned(),
+                });
             }
         }
         dc.folders.sort();

@@ -52,6 +52,8 @@ pub struct VcenterClient {
     rest_session: Mutex<Option<String>>,
     /// The SOAP session cookie (`vmware_soap_session=…`), once logged in.
     soap_cookie: Mutex<Option<String>>,
+    /// SOAP logins so far: session-scoped objects (views) die with a session.
+    soap_logins: std::sync::atomic::AtomicU64,
     /// `RetrieveServiceContent`, read once.
     service: Mutex<Option<soap::ServiceContent>>,
 }
@@ -72,6 +74,7 @@ impl VcenterClient {
             retry,
             rest_session: Mutex::new(None),
             soap_cookie: Mutex::new(None),
+            soap_logins: Default::default(),
             service: Mutex::new(None),
         }
     }
@@ -87,7 +90,13 @@ impl VcenterClient {
         Ok(())
     }
 
-    fn err_http(&self, operation: &str, status: u16, kind: Option<String>, message: Option<String>) -> VcenterError {
+    fn err_http(
+        &self,
+        operation: &str,
+        status: u16,
+        kind: Option<String>,
+        message: Option<String>,
+    ) -> VcenterError {
         VcenterError::Http { site: self.site.clone(), operation: operation.to_owned(), status, kind, message }
     }
 
@@ -97,11 +106,19 @@ impl VcenterClient {
     }
 
     fn err_protocol(&self, operation: &str, detail: impl Into<String>) -> VcenterError {
-        VcenterError::Protocol { site: self.site.clone(), operation: operation.to_owned(), detail: detail.into() }
+        VcenterError::Protocol {
+            site: self.site.clone(),
+            operation: operation.to_owned(),
+            detail: detail.into(),
+        }
     }
 
     fn err_failed(&self, operation: &str, message: impl Into<String>) -> VcenterError {
-        VcenterError::Failed { site: self.site.clone(), operation: operation.to_owned(), message: message.into() }
+        VcenterError::Failed {
+            site: self.site.clone(),
+            operation: operation.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -188,7 +205,10 @@ mod tests {
         );
         assert_eq!(meta_from_description(&text), Some(meta));
         assert_eq!(meta_from_description("golden image win11"), None);
-        assert_eq!(meta_from_description(r#"{"golden":{"image":"a","version":"b","source":"c"},"x":1}"#), None);
+        assert_eq!(
+            meta_from_description(r#"{"golden":{"image":"a","version":"b","source":"c"},"x":1}"#),
+            None
+        );
     }
 
     #[test]

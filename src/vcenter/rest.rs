@@ -183,7 +183,13 @@ impl VcenterClient {
 
     /// One REST call with retries; logs in first when needed, and once more on a 401.
     /// Returns the answer's `value` (or the whole body when it has none; `Null` when empty).
-    async fn call(&self, op: &str, method: Method, path: &str, body: Option<Value>) -> Result<Value, VcenterError> {
+    async fn call(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, VcenterError> {
         self.retry
             .run(op, || {
                 let method = method.clone();
@@ -196,8 +202,10 @@ impl VcenterClient {
                             Some(s) => s,
                             None => self.rest_login().await?,
                         };
-                        let mut request =
-                            self.http.request(method.clone(), self.rest_url(path)).header(SESSION_HEADER, &session);
+                        let mut request = self
+                            .http
+                            .request(method.clone(), self.rest_url(path))
+                            .header(SESSION_HEADER, &session);
                         if let Some(b) = &body {
                             request = request.json(b);
                         }
@@ -245,7 +253,13 @@ impl VcenterClient {
     }
 
     /// A list of ids; `null` is an empty list and duplicates (vcsim's find) are dropped.
-    async fn ids(&self, op: &str, method: Method, path: &str, body: Option<Value>) -> Result<Vec<String>, VcenterError> {
+    async fn ids(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Vec<String>, VcenterError> {
         let ids: Option<Vec<String>> = self.call_as(op, method, path, body).await?;
         Ok(ids.unwrap_or_default().into_iter().collect::<BTreeSet<_>>().into_iter().collect())
     }
@@ -266,7 +280,12 @@ impl VcenterClient {
     pub async fn find_library(&self, name: &str) -> Result<Option<Library>, VcenterError> {
         let op = format!("find library `{name}`");
         let ids = self
-            .ids(&op, Method::POST, "/com/vmware/content/library?~action=find", Some(json!({"spec": {"name": name}})))
+            .ids(
+                &op,
+                Method::POST,
+                "/com/vmware/content/library?~action=find",
+                Some(json!({"spec": {"name": name}})),
+            )
             .await?;
         let mut found = Vec::new();
         for id in ids {
@@ -290,8 +309,9 @@ impl VcenterClient {
 
     pub async fn get_library(&self, id: &LibraryId) -> Result<Library, VcenterError> {
         let op = format!("read library {id}");
-        let wire: WireLibrary =
-            self.call_as(&op, Method::GET, &format!("/com/vmware/content/library/id:{}", seg(id.as_str())), None).await?;
+        let wire: WireLibrary = self
+            .call_as(&op, Method::GET, &format!("/com/vmware/content/library/id:{}", seg(id.as_str())), None)
+            .await?;
         let kind = if wire.kind.eq_ignore_ascii_case("SUBSCRIBED") {
             LibraryKind::Subscribed {
                 subscription_url: wire.subscription_info.map(|s| s.subscription_url).unwrap_or_default(),
@@ -307,7 +327,11 @@ impl VcenterClient {
 
     /// Creates a local library on `datastore`, published (no authentication) so other sites
     /// can subscribe to it.
-    pub async fn create_published_library(&self, name: &str, datastore: &Moref) -> Result<LibraryId, VcenterError> {
+    pub async fn create_published_library(
+        &self,
+        name: &str,
+        datastore: &Moref,
+    ) -> Result<LibraryId, VcenterError> {
         let body = json!({"create_spec": {
             "name": name,
             "description": "golden images, published by golden",
@@ -345,7 +369,8 @@ impl VcenterClient {
 
     /// Asks a subscribed library to sync now (it runs in the background).
     pub async fn sync_library(&self, library: &LibraryId) -> Result<(), VcenterError> {
-        let path = format!("/com/vmware/content/subscribed-library/id:{}?~action=sync", seg(library.as_str()));
+        let path =
+            format!("/com/vmware/content/subscribed-library/id:{}?~action=sync", seg(library.as_str()));
         self.call(&format!("sync library {library}"), Method::POST, &path, None).await.map(drop)
     }
 
@@ -358,7 +383,11 @@ impl VcenterClient {
     }
 
     /// The item named `name` in `library`.
-    pub async fn find_item(&self, library: &LibraryId, name: &str) -> Result<Option<LibraryItem>, VcenterError> {
+    pub async fn find_item(
+        &self,
+        library: &LibraryId,
+        name: &str,
+    ) -> Result<Option<LibraryItem>, VcenterError> {
         let op = format!("find item `{name}` in library {library}");
         let body = json!({"spec": {"name": name, "library_id": library.as_str()}});
         let ids =
@@ -450,18 +479,25 @@ impl VcenterClient {
     }
 
     async fn add_file(&self, op: &str, session: &str, spec: Value) -> Result<Value, VcenterError> {
-        let path = format!("/com/vmware/content/library/item/updatesession/file/id:{}?~action=add", seg(session));
+        let path =
+            format!("/com/vmware/content/library/item/updatesession/file/id:{}?~action=add", seg(session));
         self.call(op, Method::POST, &path, Some(json!({"file_spec": spec}))).await
     }
 
     async fn complete_session(&self, op: &str, session: &str) -> Result<(), VcenterError> {
-        let path = format!("/com/vmware/content/library/item/update-session/id:{}?~action=complete", seg(session));
+        let path =
+            format!("/com/vmware/content/library/item/update-session/id:{}?~action=complete", seg(session));
         self.call(op, Method::POST, &path, None).await.map(drop)
     }
 
     /// Uploads one file into an item through an update session (PUSH): the bytes go through
     /// golden, so this is for small files (an OVF descriptor) and the explicit stream copy.
-    pub async fn upload_file(&self, item: &LibraryId, file_name: &str, bytes: Vec<u8>) -> Result<(), VcenterError> {
+    pub async fn upload_file(
+        &self,
+        item: &LibraryId,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), VcenterError> {
         let op = format!("upload `{file_name}` into library item {item}");
         let session = self.update_session(item, &op).await?;
         let added = self.add_file(&op, &session, json!({"name": file_name, "source_type": "PUSH"})).await?;
@@ -495,7 +531,12 @@ impl VcenterClient {
 
     /// Has vCenter itself fetch a file into an item from `source_uri` (PULL), e.g. another
     /// site's download endpoint: the bytes never pass through golden.
-    pub async fn pull_file(&self, item: &LibraryId, file_name: &str, source_uri: &str) -> Result<(), VcenterError> {
+    pub async fn pull_file(
+        &self,
+        item: &LibraryId,
+        file_name: &str,
+        source_uri: &str,
+    ) -> Result<(), VcenterError> {
         let op = format!("pull `{file_name}` into library item {item}");
         let session = self.update_session(item, &op).await?;
         let spec = json!({"name": file_name, "source_type": "PULL", "source_endpoint": {"uri": source_uri}});
@@ -508,8 +549,10 @@ impl VcenterClient {
         let op = format!("prepare download of `{file_name}` from library item {item}");
         let body = json!({"create_spec": {"library_item_id": item.as_str()}});
         let session = self.created_id(&op, "/com/vmware/content/library/item/download-session", body).await?;
-        let path =
-            format!("/com/vmware/content/library/item/downloadsession/file/id:{}?~action=prepare", seg(&session));
+        let path = format!(
+            "/com/vmware/content/library/item/downloadsession/file/id:{}?~action=prepare",
+            seg(&session)
+        );
         let file = self.call(&op, Method::POST, &path, Some(json!({"file_name": file_name}))).await?;
         file.pointer("/download_endpoint/uri")
             .and_then(Value::as_str)
@@ -589,7 +632,11 @@ impl VcenterClient {
     }
 
     /// Deploys a VM-template item as a new, powered-off VM; returns its moref.
-    pub async fn deploy_vm_template(&self, item: &LibraryId, spec: &DeploySpec) -> Result<Moref, VcenterError> {
+    pub async fn deploy_vm_template(
+        &self,
+        item: &LibraryId,
+        spec: &DeploySpec,
+    ) -> Result<Moref, VcenterError> {
         let op = format!("deploy vm-template item {item} as vm `{}`", spec.name);
         // folder and resource_pool always: vcsim panics without the folder and needs the pool.
         let body = json!({"spec": {
@@ -633,7 +680,8 @@ impl VcenterClient {
             "cardinality": "SINGLE",
             "associable_types": ["VirtualMachine"],
         }});
-        self.created_id(&format!("create tag category `{name}`"), "/com/vmware/cis/tagging/category", body).await
+        self.created_id(&format!("create tag category `{name}`"), "/com/vmware/cis/tagging/category", body)
+            .await
     }
 
     async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {

@@ -5,6 +5,7 @@
 //! a `NotAuthenticated` fault means it expired, and the call logs in again once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use quick_xml::escape::escape;
@@ -97,7 +98,9 @@ impl VcenterClient {
         }
         let root = match xml::parse(&text) {
             Ok(root) => root,
-            Err(_) if !status.is_success() => return Err(self.err_http(op, status.as_u16(), None, short(&text))),
+            Err(_) if !status.is_success() => {
+                return Err(self.err_http(op, status.as_u16(), None, short(&text)));
+            }
             Err(e) => return Err(self.err_protocol(op, format!("invalid xml: {e}"))),
         };
         let reply = root
@@ -120,6 +123,11 @@ impl VcenterClient {
             *lock(&self.soap_cookie) = Some(c);
         }
         Ok(Reply::Ok(reply))
+    }
+
+    /// How many SOAP logins this client has made.
+    pub(super) fn soap_logins(&self) -> u64 {
+        self.soap_logins.load(Ordering::SeqCst)
     }
 
     pub(super) async fn service(&self) -> Result<ServiceContent, VcenterError> {
@@ -167,6 +175,7 @@ impl VcenterClient {
             escape(self.credentials.user.as_str()),
             escape(self.credentials.password.expose()),
         );
+        self.soap_logins.fetch_add(1, Ordering::SeqCst);
         match self.soap_exchange(op, &body).await? {
             Reply::Ok(_) if lock(&self.soap_cookie).is_some() => Ok(()),
             Reply::Ok(_) => Err(self.err_protocol(op, format!("no {COOKIE} cookie in the answer"))),
@@ -235,7 +244,9 @@ impl VcenterClient {
             for child in result.children {
                 match child.name.as_str() {
                     "token" => token = Some(child.text.trim().to_owned()),
-                    "objects" => out.push(object_content(child).ok_or_else(|| self.err_protocol(op, "object without obj"))?),
+                    "objects" => out.push(
+                        object_content(child).ok_or_else(|| self.err_protocol(op, "object without obj"))?,
+                    ),
                     _ => {}
                 }
             }
@@ -273,12 +284,16 @@ impl VcenterClient {
         }
         body.push_str("<vim25:recursive>true</vim25:recursive></vim25:CreateContainerView>");
         let reply = self.soap(op, &body).await?;
-        reply.child_text("returnval").map(str::to_owned).ok_or_else(|| self.err_protocol(op, "no view in the answer"))
+        reply
+            .child_text("returnval")
+            .map(str::to_owned)
+            .ok_or_else(|| self.err_protocol(op, "no view in the answer"))
     }
 
     /// Destroys a view; a failure only leaks a view until the session ends, so it is logged.
     pub(super) async fn destroy_view(&self, view: &str) {
-        let body = format!("<vim25:DestroyView>{}</vim25:DestroyView>", moref_xml("_this", "ContainerView", view));
+        let body =
+            format!("<vim25:DestroyView>{}</vim25:DestroyView>", moref_xml("_this", "ContainerView", view));
         if let Err(e) = self.soap("destroy a container view", &body).await {
             tracing::debug!(site = %self.site, error = %e, "cannot destroy a container view");
         }
@@ -295,7 +310,12 @@ impl VcenterClient {
     }
 
     /// Takes a snapshot of `vm` (no memory, not quiesced) and waits for it; returns its moref.
-    pub async fn create_snapshot(&self, vm: &Moref, name: &str, description: &str) -> Result<Moref, VcenterError> {
+    pub async fn create_snapshot(
+        &self,
+        vm: &Moref,
+        name: &str,
+        description: &str,
+    ) -> Result<Moref, VcenterError> {
         let op = format!("snapshot vm {vm} as `{name}`");
         let body = format!(
             "<vim25:CreateSnapshot_Task>{}<vim25:name>{}</vim25:name><vim25:description>{}</vim25:description>\
@@ -305,13 +325,19 @@ impl VcenterClient {
             escape(description)
         );
         let reply = self.soap(&op, &body).await?;
-        let task = reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
+        let task =
+            reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
         let result = self.wait_task(&op, task, TASK_TIMEOUT).await?;
         result.ok_or_else(|| self.err_protocol(&op, "the task has no result")).map(Moref::new)
     }
 
     /// Polls a task until it succeeds (its `info.result`, if any) or fails.
-    async fn wait_task(&self, op: &str, task: &str, timeout: Duration) -> Result<Option<String>, VcenterError> {
+    async fn wait_task(
+        &self,
+        op: &str,
+        task: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, VcenterError> {
         let start = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -320,21 +346,29 @@ impl VcenterClient {
                 .await?
                 .ok_or_else(|| self.err_protocol(op, format!("task {task} vanished")))?;
             match info.text("info.state") {
-                Some("success") => return Ok(info.text("info.result").filter(|t| !t.is_empty()).map(str::to_owned)),
+                Some("success") => {
+                    return Ok(info.text("info.result").filter(|t| !t.is_empty()).map(str::to_owned));
+                }
                 Some("error") => {
                     let error = info.props.get("info.error");
                     let message = error
                         .and_then(|e| e.child_text("localizedMessage"))
                         .filter(|m| !m.is_empty())
                         .map(str::to_owned)
-                        .or_else(|| error.and_then(|e| e.child("fault")).and_then(|f| f.xsi_type()).map(str::to_owned))
+                        .or_else(|| {
+                            error.and_then(|e| e.child("fault")).and_then(|f| f.xsi_type()).map(str::to_owned)
+                        })
                         .unwrap_or_else(|| "the task failed without a reason".to_owned());
                     return Err(self.err_failed(op, message));
                 }
                 _ => {}
             }
             if start.elapsed() >= timeout {
-                return Err(VcenterError::Timeout { site: self.site.clone(), operation: op.to_owned(), timeout });
+                return Err(VcenterError::Timeout {
+                    site: self.site.clone(),
+                    operation: op.to_owned(),
+                    timeout,
+                });
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));

@@ -5,3 +5,5 @@ mod common;
 mod git_ref;
 mod schema;
 mod validate;
+mod vcenter;
+mod vcsim;
