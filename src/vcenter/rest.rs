@@ -394,7 +394,7 @@ impl VcenterClient {
             self.ids(&op, Method::POST, "/com/vmware/content/library/item?~action=find", Some(body)).await?;
         let mut found = Vec::new();
         for id in ids {
-            let item = self.get_item(&LibraryId::new(id)).await?;
+            let item = self.get_item_in(Some(library), &LibraryId::new(id)).await?;
             if item.name == name {
                 found.push(item);
             }
@@ -413,8 +413,21 @@ impl VcenterClient {
 
     /// An item, with golden's metadata when its description holds it.
     pub async fn get_item(&self, item: &LibraryId) -> Result<LibraryItem, VcenterError> {
+        self.get_item_in(None, item).await
+    }
+
+    /// An item read through `library` when known: a subscribed library on the same vCenter
+    /// shares item ids with its publisher, and vcsim picks either at random without it.
+    async fn get_item_in(
+        &self,
+        library: Option<&LibraryId>,
+        item: &LibraryId,
+    ) -> Result<LibraryItem, VcenterError> {
         let op = format!("read library item {item}");
-        let path = format!("/com/vmware/content/library/item/id:{}", seg(item.as_str()));
+        let mut path = format!("/com/vmware/content/library/item/id:{}", seg(item.as_str()));
+        if let Some(library) = library {
+            path.push_str(&format!("?library_id={}", q(library.as_str())));
+        }
         let wire: WireItem = self.call_as(&op, Method::GET, &path, None).await?;
         Ok(LibraryItem {
             id: LibraryId::new(wire.id),

@@ -262,7 +262,7 @@ async fn item_metadata_round_trips(t: &Target) {
     assert_eq!(read.meta, Some(meta("2026.10")));
     let found = client.find_item(&library, "win11-ent-2026.10").await.expect("find").expect("found");
     assert_eq!(found, read);
-    assert_eq!(client.list_items(&library).await.expect("list"), [item.clone()]);
+    assert_eq!(client.list_items(&library).await.expect("list"), std::slice::from_ref(&item));
     client.set_item_meta(&item, &meta("2026.11")).await.expect("update");
     assert_eq!(client.get_item(&item).await.expect("get").meta, Some(meta("2026.11")));
 }
@@ -329,6 +329,87 @@ async fn service_unavailable_is_retried(t: &Target) {
     assert!(err.to_string().starts_with("site `hq`: list libraries: vcenter answered HTTP 503"), "{err}");
 }
 
+async fn subscribed_library_syncs(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let publisher =
+        client.create_published_library("golden-pub", &placement.datastore).await.expect("publisher");
+    client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    let LibraryKind::Local { publish_url: Some(url) } =
+        client.get_library(&publisher).await.expect("get").kind
+    else {
+        panic!("a published library has a publish url")
+    };
+    let subscriber =
+        client.create_subscribed_library("golden-sub", &placement.datastore, &url).await.expect("subscriber");
+    client.sync_library(&subscriber).await.expect("sync");
+    let library = client.get_library(&subscriber).await.expect("get");
+    let LibraryKind::Subscribed { subscription_url, last_sync_ms } = library.kind else {
+        panic!("a subscribed library: {library:?}")
+    };
+    assert_eq!(subscription_url, url);
+    // The sync runs in the background: wait for the item to show up.
+    let mut items = Vec::new();
+    for _ in 0..100 {
+        items = client.list_items(&subscriber).await.expect("list");
+        if !items.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(items.len(), 1, "the published item reaches the subscriber");
+    let copy = client.find_item(&subscriber, "win11-ent-2026.10").await.expect("find").expect("found");
+    assert_eq!(copy.meta, Some(meta("2026.10")), "metadata travels with the item");
+    client.sync_item(&subscriber, &copy.id).await.expect("item sync");
+    let synced = client.get_library(&subscriber).await.expect("get");
+    assert!(
+        matches!(synced.kind, LibraryKind::Subscribed { last_sync_ms: Some(_), .. }),
+        "synced at least once: {synced:?} (before: {last_sync_ms:?})"
+    );
+}
+
+async fn vm_captured_as_items_and_template_deployed(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-capture", &placement.datastore).await.expect("library");
+    let ovf =
+        client.create_ovf_from_vm(&library, &t.vm, "win11-ent-ovf", &meta("2026.10")).await.expect("ovf");
+    let item = client.get_item(&ovf).await.expect("get");
+    assert_eq!((item.kind.as_str(), item.meta), ("ovf", Some(meta("2026.10"))));
+    let template = client
+        .create_vm_template(&library, &t.vm, &placement.deploy("win11-ent-vmtx"), &meta("2026.11"))
+        .await
+        .expect("vm template");
+    let item = client.get_item(&template).await.expect("get");
+    assert_eq!((item.kind.as_str(), item.meta), ("vm-template", Some(meta("2026.11"))));
+    let vm =
+        client.deploy_vm_template(&template, &placement.deploy("win11-ent-vmtx-base")).await.expect("deploy");
+    let inventory = client.inventory().await.expect("inventory");
+    let deployed = inventory.vms.get(&vm).expect("the deployed VM is in the inventory");
+    assert_eq!(deployed.name, "win11-ent-vmtx-base");
+    assert!(!deployed.template, "a deployed VM is not a template");
+}
+
+async fn files_move_by_download_url_and_pull(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-files", &placement.datastore).await.expect("library");
+    let source = client.create_item(&library, "source", "ovf", &meta("2026.10")).await.expect("item");
+    client.upload_file(&source, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let url = client.download_url(&source, "golden.ovf").await.expect("download url");
+    assert!(url.starts_with("http"), "{url}");
+    let target = client.create_item(&library, "target", "ovf", &meta("2026.10")).await.expect("item");
+    client.pull_file(&target, "golden.ovf", &url).await.expect("pull");
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_lab {
@@ -362,4 +443,7 @@ contract!(
     ovf_upload_deploy_and_delete,
     tags_mark_owned_vms,
     service_unavailable_is_retried,
+    subscribed_library_syncs,
+    vm_captured_as_items_and_template_deployed,
+    files_move_by_download_url_and_pull,
 );
