@@ -41,7 +41,6 @@ pub const OWNER_CATEGORY: &str = "golden";
 const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// One site's vCenter.
-#[derive(Debug)]
 pub struct VcenterClient {
     site: SiteName,
     base: String,
@@ -119,6 +118,17 @@ impl VcenterClient {
             operation: operation.to_owned(),
             message: message.into(),
         }
+    }
+}
+
+impl std::fmt::Debug for VcenterClient {
+    // By hand: the session id and cookie are credentials too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VcenterClient")
+            .field("site", &self.site)
+            .field("base", &self.base)
+            .field("user", &self.credentials.user)
+            .finish_non_exhaustive()
     }
 }
 

@@ -96,33 +96,17 @@ impl VcenterClient {
         if !status.is_success() && status != StatusCode::INTERNAL_SERVER_ERROR {
             return Err(self.err_http(op, status.as_u16(), None, short(&text)));
         }
-        let root = match xml::parse(&text) {
-            Ok(root) => root,
+        let reply = match parse_reply(&text) {
+            Ok(reply) => reply,
             Err(_) if !status.is_success() => {
                 return Err(self.err_http(op, status.as_u16(), None, short(&text)));
             }
-            Err(e) => return Err(self.err_protocol(op, format!("invalid xml: {e}"))),
+            Err(e) => return Err(self.err_protocol(op, e)),
         };
-        let reply = root
-            .children
-            .into_iter()
-            .find(|c| c.name == "Body")
-            .and_then(|b| b.children.into_iter().next())
-            .ok_or_else(|| self.err_protocol(op, "no soap body"))?;
-        if reply.name == "Fault" {
-            let message = reply.child_text("faultstring").unwrap_or_default().to_owned();
-            // The detail element is `<XxxFault xsi:type="Xxx">`: prefer the type.
-            let kind = reply
-                .child("detail")
-                .and_then(|d| d.children.first())
-                .map(|f| f.xsi_type().unwrap_or(f.name.trim_end_matches("Fault")).to_owned())
-                .unwrap_or_else(|| "unknown".to_owned());
-            return Ok(Reply::Fault { kind, message });
-        }
-        if let Some(c) = new_cookie {
+        if let (Reply::Ok(_), Some(c)) = (&reply, new_cookie) {
             *lock(&self.soap_cookie) = Some(c);
         }
-        Ok(Reply::Ok(reply))
+        Ok(reply)
     }
 
     /// How many SOAP logins this client has made.
@@ -376,6 +360,28 @@ impl VcenterClient {
     }
 }
 
+/// The response element of a SOAP envelope, or its fault: the fault type comes from the detail
+/// element's `xsi:type` (any prefix), else from its name (`NotAuthenticatedFault`).
+fn parse_reply(text: &str) -> Result<Reply, String> {
+    let root = xml::parse(text).map_err(|e| format!("invalid xml: {e}"))?;
+    let reply = root
+        .children
+        .into_iter()
+        .find(|c| c.name == "Body")
+        .and_then(|b| b.children.into_iter().next())
+        .ok_or("no soap body")?;
+    if reply.name != "Fault" {
+        return Ok(Reply::Ok(reply));
+    }
+    let message = reply.child_text("faultstring").unwrap_or_default().to_owned();
+    let kind = reply
+        .child("detail")
+        .and_then(|d| d.children.first())
+        .map(|f| f.xsi_type().unwrap_or(f.name.trim_end_matches("Fault")).to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok(Reply::Fault { kind, message })
+}
+
 fn object_content(objects: Element) -> Option<ObjectContent> {
     let mut id = None;
     let mut props = BTreeMap::new();
@@ -409,4 +415,30 @@ fn object_content(objects: Element) -> Option<ObjectContent> {
 fn short(text: &str) -> Option<String> {
     let t = text.trim();
     (!t.is_empty() && t.len() < 300 && !t.starts_with('<')).then(|| t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_typed_by_their_detail() {
+        let vcsim = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Login failure</faultstring><detail><InvalidLoginFault xmlns="urn:vim25" xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="InvalidLogin"></InvalidLoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+        let Ok(Reply::Fault { kind, message }) = parse_reply(vcsim) else { panic!("a fault") };
+        assert_eq!((kind.as_str(), message.as_str()), ("InvalidLogin", "Login failure"));
+        let untyped = vcsim.replace(r#" XMLSchema-instance:type="InvalidLogin""#, "");
+        let Ok(Reply::Fault { kind, .. }) = parse_reply(&untyped) else { panic!("a fault") };
+        assert_eq!(kind, "InvalidLogin");
+    }
+
+    #[test]
+    fn objects_keep_set_properties_only() {
+        let text = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="Datastore">/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">LocalDS_0</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#;
+        let Ok(Reply::Ok(reply)) = parse_reply(text) else { panic!("a reply") };
+        let returnval = reply.children.into_iter().next().expect("returnval");
+        let object = object_content(returnval.children.into_iter().next().expect("objects")).expect("object");
+        assert_eq!(object.id.as_str(), "/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5");
+        assert_eq!((object.kind.as_str(), object.text("name")), ("Datastore", Some("LocalDS_0")));
+        assert_eq!(object.moref("parent"), None);
+    }
 }
