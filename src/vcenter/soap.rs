@@ -123,10 +123,15 @@ impl VcenterClient {
             "<vim25:RetrieveServiceContent>{}</vim25:RetrieveServiceContent>",
             moref_xml("_this", "ServiceInstance", "ServiceInstance")
         );
-        let reply = match self.soap_exchange(op, &body).await? {
-            Reply::Ok(r) => r,
-            Reply::Fault { kind, message } => return Err(self.fault(op, kind, message)),
-        };
+        let reply = self
+            .retry
+            .run(op, || async {
+                match self.soap_exchange(op, &body).await? {
+                    Reply::Ok(r) => Ok(r),
+                    Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
+                }
+            })
+            .await?;
         let content = reply.child("returnval").ok_or_else(|| self.err_protocol(op, "no returnval"))?;
         let get = |name: &str| {
             content

@@ -73,12 +73,19 @@ impl Target {
             let state = shared.lock().unwrap_or_else(|e| e.into_inner());
             let vc = &state.sites["hq"].vcenter;
             let vm = vc.vms.values().find(|v| v.name == "win11-build").expect("the build VM is seeded at hq");
-            let cluster = vc.clusters.values().find(|c| c.name == "Cluster-A").expect("cluster");
+            let pool = match &hq.compute {
+                Compute::Cluster(name) => {
+                    vc.clusters.values().find(|c| &c.name == name).expect("cluster").resource_pool.clone()
+                }
+                Compute::ResourcePool(name) => {
+                    vc.resource_pools.values().find(|p| &p.name == name).expect("pool").id.clone()
+                }
+            };
             let datastore = vc.datastores.values().find(|d| d.name == hq.datastore).expect("datastore");
             let expected = Placement {
                 datacenter: Moref::new(vc.datacenter().expect("datacenter").id.clone()),
                 folder: Moref::new(vc.vm_folder_named(&hq.folder).expect("folder").id.clone()),
-                resource_pool: Moref::new(cluster.resource_pool.clone()),
+                resource_pool: Moref::new(pool),
                 datastore: Moref::new(datastore.id.clone()),
             };
             (Moref::new(vm.id.clone()), expected)
