@@ -1,1 +1,239 @@
-//! Client of the vSphere REST and SOAP APIs of a site's vCenter.
+//! Client of a site's vCenter: the vSphere REST API (`/rest`) for the Content Library, OVF and
+//! VM-template items and tags, and the SOAP API (`/sdk`) for the inventory and snapshots.
+//!
+//! Both halves are needed because the inventory (datacenters, folders, pools, datastores, VMs
+//! and their snapshot trees) is only readable over SOAP on the vCenter versions golden supports
+//! (and on vcsim, which the contract tests run against). Everything goes through one
+//! [`VcenterClient`], which logs in lazily on both APIs, logs in again once when a session has
+//! expired, and runs every call through the site's [`RetryPolicy`].
+//!
+//! Wire types stay in this module: callers get `live` types ([`LibraryItem`], [`Vm`],
+//! [`GoldenMeta`]) and an [`Inventory`] that resolves golden.toml placement names to morefs.
+//!
+//! Ownership marks, which decide what golden may change or delete:
+//! - a library item is golden's when its description is exactly the metadata JSON of
+//!   [`meta_to_description`]: `{"golden":{"image":"…","version":"…","source":"…"}}` and nothing
+//!   else (no prose around it), so that it round-trips through [`meta_from_description`];
+//! - a VM is golden's when it carries a tag of the category [`OWNER_CATEGORY`]; the tag is named
+//!   `<image>@<version>` and its description is the same metadata JSON.
+
+mod inventory;
+mod rest;
+mod soap;
+mod xml;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::connect::{Credentials, RetryPolicy, Retryable};
+use crate::ids::SiteName;
+use crate::live::GoldenMeta;
+
+pub use inventory::{Cluster, Datacenter, Inventory, Named, Placement};
+pub use rest::DeploySpec;
+
+/// The tag category golden's ownership tags live in.
+pub const OWNER_CATEGORY: &str = "golden";
+
+/// How long a vCenter task (a snapshot) may run before golden gives up waiting.
+const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// One site's vCenter.
+pub struct VcenterClient {
+    site: SiteName,
+    base: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    /// The REST session id (`vmware-api-session-id`), once logged in.
+    rest_session: Mutex<Option<String>>,
+    /// The SOAP session cookie (`vmware_soap_session=…`), once logged in.
+    soap_cookie: Mutex<Option<String>>,
+    /// SOAP logins so far: session-scoped objects (views) die with a session.
+    soap_logins: std::sync::atomic::AtomicU64,
+    /// `RetrieveServiceContent`, read once.
+    service: Mutex<Option<soap::ServiceContent>>,
+}
+
+impl VcenterClient {
+    pub fn new(
+        site: SiteName,
+        base_url: url::Url,
+        credentials: Credentials,
+        http: reqwest::Client,
+        retry: RetryPolicy,
+    ) -> VcenterClient {
+        VcenterClient {
+            site,
+            base: base_url.as_str().trim_end_matches('/').to_owned(),
+            credentials,
+            http,
+            retry,
+            rest_session: Mutex::new(None),
+            soap_cookie: Mutex::new(None),
+            soap_logins: Default::default(),
+            service: Mutex::new(None),
+        }
+    }
+
+    pub fn site(&self) -> &SiteName {
+        &self.site
+    }
+
+    /// Logs in on both APIs now, so that wrong credentials fail before any work starts.
+    pub async fn login(&self) -> Result<(), VcenterError> {
+        self.retry.run("vcenter rest login", || self.rest_login()).await?;
+        self.retry.run("vcenter soap login", || self.soap_login()).await?;
+        Ok(())
+    }
+
+    fn err_http(
+        &self,
+        operation: &str,
+        status: u16,
+        kind: Option<String>,
+        message: Option<String>,
+    ) -> VcenterError {
+        VcenterError::Http { site: self.site.clone(), operation: operation.to_owned(), status, kind, message }
+    }
+
+    fn err_transport(&self, operation: &str, source: reqwest::Error) -> VcenterError {
+        // reqwest puts the URL in its message; ours never carry credentials or session ids.
+        VcenterError::Transport { site: self.site.clone(), operation: operation.to_owned(), source }
+    }
+
+    fn err_protocol(&self, operation: &str, detail: impl Into<String>) -> VcenterError {
+        VcenterError::Protocol {
+            site: self.site.clone(),
+            operation: operation.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    fn err_failed(&self, operation: &str, message: impl Into<String>) -> VcenterError {
+        VcenterError::Failed {
+            site: self.site.clone(),
+            operation: operation.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for VcenterClient {
+    // By hand: the session id and cookie are credentials too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VcenterClient")
+            .field("site", &self.site)
+            .field("base", &self.base)
+            .field("user", &self.credentials.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Everything that can go wrong talking to a vCenter. Every variant names the site and the
+/// operation (with its object); none ever carries a password or a session id.
+#[derive(Debug, thiserror::Error)]
+pub enum VcenterError {
+    #[error("site `{site}`: cannot reach vcenter to {operation}")]
+    Transport { site: SiteName, operation: String, source: reqwest::Error },
+    #[error("site `{site}`: vcenter rejected the login of user `{user}`")]
+    Login { site: SiteName, user: String },
+    #[error("site `{site}`: {operation}: vcenter answered HTTP {status}{}{}",
+        kind.as_ref().map(|k| format!(" {k}")).unwrap_or_default(),
+        message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Http { site: SiteName, operation: String, status: u16, kind: Option<String>, message: Option<String> },
+    #[error("site `{site}`: {operation}: vcenter fault {fault}: {message}")]
+    Fault { site: SiteName, operation: String, fault: String, message: String },
+    #[error("site `{site}`: {operation} failed: {message}")]
+    Failed { site: SiteName, operation: String, message: String },
+    #[error("site `{site}`: {operation} did not finish within {} s", timeout.as_secs())]
+    Timeout { site: SiteName, operation: String, timeout: Duration },
+    #[error("site `{site}`: unexpected answer from vcenter to {operation}: {detail}")]
+    Protocol { site: SiteName, operation: String, detail: String },
+    #[error("site `{site}`: no {kind} named `{name}` in {scope}")]
+    NotFound { site: SiteName, kind: &'static str, name: String, scope: String },
+    #[error("site `{site}`: {count} objects of kind {kind} are named `{name}` in {scope}")]
+    Ambiguous { site: SiteName, kind: &'static str, name: String, scope: String, count: usize },
+}
+
+impl Retryable for VcenterError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            VcenterError::Transport { source, .. } => {
+                source.is_connect() || source.is_timeout() || source.is_request()
+            }
+            VcenterError::Http { status, kind, .. } => {
+                matches!(status, 429 | 502 | 503 | 504)
+                    || kind.as_deref() == Some("com.vmware.vapi.std.errors.service_unavailable")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The description golden writes on a library item (and on an ownership tag).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaDescription {
+    golden: GoldenMeta,
+}
+
+/// The metadata JSON golden stores in a description: `{"golden":{"image":…,"version":…,"source":…}}`.
+pub fn meta_to_description(meta: &GoldenMeta) -> String {
+    // Serialising plain strings cannot fail.
+    serde_json::to_string(&MetaDescription { golden: meta.clone() }).unwrap_or_default()
+}
+
+/// Reads golden's metadata back from a description; anything else (free text, other JSON) is
+/// not golden's and gives `None`.
+pub fn meta_from_description(description: &str) -> Option<GoldenMeta> {
+    serde_json::from_str::<MetaDescription>(description).ok().map(|d| d.golden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ImageName, VersionName};
+
+    #[test]
+    fn metadata_round_trips_through_a_description() {
+        let meta = GoldenMeta {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.10"),
+            source: "vm:win11-build@sealed \"q\"".into(),
+        };
+        let text = meta_to_description(&meta);
+        assert_eq!(
+            text,
+            r#"{"golden":{"image":"win11-ent","version":"2026.10","source":"vm:win11-build@sealed \"q\""}}"#
+        );
+        assert_eq!(meta_from_description(&text), Some(meta));
+        assert_eq!(meta_from_description("golden image win11"), None);
+        assert_eq!(
+            meta_from_description(r#"{"golden":{"image":"a","version":"b","source":"c"},"x":1}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        let site = SiteName::new("hq");
+        let http = |status, kind: Option<&str>| VcenterError::Http {
+            site: site.clone(),
+            operation: "x".into(),
+            status,
+            kind: kind.map(str::to_owned),
+            message: None,
+        };
+        assert!(http(503, None).is_retryable());
+        assert!(http(400, Some("com.vmware.vapi.std.errors.service_unavailable")).is_retryable());
+        assert!(!http(400, Some("com.vmware.vapi.std.errors.already_exists")).is_retryable());
+        assert!(!VcenterError::Login { site, user: "u".into() }.is_retryable());
+    }
+}

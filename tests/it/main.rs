@@ -8,3 +8,5 @@ mod horizon;
 mod lab;
 mod schema;
 mod validate;
+mod vcenter;
+mod vcsim;

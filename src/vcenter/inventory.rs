@@ -1,0 +1,329 @@
+//! The inventory of a vCenter, read in one property-collector round trip, and the resolution of
+//! golden.toml placement names (datacenter, cluster or resource pool, folder, datastore) to
+//! morefs.
+//!
+//! Names are only unique within a datacenter (vcsim names every datastore `LocalDS_0`), so every
+//! lookup below is scoped to the datacenter the site names; two objects of one kind with the
+//! same name in that datacenter are an error rather than a guess.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::rest::DeploySpec;
+use super::soap::{ObjectContent, PropSpec};
+use super::xml::Element;
+use super::{VcenterClient, VcenterError};
+use crate::desired::Compute;
+use crate::ids::SiteName;
+use crate::live::{Moref, Snapshot, Vm};
+
+/// A named object of the inventory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Named {
+    pub id: Moref,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: Moref,
+    pub name: String,
+    /// The cluster's root resource pool.
+    pub resource_pool: Moref,
+}
+
+/// A datacenter and what golden can place things on inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datacenter {
+    pub id: Moref,
+    pub name: String,
+    /// The root VM folder (named `vm`).
+    pub vm_folder: Moref,
+    /// Every VM folder, the root included, sorted by name.
+    pub folders: Vec<Named>,
+    pub clusters: Vec<Cluster>,
+    /// Resource pools of its clusters (roots are named `Resources`).
+    pub resource_pools: Vec<Named>,
+    pub datastores: Vec<Named>,
+    /// VMs and templates in its VM folders.
+    pub vms: BTreeSet<Moref>,
+}
+
+/// Everything golden reads from a vCenter's inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inventory {
+    pub site: SiteName,
+    pub datacenters: BTreeMap<Moref, Datacenter>,
+    /// Every VM and template, with its snapshot tree and golden's ownership tag.
+    pub vms: BTreeMap<Moref, Vm>,
+}
+
+/// Where a site's base VMs go, as morefs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub datacenter: Moref,
+    pub folder: Moref,
+    pub resource_pool: Moref,
+    pub datastore: Moref,
+}
+
+impl Placement {
+    /// A deployment of a VM named `name` here.
+    pub fn deploy(&self, name: &str) -> DeploySpec {
+        DeploySpec {
+            name: name.to_owned(),
+            folder: self.folder.clone(),
+            resource_pool: self.resource_pool.clone(),
+            datastore: self.datastore.clone(),
+        }
+    }
+}
+
+impl Inventory {
+    pub fn datacenter(&self, name: &str) -> Result<&Datacenter, VcenterError> {
+        let found: Vec<&Datacenter> = self.datacenters.values().filter(|d| d.name == name).collect();
+        self.one("datacenter", name, "the vcenter".to_owned(), found)
+    }
+
+    /// Resolves a site's placement names; every name is looked up inside `datacenter`.
+    /// The folder is a VM folder name anywhere under the datacenter (`vm` is its root).
+    pub fn placement(
+        &self,
+        datacenter: &str,
+        compute: &Compute,
+        folder: &str,
+        datastore: &str,
+    ) -> Result<Placement, VcenterError> {
+        let dc = self.datacenter(datacenter)?;
+        let scope = || format!("datacenter `{datacenter}`");
+        let by_name = |list: &[Named], name: &str| -> Vec<Moref> {
+            list.iter().filter(|n| n.name == name).map(|n| n.id.clone()).collect()
+        };
+        let resource_pool = match compute {
+            Compute::Cluster(name) => {
+                let found: Vec<Moref> =
+                    dc.clusters.iter().filter(|c| &c.name == name).map(|c| c.resource_pool.clone()).collect();
+                self.one("cluster", name, scope(), found)?
+            }
+            Compute::ResourcePool(name) => {
+                self.one("resource pool", name, scope(), by_name(&dc.resource_pools, name))?
+            }
+        };
+        Ok(Placement {
+            datacenter: dc.id.clone(),
+            folder: self.one("vm folder", folder, scope(), by_name(&dc.folders, folder))?,
+            resource_pool,
+            datastore: self.one("datastore", datastore, scope(), by_name(&dc.datastores, datastore))?,
+        })
+    }
+
+    fn one<T>(
+        &self,
+        kind: &'static str,
+        name: &str,
+        scope: String,
+        mut found: Vec<T>,
+    ) -> Result<T, VcenterError> {
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(VcenterError::NotFound { site: self.site.clone(), kind, name: name.to_owned(), scope }),
+            count => Err(VcenterError::Ambiguous {
+                site: self.site.clone(),
+                kind,
+                name: name.to_owned(),
+                scope,
+                count,
+            }),
+        }
+    }
+}
+
+const TYPES: &[PropSpec<'static>] = &[
+    PropSpec { kind: "Datacenter", paths: &["name", "vmFolder"] },
+    PropSpec { kind: "Folder", paths: &["name", "parent"] },
+    PropSpec { kind: "ClusterComputeResource", paths: &["name", "resourcePool", "parent"] },
+    PropSpec { kind: "ResourcePool", paths: &["name", "parent", "owner"] },
+    PropSpec { kind: "Datastore", paths: &["name", "parent"] },
+    PropSpec {
+        kind: "VirtualMachine",
+        paths: &[
+            "name",
+            "parent",
+            "snapshot",
+            "config.template",
+            "runtime.powerState",
+            "resourcePool",
+            "datastore",
+        ],
+    },
+];
+
+impl VcenterClient {
+    /// Reads the inventory: one container view over the root folder and one
+    /// `RetrievePropertiesEx` with a property set per type, plus golden's ownership tags.
+    pub async fn inventory(&self) -> Result<Inventory, VcenterError> {
+        let op = "read the inventory";
+        let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
+        let mut fresh_session = false;
+        let objects = loop {
+            let logins = self.soap_logins();
+            let view = self.create_view(op, &kinds).await?;
+            let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
+            self.destroy_view(&view).await;
+            match objects {
+                // A view belongs to its session: when the session expired in between, the view
+                // went with it, so read once more with a view of the new session.
+                Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
+                other => break other?,
+            }
+        };
+        let owned = self.owned_vms().await?;
+        Ok(build(self.site.clone(), objects, &owned))
+    }
+}
+
+fn build(
+    site: SiteName,
+    objects: Vec<ObjectContent>,
+    owned: &BTreeMap<Moref, crate::live::GoldenMeta>,
+) -> Inventory {
+    let by_id: BTreeMap<&Moref, &ObjectContent> = objects.iter().map(|o| (&o.id, o)).collect();
+    // Walks parents up to the datacenter an object is in.
+    let datacenter_of = |id: &Moref| -> Option<Moref> {
+        let mut at = by_id.get(id)?.moref("parent");
+        for _ in 0..64 {
+            let object = by_id.get(at.as_ref()?)?;
+            if object.kind == "Datacenter" {
+                return Some(object.id.clone());
+            }
+            at = object.moref("parent");
+        }
+        None
+    };
+    let mut datacenters: BTreeMap<Moref, Datacenter> = objects
+        .iter()
+        .filter(|o| o.kind == "Datacenter")
+        .map(|o| {
+            let dc = Datacenter {
+                id: o.id.clone(),
+                name: o.text("name").unwrap_or_default().to_owned(),
+                vm_folder: o.moref("vmFolder").unwrap_or_else(|| Moref::new("")),
+                folders: Vec::new(),
+                clusters: Vec::new(),
+                resource_pools: Vec::new(),
+                datastores: Vec::new(),
+                vms: BTreeSet::new(),
+            };
+            (o.id.clone(), dc)
+        })
+        .collect();
+    // A VM folder is the datacenter's vmFolder or below it.
+    let in_vm_tree = |id: &Moref, dc: &Datacenter| -> bool {
+        let mut at = Some(id.clone());
+        for _ in 0..64 {
+            let Some(current) = at else { return false };
+            if current == dc.vm_folder {
+                return true;
+            }
+            at = by_id.get(&current).and_then(|o| o.moref("parent"));
+        }
+        false
+    };
+    let mut vms = BTreeMap::new();
+    for o in &objects {
+        let name = || o.text("name").unwrap_or_default().to_owned();
+        let named = || Named { id: o.id.clone(), name: name() };
+        if o.kind == "VirtualMachine" {
+            vms.insert(
+                o.id.clone(),
+                Vm {
+                    id: o.id.clone(),
+                    name: name(),
+                    template: o.text("config.template") == Some("true"),
+                    powered_on: o.text("runtime.powerState") == Some("poweredOn"),
+                    meta: owned.get(&o.id).cloned(),
+                    snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
+                },
+            );
+        }
+        // Resource pools hang below their cluster; the rest below folders.
+        let dc_id = if o.kind == "ResourcePool" {
+            o.moref("owner").and_then(|owner| datacenter_of(&owner).or_else(|| datacenter_of(&o.id)))
+        } else {
+            datacenter_of(&o.id)
+        };
+        let Some(dc) = dc_id.and_then(|id| datacenters.get_mut(&id)) else { continue };
+        match o.kind.as_str() {
+            "Folder" if in_vm_tree(&o.id, dc) => dc.folders.push(named()),
+            "ClusterComputeResource" => dc.clusters.push(Cluster {
+                id: o.id.clone(),
+                name: name(),
+                resource_pool: o.moref("resourcePool").unwrap_or_else(|| Moref::new("")),
+            }),
+            "ResourcePool" => dc.resource_pools.push(named()),
+            "Datastore" => dc.datastores.push(named()),
+            "VirtualMachine" => {
+                dc.vms.insert(o.id.clone());
+            }
+            _ => {}
+        }
+    }
+    for dc in datacenters.values_mut() {
+        if let Some(root) = by_id.get(&dc.vm_folder).filter(|o| o.kind == "Folder") {
+            if !dc.folders.iter().any(|f| f.id == root.id) {
+                dc.folders.push(Named {
+                    id: root.id.clone(),
+                    name: root.text("name").unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        dc.folders.sort();
+        dc.resource_pools.sort();
+        dc.datastores.sort();
+        dc.clusters.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    }
+    Inventory { site, datacenters, vms }
+}
+
+/// A VM's `snapshot` (VirtualMachineSnapshotInfo) flattened in tree order, parents first.
+/// Only `rootSnapshotList` is read: vcsim leaves `rootSnapshot` empty.
+fn snapshots(info: &Element) -> Vec<Snapshot> {
+    fn walk(tree: &Element, parent: Option<&Moref>, out: &mut Vec<Snapshot>) {
+        let id = Moref::new(tree.child_text("snapshot").unwrap_or_default());
+        out.push(Snapshot {
+            id: id.clone(),
+            name: tree.child_text("name").unwrap_or_default().to_owned(),
+            parent: parent.cloned(),
+        });
+        for child in tree.children("childSnapshotList") {
+            walk(child, Some(&id), out);
+        }
+    }
+    let mut out = Vec::new();
+    for root in info.children("rootSnapshotList") {
+        walk(root, None, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcenter::xml::parse;
+
+    #[test]
+    fn snapshot_trees_flatten_parents_first() {
+        let val = parse(
+            r#"<val xmlns:X="http://www.w3.org/2001/XMLSchema-instance" X:type="VirtualMachineSnapshotInfo">
+            <currentSnapshot type="VirtualMachineSnapshot">snapshot-3</currentSnapshot>
+            <rootSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-1</snapshot><name>a</name>
+              <childSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-2</snapshot><name>b</name></childSnapshotList>
+              <childSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-3</snapshot><name>c</name></childSnapshotList>
+            </rootSnapshotList></val>"#,
+        )
+        .expect("xml");
+        let list = snapshots(&val);
+        let ids: Vec<(&str, Option<&str>)> =
+            list.iter().map(|s| (s.name.as_str(), s.parent.as_ref().map(Moref::as_str))).collect();
+        assert_eq!(ids, [("a", None), ("b", Some("snapshot-1")), ("c", Some("snapshot-1"))]);
+    }
+}

@@ -1,0 +1,449 @@
+//! The vSphere SOAP half (`/sdk`): session, property collector reads and snapshot tasks.
+//!
+//! Requests are written as text (a handful of fixed shapes with escaped values); answers are
+//! read into a namespace-aware [`Element`] tree. A session is the `vmware_soap_session` cookie;
+//! a `NotAuthenticated` fault means it expired, and the call logs in again once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use quick_xml::escape::escape;
+use reqwest::StatusCode;
+
+use super::xml::{self, Element};
+use super::{TASK_TIMEOUT, VcenterClient, VcenterError, lock};
+use crate::live::Moref;
+
+const COOKIE: &str = "vmware_soap_session";
+
+/// The service content morefs golden uses.
+#[derive(Clone, Debug)]
+pub(super) struct ServiceContent {
+    pub root_folder: String,
+    pub property_collector: String,
+    pub view_manager: String,
+    pub session_manager: String,
+}
+
+/// One object of a property collector answer: its moref, type and the properties that are set.
+#[derive(Debug)]
+pub(super) struct ObjectContent {
+    pub id: Moref,
+    pub kind: String,
+    pub props: BTreeMap<String, Element>,
+}
+
+impl ObjectContent {
+    pub fn text(&self, prop: &str) -> Option<&str> {
+        self.props.get(prop).map(|v| v.text.trim())
+    }
+
+    pub fn moref(&self, prop: &str) -> Option<Moref> {
+        self.text(prop).filter(|t| !t.is_empty()).map(Moref::new)
+    }
+}
+
+/// What to read: a type and the property paths of it.
+pub(super) struct PropSpec<'a> {
+    pub kind: &'a str,
+    pub paths: &'a [&'a str],
+}
+
+fn envelope(body: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:vim25=\"urn:vim25\">\
+         <soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+fn moref_xml(tag: &str, kind: &str, id: &str) -> String {
+    format!("<vim25:{tag} type=\"{}\">{}</vim25:{tag}>", escape(kind), escape(id))
+}
+
+/// The outcome of one SOAP exchange.
+enum Reply {
+    Ok(Element),
+    Fault { kind: String, message: String },
+}
+
+impl VcenterClient {
+    /// One SOAP request/answer, no session handling.
+    async fn soap_exchange(&self, op: &str, body: &str) -> Result<Reply, VcenterError> {
+        let cookie = lock(&self.soap_cookie).clone();
+        let mut request = self
+            .http
+            .post(format!("{}/sdk", self.base))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "urn:vim25/6.5")
+            .body(envelope(body));
+        if let Some(c) = cookie {
+            request = request.header("cookie", c);
+        }
+        let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
+        let status = response.status();
+        let new_cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(COOKIE))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        if !status.is_success() && status != StatusCode::INTERNAL_SERVER_ERROR {
+            return Err(self.err_http(op, status.as_u16(), None, short(&text)));
+        }
+        let reply = match parse_reply(&text) {
+            Ok(reply) => reply,
+            Err(_) if !status.is_success() => {
+                return Err(self.err_http(op, status.as_u16(), None, short(&text)));
+            }
+            Err(e) => return Err(self.err_protocol(op, e)),
+        };
+        if let (Reply::Ok(_), Some(c)) = (&reply, new_cookie) {
+            *lock(&self.soap_cookie) = Some(c);
+        }
+        Ok(reply)
+    }
+
+    /// How many SOAP logins this client has made.
+    pub(super) fn soap_logins(&self) -> u64 {
+        self.soap_logins.load(Ordering::SeqCst)
+    }
+
+    pub(super) async fn service(&self) -> Result<ServiceContent, VcenterError> {
+        if let Some(s) = lock(&self.service).clone() {
+            return Ok(s);
+        }
+        let op = "read the service content";
+        let body = format!(
+            "<vim25:RetrieveServiceContent>{}</vim25:RetrieveServiceContent>",
+            moref_xml("_this", "ServiceInstance", "ServiceInstance")
+        );
+        let reply = self
+            .retry
+            .run(op, || async {
+                match self.soap_exchange(op, &body).await? {
+                    Reply::Ok(r) => Ok(r),
+                    Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
+                }
+            })
+            .await?;
+        let content = reply.child("returnval").ok_or_else(|| self.err_protocol(op, "no returnval"))?;
+        let get = |name: &str| {
+            content
+                .child_text(name)
+                .map(str::to_owned)
+                .ok_or_else(|| self.err_protocol(op, format!("no {name} in the service content")))
+        };
+        let service = ServiceContent {
+            root_folder: get("rootFolder")?,
+            property_collector: get("propertyCollector")?,
+            view_manager: get("viewManager")?,
+            session_manager: get("sessionManager")?,
+        };
+        *lock(&self.service) = Some(service.clone());
+        Ok(service)
+    }
+
+    fn fault(&self, op: &str, kind: String, message: String) -> VcenterError {
+        VcenterError::Fault { site: self.site.clone(), operation: op.to_owned(), fault: kind, message }
+    }
+
+    /// `Login` on the session manager; keeps the session cookie.
+    pub(super) async fn soap_login(&self) -> Result<(), VcenterError> {
+        let op = "log in to the soap api";
+        let service = self.service().await?;
+        *lock(&self.soap_cookie) = None;
+        let body = format!(
+            "<vim25:Login>{}<vim25:userName>{}</vim25:userName><vim25:password>{}</vim25:password></vim25:Login>",
+            moref_xml("_this", "SessionManager", &service.session_manager),
+            escape(self.credentials.user.as_str()),
+            escape(self.credentials.password.expose()),
+        );
+        self.soap_logins.fetch_add(1, Ordering::SeqCst);
+        match self.soap_exchange(op, &body).await? {
+            Reply::Ok(_) if lock(&self.soap_cookie).is_some() => Ok(()),
+            Reply::Ok(_) => Err(self.err_protocol(op, format!("no {COOKIE} cookie in the answer"))),
+            Reply::Fault { kind, .. } if kind == "InvalidLogin" || kind == "NoPermission" => {
+                Err(VcenterError::Login { site: self.site.clone(), user: self.credentials.user.clone() })
+            }
+            Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
+        }
+    }
+
+    /// One SOAP call with retries and a session: logs in first when needed and once more when
+    /// the session has expired. Returns the response element (`<XxxResponse>`).
+    pub(super) async fn soap(&self, op: &str, body: &str) -> Result<Element, VcenterError> {
+        self.retry
+            .run(op, || async {
+                if lock(&self.soap_cookie).is_none() {
+                    self.soap_login().await?;
+                }
+                match self.soap_exchange(op, body).await? {
+                    Reply::Ok(reply) => Ok(reply),
+                    Reply::Fault { kind, .. } if kind == "NotAuthenticated" => {
+                        self.soap_login().await?;
+                        match self.soap_exchange(op, body).await? {
+                            Reply::Ok(reply) => Ok(reply),
+                            Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
+                        }
+                    }
+                    Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
+                }
+            })
+            .await
+    }
+
+    /// `RetrievePropertiesEx` of `specs` over `objects` (already written `objectSet`s),
+    /// following `token`s with `ContinueRetrievePropertiesEx`.
+    pub(super) async fn retrieve(
+        &self,
+        op: &str,
+        object_set: &str,
+        specs: &[PropSpec<'_>],
+    ) -> Result<Vec<ObjectContent>, VcenterError> {
+        let service = self.service().await?;
+        let pc = moref_xml("_this", "PropertyCollector", &service.property_collector);
+        let mut spec = String::from("<vim25:specSet>");
+        for s in specs {
+            spec.push_str(&format!("<vim25:propSet><vim25:type>{}</vim25:type>", s.kind));
+            for p in s.paths {
+                spec.push_str(&format!("<vim25:pathSet>{p}</vim25:pathSet>"));
+            }
+            spec.push_str("</vim25:propSet>");
+        }
+        spec.push_str(object_set);
+        spec.push_str("</vim25:specSet>");
+        let body = format!(
+            "<vim25:RetrievePropertiesEx>{pc}{spec}<vim25:options><vim25:maxObjects>1000</vim25:maxObjects>\
+             </vim25:options></vim25:RetrievePropertiesEx>"
+        );
+        let mut out = Vec::new();
+        let mut reply = self.soap(op, &body).await?;
+        loop {
+            let Some(result) = reply.children.into_iter().find(|c| c.name == "returnval") else {
+                // No returnval: nothing matched.
+                return Ok(out);
+            };
+            let mut token = None;
+            for child in result.children {
+                match child.name.as_str() {
+                    "token" => token = Some(child.text.trim().to_owned()),
+                    "objects" => out.push(
+                        object_content(child).ok_or_else(|| self.err_protocol(op, "object without obj"))?,
+                    ),
+                    _ => {}
+                }
+            }
+            let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(out) };
+            let body = format!(
+                "<vim25:ContinueRetrievePropertiesEx>{pc}<vim25:token>{}</vim25:token></vim25:ContinueRetrievePropertiesEx>",
+                escape(token.as_str())
+            );
+            reply = self.soap(op, &body).await?;
+        }
+    }
+
+    /// Reads properties of one object.
+    pub(super) async fn retrieve_one(
+        &self,
+        op: &str,
+        kind: &str,
+        id: &str,
+        paths: &[&str],
+    ) -> Result<Option<ObjectContent>, VcenterError> {
+        let object_set = format!("<vim25:objectSet>{}</vim25:objectSet>", moref_xml("obj", kind, id));
+        Ok(self.retrieve(op, &object_set, &[PropSpec { kind, paths }]).await?.pop())
+    }
+
+    /// A container view of `types` over the root folder, recursive. Returns its moref.
+    pub(super) async fn create_view(&self, op: &str, types: &[&str]) -> Result<String, VcenterError> {
+        let service = self.service().await?;
+        let mut body = format!(
+            "<vim25:CreateContainerView>{}{}",
+            moref_xml("_this", "ViewManager", &service.view_manager),
+            moref_xml("container", "Folder", &service.root_folder)
+        );
+        for t in types {
+            body.push_str(&format!("<vim25:type>{t}</vim25:type>"));
+        }
+        body.push_str("<vim25:recursive>true</vim25:recursive></vim25:CreateContainerView>");
+        let reply = self.soap(op, &body).await?;
+        reply
+            .child_text("returnval")
+            .map(str::to_owned)
+            .ok_or_else(|| self.err_protocol(op, "no view in the answer"))
+    }
+
+    /// Destroys a view; a failure only leaks a view until the session ends, so it is logged.
+    pub(super) async fn destroy_view(&self, view: &str) {
+        let body =
+            format!("<vim25:DestroyView>{}</vim25:DestroyView>", moref_xml("_this", "ContainerView", view));
+        if let Err(e) = self.soap("destroy a container view", &body).await {
+            tracing::debug!(site = %self.site, error = %e, "cannot destroy a container view");
+        }
+    }
+
+    /// The `objectSet` that walks a container view.
+    pub(super) fn view_object_set(view: &str) -> String {
+        format!(
+            "<vim25:objectSet>{}<vim25:skip>true</vim25:skip><vim25:selectSet xsi:type=\"vim25:TraversalSpec\">\
+             <vim25:name>traverseView</vim25:name><vim25:type>ContainerView</vim25:type><vim25:path>view</vim25:path>\
+             <vim25:skip>false</vim25:skip></vim25:selectSet></vim25:objectSet>",
+            moref_xml("obj", "ContainerView", view)
+        )
+    }
+
+    /// Takes a snapshot of `vm` (no memory, not quiesced) and waits for it; returns its moref.
+    pub async fn create_snapshot(
+        &self,
+        vm: &Moref,
+        name: &str,
+        description: &str,
+    ) -> Result<Moref, VcenterError> {
+        let op = format!("snapshot vm {vm} as `{name}`");
+        let body = format!(
+            "<vim25:CreateSnapshot_Task>{}<vim25:name>{}</vim25:name><vim25:description>{}</vim25:description>\
+             <vim25:memory>false</vim25:memory><vim25:quiesce>false</vim25:quiesce></vim25:CreateSnapshot_Task>",
+            moref_xml("_this", "VirtualMachine", vm.as_str()),
+            escape(name),
+            escape(description)
+        );
+        let reply = self.soap(&op, &body).await?;
+        let task =
+            reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
+        let result = self.wait_task(&op, task, TASK_TIMEOUT).await?;
+        result.ok_or_else(|| self.err_protocol(&op, "the task has no result")).map(Moref::new)
+    }
+
+    /// Polls a task until it succeeds (its `info.result`, if any) or fails.
+    async fn wait_task(
+        &self,
+        op: &str,
+        task: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, VcenterError> {
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let info = self
+                .retrieve_one(op, "Task", task, &["info.state", "info.result", "info.error"])
+                .await?
+                .ok_or_else(|| self.err_protocol(op, format!("task {task} vanished")))?;
+            match info.text("info.state") {
+                Some("success") => {
+                    return Ok(info.text("info.result").filter(|t| !t.is_empty()).map(str::to_owned));
+                }
+                Some("error") => {
+                    let error = info.props.get("info.error");
+                    let message = error
+                        .and_then(|e| e.child_text("localizedMessage"))
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .or_else(|| {
+                            error.and_then(|e| e.child("fault")).and_then(|f| f.xsi_type()).map(str::to_owned)
+                        })
+                        .unwrap_or_else(|| "the task failed without a reason".to_owned());
+                    return Err(self.err_failed(op, message));
+                }
+                _ => {}
+            }
+            if start.elapsed() >= timeout {
+                return Err(VcenterError::Timeout {
+                    site: self.site.clone(),
+                    operation: op.to_owned(),
+                    timeout,
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The response element of a SOAP envelope, or its fault: the fault type comes from the detail
+/// element's `xsi:type` (any prefix), else from its name (`NotAuthenticatedFault`).
+fn parse_reply(text: &str) -> Result<Reply, String> {
+    let root = xml::parse(text).map_err(|e| format!("invalid xml: {e}"))?;
+    let reply = root
+        .children
+        .into_iter()
+        .find(|c| c.name == "Body")
+        .and_then(|b| b.children.into_iter().next())
+        .ok_or("no soap body")?;
+    if reply.name != "Fault" {
+        return Ok(Reply::Ok(reply));
+    }
+    let message = reply.child_text("faultstring").unwrap_or_default().to_owned();
+    let kind = reply
+        .child("detail")
+        .and_then(|d| d.children.first())
+        .map(|f| f.xsi_type().unwrap_or(f.name.trim_end_matches("Fault")).to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok(Reply::Fault { kind, message })
+}
+
+fn object_content(objects: Element) -> Option<ObjectContent> {
+    let mut id = None;
+    let mut props = BTreeMap::new();
+    for child in objects.children {
+        match child.name.as_str() {
+            "obj" => {
+                id = Some((Moref::new(child.text.trim()), child.attr("type").unwrap_or_default().to_owned()));
+            }
+            "propSet" => {
+                let mut name = None;
+                let mut val = None;
+                for part in child.children {
+                    match part.name.as_str() {
+                        "name" => name = Some(part.text.trim().to_owned()),
+                        "val" => val = Some(part),
+                        _ => {}
+                    }
+                }
+                if let (Some(n), Some(v)) = (name, val) {
+                    props.insert(n, v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (id, kind) = id?;
+    Some(ObjectContent { id, kind, props })
+}
+
+/// A short body for an error message (HTML error pages are dropped).
+fn short(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty() && t.len() < 300 && !t.starts_with('<')).then(|| t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_typed_by_their_detail() {
+        let vcsim = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Login failure</faultstring><detail><InvalidLoginFault xmlns="urn:vim25" xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="InvalidLogin"></InvalidLoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+        let Ok(Reply::Fault { kind, message }) = parse_reply(vcsim) else { panic!("a fault") };
+        assert_eq!((kind.as_str(), message.as_str()), ("InvalidLogin", "Login failure"));
+        let untyped = vcsim.replace(r#" XMLSchema-instance:type="InvalidLogin""#, "");
+        let Ok(Reply::Fault { kind, .. }) = parse_reply(&untyped) else { panic!("a fault") };
+        assert_eq!(kind, "InvalidLogin");
+    }
+
+    #[test]
+    fn objects_keep_set_properties_only() {
+        let text = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="Datastore">/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">LocalDS_0</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#;
+        let Ok(Reply::Ok(reply)) = parse_reply(text) else { panic!("a reply") };
+        let returnval = reply.children.into_iter().next().expect("returnval");
+        let object = object_content(returnval.children.into_iter().next().expect("objects")).expect("object");
+        assert_eq!(object.id.as_str(), "/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5");
+        assert_eq!((object.kind.as_str(), object.text("name")), ("Datastore", Some("LocalDS_0")));
+        assert_eq!(object.moref("parent"), None);
+    }
+}

@@ -1,0 +1,456 @@
+//! The vCenter client's contract suite, written once and run against two servers: the lab's
+//! simulated vCenter (the quickstart's `hq` site) and vcsim, VMware's own simulator.
+//!
+//! Each case takes a [`Target`]: where the server is, how to log in, and the placement names
+//! and a VM read from that server's own inventory, so the same body runs on both. Faults are
+//! injected through `/__fault`, which the lab and the vcsim wrapper implement alike.
+
+use golden::connect::{Credentials, RetryPolicy, Retryable, Secret};
+use golden::desired::{Compute, Location, load};
+use golden::ids::{ImageName, SiteName, VersionName};
+use golden::lab::{LAB_PASSWORD, LAB_USER, Lab, LabOptions, Product, Timings};
+use golden::live::{GoldenMeta, LibraryKind, Moref};
+use golden::vcenter::{Placement, VcenterClient, VcenterError};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use super::common::repo_root;
+use super::vcsim::Vcsim;
+
+/// The minimal OVF vcsim accepts (no disks): reference/vcsim.md §4.4.
+const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+ xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+ xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <References/>
+  <VirtualSystem ovf:id="golden"><Info>A virtual machine</Info><Name>golden</Name>
+    <OperatingSystemSection ovf:id="1" vmw:osType="windows9_64Guest"><Info>os</Info></OperatingSystemSection>
+    <VirtualHardwareSection><Info>hw</Info>
+      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType></System>
+      <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ElementName>2 vCPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>4096MB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>4096</rasd:VirtualQuantity></Item>
+    </VirtualHardwareSection></VirtualSystem></Envelope>
+"#;
+
+const VCSIM_USER: &str = "golden-test";
+const VCSIM_PASSWORD: &str = "vcsim-S3cret!";
+
+/// A server holding the lab or vcsim alive.
+#[allow(dead_code)] // held only for its Drop
+enum Server {
+    Lab(Lab),
+    Vcsim(Vcsim),
+}
+
+/// One server the suite runs against, with names from its own inventory.
+struct Target {
+    url: url::Url,
+    user: String,
+    password: String,
+    datacenter: String,
+    compute: Compute,
+    folder: String,
+    datastore: String,
+    /// An existing VM to snapshot and tag.
+    vm: Moref,
+    /// What the placement names must resolve to, from the server's own records.
+    expected: Placement,
+    _server: Server,
+}
+
+impl Target {
+    async fn lab() -> Target {
+        let dir = repo_root().join("examples/quickstart");
+        let desired = load(&Location::WorkTree { dir }).expect("the quickstart is valid");
+        let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+        let lab = Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() })
+            .await
+            .expect("the lab starts");
+        let url = url::Url::parse(lab.url("hq", Product::Vcenter).expect("hq has a vcenter")).expect("url");
+        let hq = &desired.sites["hq"];
+        let (vm, expected) = {
+            let shared = lab.state();
+            let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let vc = &state.sites["hq"].vcenter;
+            let vm = vc.vms.values().find(|v| v.name == "win11-build").expect("the build VM is seeded at hq");
+            let pool = match &hq.compute {
+                Compute::Cluster(name) => {
+                    vc.clusters.values().find(|c| &c.name == name).expect("cluster").resource_pool.clone()
+                }
+                Compute::ResourcePool(name) => {
+                    vc.resource_pools.values().find(|p| &p.name == name).expect("pool").id.clone()
+                }
+            };
+            let datastore = vc.datastores.values().find(|d| d.name == hq.datastore).expect("datastore");
+            let expected = Placement {
+                datacenter: Moref::new(vc.datacenter().expect("datacenter").id.clone()),
+                folder: Moref::new(vc.vm_folder_named(&hq.folder).expect("folder").id.clone()),
+                resource_pool: Moref::new(pool),
+                datastore: Moref::new(datastore.id.clone()),
+            };
+            (Moref::new(vm.id.clone()), expected)
+        };
+        Target {
+            url,
+            user: LAB_USER.to_owned(),
+            password: LAB_PASSWORD.to_owned(),
+            datacenter: hq.datacenter.clone(),
+            compute: hq.compute.clone(),
+            folder: hq.folder.clone(),
+            datastore: hq.datastore.clone(),
+            vm,
+            expected,
+            _server: Server::Lab(lab),
+        }
+    }
+
+    fn vcsim() -> Option<Target> {
+        let sim = Vcsim::start(&["-username", VCSIM_USER, "-password", VCSIM_PASSWORD])?;
+        let dc = &sim.inventory.datacenters[0];
+        let cluster = &dc.clusters[0];
+        // A VM in the cluster (the model names them <cluster>_RP0_VMn).
+        let vm = dc.vms.iter().find(|v| v.name.starts_with(&cluster.name)).expect("a VM in the cluster");
+        let expected = Placement {
+            datacenter: Moref::new(dc.id.clone()),
+            folder: Moref::new(dc.vm_folder.clone()),
+            resource_pool: Moref::new(cluster.resource_pool.clone()),
+            datastore: Moref::new(dc.datastores[0].id.clone()),
+        };
+        Some(Target {
+            url: sim.url.clone(),
+            user: VCSIM_USER.to_owned(),
+            password: VCSIM_PASSWORD.to_owned(),
+            datacenter: dc.name.clone(),
+            compute: Compute::Cluster(cluster.name.clone()),
+            folder: "vm".to_owned(),
+            datastore: dc.datastores[0].name.clone(),
+            vm: Moref::new(vm.id.clone()),
+            expected,
+            _server: Server::Vcsim(sim),
+        })
+    }
+
+    fn client_with(&self, password: &str, retry: RetryPolicy) -> VcenterClient {
+        VcenterClient::new(
+            SiteName::new("hq"),
+            self.url.clone(),
+            Credentials { user: self.user.clone(), password: Secret::new(password), domain: None },
+            reqwest::Client::new(),
+            retry,
+        )
+    }
+
+    /// A client with quick retries.
+    fn client(&self) -> VcenterClient {
+        let retry = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        };
+        self.client_with(&self.password, retry)
+    }
+
+    async fn fault(&self, rule: Value) {
+        let url = self.url.join("__fault").expect("fault url");
+        let response = reqwest::Client::new().post(url).json(&rule).send().await.expect("post a fault rule");
+        assert!(response.status().is_success(), "fault rule refused: {}", response.status());
+    }
+
+    /// Hit counts of the fault rules, in the order they were added.
+    async fn fault_hits(&self) -> Vec<u64> {
+        let url = self.url.join("__fault").expect("fault url");
+        let rules: Value =
+            reqwest::Client::new().get(url).send().await.expect("list faults").json().await.expect("json");
+        rules
+            .as_array()
+            .map(|a| a.iter().map(|r| r["hits"].as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn meta(version: &str) -> GoldenMeta {
+    GoldenMeta {
+        image: ImageName::new("win11-ent"),
+        version: VersionName::new(version),
+        source: format!("vm:win11-build@sealed-{version}"),
+    }
+}
+
+async fn session_logs_in_again_after_401(t: &Target) {
+    let client = t.client();
+    client.login().await.expect("login");
+    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 401, "count": 1}))
+        .await;
+    client.list_libraries().await.expect("the call succeeds after logging in again");
+    let fault = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The session is not authenticated.</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"><object type="Folder">group-d1</object><privilegeId>System.View</privilegeId></NotAuthenticatedFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+    t.fault(json!({"path_prefix": "/sdk", "body_contains": "RetrievePropertiesEx", "status": 500, "body": fault, "count": 1}))
+        .await;
+    client.inventory().await.expect("the soap call succeeds after logging in again");
+    assert_eq!(t.fault_hits().await, [1, 1]);
+}
+
+async fn bad_password_is_a_clear_error(t: &Target) {
+    let secret = "Wr0ng-Hunter2";
+    let client = t.client_with(secret, RetryPolicy::none());
+    let err = client.login().await.expect_err("a wrong password is refused");
+    assert!(matches!(err, VcenterError::Login { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    let text = format!("{err} {err:?} {client:?}");
+    assert!(!text.contains(secret), "the password leaks: {text}");
+    assert_eq!(err.to_string(), format!("site `hq`: vcenter rejected the login of user `{}`", t.user));
+}
+
+async fn inventory_resolves_placement_names(t: &Target) {
+    let inventory = t.client().inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement resolves");
+    assert_eq!(placement, t.expected);
+    let dc = inventory.datacenter(&t.datacenter).expect("datacenter");
+    assert_eq!(placement.datacenter, dc.id);
+    assert!(dc.datastores.iter().any(|d| d.id == placement.datastore && d.name == t.datastore));
+    assert!(dc.folders.iter().any(|f| f.id == placement.folder && f.name == t.folder));
+    assert!(dc.resource_pools.iter().any(|p| p.id == placement.resource_pool));
+    assert!(dc.vms.contains(&t.vm), "{:?} lacks {}", dc.vms, t.vm);
+    let vm = &inventory.vms[&t.vm];
+    assert!(!vm.template);
+    let missing =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, "no-such-ds").expect_err("unknown ds");
+    assert_eq!(
+        missing.to_string(),
+        format!("site `hq`: no datastore named `no-such-ds` in datacenter `{}`", t.datacenter)
+    );
+}
+
+async fn snapshots_appear_in_the_tree(t: &Target) {
+    let client = t.client();
+    let before = client.inventory().await.expect("inventory").vms[&t.vm].snapshots.len();
+    let first = client.create_snapshot(&t.vm, "golden-a", "golden: win11-ent 1").await.expect("snapshot a");
+    let second = client.create_snapshot(&t.vm, "golden-b", "golden: win11-ent 2").await.expect("snapshot b");
+    let vm = client.inventory().await.expect("inventory").vms.remove(&t.vm).expect("vm");
+    assert_eq!(vm.snapshots.len(), before + 2);
+    let a = vm.snapshots.iter().find(|s| s.id == first).expect("a in the tree");
+    let b = vm.snapshots.iter().find(|s| s.id == second).expect("b in the tree");
+    assert_eq!((a.name.as_str(), b.name.as_str()), ("golden-a", "golden-b"));
+    assert_eq!(b.parent.as_ref(), Some(&first), "a new snapshot is a child of the current one");
+    let pos = |id: &Moref| vm.snapshots.iter().position(|s| &s.id == id);
+    assert!(pos(&first) < pos(&second), "parents come first");
+}
+
+async fn library_create_and_find(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    assert_eq!(client.find_library("golden-contract").await.expect("find"), None);
+    let id = client.create_published_library("golden-contract", &placement.datastore).await.expect("create");
+    let found = client.find_library("golden-contract").await.expect("find").expect("found");
+    assert_eq!(found.id, id);
+    assert_eq!(found.name, "golden-contract");
+    assert!(
+        matches!(&found.kind, LibraryKind::Local { publish_url: Some(url) } if !url.is_empty()),
+        "{found:?}"
+    );
+    assert!(client.list_libraries().await.expect("list").contains(&id));
+}
+
+async fn item_metadata_round_trips(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-meta", &placement.datastore).await.expect("library");
+    assert!(client.list_items(&library).await.expect("list").is_empty());
+    let item =
+        client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    let read = client.get_item(&item).await.expect("get");
+    assert_eq!((read.name.as_str(), read.kind.as_str()), ("win11-ent-2026.10", "ovf"));
+    assert_eq!(read.library, library);
+    assert_eq!(read.meta, Some(meta("2026.10")));
+    let found = client.find_item(&library, "win11-ent-2026.10").await.expect("find").expect("found");
+    assert_eq!(found, read);
+    assert_eq!(client.list_items(&library).await.expect("list"), std::slice::from_ref(&item));
+    client.set_item_meta(&item, &meta("2026.11")).await.expect("update");
+    assert_eq!(client.get_item(&item).await.expect("get").meta, Some(meta("2026.11")));
+}
+
+async fn ovf_upload_deploy_and_delete(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library = client.create_published_library("golden-ovf", &placement.datastore).await.expect("library");
+    let item =
+        client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    client.upload_file(&item, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let vm = client.deploy_ovf(&item, &placement.deploy("win11-ent-2026.10-base")).await.expect("deploy");
+    let inventory = client.inventory().await.expect("inventory");
+    let deployed = inventory.vms.get(&vm).expect("the deployed VM is in the inventory");
+    assert_eq!(deployed.name, "win11-ent-2026.10-base");
+    assert!(!deployed.template);
+    assert!(inventory.datacenter(&t.datacenter).expect("dc").vms.contains(&vm));
+
+    client.delete_vm(&vm).await.expect("delete vm");
+    assert!(!client.inventory().await.expect("inventory").vms.contains_key(&vm), "the VM is gone");
+    client.delete_item(&library, &item).await.expect("delete item");
+    assert!(client.list_items(&library).await.expect("list").is_empty(), "the item is gone");
+}
+
+async fn tags_mark_owned_vms(t: &Target) {
+    let client = t.client();
+    assert!(client.owned_vms().await.expect("owned").is_empty());
+    client.tag_vm(&t.vm, &meta("2026.10")).await.expect("tag");
+    let owned = client.owned_vms().await.expect("owned");
+    assert_eq!(owned.get(&t.vm), Some(&meta("2026.10")));
+    assert_eq!(owned.len(), 1);
+    let inventory = client.inventory().await.expect("inventory");
+    assert_eq!(inventory.vms[&t.vm].meta, Some(meta("2026.10")));
+    assert!(inventory.vms.values().filter(|v| v.id != t.vm).all(|v| v.meta.is_none()));
+    // Tagging again reuses the category and tag.
+    client.tag_vm(&t.vm, &meta("2026.10")).await.expect("tag again");
+    assert_eq!(client.owned_vms().await.expect("owned").len(), 1);
+}
+
+async fn service_unavailable_is_retried(t: &Target) {
+    let client = t.client();
+    client.login().await.expect("login");
+    let unavailable = r#"{"type":"com.vmware.vapi.std.errors.service_unavailable","value":{}}"#;
+    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
+        "body": unavailable, "count": 1}))
+        .await;
+    client.list_libraries().await.expect("retried after a 503");
+    t.fault(
+        json!({"path_prefix": "/sdk", "body_contains": "RetrievePropertiesEx", "status": 503, "count": 1}),
+    )
+    .await;
+    client.inventory().await.expect("retried after a soap 503");
+    assert_eq!(t.fault_hits().await, [1, 1]);
+
+    // Without retries the same fault surfaces, as a retryable error naming the operation.
+    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
+        "body": unavailable, "count": 1}))
+        .await;
+    let once = t.client_with(&t.password, RetryPolicy::none());
+    let err = once.list_libraries().await.expect_err("no retry");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().starts_with("site `hq`: list libraries: vcenter answered HTTP 503"), "{err}");
+}
+
+async fn subscribed_library_syncs(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let publisher =
+        client.create_published_library("golden-pub", &placement.datastore).await.expect("publisher");
+    client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    let LibraryKind::Local { publish_url: Some(url) } =
+        client.get_library(&publisher).await.expect("get").kind
+    else {
+        panic!("a published library has a publish url")
+    };
+    let subscriber =
+        client.create_subscribed_library("golden-sub", &placement.datastore, &url).await.expect("subscriber");
+    client.sync_library(&subscriber).await.expect("sync");
+    let library = client.get_library(&subscriber).await.expect("get");
+    let LibraryKind::Subscribed { subscription_url, last_sync_ms } = library.kind else {
+        panic!("a subscribed library: {library:?}")
+    };
+    assert_eq!(subscription_url, url);
+    // The sync runs in the background: wait for the item to show up.
+    let mut items = Vec::new();
+    for _ in 0..100 {
+        items = client.list_items(&subscriber).await.expect("list");
+        if !items.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(items.len(), 1, "the published item reaches the subscriber");
+    let copy = client.find_item(&subscriber, "win11-ent-2026.10").await.expect("find").expect("found");
+    assert_eq!(copy.meta, Some(meta("2026.10")), "metadata travels with the item");
+    client.sync_item(&subscriber, &copy.id).await.expect("item sync");
+    let synced = client.get_library(&subscriber).await.expect("get");
+    assert!(
+        matches!(synced.kind, LibraryKind::Subscribed { last_sync_ms: Some(_), .. }),
+        "synced at least once: {synced:?} (before: {last_sync_ms:?})"
+    );
+}
+
+async fn vm_captured_as_items_and_template_deployed(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-capture", &placement.datastore).await.expect("library");
+    let ovf =
+        client.create_ovf_from_vm(&library, &t.vm, "win11-ent-ovf", &meta("2026.10")).await.expect("ovf");
+    let item = client.get_item(&ovf).await.expect("get");
+    assert_eq!((item.kind.as_str(), item.meta), ("ovf", Some(meta("2026.10"))));
+    let template = client
+        .create_vm_template(&library, &t.vm, &placement.deploy("win11-ent-vmtx"), &meta("2026.11"))
+        .await
+        .expect("vm template");
+    let item = client.get_item(&template).await.expect("get");
+    assert_eq!((item.kind.as_str(), item.meta), ("vm-template", Some(meta("2026.11"))));
+    let vm =
+        client.deploy_vm_template(&template, &placement.deploy("win11-ent-vmtx-base")).await.expect("deploy");
+    let inventory = client.inventory().await.expect("inventory");
+    let deployed = inventory.vms.get(&vm).expect("the deployed VM is in the inventory");
+    assert_eq!(deployed.name, "win11-ent-vmtx-base");
+    assert!(!deployed.template, "a deployed VM is not a template");
+}
+
+async fn files_move_by_download_url_and_pull(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-files", &placement.datastore).await.expect("library");
+    let source = client.create_item(&library, "source", "ovf", &meta("2026.10")).await.expect("item");
+    client.upload_file(&source, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let url = client.download_url(&source, "golden.ovf").await.expect("download url");
+    assert!(url.starts_with("http"), "{url}");
+    let target = client.create_item(&library, "target", "ovf", &meta("2026.10")).await.expect("item");
+    client.pull_file(&target, "golden.ovf", &url).await.expect("pull");
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_lab {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let target = super::Target::lab().await;
+                    super::$case(&target).await;
+                }
+            )*
+        }
+        mod on_vcsim {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(target) = super::Target::vcsim() else { return };
+                    super::$case(&target).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    session_logs_in_again_after_401,
+    bad_password_is_a_clear_error,
+    inventory_resolves_placement_names,
+    snapshots_appear_in_the_tree,
+    library_create_and_find,
+    item_metadata_round_trips,
+    ovf_upload_deploy_and_delete,
+    tags_mark_owned_vms,
+    service_unavailable_is_retried,
+    subscribed_library_syncs,
+    vm_captured_as_items_and_template_deployed,
+    files_move_by_download_url_and_pull,
+);
