@@ -549,11 +549,39 @@ impl VcenterClient {
         item: &LibraryId,
         file_name: &str,
         source_uri: &str,
+        wait: std::time::Duration,
     ) -> Result<(), VcenterError> {
         let op = format!("pull `{file_name}` into library item {item}");
         let session = self.update_session(item, &op).await?;
         let spec = json!({"name": file_name, "source_type": "PULL", "source_endpoint": {"uri": source_uri}});
         self.add_file(&op, &session, spec).await?;
+        // vCenter moves the bytes itself; completing the session before the transfer is done
+        // is refused, so wait for the file to be READY (or to fail) first.
+        let started = std::time::Instant::now();
+        let path =
+            format!("/com/vmware/content/library/item/updatesession/file/id:{}?~action=get", seg(&session));
+        loop {
+            let file = self.call(&op, Method::POST, &path, Some(json!({"file_name": file_name}))).await?;
+            match file.get("status").and_then(Value::as_str) {
+                Some("READY") => break,
+                Some("ERROR") => {
+                    let message = file
+                        .pointer("/error_message/default_message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the transfer failed")
+                        .to_owned();
+                    return Err(VcenterError::Failed { site: self.site.clone(), operation: op, message });
+                }
+                _ if started.elapsed() >= wait => {
+                    return Err(VcenterError::Timeout {
+                        site: self.site.clone(),
+                        operation: op,
+                        timeout: wait,
+                    });
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
         self.complete_session(&op, &session).await
     }
 

@@ -414,7 +414,7 @@ async fn files_move_by_download_url_and_pull(t: &Target) {
     let url = client.download_url(&source, "golden.ovf").await.expect("download url");
     assert!(url.starts_with("http"), "{url}");
     let target = client.create_item(&library, "target", "ovf", &meta("2026.10")).await.expect("item");
-    client.pull_file(&target, "golden.ovf", &url).await.expect("pull");
+    client.pull_file(&target, "golden.ovf", &url, Duration::from_secs(10)).await.expect("pull");
 }
 
 macro_rules! contract {
