@@ -101,7 +101,7 @@ fn quickstart() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_prints_endpoints_writes_env_and_speaks_vcenter() {
+async fn serve_prints_endpoints_writes_env_and_speaks_both_apis() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env_file = dir.path().join("lab.env");
     let lab = Served::start(&["--seed", &quickstart(), "--env-file", &env_file.display().to_string()]);
@@ -145,6 +145,48 @@ async fn serve_prints_endpoints_writes_env_and_speaks_vcenter() {
     assert_eq!(soap.status(), 200);
     assert!(soap.headers()["set-cookie"].to_str().expect("cookie").starts_with("vmware_soap_session="));
     assert!(soap.text().await.expect("body").contains("<LoginResponse xmlns=\"urn:vim25\">"));
+
+    // Horizon: login, then desktop pools v2 with the image each pool runs.
+    let hz = lab.url("eu", "horizon");
+    let tokens: Value = http
+        .post(format!("{hz}/rest/login"))
+        .json(&serde_json::json!({"username": golden::lab::LAB_USER, "password": golden::lab::LAB_PASSWORD, "domain": golden::lab::LAB_DOMAIN}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login JSON");
+    let access = tokens["access_token"].as_str().expect("access_token");
+    assert!(tokens["refresh_token"].is_string());
+    let pools: Value = http
+        .get(format!("{hz}/rest/inventory/v2/desktop-pools"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("desktop pools")
+        .json()
+        .await
+        .expect("pools JSON");
+    let pools = pools.as_array().expect("an array of pools");
+    let names: Vec<&str> = pools.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "eu has two desktop pools (the farm is listed under farms): {names:?}");
+    for pool in pools {
+        assert_eq!(pool["type"], "AUTOMATED");
+        assert_eq!(pool["source"], "INSTANT_CLONE");
+        assert!(
+            pool["provisioning_settings"]["parent_vm_id"].as_str().is_some_and(|v| v.starts_with("vm-")),
+            "{pool}"
+        );
+        assert!(
+            pool["provisioning_settings"]["base_snapshot_id"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("snapshot-"))
+        );
+        assert_eq!(pool["provisioning_status_data"]["instant_clone_operation"], "NONE");
+    }
+    let denied = http.get(format!("{hz}/rest/inventory/v2/desktop-pools")).send().await.expect("request");
+    assert_eq!(denied.status(), 401);
 
     assert_eq!(lab.terminate(), Some(0), "SIGTERM is a clean stop");
 }

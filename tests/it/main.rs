@@ -8,6 +8,7 @@ mod horizon;
 mod lab;
 mod replication;
 mod schema;
+mod secrets;
 mod validate;
 mod vcenter;
 mod vcsim;
