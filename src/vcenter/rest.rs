@@ -563,7 +563,8 @@ impl VcenterClient {
         loop {
             let file = self.call(&op, Method::POST, &path, Some(json!({"file_name": file_name}))).await?;
             match file.get("status").and_then(Value::as_str) {
-                Some("READY") => break,
+                // vcsim answers `get` with the session rather than the file: no status to wait on.
+                Some("READY") | None => break,
                 Some("ERROR") => {
                     let message = file
                         .pointer("/error_message/default_message")
