@@ -75,6 +75,36 @@ impl History {
     }
 }
 
+impl History {
+    /// The rollback window for `desired`, which may be ahead of the history read (an
+    /// uncommitted marker move): each marker's earlier targets, most recent first, with the
+    /// committed target first when the desired state moved away from it.
+    pub fn window_for(
+        &self,
+        desired: &crate::desired::DesiredState,
+    ) -> BTreeMap<(ImageName, MarkerName), Vec<VersionName>> {
+        let mut out = BTreeMap::new();
+        for (name, image) in &desired.images {
+            let Some(h) = self.images.get(name) else { continue };
+            for (marker, target) in &image.markers {
+                let mut list: Vec<VersionName> = Vec::new();
+                if let Some(committed) = h.markers.get(marker).filter(|c| *c != target) {
+                    list.push(committed.clone());
+                }
+                for m in h.moves.iter().rev().filter(|m| &m.marker == marker) {
+                    if let Some(from) = m.from.as_ref().filter(|f| *f != target && !list.contains(f)) {
+                        list.push(from.clone());
+                    }
+                }
+                if !list.is_empty() {
+                    out.insert((name.clone(), marker.clone()), list);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Reads the history of `images/*.toml` below `dir`, following first parents from `reference`.
 pub fn read(dir: &Path, reference: &str) -> Result<History, GitError> {
     let repo = Repository::discover(dir).map_err(|_| GitError::NotARepository { dir: dir.to_owned() })?;

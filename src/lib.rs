@@ -9,6 +9,7 @@ pub mod cli;
 pub mod connect;
 pub mod desired;
 pub mod diag;
+pub mod gather;
 pub mod git;
 pub mod history;
 pub mod horizon;

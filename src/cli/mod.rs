@@ -190,6 +190,30 @@ fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{red}error{red:#}: {diags}; nothing was contacted")?;
         return Ok(());
     }
+    if let Some(errors) = err.downcast_ref::<plan::PlanErrors>() {
+        for e in &errors.0 {
+            writeln!(out, "{red}error{red:#}: {e}\n  {cyan}hint{cyan:#}: {}", e.hint())?;
+        }
+        writeln!(out, "{red}error{red:#}: {err}")?;
+        return Ok(());
+    }
+    if let Some(errors) = err.downcast_ref::<crate::gather::GatherErrors>() {
+        for e in &errors.0 {
+            writeln!(out, "{red}error{red:#}: {e}")?;
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                writeln!(out, "  caused by: {c}")?;
+                cause = c.source();
+            }
+            if let crate::gather::GatherError::Connect(c) = e {
+                if let Some(h) = c.hint() {
+                    writeln!(out, "  {cyan}hint{cyan:#}: {h}")?;
+                }
+            }
+        }
+        writeln!(out, "{red}error{red:#}: {err}; nothing was changed")?;
+        return Ok(());
+    }
     writeln!(out, "{red}error{red:#}: {err}")?;
     for cause in err.chain().skip(1) {
         writeln!(out, "  caused by: {cause}")?;

@@ -1,10 +1,18 @@
-//! `golden plan`: read desired and live state and print the steps. Implemented with the planner.
+//! `golden plan`: read desired and live state and print the steps, text, markdown or JSON.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 
-use super::{Exit, Format, NotImplemented, RepoArgs};
+use super::{Exit, Format, RepoArgs};
+use crate::connect::RetryPolicy;
+use crate::desired::{self, DesiredState};
+use crate::gather;
+use crate::ids::SiteName;
+use crate::plan::{self, Plan, PlanError, PlanOptions, render};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -24,8 +32,65 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 }
 
+/// Every reason a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[error("no plan: {} problem(s) must be fixed first", .0.len())]
+pub struct PlanErrors(pub Vec<PlanError>);
+
 pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
-    // Validate first: a broken repository is reported as such, not as a missing feature.
-    crate::desired::load(&args.repo.location())?;
-    Err(NotImplemented { command: "plan" }.into())
+    let desired = desired::load(&args.repo.location())?;
+    let scope = sites_in_scope(&desired, &args.sites)?;
+    let plan = make_plan(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, render::json(&plan))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!("saved the plan to {}", path.display());
+    }
+    let text = match args.format {
+        Format::Text => render::text(&plan),
+        Format::Markdown => render::markdown(&plan),
+        Format::Json => render::json(&plan),
+    };
+    anstream::stdout().write_all(text.as_bytes())?;
+    Ok(if args.detailed_exitcode && plan.has_changes() { Exit::Changes } else { Exit::Success })
+}
+
+/// The `--site` names, checked against the repository; empty means every site.
+fn sites_in_scope(desired: &DesiredState, names: &[String]) -> anyhow::Result<BTreeSet<SiteName>> {
+    let mut scope = BTreeSet::new();
+    for name in names {
+        let site = SiteName::new(name.clone());
+        if !desired.sites.contains_key(&site) {
+            let known: Vec<&str> = desired.sites.keys().map(SiteName::as_str).collect();
+            anyhow::bail!("--site {name}: no such site in golden.toml (known sites: {})", known.join(", "));
+        }
+        scope.insert(site);
+    }
+    Ok(scope)
+}
+
+/// Reads the live state of the sites the plan needs and plans. Shared with `apply`.
+pub fn make_plan(
+    desired: &DesiredState,
+    dir: &Path,
+    reference: Option<&str>,
+    scope: &BTreeSet<SiteName>,
+) -> anyhow::Result<Plan> {
+    let history = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!("no git history, so no rollback window beyond current use: {e}");
+            crate::history::History::default()
+        }
+    };
+    let options = PlanOptions { sites: scope.clone(), marker_history: history.window_for(desired) };
+    // The sites to read: those in scope, and the source site their versions come from.
+    let mut read: BTreeSet<SiteName> =
+        if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
+    read.insert(desired.settings.source_site.clone());
+    let env = |name: &str| std::env::var(name).ok();
+    let clients = gather::connect_all(desired, &read, dir, &env, &RetryPolicy::default())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let (live, _) = runtime.block_on(gather::read_all(desired, &clients))?;
+    plan::plan(desired, &live, &options).map_err(|e| PlanErrors(e).into())
 }

@@ -6,6 +6,7 @@ mod git_ref;
 mod history;
 mod horizon;
 mod lab;
+mod plan;
 mod replication;
 mod schema;
 mod secrets;

@@ -1,0 +1,192 @@
+//! `golden plan` end to end: the CLI against a lab seeded from the quickstart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use golden::desired::{Location, load};
+use golden::lab::{Lab, LabOptions, Product, Timings};
+
+use super::common::{Output, golden, repo_root, run};
+
+async fn quickstart_lab() -> Lab {
+    let desired =
+        load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart");
+    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
+}
+
+/// Runs `golden` in `dir` with the lab's environment, off the async workers.
+async fn golden_with(lab: &Lab, dir: &Path, args: &[&str]) -> Output {
+    let env = lab.env();
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
+}
+
+/// The plan text with the desired commit, which changes with every commit of this repository,
+/// redacted.
+fn redacted(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("commit ") {
+            Some(i) => format!("{}commit [commit]", &l[..i]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_deploy_plan_of_the_quickstart() {
+    let lab = quickstart_lab().await;
+    let out =
+        golden_with(&lab, &repo_root().join("examples/quickstart"), &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.code, 2, "changes present: {}", out.stderr);
+    assert!(
+        out.stdout.ends_with("Plan: 5 publish, 4 replicate, 7 deploy, 8 push (24 steps).\n"),
+        "{}",
+        out.stdout
+    );
+    insta::assert_snapshot!(redacted(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_plan_validates_against_the_schema_and_saves() {
+    let lab = quickstart_lab().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let saved = dir.path().join("plan.json");
+    let out = golden_with(
+        &lab,
+        &repo_root().join("examples/quickstart"),
+        &["plan", "--format", "json", "--out", &saved.display().to_string()],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is JSON");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schema/plan.schema.json")).expect("schema"),
+    )
+    .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> =
+        validator.iter_errors(&plan).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "plan does not match schema/plan.schema.json: {errors:#?}");
+    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(24));
+    assert!(plan["fingerprints"].as_object().is_some_and(|f| f.keys().any(|k| k.starts_with("eu/pool/"))));
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("--out wrote the plan")).expect("JSON");
+    assert_eq!(on_disk, plan);
+    // The schema rejects what is not a plan.
+    assert!(!validator.is_valid(&serde_json::json!({"format_version": 1, "steps": [{"kind": "explode"}]})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markdown_plan_for_one_site_is_a_table() {
+    let lab = quickstart_lab().await;
+    let out = golden_with(
+        &lab,
+        &repo_root().join("examples/quickstart"),
+        &["plan", "--site", "us", "--format", "markdown"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(
+        "| site | publish | replicate | deploy | push | retire |\n|---|---:|---:|---:|---:|---:|\n"
+    ));
+    assert!(out.stdout.contains("| us | 0 | 1 | 1 | 2 | 0 |"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("| hq | 1 | 0 | 0 | 0 | 0 |"),
+        "the publish at the source site is a prerequisite"
+    );
+    assert!(!out.stdout.contains("| eu |"), "eu is out of scope");
+}
+
+#[test]
+fn missing_credentials_are_named_before_any_request() {
+    let out = run(golden(&repo_root()).args(["plan", "-C", "examples/quickstart"]));
+    assert_eq!(out.code, 1);
+    for site in ["EU", "HQ", "US"] {
+        assert!(out.stderr.contains(&format!("GOLDEN_{site}_VCENTER_USER is not set")), "{}", out.stderr);
+    }
+    assert!(out.stderr.contains("hint: export GOLDEN_EU_VCENTER_USER=..."), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn an_unknown_site_is_refused() {
+    let out = run(golden(&repo_root()).args(["plan", "-C", "examples/quickstart", "--site", "apac"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("--site apac: no such site in golden.toml (known sites: eu, hq, us)"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A repository of `sites` sites with `pools` pools each, all following one marker.
+fn big_repo(dir: &Path, sites: usize, pools: usize) {
+    let mut golden = String::from("[settings]\nsource_site = \"s0\"\n");
+    for s in 0..sites {
+        golden.push_str(&format!(
+            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:1\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("golden.toml"), golden).expect("write");
+    std::fs::create_dir_all(dir.join("images")).expect("mkdir");
+    std::fs::write(
+        dir.join("images/win.toml"),
+        "[versions.\"v1\"]\nsource = { vm = \"build\", snapshot = \"s1\" }\n\n[markers]\nprod = \"v1\"\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(dir.join("pools")).expect("mkdir");
+    let mut text = String::new();
+    for s in 0..sites {
+        for p in 0..pools {
+            text.push_str(&format!(
+                "[pools.s{s}-p{p}]\nsite = \"s{s}\"\nimage = \"win\"\nmarker = \"prod\"\n\n"
+            ));
+        }
+    }
+    std::fs::write(dir.join("pools/all.toml"), text).expect("write");
+}
+
+/// Requests per site endpoint for reading the live state of a `sites` × `pools` lab.
+async fn requests_to_read(sites: usize, pools: usize) -> BTreeMap<(String, Product), u64> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    big_repo(dir.path(), sites, pools);
+    let desired = load(&Location::WorkTree { dir: dir.path().to_owned() }).expect("generated repo is valid");
+    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+    let lab = Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab");
+    let env: BTreeMap<String, String> = lab.env().into_iter().collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    let read = desired.sites.keys().cloned().collect();
+    let clients = golden::gather::connect_all(
+        &desired,
+        &read,
+        dir.path(),
+        &lookup,
+        &golden::connect::RetryPolicy::none(),
+    )
+    .expect("clients");
+    let (live, _) = golden::gather::read_all(&desired, &clients).await.expect("live state");
+    assert_eq!(live.sites.len(), sites);
+    assert!(live.sites.values().all(|s| s.pools.len() == pools));
+    let mut counts = BTreeMap::new();
+    for e in lab.endpoints() {
+        counts.insert((e.site.clone(), e.product), lab.requests(&e.site, e.product));
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_site_do_not_grow_with_the_number_of_pools() {
+    let small = requests_to_read(20, 10).await;
+    let large = requests_to_read(20, 250).await;
+    assert_eq!(small.len(), 40);
+    for (key, n) in &large {
+        // Horizon: login + one page of desktop pools + one page of farms. vCenter: REST and SOAP
+        // login, service content, a view, one property read, the ownership tags, the library.
+        assert!(*n <= 12, "{key:?} took {n} requests");
+        assert_eq!(Some(n), small.get(key), "{key:?}: 250 pools cost more requests than 10");
+    }
+}
