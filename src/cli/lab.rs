@@ -45,6 +45,11 @@ pub fn run(command: LabCommand) -> anyhow::Result<Exit> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    // Handlers first: a signal that arrives as soon as the endpoints are announced must stop
+    // the lab cleanly (and save its state), not kill it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let state = initial_state(&args)?;
     let lab = Lab::start(state, LabOptions { latency_ms: args.latency, free_ports: args.free_ports }).await?;
     // The env file first: whoever waits for the endpoint lines may read it at once.
@@ -67,7 +72,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         out.flush()?;
     }
     tracing::info!("lab running; stop it with Ctrl-C or SIGTERM");
-    wait_for_signal().await?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     let state = lab.shutdown().await;
     if let Some(path) = &args.state {
         save(path, &state)?;
@@ -99,14 +107,5 @@ fn save(path: &Path, state: &LabState) -> anyhow::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }
