@@ -18,4 +18,5 @@ pub mod lab;
 pub mod live;
 pub mod plan;
 pub mod schema;
+pub mod status;
 pub mod vcenter;

@@ -190,3 +190,35 @@ async fn requests_per_site_do_not_grow_with_the_number_of_pools() {
         assert_eq!(Some(n), small.get(key), "{key:?}: 250 pools cost more requests than 10");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_copies_pools_and_drift() {
+    let lab = quickstart_lab().await;
+    // A pool Horizon has that the repository does not bind.
+    {
+        let shared = lab.state();
+        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let eu = state.sites.get_mut("eu").expect("eu");
+        let (vm, snap) = {
+            let p = eu.horizon.pools.values().next().expect("a pool");
+            (p.parent_vm_id.clone(), p.base_snapshot_id.clone())
+        };
+        eu.horizon.add_pool(
+            golden::lab::horizon::PoolKind::DesktopPool,
+            "Kiosk-IC",
+            "datacenter-2",
+            &vm,
+            &snap,
+        );
+    }
+    let dir = repo_root().join("examples/quickstart");
+    let out = golden_with(&lab, &dir, &["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.ends_with("9 pools, 8 drifted\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("eu    Kiosk-IC       (not managed)"), "{}", out.stdout);
+    let json = golden_with(&lab, &dir, &["status", "--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(v["versions"].as_array().map(Vec::len), Some(7));
+    assert_eq!(v["versions"][1]["markers"], serde_json::json!(["prod"]));
+    assert!(v["pools"].as_array().expect("pools").iter().all(|p| p["pool"].is_null() || p["drift"] == true));
+}

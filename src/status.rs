@@ -1,0 +1,246 @@
+//! `golden status`: where every version has copies, and what every pool runs against what it
+//! should run. A pure view of (desired, live), rendered as text, markdown or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::desired::DesiredState;
+use crate::ids::SiteName;
+use crate::live::{ImageRef, LiveState, SiteLive};
+
+/// A version's presence at one site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyState {
+    /// Neither library item nor base VM.
+    Missing,
+    /// A library item, no base VM yet.
+    InLibrary,
+    /// A base VM and its snapshot (ready for pools).
+    Deployed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionRow {
+    pub image: String,
+    pub version: String,
+    pub markers: Vec<String>,
+    /// False for copies golden owns of a version no longer in the repository.
+    pub in_repo: bool,
+    pub sites: BTreeMap<SiteName, CopyState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolRow {
+    pub site: SiteName,
+    pub horizon_name: String,
+    /// The binding in the repository; `None` for a pool golden does not manage.
+    pub pool: Option<String>,
+    pub current: String,
+    pub pending: Option<String>,
+    pub desired: Option<String>,
+    /// Bound, not running its desired version, and not being moved to it.
+    pub drift: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub versions: Vec<VersionRow>,
+    pub pools: Vec<PoolRow>,
+}
+
+fn image_name(site: &SiteLive, image: &ImageRef) -> String {
+    match site.vms.get(&image.vm).and_then(|v| v.meta.as_ref()) {
+        Some(m) => format!("{}@{}", m.image, m.version),
+        None => format!("not golden's ({} @ {})", image.vm, image.snapshot),
+    }
+}
+
+/// The status view of `live` against `desired`.
+pub fn status(desired: &DesiredState, live: &LiveState) -> Status {
+    let mut versions: BTreeMap<(String, String), VersionRow> = BTreeMap::new();
+    for image in desired.images.values() {
+        for v in image.versions.keys() {
+            let markers = image.markers.iter().filter(|(_, t)| *t == v).map(|(m, _)| m.to_string()).collect();
+            versions.insert(
+                (image.name.to_string(), v.to_string()),
+                VersionRow {
+                    image: image.name.to_string(),
+                    version: v.to_string(),
+                    markers,
+                    in_repo: true,
+                    sites: live.sites.keys().map(|s| (s.clone(), CopyState::Missing)).collect(),
+                },
+            );
+        }
+    }
+    for (site, s) in &live.sites {
+        let owned =
+            s.items.values().filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
+                s.vms
+                    .values()
+                    .filter(|v| !v.snapshots.is_empty())
+                    .filter_map(|v| v.meta.as_ref().map(|m| (m, CopyState::Deployed))),
+            );
+        for (meta, state) in owned {
+            let row =
+                versions.entry((meta.image.to_string(), meta.version.to_string())).or_insert_with(|| {
+                    VersionRow {
+                        image: meta.image.to_string(),
+                        version: meta.version.to_string(),
+                        markers: Vec::new(),
+                        in_repo: false,
+                        sites: live.sites.keys().map(|s| (s.clone(), CopyState::Missing)).collect(),
+                    }
+                });
+            let cell = row.sites.entry(site.clone()).or_insert(CopyState::Missing);
+            if state == CopyState::Deployed || *cell == CopyState::Missing {
+                *cell = state;
+            }
+        }
+    }
+
+    let mut pools = Vec::new();
+    for (site, s) in &live.sites {
+        for lp in s.pools.values() {
+            let bound = desired.pools.values().find(|p| &p.site == site && p.horizon_name == lp.name);
+            let current = lp.current.as_ref().map_or("none".to_owned(), |c| image_name(s, c));
+            let pending = lp.pending.as_ref().map(|p| {
+                // Horizon's own name of the state, e.g. PUBLISHING.
+                let state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_owned));
+                let mut text = format!("{} {}", image_name(s, &p.image), state.unwrap_or_default());
+                if let Some(progress) = p.progress {
+                    let _ = write!(text, " {progress}%");
+                }
+                if let Some(e) = &p.error {
+                    let _ = write!(text, ": {e}");
+                }
+                text
+            });
+            let desired_version = bound.and_then(|p| {
+                let v = desired.images.get(&p.image)?.markers.get(&p.marker)?;
+                Some(format!("{}@{v}", p.image))
+            });
+            let moving_there = lp.pending.as_ref().is_some_and(|p| {
+                Some(image_name(s, &p.image)) == desired_version
+                    && !matches!(p.state, crate::live::PendingState::Failed)
+            });
+            let drift = desired_version.as_ref().is_some_and(|d| *d != current && !moving_there);
+            pools.push(PoolRow {
+                site: site.clone(),
+                horizon_name: lp.name.clone(),
+                pool: bound.map(|p| p.name.to_string()),
+                current,
+                pending,
+                desired: desired_version,
+                drift,
+            });
+        }
+    }
+    Status { versions: versions.into_values().collect(), pools }
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("  {}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn copy_cell(state: CopyState) -> &'static str {
+    match state {
+        CopyState::Missing => "-",
+        CopyState::InLibrary => "library",
+        CopyState::Deployed => "deployed",
+    }
+}
+
+/// Rows of both tables, shared by the text and markdown renderings.
+fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
+    let sites: Vec<String> = status
+        .versions
+        .first()
+        .map(|v| v.sites.keys().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let versions = status
+        .versions
+        .iter()
+        .map(|v| {
+            let mut row = vec![
+                format!("{}@{}{}", v.image, v.version, if v.in_repo { "" } else { " (not in repo)" }),
+                v.markers.join(","),
+            ];
+            row.extend(v.sites.values().map(|s| copy_cell(*s).to_owned()));
+            row
+        })
+        .collect();
+    let pools = status
+        .pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.site.to_string(),
+                p.horizon_name.clone(),
+                p.pool.clone().unwrap_or_else(|| "(not managed)".to_owned()),
+                p.current.clone(),
+                p.pending.clone().unwrap_or_else(|| "-".to_owned()),
+                p.desired.clone().unwrap_or_else(|| "-".to_owned()),
+                if p.drift { "DRIFT".to_owned() } else { String::new() },
+            ]
+        })
+        .collect();
+    (sites, versions, pools)
+}
+
+const POOL_HEADER: [&str; 7] = ["site", "horizon pool", "binding", "current", "pending", "desired", ""];
+
+pub fn text(status: &Status) -> String {
+    let (sites, versions, pools) = rows(status);
+    let mut header = vec!["version", "markers"];
+    header.extend(sites.iter().map(String::as_str));
+    let drifted = status.pools.iter().filter(|p| p.drift).count();
+    format!(
+        "copies\n{}\npools\n{}\n{} pools, {drifted} drifted\n",
+        table(&header, &versions),
+        table(&POOL_HEADER, &pools),
+        status.pools.len()
+    )
+}
+
+pub fn markdown(status: &Status) -> String {
+    let (sites, versions, pools) = rows(status);
+    let md = |header: Vec<&str>, rows: &[Vec<String>]| -> String {
+        let mut out = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+        for r in rows {
+            let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        out
+    };
+    let mut header = vec!["version", "markers"];
+    header.extend(sites.iter().map(String::as_str));
+    format!(
+        "### golden status\n\n#### copies\n\n{}\n#### pools\n\n{}",
+        md(header, &versions),
+        md(POOL_HEADER.to_vec(), &pools)
+    )
+}
+
+pub fn json(status: &Status) -> String {
+    let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
+    text.push('\n');
+    text
+}
