@@ -115,17 +115,22 @@ pub async fn read_site(
     let vcenter = async {
         let vc = &clients.vcenter;
         vc.login().await?;
-        let inventory = vc.inventory().await?;
-        let library = vc.find_library(&desired.settings.library).await?;
-        let mut items = BTreeMap::new();
-        if let Some(lib) = &library {
-            let ids = vc.list_items(&lib.id).await?;
-            for item in join_all(ids.iter().map(|id| vc.get_item(id))).await {
-                let item = item?;
-                items.insert(item.id.clone(), item);
+        let content = async {
+            let library = vc.find_library(&desired.settings.library).await?;
+            let mut items = BTreeMap::new();
+            if let Some(lib) = &library {
+                let ids = vc.list_items(&lib.id).await?;
+                for item in join_all(ids.iter().map(|id| vc.get_item(id))).await {
+                    let item = item?;
+                    items.insert(item.id.clone(), item);
+                }
             }
-        }
-        Ok::<_, GatherError>((inventory, library, items))
+            Ok::<_, VcenterError>((library, items))
+        };
+        // Inventory (SOAP + tags) and the library (REST) are independent chains.
+        let (inventory, content) = tokio::join!(vc.inventory(), content);
+        let (library, items) = content?;
+        Ok::<_, GatherError>((inventory?, library, items))
     };
     let horizon = async {
         clients.horizon.login().await?;

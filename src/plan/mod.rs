@@ -52,6 +52,16 @@ impl StepId {
         StepId(id.into())
     }
 
+    /// The group of every push of wave `n`: a dependency on it means "after all of them".
+    pub fn wave(n: u32) -> Self {
+        StepId(format!("wave/{n}"))
+    }
+
+    /// The wave this id names, when it is a wave group.
+    pub fn as_wave(&self) -> Option<u32> {
+        self.0.strip_prefix("wave/")?.parse().ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,7 +82,8 @@ pub struct Step {
     pub action: Action,
     /// Why the step exists, in domain words.
     pub reason: String,
-    /// Steps that must succeed first.
+    /// Steps that must succeed first. `wave/N` stands for every push of wave N (and so, as
+    /// those depend on the wave before, for every push of every earlier wave).
     pub depends_on: Vec<StepId>,
 }
 

@@ -313,15 +313,13 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             ));
         }
     }
-    // Waves are global: a wave starts when every push of every earlier wave succeeded.
-    // Depending on the previous wave is enough, as it depends on the ones before it.
-    let by_wave: BTreeMap<u32, Vec<StepId>> = pushes.iter().fold(BTreeMap::new(), |mut m, (w, s)| {
-        m.entry(*w).or_insert_with(Vec::new).push(s.id.clone());
-        m
-    });
+    // Waves are global: a wave starts when every push of every earlier wave succeeded. A push
+    // depends on the previous wave as a group (`wave/N`), which covers the waves before it,
+    // rather than on each of its pushes: thousands of pools must not mean millions of edges.
+    let waves: BTreeSet<u32> = pushes.iter().map(|(w, _)| *w).collect();
     for (wave, step) in &mut pushes {
-        if let Some((_, ids)) = by_wave.range(..*wave).next_back() {
-            step.depends_on.extend(ids.iter().cloned());
+        if let Some(previous) = waves.range(..*wave).next_back() {
+            step.depends_on.push(StepId::wave(*previous));
         }
     }
     pushes.sort_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));

@@ -164,20 +164,23 @@ impl VcenterClient {
         let op = "read the inventory";
         let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
         let mut fresh_session = false;
-        let objects = loop {
-            let logins = self.soap_logins();
-            let view = self.create_view(op, &kinds).await?;
-            let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
-            self.destroy_view(&view).await;
-            match objects {
-                // A view belongs to its session: when the session expired in between, the view
-                // went with it, so read once more with a view of the new session.
-                Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
-                other => break other?,
+        let objects = async {
+            loop {
+                let logins = self.soap_logins();
+                let view = self.create_view(op, &kinds).await?;
+                let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
+                self.destroy_view(&view).await;
+                match objects {
+                    // A view belongs to its session: when the session expired in between, the
+                    // view went with it, so read once more with a view of the new session.
+                    Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
+                    other => break other,
+                }
             }
         };
-        let owned = self.owned_vms().await?;
-        Ok(build(self.site.clone(), objects, &owned))
+        // The SOAP read and the ownership tags (REST) do not depend on each other.
+        let (objects, owned) = tokio::join!(objects, self.owned_vms());
+        Ok(build(self.site.clone(), objects?, &owned?))
     }
 }
 

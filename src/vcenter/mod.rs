@@ -84,9 +84,11 @@ impl VcenterClient {
 
     /// Logs in on both APIs now, so that wrong credentials fail before any work starts.
     pub async fn login(&self) -> Result<(), VcenterError> {
-        self.retry.run("vcenter rest login", || self.rest_login()).await?;
-        self.retry.run("vcenter soap login", || self.soap_login()).await?;
-        Ok(())
+        let (rest, soap) = tokio::join!(
+            self.retry.run("vcenter rest login", || self.rest_login()),
+            self.retry.run("vcenter soap login", || self.soap_login()),
+        );
+        rest.and(soap)
     }
 
     fn err_http(

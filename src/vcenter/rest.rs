@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -287,9 +288,10 @@ impl VcenterClient {
                 Some(json!({"spec": {"name": name}})),
             )
             .await?;
+        let ids: Vec<LibraryId> = ids.into_iter().map(LibraryId::new).collect();
         let mut found = Vec::new();
-        for id in ids {
-            let library = self.get_library(&LibraryId::new(id)).await?;
+        for library in join_all(ids.iter().map(|id| self.get_library(id))).await {
+            let library = library?;
             // Some servers match loosely; golden names are exact.
             if library.name == name {
                 found.push(library);
@@ -702,9 +704,12 @@ impl VcenterClient {
 
     async fn find_category(&self, name: &str) -> Result<Option<String>, VcenterError> {
         let op = format!("find tag category `{name}`");
-        for id in self.ids(&op, Method::GET, "/com/vmware/cis/tagging/category", None).await? {
-            let path = format!("/com/vmware/cis/tagging/category/id:{}", seg(&id));
-            let category: WireCategory = self.call_as(&op, Method::GET, &path, None).await?;
+        let ids = self.ids(&op, Method::GET, "/com/vmware/cis/tagging/category", None).await?;
+        let paths: Vec<String> =
+            ids.iter().map(|id| format!("/com/vmware/cis/tagging/category/id:{}", seg(id))).collect();
+        let reads = paths.iter().map(|path| self.call_as::<WireCategory>(&op, Method::GET, path, None));
+        for category in join_all(reads).await {
+            let category = category?;
             if category.name == name {
                 return Ok(Some(category.id));
             }
@@ -729,12 +734,15 @@ impl VcenterClient {
     async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {
         let op = format!("list the tags of category {category}");
         let path = format!("/com/vmware/cis/tagging/tag/id:{}?~action=list-tags-for-category", seg(category));
-        let mut tags = Vec::new();
-        for id in self.ids(&op, Method::POST, &path, None).await? {
-            let path = format!("/com/vmware/cis/tagging/tag/id:{}", seg(&id));
-            tags.push(self.call_as::<WireTag>(&op, Method::GET, &path, None).await?);
-        }
-        Ok(tags)
+        // One request per tag (the API has no bulk read), all at once: a site holds a tag per
+        // deployed version.
+        let ids = self.ids(&op, Method::POST, &path, None).await?;
+        let paths: Vec<String> =
+            ids.iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
+        join_all(paths.iter().map(|path| self.call_as::<WireTag>(&op, Method::GET, path, None)))
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Marks `vm` as golden's base VM of `meta`'s version: attaches the version's tag in the

@@ -1,0 +1,183 @@
+//! Plan benchmark: reading live state and planning for 20 sites × 250 pools, 50 images × 20
+//! versions, against a lab that adds 20 ms to every request.
+//!
+//! Prints, for a first deploy and for a steady state (every copy in place, every pool on its
+//! version), the wall time and request count next to the lower bound: the longest chain of
+//! requests that depend on each other, times the latency. Target: within 1.5× of the bound.
+//! Run with `cargo bench --bench plan`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use golden::connect::RetryPolicy;
+use golden::desired::{DesiredState, Location, load};
+use golden::lab::vcenter::content::{File, Item};
+use golden::lab::vcenter::{Category, Tag};
+use golden::lab::{Lab, LabOptions, LabState, Timings, now_ms};
+use golden::live::GoldenMeta;
+use golden::plan::{PlanOptions, plan};
+
+const SITES: usize = 20;
+const POOLS: usize = 250;
+const IMAGES: usize = 50;
+const VERSIONS: usize = 20;
+const LATENCY_MS: u64 = 20;
+
+fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut golden = String::from("[settings]\nsource_site = \"s0\"\n");
+    for s in 0..SITES {
+        write!(
+            golden,
+            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:1\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n"
+        )?;
+    }
+    std::fs::write(dir.join("golden.toml"), golden)?;
+    std::fs::create_dir_all(dir.join("images"))?;
+    for i in 0..IMAGES {
+        let mut text = String::new();
+        for v in 0..VERSIONS {
+            write!(text, "[versions.\"v{v}\"]\nsource = {{ vm = \"build-{i}\", snapshot = \"s{v}\" }}\n")?;
+            if v > 0 {
+                writeln!(text, "parent = \"v{}\"", v - 1)?;
+            }
+            text.push('\n');
+        }
+        write!(text, "[markers]\nprod = \"v{}\"\npilot = \"v{}\"\n", VERSIONS - 2, VERSIONS - 1)?;
+        std::fs::write(dir.join(format!("images/img{i}.toml")), text)?;
+    }
+    std::fs::create_dir_all(dir.join("pools"))?;
+    for s in 0..SITES {
+        let mut text = String::new();
+        for p in 0..POOLS {
+            let marker = if p % 10 == 0 { "pilot" } else { "prod" };
+            write!(
+                text,
+                "[pools.s{s}-p{p}]\nsite = \"s{s}\"\nimage = \"img{}\"\nmarker = \"{marker}\"\nwave = {}\n\n",
+                p % IMAGES,
+                1 + p % 3
+            )?;
+        }
+        std::fs::write(dir.join(format!("pools/s{s}.toml")), text)?;
+    }
+    Ok(())
+}
+
+/// Puts every copy the desired state needs in place, owned by golden, and every pool on it.
+fn steady(desired: &DesiredState, lab: &mut LabState) {
+    let now = now_ms();
+    for (site_name, site) in lab.sites.iter_mut() {
+        let vc = &mut site.vcenter;
+        let library = vc.add_local_library("golden-images", site_name == "s0", now).unwrap_or_default();
+        let category = "urn:vmomi:InventoryServiceCategory:golden:GLOBAL".to_owned();
+        vc.tagging.categories.insert(
+            category.clone(),
+            Category {
+                id: category.clone(),
+                name: "golden".into(),
+                description: String::new(),
+                cardinality: "SINGLE".into(),
+                associable_types: vec!["VirtualMachine".into()],
+            },
+        );
+        let mut bases = BTreeMap::new();
+        for pool in desired.pools.values().filter(|p| p.site.as_str() == site_name) {
+            let version = desired.images[&pool.image].markers[&pool.marker].clone();
+            let key = (pool.image.clone(), version.clone());
+            let base = bases.entry(key).or_insert_with(|| {
+                let meta = GoldenMeta {
+                    image: pool.image.clone(),
+                    version: version.clone(),
+                    source: format!(
+                        "vm:build-{}@s{}",
+                        pool.image.as_str().trim_start_matches("img"),
+                        version.as_str().trim_start_matches('v')
+                    ),
+                };
+                let description = golden::vcenter::meta_to_description(&meta);
+                let item = uuid::Uuid::new_v4().to_string();
+                vc.content.items.insert(
+                    item.clone(),
+                    Item {
+                        id: item.clone(),
+                        library_id: library.clone(),
+                        name: format!("{}-{}", meta.image, meta.version),
+                        kind: "ovf".into(),
+                        description: description.clone(),
+                        version: "1".into(),
+                        created_ms: now,
+                        files: BTreeMap::from([("x.ovf".to_owned(), File { bytes: Vec::new() })]),
+                        source_id: None,
+                        last_sync_ms: None,
+                        template_vm: None,
+                    },
+                );
+                let vm =
+                    vc.add_vm(&format!("golden-{}-{}", meta.image, meta.version), None).unwrap_or_default();
+                let snapshot = vc.add_snapshot(&vm, "golden", "", now).unwrap_or_default();
+                let tag = format!("urn:vmomi:InventoryServiceTag:{}:GLOBAL", uuid::Uuid::new_v4());
+                vc.tagging.tags.insert(
+                    tag.clone(),
+                    Tag {
+                        id: tag.clone(),
+                        name: format!("{}@{}", meta.image, meta.version),
+                        description,
+                        category_id: category.clone(),
+                    },
+                );
+                vc.tagging.attached.entry(tag).or_default().insert(("VirtualMachine".to_owned(), vm.clone()));
+                (vm, snapshot)
+            });
+            let id = site.horizon.pool_id(&pool.horizon_name).unwrap_or_default();
+            if let Some(p) = site.horizon.pools.get_mut(&id) {
+                p.parent_vm_id = base.0.clone();
+                p.base_snapshot_id = base.1.clone();
+            }
+        }
+    }
+}
+
+async fn run(
+    label: &str,
+    desired: &DesiredState,
+    state: LabState,
+    dir: &std::path::Path,
+    chain: u64,
+) -> anyhow::Result<()> {
+    let lab = Lab::start(state, LabOptions { free_ports: true, latency_ms: LATENCY_MS }).await?;
+    let env: BTreeMap<String, String> = lab.env().into_iter().collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    let sites = desired.sites.keys().cloned().collect();
+    let clients = golden::gather::connect_all(desired, &sites, dir, &lookup, &RetryPolicy::default())?;
+    let start = Instant::now();
+    let (live, _) = golden::gather::read_all(desired, &clients).await?;
+    let read = start.elapsed().as_secs_f64() * 1e3;
+    let planned = plan(desired, &live, &PlanOptions::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let wall = start.elapsed().as_secs_f64() * 1e3;
+    let requests: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).sum();
+    let per_site = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).max().unwrap_or(0);
+    let bound = (chain * LATENCY_MS) as f64;
+    println!(
+        "plan ({label}): {} steps, {wall:.0} ms (reading {read:.0} ms), {requests} requests (at most {per_site} per endpoint); lower bound {bound:.0} ms ({chain} dependent requests × {LATENCY_MS} ms): {:.2}× (target ≤ 1.5×)",
+        planned.steps.len(),
+        wall / bound
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    generate(dir.path())?;
+    let desired = load(&Location::WorkTree { dir: dir.path().to_owned() })?;
+    let first = golden::lab::seed::from_desired(&desired, Timings::instant());
+    let mut settled = first.clone();
+    steady(&desired, &mut settled);
+    // The longest dependent chains the APIs impose (no request can start before the answer it
+    // needs): first deploy, at the source site: login → find library → get library → list its
+    // items → get the items = 5. Steady state, the ownership tags: login → list categories →
+    // get each category → list the category's tags → get each tag → list attached objects = 6.
+    run("first deploy", &desired, first, dir.path(), 5).await?;
+    run("steady state, no changes", &desired, settled, dir.path(), 6).await?;
+    Ok(())
+}
