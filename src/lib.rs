@@ -5,6 +5,7 @@
 //! and Horizon, plans the steps that close the gap, and applies them. The stages pass plain data
 //! to each other: load → plan → apply → journal.
 
+pub mod apply;
 pub mod cli;
 pub mod connect;
 pub mod desired;
