@@ -1,0 +1,367 @@
+//! The executor: runs a plan's steps in dependency order, at most `parallelism` at once, never
+//! two on the same object, and reports every happening as a typed [`Event`].
+//!
+//! A run is one attempt. A failed step fails nothing else by itself; what depends on it (the
+//! later waves, through their `wave/N` dependency) is skipped, and the summary says so. Recovery
+//! is planning again: every step is idempotent, so a re-run converges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+
+use super::{Outcome, Progress, StepError};
+use crate::ids::SiteName;
+use crate::plan::{Action, Plan, Step, StepId};
+
+/// Everything that happens during a run, in order. The terminal display and the JSON-lines
+/// report are two subscribers of this stream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started { step: StepId, site: SiteName, kind: String, what: String },
+    Note { step: StepId, message: String },
+    Progress { step: StepId, percent: u8 },
+    Finished { step: StepId, already_done: bool, message: String, seconds: f64 },
+    Failed { step: StepId, error: String, seconds: f64 },
+    Skipped { step: StepId, reason: String },
+}
+
+/// Subscriber of the event stream.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: &Event);
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub done: Vec<StepId>,
+    pub already_done: Vec<StepId>,
+    pub failed: Vec<(StepId, String)>,
+    pub skipped: Vec<(StepId, String)>,
+}
+
+impl Summary {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// The object a step works on; two steps on one object never run at once.
+fn object(step: &Step) -> String {
+    match &step.action {
+        Action::Publish { image, version, .. } => format!("copy/{}/{image}/{version}", step.site),
+        Action::Replicate { image, version, .. }
+        | Action::Deploy { image, version }
+        | Action::Retire { image, version, .. } => format!("copy/{}/{image}/{version}", step.site),
+        Action::Push { horizon_name, .. } => format!("pool/{}/{horizon_name}", step.site),
+    }
+}
+
+/// The event stream: fans every event out to its subscribers, and is the [`Progress`] that
+/// running steps report to.
+pub struct Events {
+    subscribers: Vec<Box<dyn EventSink>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").field("subscribers", &self.subscribers.len()).finish()
+    }
+}
+
+impl Events {
+    pub fn new(subscribers: Vec<Box<dyn EventSink>>) -> Events {
+        Events { subscribers }
+    }
+
+    pub fn emit(&self, event: &Event) {
+        for s in &self.subscribers {
+            s.emit(event);
+        }
+    }
+}
+
+impl Progress for Events {
+    fn note(&self, step: &StepId, message: &str) {
+        self.emit(&Event::Note { step: step.clone(), message: message.to_owned() });
+    }
+
+    fn percent(&self, step: &StepId, percent: u8) {
+        self.emit(&Event::Progress { step: step.clone(), percent });
+    }
+}
+
+/// Runs `plan` with `run` doing each step.
+pub async fn execute<'a, F, Fut>(plan: &'a Plan, parallelism: usize, run: F, events: &'a Events) -> Summary
+where
+    F: Fn(&'a Step, &'a dyn Progress) -> Fut,
+    Fut: Future<Output = Result<Outcome, StepError>> + 'a,
+{
+    let parallelism = parallelism.max(1);
+    let sink = events;
+    let progress: &'a dyn Progress = events;
+    // `wave/N` stands for every push of wave N.
+    let mut waves: BTreeMap<u32, Vec<StepId>> = BTreeMap::new();
+    for step in &plan.steps {
+        if let Action::Push { wave, .. } = &step.action {
+            waves.entry(*wave).or_default().push(step.id.clone());
+        }
+    }
+    let deps: BTreeMap<&StepId, Vec<StepId>> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            let expanded = s
+                .depends_on
+                .iter()
+                .flat_map(|d| match d.as_wave() {
+                    Some(w) => waves.get(&w).cloned().unwrap_or_default(),
+                    None => vec![d.clone()],
+                })
+                .collect();
+            (&s.id, expanded)
+        })
+        .collect();
+
+    let mut summary = Summary::default();
+    let mut ok: BTreeSet<StepId> = BTreeSet::new();
+    let mut bad: BTreeMap<StepId, String> = BTreeMap::new();
+    let mut pending: Vec<&Step> = plan.steps.iter().collect();
+    let mut busy: BTreeSet<String> = BTreeSet::new();
+    let mut running = FuturesUnordered::new();
+
+    loop {
+        // Skip what can no longer run; start what may.
+        let mut i = 0;
+        while i < pending.len() {
+            let step = pending[i];
+            let needs = &deps[&step.id];
+            if let Some(dep) = needs.iter().find(|d| bad.contains_key(*d)) {
+                let reason = format!("{dep} did not succeed");
+                sink.emit(&Event::Skipped { step: step.id.clone(), reason: reason.clone() });
+                bad.insert(step.id.clone(), reason.clone());
+                summary.skipped.push((step.id.clone(), reason));
+                pending.remove(i);
+                // A skip can unblock skips earlier in the list: look again from the start.
+                i = 0;
+                continue;
+            }
+            let ready = needs.iter().all(|d| ok.contains(d)) && !busy.contains(&object(step));
+            if ready && running.len() < parallelism {
+                pending.remove(i);
+                busy.insert(object(step));
+                sink.emit(&Event::Started {
+                    step: step.id.clone(),
+                    site: step.site.clone(),
+                    kind: step.action.verb().to_owned(),
+                    what: crate::plan::render::describe(step),
+                });
+                let started = Instant::now();
+                let fut = run(step, progress);
+                running.push(async move { (step, started, fut.await) });
+                continue;
+            }
+            i += 1;
+        }
+        let Some((step, started, result)) = running.next().await else { break };
+        busy.remove(&object(step));
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(outcome) => {
+                let (already_done, message) = match outcome {
+                    Outcome::Done(m) => (false, m),
+                    Outcome::AlreadyDone(m) => (true, m),
+                };
+                sink.emit(&Event::Finished { step: step.id.clone(), already_done, message, seconds });
+                if already_done {
+                    summary.already_done.push(step.id.clone());
+                } else {
+                    summary.done.push(step.id.clone());
+                }
+                ok.insert(step.id.clone());
+            }
+            Err(e) => {
+                let error = error_text(&e);
+                sink.emit(&Event::Failed { step: step.id.clone(), error: error.clone(), seconds });
+                summary.failed.push((step.id.clone(), error.clone()));
+                bad.insert(step.id.clone(), error);
+            }
+        }
+    }
+    // Anything left was waiting on a step that never came (an unknown dependency).
+    for step in pending {
+        let reason = "its dependencies are not in the plan".to_owned();
+        sink.emit(&Event::Skipped { step: step.id.clone(), reason: reason.clone() });
+        summary.skipped.push((step.id.clone(), reason));
+    }
+    summary
+}
+
+/// An error with its causes, on one line.
+fn error_text(e: &StepError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::desired::{Logoff, PoolKind};
+    use crate::ids::{ImageName, MarkerName, PoolName, VersionName};
+
+    fn deploy(site: &str, version: &str, deps: &[&str]) -> Step {
+        Step {
+            id: StepId::new(format!("deploy/{site}/img/{version}")),
+            site: SiteName::new(site),
+            action: Action::Deploy { image: ImageName::new("img"), version: VersionName::new(version) },
+            reason: String::new(),
+            depends_on: deps.iter().map(|d| StepId::new(*d)).collect(),
+        }
+    }
+
+    fn push(site: &str, pool: &str, wave: u32, deps: &[&str]) -> Step {
+        Step {
+            id: StepId::new(format!("push/{site}/{pool}")),
+            site: SiteName::new(site),
+            action: Action::Push {
+                pool: PoolName::new(pool),
+                horizon_name: pool.to_owned(),
+                pool_kind: PoolKind::DesktopPool,
+                image: ImageName::new("img"),
+                marker: MarkerName::new("prod"),
+                version: VersionName::new("v1"),
+                wave,
+                logoff: Logoff::Wait,
+            },
+            reason: String::new(),
+            depends_on: deps.iter().map(|d| StepId::new(*d)).collect(),
+        }
+    }
+
+    fn plan(steps: Vec<Step>) -> Plan {
+        Plan {
+            format_version: 1,
+            golden_version: "test".into(),
+            desired_commit: None,
+            sites: Vec::new(),
+            fingerprints: BTreeMap::new(),
+            steps,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<Event>>);
+    impl EventSink for std::sync::Arc<Log> {
+        fn emit(&self, event: &Event) {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event.clone());
+        }
+    }
+
+    /// Runs `plan` with steps that sleep 10 ms and fail when their id is in `failing`;
+    /// returns the summary, the events, and the most steps that ever ran at once.
+    async fn run_fake(plan: &Plan, parallelism: usize, failing: &[&str]) -> (Summary, Vec<Event>, usize) {
+        let log = std::sync::Arc::new(Log::default());
+        let events = Events::new(vec![Box::new(log.clone())]);
+        let running = Mutex::new((0usize, 0usize));
+        let failing: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
+        let summary = execute(
+            plan,
+            parallelism,
+            |step, progress| {
+                let failing = &failing;
+                let running = &running;
+                async move {
+                    {
+                        let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                        r.0 += 1;
+                        r.1 = r.1.max(r.0);
+                    }
+                    progress.note(&step.id, "working");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    running.lock().unwrap_or_else(|e| e.into_inner()).0 -= 1;
+                    if failing.contains(&step.id.to_string()) {
+                        Err(StepError::Failed("lab said no".into()))
+                    } else {
+                        Ok(Outcome::Done("ok".into()))
+                    }
+                }
+            },
+            &events,
+        )
+        .await;
+        let events = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let max = running.lock().unwrap_or_else(|e| e.into_inner()).1;
+        (summary, events, max)
+    }
+
+    fn position(events: &[Event], wanted: impl Fn(&Event) -> bool) -> usize {
+        events.iter().position(wanted).unwrap_or(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn dependencies_and_waves_order_the_run() {
+        let p = plan(vec![
+            deploy("eu", "v1", &[]),
+            push("eu", "a", 1, &["deploy/eu/img/v1"]),
+            push("eu", "b", 2, &["deploy/eu/img/v1", "wave/1"]),
+        ]);
+        let (summary, events, _) = run_fake(&p, 4, &[]).await;
+        assert!(summary.succeeded(), "{summary:?}");
+        let finished = |id: &'static str| move |e: &Event| matches!(e, Event::Finished { step, .. } if step.as_str() == id);
+        let started = |id: &'static str| move |e: &Event| matches!(e, Event::Started { step, .. } if step.as_str() == id);
+        assert!(position(&events, finished("deploy/eu/img/v1")) < position(&events, started("push/eu/a")));
+        assert!(position(&events, finished("push/eu/a")) < position(&events, started("push/eu/b")));
+        assert!(events.iter().any(|e| matches!(e, Event::Note { message, .. } if message == "working")));
+    }
+
+    #[tokio::test]
+    async fn parallelism_bounds_the_running_steps() {
+        let steps = (0..6).map(|i| deploy("eu", &format!("v{i}"), &[])).collect();
+        let (summary, _, max) = run_fake(&plan(steps), 2, &[]).await;
+        assert_eq!(summary.done.len(), 6);
+        assert_eq!(max, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_push_stops_later_waves_but_not_independent_steps() {
+        let p = plan(vec![
+            deploy("eu", "v1", &[]),
+            deploy("us", "v1", &[]),
+            push("eu", "a", 1, &["deploy/eu/img/v1"]),
+            push("us", "b", 2, &["deploy/us/img/v1", "wave/1"]),
+            push("us", "c", 3, &["wave/2"]),
+        ]);
+        let (summary, _, _) = run_fake(&p, 4, &["push/eu/a"]).await;
+        assert_eq!(summary.failed, [(StepId::new("push/eu/a"), "lab said no".to_owned())]);
+        let skipped: Vec<&str> = summary.skipped.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(skipped, ["push/us/b", "push/us/c"]);
+        assert!(summary.done.contains(&StepId::new("deploy/us/img/v1")), "{summary:?}");
+    }
+
+    #[tokio::test]
+    async fn two_steps_on_one_object_never_overlap() {
+        let mut retire = deploy("eu", "v1", &[]);
+        retire.id = StepId::new("retire/eu/img/v1");
+        retire.action = Action::Retire {
+            image: ImageName::new("img"),
+            version: VersionName::new("v1"),
+            items: vec![],
+            vms: vec![],
+        };
+        let (_, events, max) = run_fake(&plan(vec![deploy("eu", "v1", &[]), retire]), 4, &[]).await;
+        assert_eq!(max, 1, "{events:?}");
+    }
+}
