@@ -5,6 +5,7 @@
 //! library syncs and Horizon's push state machine to finish. The executor (next to it) decides
 //! when each step may run: dependencies, waves, the parallelism limit, one step per object.
 
+pub mod display;
 pub mod executor;
 pub mod steps;
 

@@ -128,6 +128,10 @@ pub fn main(cli: Cli) -> ExitCode {
     let code = match run(cli) {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Success,
+        Err(err) if err.is::<apply::StalePlan>() => {
+            let _ = report(&err, &mut anstream::stderr());
+            Exit::StalePlan
+        }
         Err(err) => {
             let _ = report(&err, &mut anstream::stderr());
             Exit::Failure
@@ -231,6 +235,15 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         }
         if let Some(LoadError::Git(e)) = e.downcast_ref::<LoadError>() {
             return e.hint();
+        }
+        if e.downcast_ref::<apply::StalePlan>().is_some() {
+            return Some(
+                "the world moved since the plan was made: run `golden plan` again and apply the new plan"
+                    .to_owned(),
+            );
+        }
+        if e.downcast_ref::<apply::ApplyFailed>().is_some() {
+            return Some("every step is safe to repeat: fix the cause, then `golden apply` again".to_owned());
         }
         if let Some(e) = e.downcast_ref::<NotImplemented>() {
             return Some(format!(

@@ -1,6 +1,6 @@
 //! `golden plan`: read desired and live state and print the steps, text, markdown or JSON.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -10,9 +10,10 @@ use clap::Args;
 use super::{Exit, Format, RepoArgs};
 use crate::connect::RetryPolicy;
 use crate::desired::{self, DesiredState};
-use crate::gather;
+use crate::gather::{self, SiteClients};
 use crate::ids::SiteName;
 use crate::plan::{self, Plan, PlanError, PlanOptions, render};
+use crate::vcenter::Inventory;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -40,7 +41,9 @@ pub struct PlanErrors(pub Vec<PlanError>);
 pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let scope = sites_in_scope(&desired, &args.sites)?;
-    let plan = make_plan(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let plan =
+        runtime.block_on(observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope))?.plan;
     if let Some(path) = &args.out {
         std::fs::write(path, render::json(&plan))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -56,7 +59,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
 }
 
 /// The `--site` names, checked against the repository; empty means every site.
-fn sites_in_scope(desired: &DesiredState, names: &[String]) -> anyhow::Result<BTreeSet<SiteName>> {
+pub fn sites_in_scope(desired: &DesiredState, names: &[String]) -> anyhow::Result<BTreeSet<SiteName>> {
     let mut scope = BTreeSet::new();
     for name in names {
         let site = SiteName::new(name.clone());
@@ -69,13 +72,21 @@ fn sites_in_scope(desired: &DesiredState, names: &[String]) -> anyhow::Result<BT
     Ok(scope)
 }
 
+/// What planning read and made: the plan, plus the clients and inventories apply goes on with.
+#[derive(Debug)]
+pub struct Observed {
+    pub plan: Plan,
+    pub clients: BTreeMap<SiteName, SiteClients>,
+    pub inventories: BTreeMap<SiteName, Inventory>,
+}
+
 /// Reads the live state of the sites the plan needs and plans. Shared with `apply`.
-pub fn make_plan(
+pub async fn observe(
     desired: &DesiredState,
     dir: &Path,
     reference: Option<&str>,
     scope: &BTreeSet<SiteName>,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Observed> {
     let history = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
         Ok(h) => h,
         Err(e) => {
@@ -90,7 +101,7 @@ pub fn make_plan(
     read.insert(desired.settings.source_site.clone());
     let env = |name: &str| std::env::var(name).ok();
     let clients = gather::connect_all(desired, &read, dir, &env, &RetryPolicy::default())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let (live, _) = runtime.block_on(gather::read_all(desired, &clients))?;
-    plan::plan(desired, &live, &options).map_err(|e| PlanErrors(e).into())
+    let (live, inventories) = gather::read_all(desired, &clients).await?;
+    let plan = plan::plan(desired, &live, &options).map_err(PlanErrors)?;
+    Ok(Observed { plan, clients, inventories })
 }

@@ -480,7 +480,7 @@ fn rollback_window(desired: &DesiredState, site: &SiteName, options: &PlanOption
 }
 
 /// A short, stable hash of every live object at the given sites.
-fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
+pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
     fn hash(value: &impl serde::Serialize) -> String {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         let digest = Sha256::digest(&bytes);

@@ -1,0 +1,159 @@
+//! Subscribers of the apply event stream: progress for people, a JSON-lines journal for CI.
+//!
+//! On a terminal, indicatif draws an overall bar and one line per running step; elsewhere each
+//! event is one plain line on stderr, readable in a CI log. The journal (`--report FILE`)
+//! records every event with its time; events never carry a credential.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::executor::{Event, EventSink, Summary};
+use crate::plan::{Plan, StepId};
+
+/// One line per event on stderr.
+#[derive(Debug, Default)]
+pub struct Lines;
+
+impl EventSink for Lines {
+    fn emit(&self, event: &Event) {
+        let line = match event {
+            Event::Started { step, what, .. } => format!("start    {step}: {what}"),
+            Event::Note { step, message } => format!("         {step}: {message}"),
+            Event::Progress { step, percent } => format!("         {step}: {percent}%"),
+            Event::Finished { step, already_done: true, message, .. } => {
+                format!("ok       {step}: {message} (already done)")
+            }
+            Event::Finished { step, message, seconds, .. } => {
+                format!("done     {step}: {message} ({seconds:.1}s)")
+            }
+            Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
+            Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
+        };
+        let _ = writeln!(anstream::stderr(), "{line}");
+    }
+}
+
+/// Progress bars on a terminal.
+#[derive(Debug)]
+pub struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    steps: Mutex<BTreeMap<StepId, ProgressBar>>,
+}
+
+impl Bars {
+    pub fn new(plan: &Plan) -> Bars {
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(plan.steps.len() as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Bars { multi, overall, steps: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl EventSink for Bars {
+    fn emit(&self, event: &Event) {
+        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Started { step, what, .. } => {
+                let bar = self.multi.add(ProgressBar::new(100));
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(format!("{step}: {what}"));
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                steps.insert(step.clone(), bar);
+            }
+            Event::Note { step, message } => {
+                if let Some(bar) = steps.get(step) {
+                    bar.set_message(format!("{step}: {message}"));
+                }
+            }
+            Event::Progress { step, percent } => {
+                if let Some(bar) = steps.get(step) {
+                    bar.set_message(format!("{step}: {percent}%"));
+                }
+            }
+            Event::Finished { step, .. } | Event::Failed { step, .. } => {
+                if let Some(bar) = steps.remove(step) {
+                    bar.finish_and_clear();
+                }
+                let _ = self.multi.println(Lines::line(event));
+                self.overall.inc(1);
+            }
+            Event::Skipped { .. } => {
+                let _ = self.multi.println(Lines::line(event));
+                self.overall.inc(1);
+            }
+        }
+    }
+}
+
+impl Lines {
+    fn line(event: &Event) -> String {
+        match event {
+            Event::Finished { step, already_done: true, .. } => format!("ok       {step} (already done)"),
+            Event::Finished { step, seconds, .. } => format!("done     {step} ({seconds:.1}s)"),
+            Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
+            Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
+            Event::Started { step, .. } | Event::Note { step, .. } | Event::Progress { step, .. } => {
+                step.to_string()
+            }
+        }
+    }
+}
+
+/// The journal: one JSON object per event, with the time in epoch milliseconds.
+#[derive(Debug)]
+pub struct Journal {
+    file: Mutex<std::fs::File>,
+}
+
+impl Journal {
+    pub fn create(path: &std::path::Path) -> std::io::Result<Journal> {
+        Ok(Journal { file: Mutex::new(std::fs::File::create(path)?) })
+    }
+}
+
+impl EventSink for Journal {
+    fn emit(&self, event: &Event) {
+        let mut value = serde_json::to_value(event).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.insert("time_ms".into(), serde_json::json!(crate::lab::now_ms()));
+        }
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(file, "{value}");
+    }
+}
+
+/// The closing table: what succeeded, failed and was skipped.
+pub fn summary_table(summary: &Summary) -> String {
+    let mut out = String::new();
+    let rows: Vec<(&str, &StepId, &str)> = summary
+        .done
+        .iter()
+        .map(|s| ("done", s, ""))
+        .chain(summary.already_done.iter().map(|s| ("already done", s, "")))
+        .chain(summary.failed.iter().map(|(s, e)| ("FAILED", s, e.as_str())))
+        .chain(summary.skipped.iter().map(|(s, r)| ("skipped", s, r.as_str())))
+        .collect();
+    let width = rows.iter().map(|r| r.1.as_str().len()).max().unwrap_or(0);
+    for (state, step, why) in rows {
+        out.push_str(format!("  {state:<12} {:<width$}  {why}", step.as_str()).trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Apply: {} done, {} already done, {} failed, {} skipped.\n",
+        summary.done.len(),
+        summary.already_done.len(),
+        summary.failed.len(),
+        summary.skipped.len()
+    ));
+    out
+}
