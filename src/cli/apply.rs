@@ -64,7 +64,8 @@ async fn apply(args: ApplyArgs, desired: DesiredState) -> anyhow::Result<Exit> {
         Some(p) if p.sites.len() < desired.sites.len() => p.sites.iter().cloned().collect(),
         _ => BTreeSet::new(),
     };
-    let observed = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope).await?;
+    let env = |name: &str| std::env::var(name).ok();
+    let observed = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env).await?;
     let plan = match saved {
         Some(saved) => {
             check_fresh(&saved, &observed, &desired)?;
@@ -169,7 +170,7 @@ fn confirm(plan: &Plan, auto_approve: bool) -> anyhow::Result<()> {
 }
 
 /// The apply context: every read site with its clients and resolved placement.
-fn context(desired: DesiredState, observed: Observed) -> anyhow::Result<Context> {
+pub(super) fn context(desired: DesiredState, observed: Observed) -> anyhow::Result<Context> {
     let mut targets = BTreeMap::new();
     let Observed { clients, inventories, .. } = observed;
     for (name, clients) in clients {

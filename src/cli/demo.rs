@@ -1,12 +1,192 @@
-//! `golden demo`: a guided walk through plan, apply, a marker move and its revert, on a lab.
+//! `golden demo`: a guided walk through the whole workflow on a lab, in a throwaway repository.
+//!
+//! validate → plan → apply → status → a commit moving `prod` → plan (only the affected pools)
+//! → apply → `git revert` → plan → apply → plan (no changes). The example repository is built
+//! into the binary, so the demo runs anywhere with no VMware software and no network.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
 use clap::Args;
 
-use super::{Exit, NotImplemented};
+use super::Exit;
+use super::apply::context;
+use super::plan::observe;
+use crate::apply::display::{Lines, summary_table};
+use crate::apply::executor::{Events, execute};
+use crate::apply::steps;
+use crate::desired::{self, Location};
+use crate::lab::{Lab, LabOptions, Timings};
+use crate::plan::{Plan, render};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {}
 
+/// The quickstart example, as shipped in `examples/quickstart/`.
+const EXAMPLE: &[(&str, &str)] = &[
+    ("golden.toml", include_str!("../../examples/quickstart/golden.toml")),
+    ("images/win11-ent.toml", include_str!("../../examples/quickstart/images/win11-ent.toml")),
+    ("images/ws2022-rds.toml", include_str!("../../examples/quickstart/images/ws2022-rds.toml")),
+    ("pools/hq.toml", include_str!("../../examples/quickstart/pools/hq.toml")),
+    ("pools/eu.toml", include_str!("../../examples/quickstart/pools/eu.toml")),
+    ("pools/us.toml", include_str!("../../examples/quickstart/pools/us.toml")),
+];
+
 pub fn run(_args: DemoArgs) -> anyhow::Result<Exit> {
-    Err(NotImplemented { command: "demo" }.into())
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(demo())?;
+    Ok(Exit::Success)
+}
+
+fn say(step: usize, text: &str) -> anyhow::Result<()> {
+    let bold = anstyle::Style::new().bold();
+    writeln!(anstream::stdout(), "\n{bold}==> {step}. {text}{bold:#}")?;
+    Ok(())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("golden-demo-").tempdir().context("cannot make a temp dir")?;
+    let repo = init_repo(dir.path())?;
+    let location = Location::WorkTree { dir: dir.path().to_owned() };
+
+    say(
+        1,
+        &format!(
+            "The example repository (3 sites, 2 images, 8 pools) is committed in {}.",
+            dir.path().display()
+        ),
+    )?;
+    let desired = desired::load(&location)?;
+    writeln!(anstream::stdout(), "valid: {}", desired.summary())?;
+
+    // A lab in this process: every site's vCenter and Horizon on free loopback ports, with
+    // library syncs and image pushes that take a moment, as real ones do.
+    let timings =
+        Timings { library_sync_ms: 150, push_publish_ms: 200, push_apply_ms: 200, ..Timings::default() };
+    let lab = Lab::start(
+        crate::lab::seed::from_desired(&desired, timings),
+        LabOptions { free_ports: true, ..LabOptions::default() },
+    )
+    .await?;
+    let env: BTreeMap<String, String> = lab.env().into_iter().collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    say(2, "A lab stands in for every site's vCenter and Horizon:")?;
+    for e in lab.endpoints() {
+        writeln!(anstream::stdout(), "    {:<4} {:<8} {}", e.site, e.product, e.url)?;
+    }
+
+    say(
+        3,
+        "golden plan: first deploy. Publish at hq, replicate to eu and us, deploy base VMs, push pools in waves.",
+    )?;
+    round(dir.path(), &lookup, true).await?;
+    say(4, "golden status: every pool runs the version its marker names.")?;
+    status(dir.path(), &lookup).await?;
+
+    say(5, "A pull request moves marker prod of win11-ent from 2026.10 to 2026.11 and merges.")?;
+    let image = dir.path().join("images/win11-ent.toml");
+    let text = std::fs::read_to_string(&image)?;
+    std::fs::write(&image, text.replacen("prod = \"2026.10\"", "prod = \"2026.11\"", 1))?;
+    let moved = commit(&repo, "Promote win11-ent 2026.11 to prod")?;
+    say(
+        6,
+        "golden plan: only the pools that follow prod of win11-ent move; 2026.11 is copied where they are.",
+    )?;
+    round(dir.path(), &lookup, true).await?;
+
+    say(7, "Something is wrong with 2026.11: `git revert` of the marker move is the rollback.")?;
+    revert(&repo, moved)?;
+    say(8, "golden plan: pushes back to 2026.10, with no replication: the previous copy was kept warm.")?;
+    let plan = round(dir.path(), &lookup, true).await?;
+    if plan.steps.iter().any(|s| !matches!(s.action, crate::plan::Action::Push { .. })) {
+        anyhow::bail!("the rollback plan should only push pools back, but it has other steps");
+    }
+
+    say(9, "golden plan once more: nothing to do.")?;
+    let last = round(dir.path(), &lookup, false).await?;
+    if last.has_changes() {
+        anyhow::bail!("the final plan should be empty, but it has {} steps", last.steps.len());
+    }
+    lab.shutdown().await;
+    say(
+        10,
+        "Done. Your turn: `golden lab serve --seed examples/quickstart`, then plan and apply against it.",
+    )?;
+    Ok(())
+}
+
+/// Plans (printing the plan) and, when asked and there is something to do, applies.
+async fn round(dir: &Path, env: &dyn Fn(&str) -> Option<String>, apply: bool) -> anyhow::Result<Plan> {
+    let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
+    let observed = observe(&desired, dir, None, &BTreeSet::new(), env).await?;
+    let plan = observed.plan.clone();
+    anstream::stdout().write_all(render::text(&plan).as_bytes())?;
+    if apply && plan.has_changes() {
+        writeln!(anstream::stdout(), "\n    golden apply --auto-approve")?;
+        let parallelism = desired.settings.parallelism as usize;
+        let ctx = context(desired, observed)?;
+        let events = Events::new(vec![Box::new(Lines)]);
+        let summary =
+            execute(&plan, parallelism, |step, progress| steps::run_step(&ctx, step, progress), &events)
+                .await;
+        anstream::stdout().write_all(summary_table(&summary).as_bytes())?;
+        if !summary.succeeded() {
+            anyhow::bail!("the demo's apply failed");
+        }
+    }
+    Ok(plan)
+}
+
+async fn status(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
+    let sites = desired.sites.keys().cloned().collect();
+    let clients =
+        crate::gather::connect_all(&desired, &sites, dir, env, &crate::connect::RetryPolicy::default())?;
+    let (live, _) = crate::gather::read_all(&desired, &clients).await?;
+    anstream::stdout().write_all(crate::status::text(&crate::status::status(&desired, &live)).as_bytes())?;
+    Ok(())
+}
+
+fn init_repo(dir: &Path) -> anyhow::Result<git2::Repository> {
+    for (path, text) in EXAMPLE {
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, text)?;
+    }
+    let repo = git2::Repository::init(dir).context("cannot create the demo repository")?;
+    commit(&repo, "Import golden images")?;
+    Ok(repo)
+}
+
+fn signature() -> anyhow::Result<git2::Signature<'static>> {
+    Ok(git2::Signature::now("golden demo", "demo@golden.invalid")?)
+}
+
+fn commit(repo: &git2::Repository, message: &str) -> anyhow::Result<git2::Oid> {
+    let mut index = repo.index()?;
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = signature()?;
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)?)
+}
+
+/// `git revert <commit>`: the inverse change, committed on top.
+fn revert(repo: &git2::Repository, oid: git2::Oid) -> anyhow::Result<()> {
+    let commit = repo.find_commit(oid)?;
+    repo.revert(&commit, None)?;
+    let message = format!("Revert \"{}\"", commit.summary().ok().flatten().unwrap_or_default());
+    let mut index = repo.index()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = signature()?;
+    let head = repo.head()?.peel_to_commit()?;
+    repo.commit(Some("HEAD"), &sig, &sig, &message, &tree, &[&head])?;
+    repo.cleanup_state()?;
+    Ok(())
 }

@@ -42,8 +42,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let scope = sites_in_scope(&desired, &args.sites)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let plan =
-        runtime.block_on(observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope))?.plan;
+    let env = |name: &str| std::env::var(name).ok();
+    let observing = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env);
+    let plan = runtime.block_on(observing)?.plan;
     if let Some(path) = &args.out {
         std::fs::write(path, render::json(&plan))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -86,6 +87,7 @@ pub async fn observe(
     dir: &Path,
     reference: Option<&str>,
     scope: &BTreeSet<SiteName>,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
     let history = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
         Ok(h) => h,
@@ -99,8 +101,7 @@ pub async fn observe(
     let mut read: BTreeSet<SiteName> =
         if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
     read.insert(desired.settings.source_site.clone());
-    let env = |name: &str| std::env::var(name).ok();
-    let clients = gather::connect_all(desired, &read, dir, &env, &RetryPolicy::default())?;
+    let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
     let (live, inventories) = gather::read_all(desired, &clients).await?;
     let plan = plan::plan(desired, &live, &options).map_err(PlanErrors)?;
     Ok(Observed { plan, clients, inventories })
