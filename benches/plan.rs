@@ -95,23 +95,10 @@ fn steady(desired: &DesiredState, lab: &mut LabState) {
                     ),
                 };
                 let description = golden::vcenter::meta_to_description(&meta);
-                let item = uuid::Uuid::new_v4().to_string();
-                vc.content.items.insert(
-                    item.clone(),
-                    Item {
-                        id: item.clone(),
-                        library_id: library.clone(),
-                        name: format!("{}-{}", meta.image, meta.version),
-                        kind: "ovf".into(),
-                        description: description.clone(),
-                        version: "1".into(),
-                        created_ms: now,
-                        files: BTreeMap::from([("x.ovf".to_owned(), File { bytes: Vec::new() })]),
-                        source_id: None,
-                        last_sync_ms: None,
-                        template_vm: None,
-                    },
-                );
+                let files = BTreeMap::from([("x.ovf".to_owned(), File { bytes: Vec::new() })]);
+                let name = format!("{}-{}", meta.image, meta.version);
+                let item = Item::new(&library, &name, "ovf", &description, files, now);
+                vc.content.items.insert(item.id.clone(), item);
                 let vm =
                     vc.add_vm(&format!("golden-{}-{}", meta.image, meta.version), None).unwrap_or_default();
                 let snapshot = vc.add_snapshot(&vm, "golden", "", now).unwrap_or_default();

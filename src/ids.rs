@@ -5,9 +5,9 @@
 //! there is deliberately no `Deref<Target = String>`: code that needs the text asks for it with
 //! `as_str()`.
 
-use std::fmt;
-
-macro_rules! name_type {
+/// Declares a newtype over `String` with serde (transparent), schemars, `Display`, `new` and
+/// `as_str`. Used for the names of the desired state here and for the opaque ids of live state.
+macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(
@@ -17,9 +17,8 @@ macro_rules! name_type {
         pub struct $name(String);
 
         impl $name {
-            /// Wraps a name that has already been checked (see [`check_name`]).
-            pub fn new(name: impl Into<String>) -> Self {
-                Self(name.into())
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
             }
 
             pub fn as_str(&self) -> &str {
@@ -27,8 +26,8 @@ macro_rules! name_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -40,24 +39,25 @@ macro_rules! name_type {
         }
     };
 }
+pub(crate) use string_id;
 
-name_type!(
+string_id!(
     /// A site: one Horizon pod plus the vCenter that hosts its desktops (`[sites.<name>]`).
     SiteName
 );
-name_type!(
+string_id!(
     /// A golden image, named by the stem of its file under `images/`.
     ImageName
 );
-name_type!(
+string_id!(
     /// An immutable build of an image (`[versions."<name>"]`).
     VersionName
 );
-name_type!(
+string_id!(
     /// A label unique within one image that points at one version (`[markers]`).
     MarkerName
 );
-name_type!(
+string_id!(
     /// A desktop pool or farm binding in the repo (`[pools.<name>]`).
     PoolName
 );

@@ -5,48 +5,22 @@
 //! strings) so that plans and snapshots are deterministic.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::desired::PoolKind;
-use crate::ids::{ImageName, SiteName, VersionName};
+use crate::ids::{ImageName, SiteName, VersionName, string_id};
 
-macro_rules! opaque_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-opaque_id!(
+string_id!(
     /// A vCenter managed object reference value (`vm-42`, `snapshot-7`, `group-v3`, or a
     /// datastore path such as vcsim's `/tmp/...@folder-5`). Opaque: never parsed.
     Moref
 );
-opaque_id!(
+string_id!(
     /// A Content Library or library item id (a UUID in vCenter).
     LibraryId
 );
-opaque_id!(
+string_id!(
     /// A Horizon object id (pool, farm, virtual center), a UUID on real servers.
     HorizonId
 );

@@ -65,6 +65,32 @@ pub struct Item {
     pub template_vm: Option<String>,
 }
 
+impl Item {
+    /// A new item of `library`, version 1, created at `now`, holding `files`.
+    pub fn new(
+        library: &str,
+        name: &str,
+        kind: &str,
+        description: &str,
+        files: BTreeMap<String, File>,
+        now: i64,
+    ) -> Item {
+        Item {
+            id: uuid::Uuid::new_v4().to_string(),
+            library_id: library.to_owned(),
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            description: description.to_owned(),
+            version: "1".to_owned(),
+            created_ms: now,
+            files,
+            source_id: None,
+            last_sync_ms: None,
+            template_vm: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct File {
     #[serde(with = "base64_bytes")]
@@ -275,7 +301,6 @@ impl super::VcenterSim {
     /// Adds a deployable OVF item (descriptor plus a stand-in disk) to a library, as a build
     /// pipeline such as Packer would. Returns its id.
     pub fn add_ovf_item(&mut self, library: &str, name: &str, description: &str, now: i64) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
         let ovf = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:vmw=\"http://www.vmware.com/schema/ovf\">\n  <VirtualSystem ovf:id=\"{name}\"><Info>A virtual machine</Info><Name>{name}</Name>\n    <OperatingSystemSection ovf:id=\"1\" vmw:osType=\"windows9_64Guest\"><Info>os</Info></OperatingSystemSection>\n  </VirtualSystem>\n</Envelope>\n",
             name = super::xml::escape(name)
@@ -284,22 +309,9 @@ impl super::VcenterSim {
             (format!("{name}.ovf"), File { bytes: ovf.into_bytes() }),
             ("disk-0.vmdk".to_owned(), File { bytes: format!("lab disk of {name}\n").into_bytes() }),
         ]);
-        self.content.items.insert(
-            id.clone(),
-            Item {
-                id: id.clone(),
-                library_id: library.to_owned(),
-                name: name.to_owned(),
-                kind: "ovf".into(),
-                description: description.to_owned(),
-                version: "1".into(),
-                created_ms: now,
-                files,
-                source_id: None,
-                last_sync_ms: None,
-                template_vm: None,
-            },
-        );
+        let item = Item::new(library, name, "ovf", description, files, now);
+        let id = item.id.clone();
+        self.content.items.insert(id.clone(), item);
         id
     }
 }

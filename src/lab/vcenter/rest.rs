@@ -83,8 +83,20 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_str)
 }
 
-fn strip_id(raw: &str) -> Option<&str> {
-    raw.strip_prefix("id:")
+/// A `{id}` path segment in vAPI form, `id:<value>`; anything else gets vCenter's plain 404.
+pub struct VapiId(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for VapiId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        let Path(raw) =
+            Path::<String>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        match raw.strip_prefix("id:") {
+            Some(id) => Ok(VapiId(id.to_owned())),
+            None => Err((StatusCode::NOT_FOUND, "404 page not found").into_response()),
+        }
+    }
 }
 
 fn action(q: &BTreeMap<String, String>) -> &str {
@@ -243,13 +255,10 @@ pub async fn library_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
@@ -367,23 +376,11 @@ pub async fn item_collection(
                         &format!("an item named {name} already exists"),
                     );
                 }
-                let id = uuid::Uuid::new_v4().to_string();
-                vc.content.items.insert(
-                    id.clone(),
-                    Item {
-                        id: id.clone(),
-                        library_id: library.to_owned(),
-                        name: name.to_owned(),
-                        kind: s(spec, &["type"]).unwrap_or("ovf").to_owned(),
-                        description: s(spec, &["description"]).unwrap_or_default().to_owned(),
-                        version: "1".to_owned(),
-                        created_ms: now_ms(),
-                        files: BTreeMap::new(),
-                        source_id: None,
-                        last_sync_ms: None,
-                        template_vm: None,
-                    },
-                );
+                let kind = s(spec, &["type"]).unwrap_or("ovf");
+                let description = s(spec, &["description"]).unwrap_or_default();
+                let item = Item::new(library, name, kind, description, BTreeMap::new(), now_ms());
+                let id = item.id.clone();
+                vc.content.items.insert(id.clone(), item);
                 value(id)
             }
             other => invalid(&format!("unknown action {other}")),
@@ -395,12 +392,9 @@ pub async fn item_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -454,12 +448,9 @@ pub async fn list_item_files(State(ctx): State<SiteCtx>, headers: HeaderMap, Que
 pub async fn sync_subscribed_item(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(item) = vc.content.items.get_mut(&id) else { return not_found(&format!("item {id}")) };
@@ -528,12 +519,9 @@ pub async fn update_session_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(session) = vc.content.update_sessions.get_mut(&id) else {
@@ -583,13 +571,10 @@ pub async fn update_session_by_id(
 pub async fn update_session_file(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
@@ -658,13 +643,10 @@ pub async fn create_download_session(
 pub async fn download_session_file(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
@@ -777,22 +759,9 @@ pub async fn ovf_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
             "disk-0.vmdk".to_owned(),
             File { bytes: format!("lab disk of {} at {snapshot}\n", vm.id).into_bytes() },
         );
-        vc.content.items.insert(
-            id.clone(),
-            Item {
-                id: id.clone(),
-                library_id: library.to_owned(),
-                name: name.to_owned(),
-                kind: "ovf".into(),
-                description: s(&body, &["create_spec", "description"]).unwrap_or_default().to_owned(),
-                version: "1".into(),
-                created_ms: now_ms(),
-                files,
-                source_id: None,
-                last_sync_ms: None,
-                template_vm: None,
-            },
-        );
+        let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
+        let item = Item { id: id.clone(), ..Item::new(library, name, "ovf", description, files, now_ms()) };
+        vc.content.items.insert(id.clone(), item);
         value(json!({"succeeded": true, "ovf_library_item_id": id}))
     })
 }
@@ -806,13 +775,10 @@ fn deploy_failure(message: &str) -> Response {
 pub async fn ovf_deploy(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -930,23 +896,14 @@ pub async fn vmtx_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: B
                 ..vm.clone()
             },
         );
-        let id = uuid::Uuid::new_v4().to_string();
-        vc.content.items.insert(
-            id.clone(),
-            Item {
-                id: id.clone(),
-                library_id: library.to_owned(),
-                name: name.to_owned(),
-                kind: "vm-template".into(),
-                description: s(spec, &["description"]).unwrap_or_default().to_owned(),
-                version: "1".into(),
-                created_ms: now_ms(),
-                files: BTreeMap::from([(format!("{name}.vmtx"), File { bytes: ovf_for(&vm).into_bytes() })]),
-                source_id: None,
-                last_sync_ms: None,
-                template_vm: Some(template),
-            },
-        );
+        let files = BTreeMap::from([(format!("{name}.vmtx"), File { bytes: ovf_for(&vm).into_bytes() })]);
+        let description = s(spec, &["description"]).unwrap_or_default();
+        let item = Item {
+            template_vm: Some(template),
+            ..Item::new(library, name, "vm-template", description, files, now_ms())
+        };
+        let id = item.id.clone();
+        vc.content.items.insert(id.clone(), item);
         value(id)
     })
 }
@@ -1046,11 +1003,8 @@ pub async fn category_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     with_session(&ctx, &headers, |lab, site| {
         let t = &mut vc(lab, site).tagging;
         match method.as_str() {
@@ -1116,12 +1070,9 @@ pub async fn tag_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     with_session(&ctx, &headers, |lab, site| {
         let t = &mut vc(lab, site).tagging;
         match (method.as_str(), action(&q)) {
@@ -1212,13 +1163,10 @@ pub async fn tag_association(
 pub async fn tag_association_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    VapiId(id): VapiId,
     Query(q): Q,
     body: Bytes,
 ) -> Response {
-    let Some(id) = strip_id(&raw).map(str::to_owned) else {
-        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    };
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let t = &mut vc(lab, site).tagging;
