@@ -110,13 +110,6 @@ pub enum Exit {
     StalePlan = 3,
 }
 
-/// A command that a later milestone implements. Never fakes output.
-#[derive(Debug, thiserror::Error)]
-#[error("`golden {command}` is not implemented yet")]
-pub struct NotImplemented {
-    pub command: &'static str,
-}
-
 /// Runs the CLI and returns the process exit code. Errors are printed here, once.
 pub fn main(cli: Cli) -> ExitCode {
     anstream::ColorChoice::write_global(match cli.global.color {
@@ -244,12 +237,6 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         }
         if e.downcast_ref::<apply::ApplyFailed>().is_some() {
             return Some("every step is safe to repeat: fix the cause, then `golden apply` again".to_owned());
-        }
-        if let Some(e) = e.downcast_ref::<NotImplemented>() {
-            return Some(format!(
-                "this build of golden cannot {} yet; `golden validate` checks a repository today",
-                e.command
-            ));
         }
         None
     })
