@@ -8,6 +8,7 @@ mod horizon;
 mod lab;
 mod plan;
 mod replication;
+mod saved_plan;
 mod schema;
 mod secrets;
 mod validate;

@@ -1,0 +1,114 @@
+//! Saved plans go stale safely: `golden apply PLANFILE` refuses (exit 3) when the desired commit
+//! or any live object the plan read has changed, and refuses plans of another format or version.
+
+use std::path::Path;
+
+use golden::desired::{Location, load};
+use golden::lab::{Lab, LabOptions, Timings};
+
+use super::common::{Output, TempRepo, copy_dir, golden, repo_root, run};
+
+async fn lab_for(dir: &Path) -> Lab {
+    let desired = load(&Location::WorkTree { dir: dir.to_owned() }).expect("repo is valid");
+    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
+}
+
+async fn golden_with(lab: &Lab, dir: &Path, args: &[String]) -> Output {
+    let env = lab.env();
+    let dir = dir.to_owned();
+    let args = args.to_vec();
+    tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
+}
+
+fn quickstart_repo() -> TempRepo {
+    let repo = TempRepo::new();
+    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
+    repo.commit("Import golden images");
+    repo
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| (*a).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
+    let repo = quickstart_repo();
+    let lab = lab_for(repo.path()).await;
+    let plan = repo.path().join("plan.json");
+    let planned =
+        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+
+    // Someone pushes Office-IC at eu to another image by hand.
+    {
+        let shared = lab.state();
+        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let eu = state.sites.get_mut("eu").expect("eu");
+        let id = eu.horizon.pool_id("Office-IC").expect("pool");
+        let other =
+            eu.horizon.pools.values().find(|p| p.name == "SAP-Farm").expect("farm").parent_vm_id.clone();
+        eu.horizon.pools.get_mut(&id).expect("pool").parent_vm_id = other;
+    }
+    let applied =
+        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
+            .await;
+    assert_eq!(applied.code, 3, "stale: {}", applied.stderr);
+    assert!(
+        applied.stderr.contains("the saved plan is stale: eu/pool/Office-IC changed"),
+        "{}",
+        applied.stderr
+    );
+    assert!(applied.stderr.contains("hint: the world moved since the plan was made"), "{}", applied.stderr);
+    assert!(applied.stdout.is_empty(), "nothing was applied: {}", applied.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_goes_stale_after_a_commit() {
+    let repo = quickstart_repo();
+    let lab = lab_for(repo.path()).await;
+    let plan = repo.path().join("plan.json");
+    let planned =
+        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    let image = repo.path().join("images/win11-ent.toml");
+    let text = std::fs::read_to_string(&image).expect("image");
+    std::fs::write(&image, text.replacen("prod = \"2026.10\"", "prod = \"2026.11\"", 1)).expect("write");
+    repo.commit("Promote 2026.11");
+    let applied =
+        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
+            .await;
+    assert_eq!(applied.code, 3, "{}", applied.stderr);
+    assert!(applied.stderr.contains("the desired state is now at commit"), "{}", applied.stderr);
+}
+
+#[test]
+fn a_plan_of_another_golden_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, r#"{"format_version": 1, "golden_version": "0.0.1", "steps": []}"#).expect("write");
+    let out =
+        run(golden(&repo_root()).args(["apply", &plan.display().to_string(), "-C", "examples/quickstart"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("was written by golden 0.0.1 (plan format 1)"), "{}", out.stderr);
+    std::fs::write(&plan, "not json").expect("write");
+    let out =
+        run(golden(&repo_root()).args(["apply", &plan.display().to_string(), "-C", "examples/quickstart"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("is not a plan (not JSON)"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_without_a_terminal_needs_auto_approve() {
+    let repo = quickstart_repo();
+    let lab = lab_for(repo.path()).await;
+    let out = golden_with(&lab, repo.path(), &args(&["apply"])).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("refusing to apply without confirmation: stdin is not a terminal; pass --auto-approve"),
+        "{}",
+        out.stderr
+    );
+}
