@@ -10,6 +10,7 @@ pub mod cli;
 pub mod connect;
 pub mod desired;
 pub mod diag;
+pub mod diff;
 pub mod gather;
 pub mod git;
 pub mod history;

@@ -5,6 +5,7 @@
 
 mod apply;
 mod demo;
+mod diff;
 mod history;
 mod lab;
 mod plan;
@@ -62,6 +63,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The version tree and every marker move, from git history
     History(history::HistoryArgs),
+    /// The desired-state change between two commits: marker moves, versions, pools, sites
+    Diff(diff::DiffArgs),
     /// The local lab: simulated vCenter and Horizon endpoints on loopback
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Apply(args) => apply::run(args),
         Command::Status(args) => status::run(args),
         Command::History(args) => history::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Demo(args) => demo::run(args),
     }

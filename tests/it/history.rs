@@ -82,3 +82,22 @@ fn an_unknown_image_is_a_clear_error() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("image `win10` has no history"), "{}", out.stderr);
 }
+
+#[test]
+fn diff_between_two_commits_in_domain_terms() {
+    let repo = repo_with_history();
+    let out = run(golden(repo.path()).args(["diff", "HEAD~3", "HEAD~1"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!("diff_text", out.stdout);
+    let md = run(golden(repo.path()).args(["diff", "HEAD~1", "HEAD", "--format", "markdown"]));
+    assert!(
+        md.stdout.starts_with("#### marker moves\n- win11-ent prod: 2026.11 → 2026.10\n"),
+        "{}",
+        md.stdout
+    );
+    let none = run(golden(repo.path()).args(["diff", "HEAD", "HEAD"]));
+    assert_eq!(none.stdout, "No change to the desired state.\n");
+    let bad = run(golden(repo.path()).args(["diff", "no-such-ref"]));
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("git ref `no-such-ref` does not name a commit"), "{}", bad.stderr);
+}
