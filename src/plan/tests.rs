@@ -321,6 +321,28 @@ fn without_a_rollback_window_the_old_version_is_retired_after_the_pushes() {
 }
 
 #[test]
+fn a_marker_move_without_a_warm_previous_copy_warns() {
+    let mut desired = quickstart();
+    let mut world = World::before_golden(&desired);
+    converge(&desired, &mut world, &PlanOptions::default());
+    // History says prod was 2026.09 before, but no site ever had a copy of it.
+    let options = PlanOptions {
+        marker_history: history(&[("win11-ent", "prod", &["2026.09"])]),
+        ..PlanOptions::default()
+    };
+    move_marker(&mut desired, "win11-ent", "prod", "2026.10");
+    let plan = plan_of(&desired, &world, &options);
+    let warnings: Vec<&str> = plan.warnings.iter().map(String::as_str).collect();
+    assert_eq!(warnings.len(), 3, "one per site where prod is bound: {warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.starts_with("no warm copy of win11-ent@2026.09 (previous target of marker prod)"))
+    );
+    assert!(warnings.iter().any(|w| w.ends_with("at eu: a rollback will replicate it again")));
+}
+
+#[test]
 fn a_drifted_pool_is_pushed_back() {
     let desired = quickstart();
     let mut world = World::before_golden(&desired);
