@@ -1,12 +1,634 @@
-//! The steps, each "make it so" against one site. (Being written.)
+//! The steps, each "make it so" against one site.
+//!
+//! Every step looks at the live objects first and adopts what it finds: an item or VM that
+//! already carries golden's metadata for the version is the work done (or half done, and then
+//! finished), a push Horizon is already running towards the version is waited for, never
+//! started twice. Nothing is created before golden's metadata can be written on it at once or
+//! right after (a deployed VM is tagged before it is snapshotted), so a re-run after a crash
+//! finds and adopts it. Nothing without golden's metadata is ever changed or deleted, except a
+//! `library_item` source, which publishing adopts by writing the metadata on it.
+//!
+//! Image bytes never pass through golden: replication is a subscription sync, or a PULL that
+//! the target vCenter runs against the source's download endpoint.
 
-use super::{Context, Outcome, Progress, StepError};
-use crate::plan::Step;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::{Context, Outcome, Progress, StepError, Target};
+use crate::desired::{PoolKind, Source};
+use crate::horizon::PushSpec;
+use crate::ids::{ImageName, SiteName, VersionName};
+use crate::live::{
+    GoldenMeta, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, PendingState, Vm,
+};
+use crate::plan::planner::source_identity;
+use crate::plan::{Action, PublishSource, Step, StepId};
+use crate::vcenter::{VcenterClient, VcenterError};
+
+/// Polls in a row that may show no pending image right after a push was accepted, before
+/// golden concludes the push vanished (cancelled, or replaced by an admin).
+const PUSH_GRACE_POLLS: u32 = 3;
 
 /// Runs one step. Safe to repeat: a step that finds its work done reports `AlreadyDone`.
-pub async fn run_step(_ctx: &Context, step: &Step, _progress: &dyn Progress) -> Result<Outcome, StepError> {
-    Err(StepError::Failed(format!(
-        "step {} cannot run yet: the step implementations are not written",
-        step.id
-    )))
+pub async fn run_step(ctx: &Context, step: &Step, progress: &dyn Progress) -> Result<Outcome, StepError> {
+    let run = StepRun { ctx, step, progress };
+    match &step.action {
+        Action::Publish { image, version, source } => run.publish(image, version, source).await,
+        Action::Replicate { image, version, from } => run.replicate(image, version, from).await,
+        Action::Deploy { image, version } => run.deploy(image, version).await,
+        Action::Push { horizon_name, pool_kind, image, version, logoff, .. } => {
+            let spec = PushTarget { horizon_name, kind: *pool_kind, image, version, logoff: *logoff };
+            run.push(&spec).await
+        }
+        Action::Retire { image, version, items, vms } => run.retire(image, version, items, vms).await,
+    }
+}
+
+/// One step being run: what every part of it needs.
+struct StepRun<'a> {
+    ctx: &'a Context,
+    step: &'a Step,
+    progress: &'a dyn Progress,
+}
+
+struct PushTarget<'a> {
+    horizon_name: &'a str,
+    kind: PoolKind,
+    image: &'a ImageName,
+    version: &'a VersionName,
+    logoff: crate::desired::Logoff,
+}
+
+/// True when `meta` names this image and version.
+fn is_version(meta: Option<&GoldenMeta>, image: &ImageName, version: &VersionName) -> bool {
+    meta.is_some_and(|m| &m.image == image && &m.version == version)
+}
+
+/// The name of a version's library item, at every site.
+fn item_name(image: &ImageName, version: &VersionName) -> String {
+    format!("{image}-{version}")
+}
+
+fn is_not_found(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { status: 404, .. } | VcenterError::NotFound { .. })
+}
+
+impl StepRun<'_> {
+    fn id(&self) -> &StepId {
+        &self.step.id
+    }
+
+    fn note(&self, message: &str) {
+        self.progress.note(self.id(), message);
+    }
+
+    fn target(&self, site: &SiteName) -> Result<&Target, StepError> {
+        self.ctx.targets.get(site).ok_or_else(|| StepError::UnknownSite(site.clone()))
+    }
+
+    /// A failure naming the step and its site.
+    fn failed(&self, message: impl std::fmt::Display) -> StepError {
+        StepError::Failed(format!("step {} at site `{}`: {message}", self.step.id, self.step.site))
+    }
+
+    /// golden's metadata for a version, from the desired state.
+    fn meta(&self, image: &ImageName, version: &VersionName) -> Result<GoldenMeta, StepError> {
+        let source = self
+            .ctx
+            .desired
+            .images
+            .get(image)
+            .and_then(|i| i.versions.get(version))
+            .map(|v| source_identity(&v.source))
+            .ok_or_else(|| self.failed(format!("{image}@{version} is not in the repository")))?;
+        Ok(GoldenMeta { image: image.clone(), version: version.clone(), source })
+    }
+
+    async fn wait(&self, started: Instant, limit: Duration, what: &str) -> Result<(), StepError> {
+        if started.elapsed() >= limit {
+            return Err(StepError::Timeout {
+                what: format!("{what} (step {}, site `{}`)", self.step.id, self.step.site),
+                timeout: limit,
+            });
+        }
+        tokio::time::sleep(self.ctx.timeouts.poll).await;
+        Ok(())
+    }
+
+    // ---- publish -----------------------------------------------------------------------------
+
+    async fn publish(
+        &self,
+        image: &ImageName,
+        version: &VersionName,
+        source: &PublishSource,
+    ) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let vc = &target.clients.vcenter;
+        let identity = source_identity(&match source {
+            PublishSource::Vm { vm, snapshot } => Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() },
+            PublishSource::LibraryItem { name } => Source::LibraryItem { name: name.clone() },
+        });
+        let meta = GoldenMeta { image: image.clone(), version: version.clone(), source: identity };
+        let library = self.ensure_published_library(target).await?;
+
+        if let Some(item) = find_version_item(vc, &library.id, image, version).await? {
+            let published = item.meta.as_ref().map(|m| m.source.as_str()).unwrap_or_default();
+            if published != meta.source {
+                return Err(self.failed(format!(
+                    "{image}@{version} is already published from `{published}` (item {}), not from `{}`",
+                    item.id, meta.source
+                )));
+            }
+            return Ok(Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id)));
+        }
+
+        match source {
+            PublishSource::Vm { vm, snapshot } => {
+                let inventory = vc.inventory().await?;
+                let candidates: Vec<&Vm> =
+                    inventory.vms.values().filter(|v| &v.name == vm && v.meta.is_none()).collect();
+                let found = match candidates.as_slice() {
+                    [one] => *one,
+                    [] => return Err(self.failed(format!("no vm named `{vm}` to capture"))),
+                    many => {
+                        return Err(
+                            self.failed(format!("{} vms are named `{vm}`; rename all but one", many.len()))
+                        );
+                    }
+                };
+                if let Some(s) = snapshot {
+                    if !found.snapshots.iter().any(|x| &x.name == s) {
+                        return Err(self.failed(format!("vm `{vm}` has no snapshot named `{s}`")));
+                    }
+                }
+                let name = item_name(image, version);
+                if let Some(other) = vc.find_item(&library.id, &name).await? {
+                    return Err(self.failed(format!(
+                        "library `{}` already holds an item named `{name}` ({}) that golden does not own",
+                        library.name, other.id
+                    )));
+                }
+                // The OVF export captures the VM's current state: the API cannot export at a
+                // snapshot. The snapshot is part of the source identity recorded in the item,
+                // so the build pipeline must leave the VM at (reverted to) that snapshot.
+                self.note(&format!("capturing vm `{vm}` as item `{name}` in library `{}`", library.name));
+                let id = vc.create_ovf_from_vm(&library.id, &found.id, &name, &meta).await?;
+                Ok(Outcome::Done(format!("captured vm `{vm}` as item `{name}` ({id})")))
+            }
+            PublishSource::LibraryItem { name } => {
+                let Some(item) = vc.find_item(&library.id, name).await? else {
+                    return Err(self.failed(format!("no item named `{name}` in library `{}`", library.name)));
+                };
+                if let Some(other) = &item.meta {
+                    return Err(self.failed(format!(
+                        "item `{name}` ({}) already holds {}@{}; a library item is one version",
+                        item.id, other.image, other.version
+                    )));
+                }
+                self.note(&format!("adopting item `{name}` ({}) as {image}@{version}", item.id));
+                vc.set_item_meta(&item.id, &meta).await?;
+                Ok(Outcome::Done(format!("adopted item `{name}` ({}) as {image}@{version}", item.id)))
+            }
+        }
+    }
+
+    /// The source library, created published on the site's datastore when missing.
+    async fn ensure_published_library(&self, target: &Target) -> Result<Library, StepError> {
+        let vc = &target.clients.vcenter;
+        let name = &self.ctx.desired.settings.library;
+        if let Some(library) = vc.find_library(name).await? {
+            if let LibraryKind::Subscribed { subscription_url, .. } = &library.kind {
+                return Err(self.failed(format!(
+                    "library `{name}` of the source site is subscribed (to {subscription_url}); it must be a local, published library"
+                )));
+            }
+            return Ok(library);
+        }
+        self.note(&format!("creating published library `{name}`"));
+        let id = vc.create_published_library(name, &target.placement.datastore).await?;
+        Ok(vc.get_library(&id).await?)
+    }
+
+    // ---- replicate ---------------------------------------------------------------------------
+
+    async fn replicate(
+        &self,
+        image: &ImageName,
+        version: &VersionName,
+        from: &SiteName,
+    ) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let source = self.target(from)?;
+        let (dst, src) = (&target.clients.vcenter, &source.clients.vcenter);
+        let name = &self.ctx.desired.settings.library;
+
+        let existing = dst.find_library(name).await?;
+        if let Some(library) = &existing {
+            if let Some(item) = find_version_item(dst, &library.id, image, version).await? {
+                let complete = match &library.kind {
+                    LibraryKind::Subscribed { .. } => true,
+                    // A pulled copy is complete once every file of the source is there.
+                    LibraryKind::Local { .. } => {
+                        self.missing_files(src, dst, image, version, &item).await?.is_empty()
+                    }
+                };
+                if complete {
+                    return Ok(Outcome::AlreadyDone(format!(
+                        "{image}@{version} is in library `{name}` as item {}",
+                        item.id
+                    )));
+                }
+            }
+        }
+
+        let src_library = src
+            .find_library(name)
+            .await?
+            .ok_or_else(|| self.failed(format!("source site `{from}` has no library `{name}`")))?;
+        let src_item = find_version_item(src, &src_library.id, image, version).await?.ok_or_else(|| {
+            self.failed(format!("{image}@{version} is not published in library `{name}` at `{from}`"))
+        })?;
+        let publish_url = match &src_library.kind {
+            LibraryKind::Local { publish_url } => publish_url.clone(),
+            LibraryKind::Subscribed { .. } => None,
+        };
+
+        match (existing, publish_url) {
+            (None, Some(url)) => {
+                self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
+                let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
+                self.sync_and_wait(dst, &id, image, version).await
+            }
+            (Some(library), _) if matches!(library.kind, LibraryKind::Subscribed { .. }) => {
+                let LibraryKind::Subscribed { subscription_url, .. } = &library.kind else {
+                    return Err(self.failed("library kind changed while reading it"));
+                };
+                if let LibraryKind::Local { publish_url: Some(url) } = &src_library.kind {
+                    if url != subscription_url {
+                        return Err(self.failed(format!(
+                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}"
+                        )));
+                    }
+                }
+                self.sync_and_wait(dst, &library.id, image, version).await
+            }
+            (Some(library), _) => self.pull(src, dst, &library, &src_item, image, version).await,
+            (None, None) => {
+                // The source library is not published: nothing to subscribe to, but vCenter
+                // can still pull the files from its download endpoint.
+                self.note(&format!(
+                    "library `{name}` at `{from}` is not published; creating a local library to pull into"
+                ));
+                let id = dst.create_published_library(name, &target.placement.datastore).await?;
+                let library = dst.get_library(&id).await?;
+                self.pull(src, dst, &library, &src_item, image, version).await
+            }
+        }
+    }
+
+    async fn sync_and_wait(
+        &self,
+        dst: &VcenterClient,
+        library: &LibraryId,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<Outcome, StepError> {
+        dst.sync_library(library).await?;
+        self.note(&format!("waiting for library {library} to sync {image}@{version}"));
+        let started = Instant::now();
+        loop {
+            if let Some(item) = find_version_item(dst, library, image, version).await? {
+                return Ok(Outcome::Done(format!(
+                    "synced {image}@{version} into library {library} as item {}",
+                    item.id
+                )));
+            }
+            self.wait(started, self.ctx.timeouts.replication, &format!("the sync of {image}@{version}"))
+                .await?;
+        }
+    }
+
+    /// Source files of the version missing from `item`.
+    async fn missing_files(
+        &self,
+        src: &VcenterClient,
+        dst: &VcenterClient,
+        image: &ImageName,
+        version: &VersionName,
+        item: &LibraryItem,
+    ) -> Result<Vec<String>, StepError> {
+        let name = &self.ctx.desired.settings.library;
+        let Some(src_library) = src.find_library(name).await? else { return Ok(Vec::new()) };
+        let Some(src_item) = find_version_item(src, &src_library.id, image, version).await? else {
+            return Ok(Vec::new());
+        };
+        let have = dst.list_files(&item.id).await?;
+        Ok(src.list_files(&src_item.id).await?.into_iter().filter(|f| !have.contains(f)).collect())
+    }
+
+    /// The fallback for a site whose library cannot subscribe: the target vCenter pulls each
+    /// file from the source's download endpoint into an item carrying the metadata.
+    async fn pull(
+        &self,
+        src: &VcenterClient,
+        dst: &VcenterClient,
+        library: &Library,
+        src_item: &LibraryItem,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<Outcome, StepError> {
+        let meta = src_item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+        let item = match find_version_item(dst, &library.id, image, version).await? {
+            Some(item) => {
+                self.note(&format!("resuming the copy of {image}@{version} into item {}", item.id));
+                item.id
+            }
+            None => {
+                let name = item_name(image, version);
+                if let Some(other) = dst.find_item(&library.id, &name).await? {
+                    return Err(self.failed(format!(
+                        "library `{}` already holds an item named `{name}` ({}) that golden does not own",
+                        library.name, other.id
+                    )));
+                }
+                dst.create_item(&library.id, &name, &src_item.kind, &meta).await?
+            }
+        };
+        let have = dst.list_files(&item).await?;
+        let files = src.list_files(&src_item.id).await?;
+        let mut pulled = 0;
+        for file in files.iter().filter(|f| !have.contains(f)) {
+            let url = src.download_url(&src_item.id, file).await?;
+            self.note(&format!("waiting for vcenter to pull `{file}` of {image}@{version} into item {item}"));
+            dst.pull_file(&item, file, &url, self.ctx.timeouts.replication).await?;
+            pulled += 1;
+        }
+        Ok(Outcome::Done(format!(
+            "pulled {pulled} file(s) of {image}@{version} into item {item} of local library `{}`",
+            library.name
+        )))
+    }
+
+    // ---- deploy ------------------------------------------------------------------------------
+
+    async fn deploy(&self, image: &ImageName, version: &VersionName) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let vc = &target.clients.vcenter;
+        let snapshot_name = format!("golden-{version}");
+        let inventory = vc.inventory().await?;
+        let owned: Vec<&Vm> =
+            inventory.vms.values().filter(|v| is_version(v.meta.as_ref(), image, version)).collect();
+        if let Some(vm) = owned.iter().find(|v| !v.snapshots.is_empty()) {
+            return Ok(Outcome::AlreadyDone(format!(
+                "base vm `{}` ({}) of {image}@{version} has snapshot `{}`",
+                vm.name,
+                vm.id,
+                vm.snapshots.last().map(|s| s.name.as_str()).unwrap_or_default()
+            )));
+        }
+        let vm_id = match owned.first() {
+            Some(vm) => {
+                self.note(&format!("adopting base vm `{}` ({}), which has no snapshot yet", vm.name, vm.id));
+                vm.id.clone()
+            }
+            None => {
+                let name = format!("golden-{image}-{version}");
+                if let Some(other) = inventory.vms.values().find(|v| v.name == name) {
+                    return Err(self.failed(format!(
+                        "a vm named `{name}` ({}) exists but golden does not own it; delete it, or tag it in category `golden`",
+                        other.id
+                    )));
+                }
+                let library =
+                    vc.find_library(&self.ctx.desired.settings.library).await?.ok_or_else(|| {
+                        self.failed(format!(
+                            "no library `{}` to deploy from",
+                            self.ctx.desired.settings.library
+                        ))
+                    })?;
+                let item = find_version_item(vc, &library.id, image, version).await?.ok_or_else(|| {
+                    self.failed(format!("no item of {image}@{version} in library `{}`", library.name))
+                })?;
+                let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+                self.note(&format!("deploying item {} as vm `{name}`", item.id));
+                let vm = vc.deploy_ovf(&item.id, &target.placement.deploy(&name)).await?;
+                // Tag first: a run that stops before the snapshot adopts the VM next time.
+                vc.tag_vm(&vm, &meta).await?;
+                vm
+            }
+        };
+        let meta = match owned.first().and_then(|v| v.meta.clone()) {
+            Some(m) => m,
+            None => self.meta(image, version)?,
+        };
+        self.note(&format!("waiting for the snapshot `{snapshot_name}` of vm {vm_id}"));
+        let description = crate::vcenter::meta_to_description(&meta);
+        let snapshot = vc.create_snapshot(&vm_id, &snapshot_name, &description).await?;
+        Ok(Outcome::Done(format!("base vm {vm_id} of {image}@{version} with snapshot {snapshot}")))
+    }
+
+    // ---- push --------------------------------------------------------------------------------
+
+    async fn push(&self, push: &PushTarget<'_>) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let (vc, hz) = (&target.clients.vcenter, &target.clients.horizon);
+        let (image, version, kind, name) = (push.image, push.version, push.kind, push.horizon_name);
+        let (pools, inventory) = tokio::join!(hz.pools(), vc.inventory());
+        let pool = pools?
+            .into_iter()
+            .find(|p| p.name == name && p.kind == kind)
+            .ok_or_else(|| self.failed(format!("horizon has no {kind} named `{name}`")))?;
+        let wanted = inventory?
+            .vms
+            .values()
+            .filter(|v| is_version(v.meta.as_ref(), image, version))
+            .find_map(|v| v.snapshots.last().map(|s| ImageRef { vm: v.id.clone(), snapshot: s.id.clone() }))
+            .ok_or_else(|| self.failed(format!("no base vm with a snapshot of {image}@{version}")))?;
+        let image_text = format!("{image}@{version} ({} @ {})", wanted.vm, wanted.snapshot);
+
+        if pool.current.as_ref() == Some(&wanted) {
+            return Ok(Outcome::AlreadyDone(format!("{kind} `{name}` runs {image_text}")));
+        }
+        let underway = pool.pending.as_ref().is_some_and(|p| {
+            p.image == wanted && !matches!(p.state, PendingState::Failed | PendingState::Unpublishing)
+        });
+        if underway {
+            self.note(&format!("horizon is already moving {kind} `{name}` to {image_text}; waiting"));
+        } else {
+            let spec = PushSpec {
+                image: wanted.clone(),
+                logoff: push.logoff,
+                start_time_ms: None,
+                stop_on_first_error: true,
+            };
+            match kind {
+                PoolKind::DesktopPool => hz.push_image(&pool.id, &spec).await?,
+                PoolKind::Farm => hz.schedule_maintenance(&pool.id, &spec).await?,
+            }
+            self.note(&format!("pushed {image_text} to {kind} `{name}`; waiting for horizon"));
+        }
+        self.follow_push(target, &pool, &wanted, &image_text).await
+    }
+
+    /// Polls the pool until the wanted image is current, or Horizon reports its failure.
+    async fn follow_push(
+        &self,
+        target: &Target,
+        pool: &LivePool,
+        wanted: &ImageRef,
+        image_text: &str,
+    ) -> Result<Outcome, StepError> {
+        let hz = &target.clients.horizon;
+        let (kind, name) = (pool.kind, &pool.name);
+        let started = Instant::now();
+        let mut missing = 0;
+        let mut last_percent = None;
+        loop {
+            let now = match kind {
+                PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await?,
+                PoolKind::Farm => hz.farm(&pool.id).await?,
+            };
+            if now.current.as_ref() == Some(wanted) {
+                self.progress.percent(self.id(), 100);
+                return Ok(Outcome::Done(format!("{kind} `{name}` runs {image_text}")));
+            }
+            match &now.pending {
+                Some(p) if &p.image == wanted => match p.state {
+                    PendingState::Failed | PendingState::Unpublishing => {
+                        let error = p.error.as_deref().or(now.last_error.as_deref()).unwrap_or("no message");
+                        return Err(self.failed(format!(
+                            "horizon failed to push {image_text} to {kind} `{name}`: {error}"
+                        )));
+                    }
+                    PendingState::PendingPublish
+                    | PendingState::Publishing
+                    | PendingState::Ready
+                    | PendingState::ReadyHeld => {
+                        missing = 0;
+                        if let Some(percent) = p.progress {
+                            if last_percent != Some(percent) {
+                                self.progress.percent(self.id(), percent);
+                                last_percent = Some(percent);
+                            }
+                        }
+                    }
+                },
+                Some(p) => {
+                    return Err(self.failed(format!(
+                        "{kind} `{name}` is now being moved to another image ({} @ {}), not {image_text}",
+                        p.image.vm, p.image.snapshot
+                    )));
+                }
+                None => {
+                    missing += 1;
+                    if missing > PUSH_GRACE_POLLS {
+                        return Err(self.failed(format!(
+                            "the push of {image_text} to {kind} `{name}` vanished before it finished (cancelled in horizon?)"
+                        )));
+                    }
+                }
+            }
+            self.wait(started, self.ctx.timeouts.push, &format!("{kind} `{name}` to run {image_text}"))
+                .await?;
+        }
+    }
+
+    // ---- retire ------------------------------------------------------------------------------
+
+    async fn retire(
+        &self,
+        image: &ImageName,
+        version: &VersionName,
+        items: &[String],
+        vms: &[String],
+    ) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let (vc, hz) = (&target.clients.vcenter, &target.clients.horizon);
+        let mut deleted = Vec::new();
+
+        for id in items.iter().map(LibraryId::new) {
+            let item = match vc.get_item(&id).await {
+                Ok(item) => item,
+                Err(e) if is_not_found(&e) => {
+                    self.note(&format!("library item {id} is already gone"));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !is_version(item.meta.as_ref(), image, version) {
+                self.note(&format!(
+                    "skipping library item `{}` ({id}): it is not golden's {image}@{version}",
+                    item.name
+                ));
+                continue;
+            }
+            vc.delete_item(&item.library, &id).await?;
+            deleted.push(format!("item `{}`", item.name));
+        }
+
+        if !vms.is_empty() {
+            let (inventory, pools) = tokio::join!(vc.inventory(), hz.pools());
+            let (inventory, pools) = (inventory?, pools?);
+            for id in vms {
+                let Some(vm) = inventory.vms.values().find(|v| v.id.as_str() == id) else {
+                    self.note(&format!("vm {id} is already gone"));
+                    continue;
+                };
+                if !is_version(vm.meta.as_ref(), image, version) {
+                    self.note(&format!(
+                        "skipping vm `{}` ({id}): it is not golden's {image}@{version}",
+                        vm.name
+                    ));
+                    continue;
+                }
+                // The plan orders retirements after the pushes away; a pool still on the VM
+                // means someone pushed it back since: never pull an image from under a pool.
+                let user = pools.iter().find(|p| {
+                    p.current.as_ref().is_some_and(|c| c.vm == vm.id)
+                        || p.pending
+                            .as_ref()
+                            .is_some_and(|x| x.image.vm == vm.id && x.state != PendingState::Failed)
+                });
+                if let Some(p) = user {
+                    return Err(self.failed(format!(
+                        "vm `{}` ({id}) is still the image of {} `{}`; plan again",
+                        vm.name, p.kind, p.name
+                    )));
+                }
+                vc.delete_vm(&vm.id).await?;
+                deleted.push(format!("vm `{}`", vm.name));
+            }
+        }
+
+        if deleted.is_empty() {
+            Ok(Outcome::AlreadyDone(format!("nothing of {image}@{version} left to delete")))
+        } else {
+            Ok(Outcome::Done(format!("deleted {}", deleted.join(", "))))
+        }
+    }
+}
+
+/// The item of `library` that carries golden's metadata for the version.
+async fn find_version_item(
+    vc: &VcenterClient,
+    library: &LibraryId,
+    image: &ImageName,
+    version: &VersionName,
+) -> Result<Option<LibraryItem>, VcenterError> {
+    let ids = vc.list_items(library).await?;
+    let mut found = None;
+    for item in join_all(ids.iter().map(|id| vc.get_item(id))).await {
+        let item = match item {
+            Ok(item) => item,
+            // Deleted between the list and the read.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if is_version(item.meta.as_ref(), image, version) {
+            found.get_or_insert(item);
+        }
+    }
+    Ok(found)
 }

@@ -474,6 +474,19 @@ impl VcenterClient {
         self.call(&format!("delete library item {item}"), Method::DELETE, &path, None).await.map(drop)
     }
 
+    /// The names of an item's files, sorted (`/com/vmware/content/library/item/file`).
+    pub async fn list_files(&self, item: &LibraryId) -> Result<Vec<String>, VcenterError> {
+        #[derive(Deserialize)]
+        struct WireFile {
+            name: String,
+        }
+        let op = format!("list the files of library item {item}");
+        let path = format!("/com/vmware/content/library/item/file?library_item_id={}", q(item.as_str()));
+        let files: Option<Vec<WireFile>> = self.call_as(&op, Method::GET, &path, None).await?;
+        let names: BTreeSet<String> = files.unwrap_or_default().into_iter().map(|f| f.name).collect();
+        Ok(names.into_iter().collect())
+    }
+
     /// Asks a subscribed library to fetch one item's content now.
     pub async fn sync_item(&self, library: &LibraryId, item: &LibraryId) -> Result<(), VcenterError> {
         // library_id is required in practice: vcsim picks a random library without it.

@@ -1,0 +1,470 @@
+//! Apply's steps against the lab seeded from the quickstart: a plan applied step by step leaves
+//! nothing to plan, a marker move is applied the same way, every step is safe to repeat, and
+//! Horizon's failures and slow library syncs are handled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use golden::apply::steps::run_step;
+use golden::apply::{Context, Outcome, Progress, StepError, Target, Timeouts};
+use golden::connect::RetryPolicy;
+use golden::desired::{DesiredState, Location, load};
+use golden::gather::{SiteClients, connect_all, read_all};
+use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
+use golden::lab::{Lab, LabOptions, LabState, Timings};
+use golden::live::LiveState;
+use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
+
+use super::common::repo_root;
+
+fn quickstart() -> DesiredState {
+    load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart loads")
+}
+
+fn timeouts() -> Timeouts {
+    let short = Duration::from_secs(10);
+    Timeouts { task: short, replication: short, push: short, poll: Duration::from_millis(20) }
+}
+
+/// Records what steps report.
+#[derive(Default)]
+struct Recorder {
+    notes: Mutex<Vec<(StepId, String)>>,
+    percents: Mutex<Vec<(StepId, u8)>>,
+}
+
+impl Progress for Recorder {
+    fn note(&self, step: &StepId, message: &str) {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).push((step.clone(), message.to_owned()));
+    }
+
+    fn percent(&self, step: &StepId, percent: u8) {
+        self.percents.lock().unwrap_or_else(|e| e.into_inner()).push((step.clone(), percent));
+    }
+}
+
+impl Recorder {
+    fn notes_of(&self, step: &str) -> Vec<String> {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes.iter().filter(|(s, _)| s.as_str() == step).map(|(_, n)| n.clone()).collect()
+    }
+}
+
+/// A lab, the apply context on it, and separate clients to read the live state with.
+struct Harness {
+    lab: Lab,
+    ctx: Context,
+    readers: BTreeMap<SiteName, SiteClients>,
+}
+
+impl Harness {
+    async fn start(timings: Timings) -> Harness {
+        Harness::start_with(timings, |_| {}).await
+    }
+
+    /// Starts a lab seeded from the quickstart, changed by `prepare` before it starts.
+    async fn start_with(timings: Timings, prepare: impl FnOnce(&mut LabState)) -> Harness {
+        let desired = quickstart();
+        let mut state = golden::lab::seed::from_desired(&desired, timings);
+        prepare(&mut state);
+        let lab = Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() })
+            .await
+            .expect("lab starts");
+        let env: BTreeMap<String, String> = lab.env().into_iter().collect();
+        let lookup = |name: &str| env.get(name).cloned();
+        let sites: BTreeSet<SiteName> = desired.sites.keys().cloned().collect();
+        let dir = repo_root().join("examples/quickstart");
+        let connect = || connect_all(&desired, &sites, &dir, &lookup, &RetryPolicy::none()).expect("clients");
+        let (clients, readers) = (connect(), connect());
+        for c in clients.values() {
+            c.vcenter.login().await.expect("vcenter login");
+            c.horizon.login().await.expect("horizon login");
+        }
+        let (_, inventories) = read_all(&desired, &clients).await.expect("live state");
+        let mut targets = BTreeMap::new();
+        for (name, clients) in clients {
+            let site = desired.sites[&name].clone();
+            let placement = inventories[&name]
+                .placement(&site.datacenter, &site.compute, &site.folder, &site.datastore)
+                .expect("placement resolves");
+            targets.insert(name, Target { site, clients, placement });
+        }
+        let ctx = Context { desired, targets, timeouts: timeouts() };
+        Harness { lab, ctx, readers }
+    }
+
+    async fn live(&self) -> LiveState {
+        read_all(&self.ctx.desired, &self.readers).await.expect("live state").0
+    }
+
+    async fn plan(&self, options: &PlanOptions) -> Plan {
+        plan(&self.ctx.desired, &self.live().await, options).expect("a plan")
+    }
+
+    /// Runs every step in plan order (which honours dependencies and waves); panics on the
+    /// first error.
+    async fn apply(&self, plan: &Plan, progress: &Recorder) -> Vec<(StepId, Outcome)> {
+        let mut outcomes = Vec::new();
+        for step in &plan.steps {
+            match run_step(&self.ctx, step, progress).await {
+                Ok(outcome) => outcomes.push((step.id.clone(), outcome)),
+                Err(e) => panic!("step {} failed: {e}", step.id),
+            }
+        }
+        outcomes
+    }
+
+    fn lab_state(&self) -> LabState {
+        self.lab.state().lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Per site, names of library items (per library) and of VMs that occur more than once.
+    fn duplicates(&self) -> Vec<String> {
+        let mut dups = Vec::new();
+        for (site, s) in &self.lab_state().sites {
+            let mut items: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+            for i in s.vcenter.content.items.values() {
+                *items.entry((i.library_id.as_str(), i.name.as_str())).or_default() += 1;
+            }
+            let mut vms: BTreeMap<&str, usize> = BTreeMap::new();
+            for v in s.vcenter.vms.values() {
+                *vms.entry(v.name.as_str()).or_default() += 1;
+            }
+            dups.extend(
+                items
+                    .iter()
+                    .filter(|(_, n)| **n > 1)
+                    .map(|((_, name), n)| format!("{site}: item {name} ×{n}")),
+            );
+            dups.extend(
+                vms.iter().filter(|(_, n)| **n > 1).map(|(name, n)| format!("{site}: vm {name} ×{n}")),
+            );
+        }
+        dups
+    }
+
+    fn count_vms(&self) -> usize {
+        self.lab_state().sites.values().map(|s| s.vcenter.vms.len()).sum()
+    }
+
+    fn count_items(&self) -> usize {
+        self.lab_state().sites.values().map(|s| s.vcenter.content.items.len()).sum()
+    }
+}
+
+fn kinds(plan: &Plan) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for s in &plan.steps {
+        *counts.entry(s.action.verb()).or_default() += 1;
+    }
+    counts
+}
+
+fn ids(plan: &Plan) -> Vec<&str> {
+    plan.steps.iter().map(|s| s.id.as_str()).collect()
+}
+
+/// Steps left after an apply that are not there to converge: everything but retirements of
+/// library items alone (no base VM) at sites other than the source (see `converge`).
+fn unexpected(plan: &Plan, source: &SiteName) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter(|s| {
+            let copy_only =
+                matches!(&s.action, Action::Retire { items, vms, .. } if vms.is_empty() && !items.is_empty());
+            !(copy_only && s.site != *source)
+        })
+        .map(|s| s.id.to_string())
+        .collect()
+}
+
+/// Applies `first`, then plans again until the plan is empty. A subscribed library mirrors
+/// every item of the source library, so after a sync a site also holds copies of versions it
+/// does not need, which the planner then retires: the second round may hold exactly those
+/// retirements at non-source sites, and nothing else; the third plan must be empty.
+async fn converge(h: &Harness, first: &Plan, options: &PlanOptions, progress: &Recorder) -> Vec<Step> {
+    let mut synced_at = BTreeSet::new();
+    for ((id, outcome), step) in h.apply(first, progress).await.into_iter().zip(&first.steps) {
+        // One sync of a subscribed library brings every published version along, so only the
+        // first replication to a site is sure to have work to do.
+        let may_be_done =
+            matches!(step.action, Action::Replicate { .. }) && !synced_at.insert(step.site.clone());
+        assert!(
+            may_be_done || matches!(outcome, Outcome::Done(_)),
+            "{id} had nothing to do on first run: {outcome:?}"
+        );
+    }
+    let source = h.ctx.desired.settings.source_site.clone();
+    let second = h.plan(options).await;
+    assert_eq!(unexpected(&second, &source), Vec::<String>::new(), "after apply: {:?}", ids(&second));
+    h.apply(&second, progress).await;
+    let third = h.plan(options).await;
+    assert!(!third.has_changes(), "the plan is not empty after apply: {:?}", ids(&third));
+    second.steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_converges_then_a_marker_move_and_a_rerun_change_nothing_twice() {
+    let mut h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let first = h.plan(&PlanOptions::default()).await;
+    assert_eq!(
+        kinds(&first),
+        BTreeMap::from([("publish", 5), ("replicate", 4), ("deploy", 7), ("push", 8)]),
+        "first deploy"
+    );
+    let cleanup = converge(&h, &first, &PlanOptions::default(), &progress).await;
+
+    // Every pool runs a golden base VM of the version its marker points at.
+    let live = h.live().await;
+    for pool in h.ctx.desired.pools.values() {
+        let site = &live.sites[&pool.site];
+        let lp = &site.pools[&pool.horizon_name];
+        let current = lp.current.as_ref().expect("an image");
+        let meta = site.vms[&current.vm].meta.as_ref().expect("golden's base VM");
+        let marker = &h.ctx.desired.images[&pool.image].markers[&pool.marker];
+        assert_eq!((&meta.image, &meta.version), (&pool.image, marker), "pool {}", pool.name);
+        let vm = &site.vms[&current.vm];
+        assert_eq!(vm.name, format!("golden-{}-{}", pool.image, marker));
+        assert_eq!(vm.snapshots.last().map(|s| s.id.clone()), Some(current.snapshot.clone()));
+        assert_eq!(vm.snapshots.last().map(|s| s.name.clone()), Some(format!("golden-{marker}")));
+    }
+    // Replication went through subscriptions; the Packer item was adopted, not copied.
+    for site in ["eu", "us"] {
+        let library = live.sites[&SiteName::new(site)].library.as_ref().expect("library");
+        assert!(matches!(library.kind, golden::live::LibraryKind::Subscribed { .. }), "{site}: {library:?}");
+    }
+    let hq = &live.sites[&SiteName::new("hq")];
+    let packer = hq.items.values().find(|i| i.name == "win11-2026.11").expect("the Packer item");
+    assert_eq!(packer.meta.as_ref().map(|m| m.source.as_str()), Some("library_item:win11-2026.11"));
+    assert_eq!(hq.items.len(), 5, "four captures and the adopted item: {:?}", hq.items);
+    let adopted: Vec<String> = progress.notes_of("publish/win11-ent/2026.11");
+    assert!(adopted.iter().any(|n| n.starts_with("adopting item `win11-2026.11`")), "{adopted:?}");
+    assert!(progress.percents.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(_, p)| *p == 100));
+
+    // Marker move: prod of win11-ent 2026.10 → 2026.11, with 2026.10 kept warm for rollback.
+    let (image, prod) = (ImageName::new("win11-ent"), MarkerName::new("prod"));
+    h.ctx
+        .desired
+        .images
+        .get_mut(&image)
+        .expect("image")
+        .markers
+        .insert(prod.clone(), VersionName::new("2026.11"));
+    let options = PlanOptions {
+        marker_history: BTreeMap::from([((image.clone(), prod), vec![VersionName::new("2026.10")])]),
+        ..PlanOptions::default()
+    };
+    let moved = h.plan(&options).await;
+    let pushes: BTreeSet<String> = moved
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Push { .. }))
+        .map(|s| s.id.to_string())
+        .collect();
+    let expected: BTreeSet<String> =
+        ["push/eu/eu-office", "push/hq/hq-office", "push/us/us-callcenter", "push/us/us-office"]
+            .map(str::to_owned)
+            .into();
+    assert_eq!(pushes, expected, "only pools on prod of win11-ent move: {:?}", ids(&moved));
+    let move_kinds = kinds(&moved);
+    assert!(!move_kinds.contains_key("publish") && !move_kinds.contains_key("retire"), "{move_kinds:?}");
+    assert!(
+        moved.steps.iter().all(|s| matches!(
+            &s.action,
+            Action::Push { .. } | Action::Replicate { .. } | Action::Deploy { .. }
+        ) && match &s.action {
+            Action::Replicate { version, .. } | Action::Deploy { version, .. } =>
+                version.as_str() == "2026.11",
+            _ => true,
+        }),
+        "copies of 2026.11 and pushes only: {:?}",
+        ids(&moved)
+    );
+    let cleanup_after_move = converge(&h, &moved, &options, &progress).await;
+    let live = h.live().await;
+    for (site, pool) in [("eu", "Office-IC"), ("hq", "Office-IC"), ("us", "CallCenter-IC")] {
+        let s = &live.sites[&SiteName::new(site)];
+        let current = s.pools[pool].current.as_ref().expect("image");
+        assert_eq!(s.vms[&current.vm].meta.as_ref().map(|m| m.version.as_str()), Some("2026.11"));
+    }
+
+    // Every step applied so far, again: nothing to do, nothing created twice. (The first
+    // plan's pushes of pools that have moved since are no longer wanted, so they are left out.)
+    let (vms, items) = (h.count_vms(), h.count_items());
+    let superseded = |s: &Step| {
+        matches!(s.action, Action::Push { .. }) && moved.steps.iter().any(|m| m.id == s.id && m != s)
+    };
+    let all = first.steps.iter().chain(&cleanup).chain(&moved.steps).chain(&cleanup_after_move);
+    let mut rerun = 0;
+    for step in all.filter(|s| !superseded(s)) {
+        let outcome = run_step(&h.ctx, step, &progress).await;
+        assert!(matches!(outcome, Ok(Outcome::AlreadyDone(_))), "{}: {outcome:?}", step.id);
+        rerun += 1;
+    }
+    assert!(rerun >= first.steps.len(), "{rerun} steps re-run");
+    assert_eq!((h.count_vms(), h.count_items()), (vms, items), "a re-run created objects");
+    assert_eq!(h.duplicates(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_horizon_fails_names_horizons_error() {
+    let h = Harness::start(Timings::instant()).await;
+    {
+        let shared = h.lab.state();
+        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let eu = &mut state.sites.get_mut("eu").expect("eu").horizon;
+        let id = eu.pool_id("Finance-IC").expect("pool");
+        assert!(eu.fail_next_push(&id, "clone creation failed: datastore vsan-eu is full"));
+    }
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    let mut failure = None;
+    for step in &plan.steps {
+        match run_step(&h.ctx, step, &progress).await {
+            Ok(_) => {}
+            Err(e) => {
+                failure = Some((step.id.clone(), e));
+                break;
+            }
+        }
+    }
+    let (id, error) = failure.expect("the push fails");
+    assert_eq!(id.as_str(), "push/eu/eu-finance");
+    let StepError::Failed(text) = &error else { panic!("not a step failure: {error:?}") };
+    assert!(text.contains("clone creation failed: datastore vsan-eu is full"), "{text}");
+    assert!(
+        text.contains("Finance-IC") && text.contains("`eu`") && text.contains("push/eu/eu-finance"),
+        "{text}"
+    );
+
+    // Planning again retries the failed push, which now succeeds.
+    let again = h.plan(&PlanOptions::default()).await;
+    let retry = again.steps.iter().find(|s| s.id == id).expect("the push is planned again");
+    assert!(retry.reason.contains("failed"), "{}", retry.reason);
+    assert!(matches!(run_step(&h.ctx, retry, &progress).await, Ok(Outcome::Done(_))));
+}
+
+/// The publish and replicate steps of one version towards `site`, from a first-deploy plan.
+fn copy_steps<'a>(plan: &'a Plan, site: &str, version: &str) -> Vec<&'a Step> {
+    plan.steps
+        .iter()
+        .filter(|s| match &s.action {
+            Action::Publish { image, version: v, .. } => {
+                image.as_str() == "win11-ent" && v.as_str() == version
+            }
+            Action::Replicate { image, version: v, .. } => {
+                image.as_str() == "win11-ent" && v.as_str() == version && s.site.as_str() == site
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_waits_for_a_slow_library_sync() {
+    let timings = Timings { library_sync_ms: 300, ..Timings::instant() };
+    let h = Harness::start(timings).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    let steps = copy_steps(&plan, "eu", "2026.10");
+    assert_eq!(steps.len(), 2, "{:?}", ids(&plan));
+    assert!(matches!(run_step(&h.ctx, steps[0], &progress).await, Ok(Outcome::Done(_))));
+    let started = Instant::now();
+    let outcome = run_step(&h.ctx, steps[1], &progress).await.expect("replicates");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "returned before the sync: {:?}",
+        started.elapsed()
+    );
+    let notes = progress.notes_of("replicate/eu/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.starts_with("subscribing library `golden-images`")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("waiting for library")), "{notes:?}");
+    let live = h.live().await;
+    let eu = &live.sites[&SiteName::new("eu")];
+    assert!(eu.items.values().any(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10")));
+    // Again: the copy is found, no new sync or library.
+    let again = run_step(&h.ctx, steps[1], &progress).await.expect("re-run");
+    assert!(matches!(again, Outcome::AlreadyDone(_)), "{again:?}");
+    let libraries = h.lab_state().sites["eu"].vcenter.content.libraries.len();
+    assert_eq!(libraries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_with_a_local_library_gets_its_copy_pulled_by_vcenter() {
+    let timings = Timings { library_sync_ms: 100, ..Timings::instant() };
+    let h = Harness::start_with(timings, |state| {
+        let eu = &mut state.sites.get_mut("eu").expect("eu").vcenter;
+        eu.add_local_library("golden-images", false, golden::lab::now_ms()).expect("library");
+    })
+    .await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    let steps = copy_steps(&plan, "eu", "2026.10");
+    assert_eq!(steps.len(), 2, "{:?}", ids(&plan));
+    for step in &steps {
+        let outcome = run_step(&h.ctx, step, &progress).await.expect("step runs");
+        assert!(matches!(outcome, Outcome::Done(_)), "{}: {outcome:?}", step.id);
+    }
+
+    // The copy at eu is an item of eu's local library with the source's files, byte for byte,
+    // each pulled by eu's vCenter.
+    let state = h.lab_state();
+    let hq = &state.sites["hq"].vcenter.content;
+    let eu = &state.sites["eu"].vcenter.content;
+    let source = hq.items.values().find(|i| i.name == "win11-ent-2026.10").expect("source item");
+    let copy = eu.items.values().find(|i| i.name == "win11-ent-2026.10").expect("pulled item");
+    assert_eq!(eu.libraries.len(), 1, "no subscribed library was added");
+    assert_eq!(copy.library_id, *eu.libraries.keys().next().expect("library"));
+    let files = |i: &golden::lab::vcenter::content::Item| -> Vec<(String, Vec<u8>)> {
+        i.files.iter().map(|(n, f)| (n.clone(), f.bytes.clone())).collect()
+    };
+    assert!(!source.files.is_empty());
+    assert_eq!(files(copy), files(source));
+    assert_eq!(copy.description, source.description, "the copy carries golden's metadata");
+    let notes = progress.notes_of("replicate/eu/win11-ent/2026.10");
+    let pulls = notes.iter().filter(|n| n.starts_with("waiting for vcenter to pull")).count();
+    assert_eq!(pulls, source.files.len(), "{notes:?}");
+
+    let again = run_step(&h.ctx, steps[1], &progress).await.expect("re-run");
+    assert!(matches!(again, Outcome::AlreadyDone(_)), "{again:?}");
+    assert_eq!(h.duplicates(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retire_leaves_what_golden_does_not_own() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let (legacy, packer) = {
+        let state = h.lab_state();
+        let hq = &state.sites["hq"].vcenter;
+        let legacy = hq.vms.values().find(|v| v.name == "legacy-win11-ent").expect("legacy vm").id.clone();
+        let packer = hq.content.items.values().find(|i| i.name == "win11-2026.11").expect("item").id.clone();
+        (legacy, packer)
+    };
+    let step = Step {
+        id: StepId::new("retire/hq/win11-ent/2026.11"),
+        site: SiteName::new("hq"),
+        action: Action::Retire {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.11"),
+            items: vec![packer.clone(), "no-such-item".into()],
+            vms: vec![legacy.clone(), "vm-99999".into()],
+        },
+        reason: "test".into(),
+        depends_on: Vec::new(),
+    };
+    let outcome = run_step(&h.ctx, &step, &progress).await.expect("retire runs");
+    assert!(matches!(outcome, Outcome::AlreadyDone(_)), "{outcome:?}");
+    let state = h.lab_state();
+    assert!(state.sites["hq"].vcenter.vms.contains_key(&legacy), "the legacy VM is not golden's");
+    assert!(
+        state.sites["hq"].vcenter.content.items.contains_key(&packer),
+        "an unadopted item is not golden's"
+    );
+    let notes = progress.notes_of("retire/hq/win11-ent/2026.11");
+    assert_eq!(notes.len(), 4, "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("already gone")));
+}
