@@ -70,6 +70,11 @@ fn item_name(image: &ImageName, version: &VersionName) -> String {
     format!("{image}-{version}")
 }
 
+/// vCenter's answer to deleting an item of a subscribed library.
+fn is_subscribed_item_refusal(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { status: 400, kind: Some(k), .. } if k.ends_with("invalid_element_type"))
+}
+
 fn is_not_found(e: &VcenterError) -> bool {
     matches!(e, VcenterError::Http { status: 404, .. } | VcenterError::NotFound { .. })
 }
@@ -114,6 +119,23 @@ impl StepRun<'_> {
         }
         tokio::time::sleep(self.ctx.timeouts.poll).await;
         Ok(())
+    }
+
+    /// Runs one vCenter task under `timeouts.task`. A task given up on may still finish in
+    /// vCenter: the next run finds its result (a tagged VM, a snapshot) and adopts it.
+    async fn within_task<T>(
+        &self,
+        what: &str,
+        task: impl std::future::Future<Output = Result<T, VcenterError>>,
+    ) -> Result<T, StepError> {
+        let limit = self.ctx.timeouts.task;
+        match tokio::time::timeout(limit, task).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StepError::Timeout {
+                what: format!("{what} (step {}, site `{}`)", self.step.id, self.step.site),
+                timeout: limit,
+            }),
+        }
     }
 
     // ---- publish -----------------------------------------------------------------------------
@@ -413,7 +435,12 @@ impl StepRun<'_> {
                 })?;
                 let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
                 self.note(&format!("deploying item {} as vm `{name}`", item.id));
-                let vm = vc.deploy_ovf(&item.id, &target.placement.deploy(&name)).await?;
+                let vm = self
+                    .within_task(
+                        &format!("the deployment of vm `{name}`"),
+                        vc.deploy_ovf(&item.id, &target.placement.deploy(&name)),
+                    )
+                    .await?;
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;
                 vm
@@ -425,7 +452,12 @@ impl StepRun<'_> {
         };
         self.note(&format!("waiting for the snapshot `{snapshot_name}` of vm {vm_id}"));
         let description = crate::vcenter::meta_to_description(&meta);
-        let snapshot = vc.create_snapshot(&vm_id, &snapshot_name, &description).await?;
+        let snapshot = self
+            .within_task(
+                &format!("the snapshot of vm {vm_id}"),
+                vc.create_snapshot(&vm_id, &snapshot_name, &description),
+            )
+            .await?;
         Ok(Outcome::Done(format!("base vm {vm_id} of {image}@{version} with snapshot {snapshot}")))
     }
 
@@ -564,8 +596,21 @@ impl StepRun<'_> {
                 ));
                 continue;
             }
-            vc.delete_item(&item.library, &id).await?;
-            deleted.push(format!("item `{}`", item.name));
+            match vc.delete_item(&item.library, &id).await {
+                Ok(()) => deleted.push(format!("item `{}`", item.name)),
+                // vCenter refuses to delete an item of a subscribed library: it follows the
+                // publisher. Its content (the disk space) can be evicted, which is what a
+                // retirement at this site is for.
+                Err(e) if is_subscribed_item_refusal(&e) => {
+                    self.note(&format!(
+                        "item `{}` ({id}) is in a subscribed library and cannot be deleted; evicting its content",
+                        item.name
+                    ));
+                    vc.evict_item(&id).await?;
+                    deleted.push(format!("the content of item `{}`", item.name));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
 
         if !vms.is_empty() {

@@ -12,7 +12,8 @@ use golden::connect::RetryPolicy;
 use golden::desired::{DesiredState, Location, load};
 use golden::gather::{SiteClients, connect_all, read_all};
 use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
-use golden::lab::{Lab, LabOptions, LabState, Timings};
+use golden::lab::server::FaultRule;
+use golden::lab::{Lab, LabOptions, LabState, Product, Timings};
 use golden::live::LiveState;
 use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
 
@@ -467,4 +468,57 @@ async fn retire_leaves_what_golden_does_not_own() {
     let notes = progress.notes_of("retire/hq/win11-ent/2026.11");
     assert_eq!(notes.len(), 4, "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("already gone")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    for step in copy_steps(&plan, "eu", "2026.10") {
+        run_step(&h.ctx, step, &progress).await.expect("copy step runs");
+    }
+    let live = h.live().await;
+    let copy = live.sites[&SiteName::new("eu")]
+        .items
+        .values()
+        .find(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10"))
+        .expect("the subscribed copy")
+        .id
+        .to_string();
+    // As real vCenter does (the lab itself lets it go): an item of a subscribed library
+    // cannot be deleted.
+    h.lab.add_fault(
+        "eu",
+        Product::Vcenter,
+        FaultRule {
+            method: "DELETE".into(),
+            path_prefix: "/rest/com/vmware/content/library/item/".into(),
+            status: 400,
+            body: r#"{"type":"com.vmware.vapi.std.errors.invalid_element_type","value":{"messages":[{"id":"x","default_message":"the item is a member of a subscribed library"}]}}"#.into(),
+            ..FaultRule::default()
+        },
+    );
+    let step = Step {
+        id: StepId::new("retire/eu/win11-ent/2026.10"),
+        site: SiteName::new("eu"),
+        action: Action::Retire {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.10"),
+            items: vec![copy.clone()],
+            vms: Vec::new(),
+        },
+        reason: "test".into(),
+        depends_on: Vec::new(),
+    };
+    let outcome = run_step(&h.ctx, &step, &progress).await.expect("retire runs");
+    assert!(matches!(&outcome, Outcome::Done(text) if text.contains("the content of item")), "{outcome:?}");
+    let notes = progress.notes_of("retire/eu/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.contains("evicting its content")), "{notes:?}");
+    let routes = h.lab.requests_by_route("eu", Product::Vcenter);
+    assert!(
+        routes.keys().any(|r| r.starts_with("POST /rest/com/vmware/content/library/subscribed-item/")),
+        "{routes:?}"
+    );
+    assert!(h.lab_state().sites["eu"].vcenter.content.items.contains_key(&copy), "the item itself stays");
 }
