@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::{Context, Outcome, Progress, StepError, Target};
-use crate::desired::{PoolKind, Source};
+use crate::desired::{Logoff, PoolKind, Source};
 use crate::horizon::PushSpec;
 use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{
@@ -57,7 +57,7 @@ struct PushTarget<'a> {
     kind: PoolKind,
     image: &'a ImageName,
     version: &'a VersionName,
-    logoff: crate::desired::Logoff,
+    logoff: Logoff,
 }
 
 /// True when `meta` names this image and version.
@@ -122,7 +122,7 @@ impl StepRun<'_> {
     }
 
     /// Runs one vCenter task under `timeouts.task`. A task given up on may still finish in
-    /// vCenter: the next run finds its result (a tagged VM, a snapshot) and adopts it.
+    /// vCenter; what it makes must be adoptable by the next run (a snapshot of a tagged VM).
     async fn within_task<T>(
         &self,
         what: &str,
@@ -410,10 +410,11 @@ impl StepRun<'_> {
                 vm.snapshots.last().map(|s| s.name.as_str()).unwrap_or_default()
             )));
         }
-        let vm_id = match owned.first() {
+        let (vm_id, meta) = match owned.first() {
             Some(vm) => {
                 self.note(&format!("adopting base vm `{}` ({}), which has no snapshot yet", vm.name, vm.id));
-                vm.id.clone()
+                let meta = vm.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+                (vm.id.clone(), meta)
             }
             None => {
                 let name = format!("golden-{image}-{version}");
@@ -435,20 +436,13 @@ impl StepRun<'_> {
                 })?;
                 let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
                 self.note(&format!("deploying item {} as vm `{name}`", item.id));
-                let vm = self
-                    .within_task(
-                        &format!("the deployment of vm `{name}`"),
-                        vc.deploy_ovf(&item.id, &target.placement.deploy(&name)),
-                    )
-                    .await?;
+                // Not under the task timeout: giving up on a deployment vCenter still finishes would
+                // leave a VM without golden's tag, which no later run may adopt.
+                let vm = vc.deploy_ovf(&item.id, &target.placement.deploy(&name)).await?;
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;
-                vm
+                (vm, meta)
             }
-        };
-        let meta = match owned.first().and_then(|v| v.meta.clone()) {
-            Some(m) => m,
-            None => self.meta(image, version)?,
         };
         self.note(&format!("waiting for the snapshot `{snapshot_name}` of vm {vm_id}"));
         let description = crate::vcenter::meta_to_description(&meta);
@@ -472,6 +466,11 @@ impl StepRun<'_> {
             .into_iter()
             .find(|p| p.name == name && p.kind == kind)
             .ok_or_else(|| self.failed(format!("horizon has no {kind} named `{name}`")))?;
+        if !pool.instant_clone {
+            return Err(self.failed(format!(
+                "{kind} `{name}` is not an automated instant-clone {kind}; golden can only push images to those"
+            )));
+        }
         let wanted = inventory?
             .vms
             .values()
