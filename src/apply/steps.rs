@@ -277,36 +277,36 @@ impl StepRun<'_> {
             LibraryKind::Subscribed { .. } => None,
         };
 
-        match (existing, publish_url) {
-            (None, Some(url)) => {
-                self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
-                let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
-                self.sync_and_wait(dst, &id, image, version).await
-            }
-            (Some(library), _) if matches!(library.kind, LibraryKind::Subscribed { .. }) => {
-                let LibraryKind::Subscribed { subscription_url, .. } = &library.kind else {
-                    return Err(self.failed("library kind changed while reading it"));
-                };
-                if let LibraryKind::Local { publish_url: Some(url) } = &src_library.kind {
-                    if url != subscription_url {
+        match existing {
+            None => match publish_url {
+                Some(url) => {
+                    self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
+                    let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
+                    self.sync_and_wait(dst, &id, image, version).await
+                }
+                None => {
+                    // The source library is not published: nothing to subscribe to, but vCenter
+                    // can still pull the files from its download endpoint.
+                    self.note(&format!(
+                        "library `{name}` at `{from}` is not published; creating a local library to pull into"
+                    ));
+                    let id = dst.create_published_library(name, &target.placement.datastore).await?;
+                    let library = dst.get_library(&id).await?;
+                    self.pull(src, dst, &library, &src_item, image, version).await
+                }
+            },
+            Some(library) => match &library.kind {
+                LibraryKind::Subscribed { subscription_url, .. } => {
+                    if let Some(url) = publish_url.as_ref().filter(|u| *u != subscription_url) {
                         return Err(self.failed(format!(
-                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}"
+                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}; fix or remove its subscription"
                         )));
                     }
+                    self.sync_and_wait(dst, &library.id, image, version).await
                 }
-                self.sync_and_wait(dst, &library.id, image, version).await
-            }
-            (Some(library), _) => self.pull(src, dst, &library, &src_item, image, version).await,
-            (None, None) => {
-                // The source library is not published: nothing to subscribe to, but vCenter
-                // can still pull the files from its download endpoint.
-                self.note(&format!(
-                    "library `{name}` at `{from}` is not published; creating a local library to pull into"
-                ));
-                let id = dst.create_published_library(name, &target.placement.datastore).await?;
-                let library = dst.get_library(&id).await?;
-                self.pull(src, dst, &library, &src_item, image, version).await
-            }
+                // A local library cannot subscribe: fall back to a PULL.
+                LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
+            },
         }
     }
 
