@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::{Context, Outcome, Progress, StepError, Target};
-use crate::desired::{PoolKind, Source};
+use crate::desired::{Logoff, PoolKind, Source};
 use crate::horizon::PushSpec;
 use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{
@@ -57,7 +57,7 @@ struct PushTarget<'a> {
     kind: PoolKind,
     image: &'a ImageName,
     version: &'a VersionName,
-    logoff: crate::desired::Logoff,
+    logoff: Logoff,
 }
 
 /// True when `meta` names this image and version.
@@ -68,6 +68,11 @@ fn is_version(meta: Option<&GoldenMeta>, image: &ImageName, version: &VersionNam
 /// The name of a version's library item, at every site.
 fn item_name(image: &ImageName, version: &VersionName) -> String {
     format!("{image}-{version}")
+}
+
+/// vCenter's answer to deleting an item of a subscribed library.
+fn is_subscribed_item_refusal(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { status: 400, kind: Some(k), .. } if k.ends_with("invalid_element_type"))
 }
 
 fn is_not_found(e: &VcenterError) -> bool {
@@ -114,6 +119,23 @@ impl StepRun<'_> {
         }
         tokio::time::sleep(self.ctx.timeouts.poll).await;
         Ok(())
+    }
+
+    /// Runs one vCenter task under `timeouts.task`. A task given up on may still finish in
+    /// vCenter; what it makes must be adoptable by the next run (a snapshot of a tagged VM).
+    async fn within_task<T>(
+        &self,
+        what: &str,
+        task: impl std::future::Future<Output = Result<T, VcenterError>>,
+    ) -> Result<T, StepError> {
+        let limit = self.ctx.timeouts.task;
+        match tokio::time::timeout(limit, task).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StepError::Timeout {
+                what: format!("{what} (step {}, site `{}`)", self.step.id, self.step.site),
+                timeout: limit,
+            }),
+        }
     }
 
     // ---- publish -----------------------------------------------------------------------------
@@ -255,36 +277,36 @@ impl StepRun<'_> {
             LibraryKind::Subscribed { .. } => None,
         };
 
-        match (existing, publish_url) {
-            (None, Some(url)) => {
-                self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
-                let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
-                self.sync_and_wait(dst, &id, image, version).await
-            }
-            (Some(library), _) if matches!(library.kind, LibraryKind::Subscribed { .. }) => {
-                let LibraryKind::Subscribed { subscription_url, .. } = &library.kind else {
-                    return Err(self.failed("library kind changed while reading it"));
-                };
-                if let LibraryKind::Local { publish_url: Some(url) } = &src_library.kind {
-                    if url != subscription_url {
+        match existing {
+            None => match publish_url {
+                Some(url) => {
+                    self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
+                    let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
+                    self.sync_and_wait(dst, &id, image, version).await
+                }
+                None => {
+                    // The source library is not published: nothing to subscribe to, but vCenter
+                    // can still pull the files from its download endpoint.
+                    self.note(&format!(
+                        "library `{name}` at `{from}` is not published; creating a local library to pull into"
+                    ));
+                    let id = dst.create_published_library(name, &target.placement.datastore).await?;
+                    let library = dst.get_library(&id).await?;
+                    self.pull(src, dst, &library, &src_item, image, version).await
+                }
+            },
+            Some(library) => match &library.kind {
+                LibraryKind::Subscribed { subscription_url, .. } => {
+                    if let Some(url) = publish_url.as_ref().filter(|u| *u != subscription_url) {
                         return Err(self.failed(format!(
-                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}"
+                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}; fix or remove its subscription"
                         )));
                     }
+                    self.sync_and_wait(dst, &library.id, image, version).await
                 }
-                self.sync_and_wait(dst, &library.id, image, version).await
-            }
-            (Some(library), _) => self.pull(src, dst, &library, &src_item, image, version).await,
-            (None, None) => {
-                // The source library is not published: nothing to subscribe to, but vCenter
-                // can still pull the files from its download endpoint.
-                self.note(&format!(
-                    "library `{name}` at `{from}` is not published; creating a local library to pull into"
-                ));
-                let id = dst.create_published_library(name, &target.placement.datastore).await?;
-                let library = dst.get_library(&id).await?;
-                self.pull(src, dst, &library, &src_item, image, version).await
-            }
+                // A local library cannot subscribe: fall back to a PULL.
+                LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
+            },
         }
     }
 
@@ -388,10 +410,11 @@ impl StepRun<'_> {
                 vm.snapshots.last().map(|s| s.name.as_str()).unwrap_or_default()
             )));
         }
-        let vm_id = match owned.first() {
+        let (vm_id, meta) = match owned.first() {
             Some(vm) => {
                 self.note(&format!("adopting base vm `{}` ({}), which has no snapshot yet", vm.name, vm.id));
-                vm.id.clone()
+                let meta = vm.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+                (vm.id.clone(), meta)
             }
             None => {
                 let name = format!("golden-{image}-{version}");
@@ -413,19 +436,22 @@ impl StepRun<'_> {
                 })?;
                 let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
                 self.note(&format!("deploying item {} as vm `{name}`", item.id));
+                // Not under the task timeout: giving up on a deployment vCenter still finishes would
+                // leave a VM without golden's tag, which no later run may adopt.
                 let vm = vc.deploy_ovf(&item.id, &target.placement.deploy(&name)).await?;
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;
-                vm
+                (vm, meta)
             }
-        };
-        let meta = match owned.first().and_then(|v| v.meta.clone()) {
-            Some(m) => m,
-            None => self.meta(image, version)?,
         };
         self.note(&format!("waiting for the snapshot `{snapshot_name}` of vm {vm_id}"));
         let description = crate::vcenter::meta_to_description(&meta);
-        let snapshot = vc.create_snapshot(&vm_id, &snapshot_name, &description).await?;
+        let snapshot = self
+            .within_task(
+                &format!("the snapshot of vm {vm_id}"),
+                vc.create_snapshot(&vm_id, &snapshot_name, &description),
+            )
+            .await?;
         Ok(Outcome::Done(format!("base vm {vm_id} of {image}@{version} with snapshot {snapshot}")))
     }
 
@@ -440,6 +466,11 @@ impl StepRun<'_> {
             .into_iter()
             .find(|p| p.name == name && p.kind == kind)
             .ok_or_else(|| self.failed(format!("horizon has no {kind} named `{name}`")))?;
+        if !pool.instant_clone {
+            return Err(self.failed(format!(
+                "{kind} `{name}` is not an automated instant-clone {kind}; golden can only push images to those"
+            )));
+        }
         let wanted = inventory?
             .vms
             .values()
@@ -564,8 +595,21 @@ impl StepRun<'_> {
                 ));
                 continue;
             }
-            vc.delete_item(&item.library, &id).await?;
-            deleted.push(format!("item `{}`", item.name));
+            match vc.delete_item(&item.library, &id).await {
+                Ok(()) => deleted.push(format!("item `{}`", item.name)),
+                // vCenter refuses to delete an item of a subscribed library: it follows the
+                // publisher. Its content (the disk space) can be evicted, which is what a
+                // retirement at this site is for.
+                Err(e) if is_subscribed_item_refusal(&e) => {
+                    self.note(&format!(
+                        "item `{}` ({id}) is in a subscribed library and cannot be deleted; evicting its content",
+                        item.name
+                    ));
+                    vc.evict_item(&id).await?;
+                    deleted.push(format!("the content of item `{}`", item.name));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
 
         if !vms.is_empty() {

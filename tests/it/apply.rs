@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 use golden::apply::steps::run_step;
 use golden::apply::{Context, Outcome, Progress, StepError, Target, Timeouts};
 use golden::connect::RetryPolicy;
+use golden::desired::Logoff;
 use golden::desired::{DesiredState, Location, load};
 use golden::gather::{SiteClients, connect_all, read_all};
+use golden::horizon::PushSpec;
 use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
-use golden::lab::{Lab, LabOptions, LabState, Timings};
-use golden::live::LiveState;
+use golden::lab::server::FaultRule;
+use golden::lab::{Lab, LabOptions, LabState, Product, Timings};
+use golden::live::{ImageRef, LiveState};
 use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
 
 use super::common::repo_root;
@@ -467,4 +470,158 @@ async fn retire_leaves_what_golden_does_not_own() {
     let notes = progress.notes_of("retire/hq/win11-ent/2026.11");
     assert_eq!(notes.len(), 4, "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("already gone")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    for step in copy_steps(&plan, "eu", "2026.10") {
+        run_step(&h.ctx, step, &progress).await.expect("copy step runs");
+    }
+    let live = h.live().await;
+    let copy = live.sites[&SiteName::new("eu")]
+        .items
+        .values()
+        .find(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10"))
+        .expect("the subscribed copy")
+        .id
+        .to_string();
+    // As real vCenter does (the lab itself lets it go): an item of a subscribed library
+    // cannot be deleted.
+    h.lab.add_fault(
+        "eu",
+        Product::Vcenter,
+        FaultRule {
+            method: "DELETE".into(),
+            path_prefix: "/rest/com/vmware/content/library/item/".into(),
+            status: 400,
+            body: r#"{"type":"com.vmware.vapi.std.errors.invalid_element_type","value":{"messages":[{"id":"x","default_message":"the item is a member of a subscribed library"}]}}"#.into(),
+            ..FaultRule::default()
+        },
+    );
+    let step = Step {
+        id: StepId::new("retire/eu/win11-ent/2026.10"),
+        site: SiteName::new("eu"),
+        action: Action::Retire {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.10"),
+            items: vec![copy.clone()],
+            vms: Vec::new(),
+        },
+        reason: "test".into(),
+        depends_on: Vec::new(),
+    };
+    let outcome = run_step(&h.ctx, &step, &progress).await.expect("retire runs");
+    assert!(matches!(&outcome, Outcome::Done(text) if text.contains("the content of item")), "{outcome:?}");
+    let notes = progress.notes_of("retire/eu/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.contains("evicting its content")), "{notes:?}");
+    let routes = h.lab.requests_by_route("eu", Product::Vcenter);
+    assert!(
+        routes.keys().any(|r| r.starts_with("POST /rest/com/vmware/content/library/subscribed-item/")),
+        "{routes:?}"
+    );
+    assert!(h.lab_state().sites["eu"].vcenter.content.items.contains_key(&copy), "the item itself stays");
+}
+
+/// The step of `plan` with this id.
+fn step<'a>(plan: &'a Plan, id: &str) -> &'a Step {
+    plan.steps.iter().find(|s| s.id.as_str() == id).unwrap_or_else(|| panic!("no step {id}: {:?}", ids(plan)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_already_underway_is_followed_not_repeated() {
+    let timings = Timings { push_publish_ms: 500, push_apply_ms: 200, ..Timings::instant() };
+    let h = Harness::start(timings).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    for id in ["publish/win11-ent/2026.11", "deploy/hq/win11-ent/2026.11"] {
+        run_step(&h.ctx, step(&plan, id), &progress).await.expect("step runs");
+    }
+    // An admin (or an earlier run cut short) already pushed the version.
+    let live = h.live().await;
+    let hq = &live.sites[&SiteName::new("hq")];
+    let base = hq
+        .vms
+        .values()
+        .find(|v| v.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.11"))
+        .expect("base VM");
+    let image =
+        ImageRef { vm: base.id.clone(), snapshot: base.snapshots.last().expect("snapshot").id.clone() };
+    let pool = &hq.pools["IT-Pilot-IC"];
+    let horizon = &h.ctx.targets[&SiteName::new("hq")].clients.horizon;
+    horizon.push_image(&pool.id, &PushSpec::now(image.clone(), Logoff::Force)).await.expect("push");
+
+    let started = Instant::now();
+    let outcome = run_step(&h.ctx, step(&plan, "push/hq/hq-it"), &progress).await.expect("push step");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "did not wait: {:?}", started.elapsed());
+    let notes = progress.notes_of("push/hq/hq-it");
+    assert!(notes.iter().any(|n| n.contains("already moving")), "{notes:?}");
+    let pushes: u64 = h
+        .lab
+        .requests_by_route("hq", Product::Horizon)
+        .iter()
+        .filter(|(route, _)| route.contains("schedule-push-image"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(pushes, 1, "golden pushed again");
+    let percents: Vec<u8> = progress
+        .percents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(s, _)| s.as_str() == "push/hq/hq-it")
+        .map(|(_, p)| *p)
+        .collect();
+    assert_eq!(percents.last(), Some(&100), "{percents:?}");
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress goes forward: {percents:?}");
+    let after = h.live().await;
+    assert_eq!(after.sites[&SiteName::new("hq")].pools["IT-Pilot-IC"].current, Some(image));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_adopts_a_tagged_vm_without_snapshot() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    run_step(&h.ctx, step(&plan, "publish/win11-ent/2026.10"), &progress).await.expect("publish");
+    // A run that stopped between the deployment and the snapshot left this behind.
+    let target = &h.ctx.targets[&SiteName::new("hq")];
+    let vc = &target.clients.vcenter;
+    let library = vc.find_library("golden-images").await.expect("find").expect("library");
+    let item = vc.find_item(&library.id, "win11-ent-2026.10").await.expect("find").expect("item");
+    let meta = item.meta.clone().expect("golden's item");
+    let vm =
+        vc.deploy_ovf(&item.id, &target.placement.deploy("golden-win11-ent-2026.10")).await.expect("deploy");
+    vc.tag_vm(&vm, &meta).await.expect("tag");
+
+    let outcome =
+        run_step(&h.ctx, step(&plan, "deploy/hq/win11-ent/2026.10"), &progress).await.expect("deploy");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let notes = progress.notes_of("deploy/hq/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.starts_with("adopting base vm `golden-win11-ent-2026.10`")), "{notes:?}");
+    let state = h.lab_state();
+    let named: Vec<_> =
+        state.sites["hq"].vcenter.vms.values().filter(|v| v.name == "golden-win11-ent-2026.10").collect();
+    assert_eq!(named.len(), 1, "deployed twice");
+    assert_eq!(named[0].id, vm.as_str());
+    let snaps: Vec<&str> = named[0].snapshots.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(snaps, ["golden-2026.10"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_never_finishes_times_out_naming_what_it_waited_for() {
+    let timings = Timings { library_sync_ms: 60_000, ..Timings::instant() };
+    let mut h = Harness::start(timings).await;
+    h.ctx.timeouts.replication = Duration::from_millis(200);
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    let steps = copy_steps(&plan, "eu", "2026.10");
+    run_step(&h.ctx, steps[0], &progress).await.expect("publish");
+    let error = run_step(&h.ctx, steps[1], &progress).await.expect_err("times out");
+    assert!(matches!(error, StepError::Timeout { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("win11-ent@2026.10") && text.contains("replicate/eu/win11-ent/2026.10"), "{text}");
 }
