@@ -27,6 +27,15 @@ pub struct Target {
     /// The site's placement (datacenter, folder, resource pool, datastore) as morefs, resolved
     /// from its inventory when apply starts.
     pub placement: Placement,
+    /// Held while a step finds or creates the site's library, so that steps running at once
+    /// never create it twice.
+    pub library: tokio::sync::Mutex<()>,
+}
+
+impl Target {
+    pub fn new(site: Site, clients: SiteClients, placement: Placement) -> Target {
+        Target { site, clients, placement, library: tokio::sync::Mutex::new(()) }
+    }
 }
 
 /// How long to wait for the slow things before a step gives up.
@@ -38,7 +47,7 @@ pub struct Timeouts {
     pub replication: Duration,
     /// A Horizon push or farm maintenance, from scheduling to the new image being current.
     pub push: Duration,
-    /// How often to look again while waiting.
+    /// The longest pause between two looks while waiting (the first looks come sooner).
     pub poll: Duration,
 }
 

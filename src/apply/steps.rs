@@ -117,7 +117,12 @@ impl StepRun<'_> {
                 timeout: limit,
             });
         }
-        tokio::time::sleep(self.ctx.timeouts.poll).await;
+        // Look again soon at first, then less often: quick operations finish quickly, and a
+        // long wait does not flood the server.
+        let elapsed = started.elapsed();
+        let poll = self.ctx.timeouts.poll;
+        let interval = (elapsed / 4).min(poll).max(poll.min(Duration::from_millis(50)));
+        tokio::time::sleep(interval).await;
         Ok(())
     }
 
@@ -218,6 +223,7 @@ impl StepRun<'_> {
 
     /// The source library, created published on the site's datastore when missing.
     async fn ensure_published_library(&self, target: &Target) -> Result<Library, StepError> {
+        let _creating = target.library.lock().await;
         let vc = &target.clients.vcenter;
         let name = &self.ctx.desired.settings.library;
         if let Some(library) = vc.find_library(name).await? {
@@ -246,6 +252,10 @@ impl StepRun<'_> {
         let (dst, src) = (&target.clients.vcenter, &source.clients.vcenter);
         let name = &self.ctx.desired.settings.library;
 
+        // One replicate at a time per site: they share the site's library, which the first may
+        // have to create. With a subscription, one sync brings every version, so the steps
+        // queued behind it find their copy already there.
+        let _library = target.library.lock().await;
         let existing = dst.find_library(name).await?;
         if let Some(library) = &existing {
             if let Some(item) = find_version_item(dst, &library.id, image, version).await? {

@@ -181,7 +181,7 @@ pub(super) fn context(desired: DesiredState, observed: Observed) -> anyhow::Resu
             .with_context(|| {
             format!("cannot place base VMs at site `{name}`; check its placement in golden.toml")
         })?;
-        targets.insert(name, Target { site, clients, placement });
+        targets.insert(name, Target::new(site, clients, placement));
     }
     Ok(Context { desired, targets, timeouts: Timeouts::default() })
 }

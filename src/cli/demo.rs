@@ -92,7 +92,7 @@ async fn demo() -> anyhow::Result<()> {
     let moved = commit(&repo, "Promote win11-ent 2026.11 to prod")?;
     say(
         6,
-        "golden plan: only the pools that follow prod of win11-ent move; 2026.11 is copied where they are.",
+        "golden plan: only the pools that follow prod of win11-ent move, onto base VMs of 2026.11 at their sites.",
     )?;
     round(dir.path(), &lookup, true).await?;
 

@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 use super::{Action, FORMAT_VERSION, Plan, PublishSource, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
-use crate::live::{GoldenMeta, ImageRef, LivePool, LiveState, Operation, PendingState, SiteLive};
+use crate::live::{
+    GoldenMeta, ImageRef, LibraryKind, LivePool, LiveState, Operation, PendingState, SiteLive,
+};
 
 /// Inputs of a plan besides the two states.
 #[derive(Clone, Debug, Default)]
@@ -352,6 +354,14 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             if users.len() > away.len() {
                 continue;
             }
+            // A subscribed library mirrors every published version: its items come back with
+            // the next sync and vCenter refuses to delete them, so only base VMs retire there.
+            let subscribed =
+                s_live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
+            let items = if subscribed { Vec::new() } else { copy.items.clone() };
+            if items.is_empty() && copy.vms.is_empty() {
+                continue;
+            }
             let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
             let why = if in_repo {
                 format!("no marker, pool or rollback window needs {image}@{version} at {site}")
@@ -364,7 +374,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
                 action: Action::Retire {
                     image: image.clone(),
                     version: version.clone(),
-                    items: copy.items.clone(),
+                    items,
                     vms: copy.vms.clone(),
                 },
                 reason: why,

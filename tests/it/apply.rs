@@ -91,7 +91,7 @@ impl Harness {
             let placement = inventories[&name]
                 .placement(&site.datacenter, &site.compute, &site.folder, &site.datastore)
                 .expect("placement resolves");
-            targets.insert(name, Target { site, clients, placement });
+            targets.insert(name, Target::new(site, clients, placement));
         }
         let ctx = Context { desired, targets, timeouts: timeouts() };
         Harness { lab, ctx, readers }

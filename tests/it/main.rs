@@ -3,12 +3,14 @@
 mod apply;
 mod cli;
 mod common;
+mod demo;
 mod git_ref;
 mod history;
 mod horizon;
 mod lab;
 mod plan;
 mod replication;
+mod resume;
 mod saved_plan;
 mod schema;
 mod secrets;
