@@ -464,16 +464,25 @@ pub async fn sync_subscribed_item(
 
 // ---- update and download sessions ----
 
+/// The existing item a session's `create_spec.library_item_id` names.
+fn session_item<'a>(vc: &VcenterSim, body: &'a Value) -> Result<&'a str, Box<Response>> {
+    let Some(item) = s(body, &["create_spec", "library_item_id"]) else {
+        return Err(Box::new(invalid("create_spec.library_item_id is required")));
+    };
+    if !vc.content.items.contains_key(item) {
+        return Err(Box::new(not_found(&format!("item {item}"))));
+    }
+    Ok(item)
+}
+
 pub async fn create_update_session(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
-        let Some(item) = s(&body, &["create_spec", "library_item_id"]) else {
-            return invalid("create_spec.library_item_id is required");
-        };
         let vc = vc(lab, site);
-        if !vc.content.items.contains_key(item) {
-            return not_found(&format!("item {item}"));
-        }
+        let item = match session_item(vc, &body) {
+            Ok(item) => item,
+            Err(response) => return *response,
+        };
         let id = uuid::Uuid::new_v4().to_string();
         vc.content.update_sessions.insert(
             id.clone(),
@@ -624,13 +633,11 @@ pub async fn create_download_session(
 ) -> Response {
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
-        let Some(item) = s(&body, &["create_spec", "library_item_id"]) else {
-            return invalid("create_spec.library_item_id is required");
-        };
         let vc = vc(lab, site);
-        if !vc.content.items.contains_key(item) {
-            return not_found(&format!("item {item}"));
-        }
+        let item = match session_item(vc, &body) {
+            Ok(item) => item,
+            Err(response) => return *response,
+        };
         let id = uuid::Uuid::new_v4().to_string();
         vc.content.download_sessions.insert(
             id.clone(),
