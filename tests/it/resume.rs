@@ -62,14 +62,24 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
     assert_eq!(killed_after, 8, "the first run was killed mid-way");
 
     // Second run: to the end.
+    let report = dir.join("apply-report.jsonl");
     let second = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["apply", "--auto-approve"])))
-            .await
-            .expect("run")
+        let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
+        tokio::task::spawn_blocking(move || {
+            run(golden(&dir).envs(env).args(["apply", "--auto-approve", "--report", &report]))
+        })
+        .await
+        .expect("run")
     };
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stdout.contains("0 failed, 0 skipped"), "{}", second.stdout);
+    // The journal: one JSON object per event, with a time, and no credential.
+    let journal = std::fs::read_to_string(&report).expect("--report wrote the journal");
+    let events: Vec<serde_json::Value> =
+        journal.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert!(events.iter().any(|e| e["event"] == "finished"), "{journal}");
+    assert!(events.iter().all(|e| e["time_ms"].is_i64()));
+    assert!(!journal.contains(golden::lab::LAB_PASSWORD));
     let last = {
         let (env, dir) = (env.clone(), dir.clone());
         tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))

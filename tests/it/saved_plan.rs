@@ -62,6 +62,17 @@ async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
     );
     assert!(applied.stderr.contains("hint: the world moved since the plan was made"), "{}", applied.stderr);
     assert!(applied.stdout.is_empty(), "nothing was applied: {}", applied.stdout);
+
+    // Plan again, apply that plan: it succeeds.
+    let replanned =
+        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    assert_eq!(replanned.code, 0, "{}", replanned.stderr);
+    let applied =
+        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
+            .await;
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let last = golden_with(&lab, repo.path(), &args(&["plan", "--detailed-exitcode"])).await;
+    assert_eq!(last.code, 0, "no changes left: {}", last.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
