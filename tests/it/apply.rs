@@ -168,9 +168,6 @@ fn ids(plan: &Plan) -> Vec<&str> {
     plan.steps.iter().map(|s| s.id.as_str()).collect()
 }
 
-/// Steps left after an apply that are not there to converge: everything but retirements of
-/// library items alone (no base VM) at sites other than the source (see `converge`).
-
 /// Applies `first`; the plan right after must be empty. Returns the steps that did work.
 async fn converge(h: &Harness, first: &Plan, options: &PlanOptions, progress: &Recorder) -> Vec<Step> {
     let mut synced_at = BTreeSet::new();
