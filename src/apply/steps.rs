@@ -424,6 +424,9 @@ impl StepRun<'_> {
             Some(vm) => {
                 self.note(&format!("adopting base vm `{}` ({}), which has no snapshot yet", vm.name, vm.id));
                 let meta = vm.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+                // A run stopped between deploy and tag leaves the metadata in the annotation
+                // only; tagging again is harmless.
+                vc.tag_vm(&vm.id, &meta).await?;
                 (vm.id.clone(), meta)
             }
             None => {
@@ -448,7 +451,11 @@ impl StepRun<'_> {
                 self.note(&format!("deploying item {} as vm `{name}`", item.id));
                 // Not under the task timeout: giving up on a deployment vCenter still finishes would
                 // leave a VM without golden's tag, which no later run may adopt.
-                let vm = vc.deploy_ovf(&item.id, &target.placement.deploy(&name)).await?;
+                // The metadata travels in the deployment itself (the VM's annotation), so the VM
+                // is golden's from the moment it exists, even if this run stops right after.
+                let mut spec = target.placement.deploy(&name);
+                spec.annotation = Some(crate::vcenter::meta_to_description(&meta));
+                let vm = vc.deploy_ovf(&item.id, &spec).await?;
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;
                 (vm, meta)

@@ -71,6 +71,7 @@ impl Placement {
     pub fn deploy(&self, name: &str) -> DeploySpec {
         DeploySpec {
             name: name.to_owned(),
+            annotation: None,
             folder: self.folder.clone(),
             resource_pool: self.resource_pool.clone(),
             datastore: self.datastore.clone(),
@@ -150,6 +151,7 @@ const TYPES: &[PropSpec<'static>] = &[
             "parent",
             "snapshot",
             "config.template",
+            "config.annotation",
             "runtime.powerState",
             "resourcePool",
             "datastore",
@@ -243,7 +245,11 @@ fn build(
                     name: name(),
                     template: o.text("config.template") == Some("true"),
                     powered_on: o.text("runtime.powerState") == Some("poweredOn"),
-                    meta: owned.get(&o.id).cloned(),
+                    // golden's tag, or its metadata in the annotation written at deploy time.
+                    meta: owned
+                        .get(&o.id)
+                        .cloned()
+                        .or_else(|| o.text("config.annotation").and_then(super::meta_from_description)),
                     snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
                 },
             );

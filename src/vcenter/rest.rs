@@ -22,6 +22,9 @@ const SESSION_HEADER: &str = "vmware-api-session-id";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploySpec {
     pub name: String,
+    /// The new VM's annotation (its notes in the vSphere client). golden writes its metadata
+    /// here, so a VM deployed by golden is golden's from the moment it exists.
+    pub annotation: Option<String>,
     pub folder: Moref,
     pub resource_pool: Moref,
     pub datastore: Moref,
@@ -665,6 +668,10 @@ impl VcenterClient {
                 "default_datastore_id": spec.datastore.as_str(),
             },
         });
+        let mut body = body;
+        if let Some(annotation) = &spec.annotation {
+            body["deployment_spec"]["annotation"] = json!(annotation);
+        }
         let value = self.call(&op, Method::POST, &path, Some(body)).await?;
         if value.get("succeeded").and_then(Value::as_bool) != Some(true) {
             return Err(self.err_failed(&op, ovf_error(&value)));
@@ -748,8 +755,18 @@ impl VcenterClient {
             "cardinality": "SINGLE",
             "associable_types": ["VirtualMachine"],
         }});
-        self.created_id(&format!("create tag category `{name}`"), "/com/vmware/cis/tagging/category", body)
+        match self
+            .created_id(&format!("create tag category `{name}`"), "/com/vmware/cis/tagging/category", body)
             .await
+        {
+            // Created at the same moment by another step: use that one.
+            Err(VcenterError::Http { kind: Some(kind), .. }) if kind.ends_with("already_exists") => {
+                self.find_category(name).await?.ok_or_else(|| {
+                    self.err_protocol(&format!("find tag category `{name}`"), "it exists but cannot be found")
+                })
+            }
+            other => other,
+        }
     }
 
     async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {

@@ -86,7 +86,11 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
             .await
             .expect("run")
     };
-    assert_eq!(last.code, 0, "converged: {}", last.stdout);
+    assert_eq!(
+        last.code, 0,
+        "converged: {}\n--- second run:\n{}\n{}",
+        last.stdout, second.stdout, second.stderr
+    );
 
     // No duplicates: one library per site, one item and one base VM per version, one push per pool.
     let shared = lab.state();

@@ -170,6 +170,9 @@ pub struct Vm {
     pub template: bool,
     pub powered_on: bool,
     pub guest_id: String,
+    /// `config.annotation`: the VM's notes.
+    #[serde(default)]
+    pub annotation: String,
     /// Every snapshot, flattened; the tree is given by `parent`.
     pub snapshots: Vec<Snapshot>,
     pub current_snapshot: Option<String>,
@@ -321,6 +324,7 @@ impl VcenterSim {
                 template: false,
                 powered_on: true,
                 guest_id: "windows9_64Guest".into(),
+                annotation: String::new(),
                 snapshots: Vec::new(),
                 current_snapshot: None,
             },

@@ -802,28 +802,36 @@ pub async fn ovf_deploy(
             .and_then(|r| r.split('"').next())
             .unwrap_or("otherGuest64")
             .to_owned();
+        let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default();
         let Some(name) = s(&body, &["deployment_spec", "name"]) else {
             return invalid("deployment_spec.name is required");
         };
         let pool = s(&body, &["target", "resource_pool_id"]).map(str::to_owned);
         let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
         let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
-        match place_vm(vc, name, pool.as_deref(), folder.as_deref(), datastore.as_deref(), &guest, false) {
+        let new = NewVm { name, annotation, guest: &guest, powered_on: false };
+        match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
             Ok(vm) => value(json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}})),
             Err(e) => deploy_failure(&e),
         }
     })
 }
 
+/// What a deployment makes, apart from where.
+struct NewVm<'a> {
+    name: &'a str,
+    annotation: &'a str,
+    guest: &'a str,
+    powered_on: bool,
+}
+
 /// Creates a VM at the given placement; every moref must exist and belong to the datacenter.
 fn place_vm(
     vc: &mut VcenterSim,
-    name: &str,
+    new: &NewVm<'_>,
     pool: Option<&str>,
     folder: Option<&str>,
     datastore: Option<&str>,
-    guest: &str,
-    powered_on: bool,
 ) -> Result<String, String> {
     let pool = pool.ok_or("a resource pool is required")?;
     let pool =
@@ -846,15 +854,16 @@ fn place_vm(
         id.clone(),
         Vm {
             id: id.clone(),
-            name: name.to_owned(),
+            name: new.name.to_owned(),
             datacenter: cluster.datacenter.clone(),
             folder,
             resource_pool: Some(pool.id.clone()),
             host: cluster.hosts.first().cloned().unwrap_or_default(),
             datastore,
             template: false,
-            powered_on,
-            guest_id: guest.to_owned(),
+            powered_on: new.powered_on,
+            guest_id: new.guest.to_owned(),
+            annotation: new.annotation.to_owned(),
             snapshots: Vec::new(),
             current_snapshot: None,
         },
@@ -945,8 +954,8 @@ pub async fn vmtx_deploy(
         let folder = s(spec, &["placement", "folder"]).map(str::to_owned);
         let datastore = s(spec, &["disk_storage", "datastore"]).map(str::to_owned);
         let powered_on = spec["powered_on"].as_bool().unwrap_or(false);
-        match place_vm(vc, name, pool.as_deref(), folder.as_deref(), datastore.as_deref(), &guest, powered_on)
-        {
+        let new = NewVm { name, annotation: "", guest: &guest, powered_on };
+        match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
             Ok(vm) => value(vm),
             Err(e) => invalid(&e),
         }

@@ -323,6 +323,11 @@ fn properties(vc: &VcenterSim, ty: &str, id: &str) -> Option<Vec<(String, String
                 p("parent", val_moref("Folder", &vm.folder)),
                 p("config.template", format!("<val xsi:type=\"xsd:boolean\">{}</val>", vm.template)),
                 p("config.guestId", val_string(&vm.guest_id)),
+                // Unset (empty) annotations are left out, as vCenter leaves out unset properties.
+                p(
+                    "config.annotation",
+                    if vm.annotation.is_empty() { String::new() } else { val_string(&vm.annotation) },
+                ),
                 p(
                     "runtime.powerState",
                     format!(
