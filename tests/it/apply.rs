@@ -676,3 +676,21 @@ async fn a_failed_push_in_wave_one_stops_wave_two_and_the_next_run_finishes() {
     assert!(summary.succeeded(), "{summary:?}");
     assert!(!h.plan(&PlanOptions::default()).await.has_changes());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_site_gets_copies_and_pushes_without_a_new_publish_and_converges() {
+    let mut h = Harness::start(Timings::instant()).await;
+    let full = h.ctx.desired.clone();
+    let us = SiteName::new("us");
+    // Before: the repository has no site `us` (nor its pools).
+    h.ctx.desired.sites.remove(&us);
+    h.ctx.desired.pools.retain(|_, p| p.site != us);
+    let progress = Recorder::default();
+    converge(&h, &h.plan(&PlanOptions::default()).await, &PlanOptions::default(), &progress).await;
+    // The pull request adds it.
+    h.ctx.desired = full;
+    let plan = h.plan(&PlanOptions::default()).await;
+    assert!(plan.steps.iter().all(|s| s.site == us), "only the new site has work: {:?}", ids(&plan));
+    assert!(!plan.steps.iter().any(|s| matches!(s.action, Action::Publish { .. })));
+    converge(&h, &plan, &PlanOptions::default(), &progress).await;
+}
