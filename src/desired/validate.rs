@@ -546,66 +546,27 @@ impl Validator {
                 None
             }
             Some(s) => {
-                match (&s.vm, &s.snapshot, &s.library_item) {
+                let blank = |n: &Option<String>| n.as_ref().is_some_and(|x| x.trim().is_empty());
+                let any_blank = blank(&s.vm) || blank(&s.snapshot) || blank(&s.library_item);
+                let checked = match (&s.vm, &s.snapshot, &s.library_item) {
+                    (Some(_), _, None) | (None, None, Some(_)) if any_blank => {
+                        Err(("has an empty name", source_hint.to_owned()))
+                    }
                     (Some(vm), snapshot, None) => {
-                        let empty =
-                            vm.trim().is_empty() || snapshot.as_ref().is_some_and(|s| s.trim().is_empty());
-                        if empty {
-                            self.push(
-                                parsed
-                                    .diag(
-                                        &path("source"),
-                                        At::Value,
-                                        format!("the source of version `{name}` has an empty name"),
-                                    )
-                                    .hint(source_hint),
-                            );
-                            None
-                        } else {
-                            Some(Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() })
-                        }
+                        Ok(Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() })
                     }
-                    (None, None, Some(item)) if !item.trim().is_empty() => {
-                        Some(Source::LibraryItem { name: item.clone() })
-                    }
-                    (None, None, Some(_)) => {
-                        self.push(
-                            parsed
-                                .diag(
-                                    &path("source"),
-                                    At::Value,
-                                    format!("the source of version `{name}` has an empty name"),
-                                )
-                                .hint(source_hint),
-                        );
-                        None
-                    }
-                    (None, Some(_), _) => {
-                        self.push(
-                            parsed
-                                .diag(
-                                    &path("source"),
-                                    At::Value,
-                                    format!("the source of version `{name}` names a snapshot but no `vm`"),
-                                )
-                                .hint(source_hint),
-                        );
-                        None
-                    }
+                    (None, None, Some(item)) => Ok(Source::LibraryItem { name: item.clone() }),
+                    (None, Some(_), _) => Err(("names a snapshot but no `vm`", source_hint.to_owned())),
                     (Some(_), _, Some(_)) => {
-                        self.push(parsed.diag(&path("source"), At::Value, format!("the source of version `{name}` names both a `vm` and a `library_item`")).hint(format!("keep one; {source_hint}")));
-                        None
+                        Err(("names both a `vm` and a `library_item`", format!("keep one; {source_hint}")))
                     }
-                    (None, None, None) => {
-                        self.push(
-                            parsed
-                                .diag(
-                                    &path("source"),
-                                    At::Value,
-                                    format!("the source of version `{name}` is empty"),
-                                )
-                                .hint(source_hint),
-                        );
+                    (None, None, None) => Err(("is empty", source_hint.to_owned())),
+                };
+                match checked {
+                    Ok(source) => Some(source),
+                    Err((what, hint)) => {
+                        let message = format!("the source of version `{name}` {what}");
+                        self.push(parsed.diag(&path("source"), At::Value, message).hint(hint));
                         None
                     }
                 }
