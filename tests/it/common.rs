@@ -22,6 +22,15 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Runs `golden ARGS` in `dir` with the lab's environment (URLs and credentials), off the
+/// async workers so the in-process lab keeps serving.
+pub async fn golden_with(lab: &golden::lab::Lab, dir: &Path, args: &[&str]) -> Output {
+    let env = lab.env();
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("golden runs");
     Output {

@@ -6,21 +6,13 @@ use std::path::Path;
 use golden::desired::{Location, load};
 use golden::lab::{Lab, LabOptions, Product, Timings};
 
-use super::common::{Output, golden, repo_root, run};
+use super::common::{golden, golden_with, repo_root, run};
 
 async fn quickstart_lab() -> Lab {
     let desired =
         load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart");
     let state = golden::lab::seed::from_desired(&desired, Timings::instant());
     Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
-
-/// Runs `golden` in `dir` with the lab's environment, off the async workers.
-async fn golden_with(lab: &Lab, dir: &Path, args: &[&str]) -> Output {
-    let env = lab.env();
-    let dir = dir.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
 }
 
 /// The plan text with the desired commit, which changes with every commit of this repository,

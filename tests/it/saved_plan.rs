@@ -6,19 +6,12 @@ use std::path::Path;
 use golden::desired::{Location, load};
 use golden::lab::{Lab, LabOptions, Timings};
 
-use super::common::{Output, TempRepo, copy_dir, golden, repo_root, run};
+use super::common::{TempRepo, copy_dir, golden, golden_with, repo_root, run};
 
 async fn lab_for(dir: &Path) -> Lab {
     let desired = load(&Location::WorkTree { dir: dir.to_owned() }).expect("repo is valid");
     let state = golden::lab::seed::from_desired(&desired, Timings::instant());
     Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
-
-async fn golden_with(lab: &Lab, dir: &Path, args: &[String]) -> Output {
-    let env = lab.env();
-    let dir = dir.to_owned();
-    let args = args.to_vec();
-    tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
 }
 
 fn quickstart_repo() -> TempRepo {
@@ -28,17 +21,12 @@ fn quickstart_repo() -> TempRepo {
     repo
 }
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|a| (*a).to_owned()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
     let repo = quickstart_repo();
     let lab = lab_for(repo.path()).await;
     let plan = repo.path().join("plan.json");
-    let planned =
-        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    let planned = golden_with(&lab, repo.path(), &["plan", "--out", &plan.display().to_string()]).await;
     assert_eq!(planned.code, 0, "{}", planned.stderr);
 
     // Someone pushes Office-IC at eu to another image by hand.
@@ -52,8 +40,7 @@ async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
         eu.horizon.pools.get_mut(&id).expect("pool").parent_vm_id = other;
     }
     let applied =
-        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
-            .await;
+        golden_with(&lab, repo.path(), &["apply", &plan.display().to_string(), "--auto-approve"]).await;
     assert_eq!(applied.code, 3, "stale: {}", applied.stderr);
     assert!(
         applied.stderr.contains("the saved plan is stale: eu/pool/Office-IC changed"),
@@ -64,14 +51,12 @@ async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
     assert!(applied.stdout.is_empty(), "nothing was applied: {}", applied.stdout);
 
     // Plan again, apply that plan: it succeeds.
-    let replanned =
-        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    let replanned = golden_with(&lab, repo.path(), &["plan", "--out", &plan.display().to_string()]).await;
     assert_eq!(replanned.code, 0, "{}", replanned.stderr);
     let applied =
-        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
-            .await;
+        golden_with(&lab, repo.path(), &["apply", &plan.display().to_string(), "--auto-approve"]).await;
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
-    let last = golden_with(&lab, repo.path(), &args(&["plan", "--detailed-exitcode"])).await;
+    let last = golden_with(&lab, repo.path(), &["plan", "--detailed-exitcode"]).await;
     assert_eq!(last.code, 0, "no changes left: {}", last.stdout);
 }
 
@@ -80,16 +65,14 @@ async fn a_plan_goes_stale_after_a_commit() {
     let repo = quickstart_repo();
     let lab = lab_for(repo.path()).await;
     let plan = repo.path().join("plan.json");
-    let planned =
-        golden_with(&lab, repo.path(), &args(&["plan", "--out", &plan.display().to_string()])).await;
+    let planned = golden_with(&lab, repo.path(), &["plan", "--out", &plan.display().to_string()]).await;
     assert_eq!(planned.code, 0, "{}", planned.stderr);
     let image = repo.path().join("images/win11-ent.toml");
     let text = std::fs::read_to_string(&image).expect("image");
     std::fs::write(&image, text.replacen("prod = \"2026.10\"", "prod = \"2026.11\"", 1)).expect("write");
     repo.commit("Promote 2026.11");
     let applied =
-        golden_with(&lab, repo.path(), &args(&["apply", &plan.display().to_string(), "--auto-approve"]))
-            .await;
+        golden_with(&lab, repo.path(), &["apply", &plan.display().to_string(), "--auto-approve"]).await;
     assert_eq!(applied.code, 3, "{}", applied.stderr);
     assert!(applied.stderr.contains("the desired state is now at commit"), "{}", applied.stderr);
 }
@@ -114,7 +97,7 @@ fn a_plan_of_another_golden_version_is_refused() {
 async fn apply_without_a_terminal_needs_auto_approve() {
     let repo = quickstart_repo();
     let lab = lab_for(repo.path()).await;
-    let out = golden_with(&lab, repo.path(), &args(&["apply"])).await;
+    let out = golden_with(&lab, repo.path(), &["apply"]).await;
     assert_eq!(out.code, 1);
     assert!(
         out.stderr
