@@ -141,11 +141,8 @@ async fn round(dir: &Path, env: &dyn Fn(&str) -> Option<String>, apply: bool) ->
 
 async fn status(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
-    let sites = desired.sites.keys().cloned().collect();
-    let clients =
-        crate::gather::connect_all(&desired, &sites, dir, env, &crate::connect::RetryPolicy::default())?;
-    let (live, _) = crate::gather::read_all(&desired, &clients).await?;
-    anstream::stdout().write_all(crate::status::text(&crate::status::status(&desired, &live)).as_bytes())?;
+    let view = super::status::view(&desired, dir, env).await?;
+    anstream::stdout().write_all(crate::status::text(&view).as_bytes())?;
     Ok(())
 }
 

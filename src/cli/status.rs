@@ -2,12 +2,14 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::{Exit, Format, RepoArgs};
 use crate::connect::RetryPolicy;
+use crate::desired::DesiredState;
 use crate::{desired, gather, status};
 
 #[derive(Debug, Args)]
@@ -21,12 +23,9 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
-    let sites: BTreeSet<_> = desired.sites.keys().cloned().collect();
     let env = |name: &str| std::env::var(name).ok();
-    let clients = gather::connect_all(&desired, &sites, &args.repo.dir, &env, &RetryPolicy::default())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let (live, _) = runtime.block_on(gather::read_all(&desired, &clients))?;
-    let view = status::status(&desired, &live);
+    let view = runtime.block_on(view(&desired, &args.repo.dir, &env))?;
     let text = match args.format {
         Format::Text => status::text(&view),
         Format::Markdown => status::markdown(&view),
@@ -34,4 +33,16 @@ pub fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     };
     anstream::stdout().write_all(text.as_bytes())?;
     Ok(Exit::Success)
+}
+
+/// Reads every site and builds the status view. Shared with the demo.
+pub(super) async fn view(
+    desired: &DesiredState,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<status::Status> {
+    let sites: BTreeSet<_> = desired.sites.keys().cloned().collect();
+    let clients = gather::connect_all(desired, &sites, dir, env, &RetryPolicy::default())?;
+    let (live, _) = gather::read_all(desired, &clients).await?;
+    Ok(status::status(desired, &live))
 }
