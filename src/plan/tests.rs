@@ -160,6 +160,26 @@ impl World {
         self.site(site).items.insert(id, item);
     }
 
+    /// The world as a fixture's live state describes it. New objects get numbers above every
+    /// id in it, so they never collide with the fixture's own.
+    fn from_live(live: LiveState) -> World {
+        let next = live
+            .sites
+            .values()
+            .flat_map(|s| {
+                let items = s.items.keys().map(LibraryId::as_str);
+                let vms = s.vms.values().flat_map(|v| {
+                    std::iter::once(v.id.as_str()).chain(v.snapshots.iter().map(|x| x.id.as_str()))
+                });
+                items.chain(vms).collect::<Vec<_>>()
+            })
+            .filter_map(|id| id.rsplit('-').next()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+            .max(100);
+        World { live, next }
+    }
+
     /// Applies the plan's steps as a successful apply would.
     fn apply(&mut self, plan: &Plan, desired: &DesiredState) {
         for step in &plan.steps {
@@ -460,6 +480,200 @@ fn a_missing_source_is_an_error_naming_it() {
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert!(text.iter().all(|e| e.contains("no VM named `ws2022-build`")), "{text:?}");
     assert_eq!(errors.len(), 2, "both ws2022-rds versions in use: {text:?}");
+}
+
+/// The planner scenarios: one directory per scenario under `tests/fixtures/plan/` (see the
+/// README there), discovered by listing, so a new directory is a new case.
+mod fixtures {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::desired::load::LoadError;
+
+    struct Fixture {
+        name: String,
+        desired: DesiredState,
+        live: LiveState,
+        options: PlanOptions,
+    }
+
+    /// `history.toml`: per image, per marker, its earlier targets, most recent first.
+    type HistoryFile = BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>;
+
+    fn dirs() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan");
+        let entries =
+            std::fs::read_dir(&root).unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()));
+        let mut dirs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display())).path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        assert!(!dirs.is_empty(), "no planner scenarios found under {}", root.display());
+        dirs
+    }
+
+    fn read(dir: &Path) -> Fixture {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let here = format!("fixture tests/fixtures/plan/{name}");
+        let mut desired = match load(&Location::WorkTree { dir: dir.to_owned() }) {
+            Ok(d) => d,
+            Err(LoadError::Invalid(diagnostics)) => {
+                let mut text = Vec::new();
+                diagnostics.render(&mut text).expect("render to memory");
+                panic!(
+                    "{here}: the desired state is invalid:\n{}",
+                    anstream::adapter::strip_str(&String::from_utf8_lossy(&text))
+                )
+            }
+            Err(e) => panic!("{here}: the desired state does not load: {e}"),
+        };
+        // Plans must not depend on the commit the test runs at.
+        desired.revision = None;
+
+        let text = std::fs::read_to_string(dir.join("live.json"))
+            .unwrap_or_else(|e| panic!("{here}: cannot read live.json: {e}"));
+        let value: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{here}: live.json is not JSON: {e}"));
+        let live: LiveState = serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("{here}: live.json is not a live state: {e}"));
+        // serde ignores unknown keys and takes a missing optional one as null: a typo would
+        // silently change the scenario. The file must be exactly what the live state serialises to.
+        let back = serde_json::to_value(&live).expect("a live state serialises");
+        if let Some(at) = first_difference(&value, &back, "") {
+            panic!("{here}: live.json at {at}: unknown key, missing key or unexpected value");
+        }
+
+        let path = dir.join("history.toml");
+        let history: HistoryFile = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{here}: cannot read history.toml: {e}"));
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{here}: history.toml: {e}"))
+        } else {
+            BTreeMap::new()
+        };
+        let mut marker_history = BTreeMap::new();
+        for (image, markers) in history {
+            for (marker, versions) in markers {
+                let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
+                assert!(
+                    known,
+                    "{here}: history.toml names marker {marker} of {image}, which the repository lacks"
+                );
+                marker_history.insert((image.clone(), marker), versions);
+            }
+        }
+        Fixture { name, desired, live, options: PlanOptions { marker_history, ..PlanOptions::default() } }
+    }
+
+    /// The JSON path of the first place where `a` and `b` differ.
+    fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => first_difference(p, q, &format!("{path}.{k}")),
+                    _ => Some(format!("{path}.{k}")),
+                })
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]"))),
+            _ => (a != b).then(|| if path.is_empty() { ".".to_owned() } else { path.to_owned() }),
+        }
+    }
+
+    /// Every step's dependencies, one line per step that has any. The text rendering does not
+    /// show them; the snapshot does, so "retire after the push" is checked too.
+    fn dependencies(plan: &Plan) -> String {
+        let lines: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| !s.depends_on.is_empty())
+            .map(|s| {
+                let deps: Vec<&str> = s.depends_on.iter().map(StepId::as_str).collect();
+                format!("  {} after {}\n", s.id, deps.join(", "))
+            })
+            .collect();
+        if lines.is_empty() { String::new() } else { format!("\nDependencies:\n{}", lines.concat()) }
+    }
+
+    /// Dependencies point only backwards (the order of the steps is an execution order), and
+    /// every wave but the first waits for the wave before it.
+    fn check_order(here: &str, plan: &Plan) {
+        let waves: BTreeSet<u32> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s.action {
+                Action::Push { wave, .. } => Some(wave),
+                _ => None,
+            })
+            .collect();
+        let mut seen = BTreeSet::new();
+        for step in &plan.steps {
+            for dep in &step.depends_on {
+                let done = match dep.as_wave() {
+                    // Every push of that wave comes earlier.
+                    Some(w) => plan
+                        .steps
+                        .iter()
+                        .filter(|s| matches!(s.action, Action::Push { wave, .. } if wave == w))
+                        .all(|s| seen.contains(&s.id)),
+                    None => seen.contains(dep),
+                };
+                assert!(done, "{here}: {} depends on later {dep}", step.id);
+            }
+            if let Action::Push { wave, .. } = step.action {
+                if let Some(previous) = waves.range(..wave).next_back() {
+                    assert!(
+                        step.depends_on.contains(&StepId::wave(*previous)),
+                        "{here}: {} does not wait for wave {previous}: {:?}",
+                        step.id,
+                        step.depends_on
+                    );
+                }
+            }
+            seen.insert(step.id.clone());
+        }
+    }
+
+    /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
+    /// applies the plan to the model of the live state and checks that the next plan is empty.
+    #[test]
+    fn planner_scenarios() {
+        for dir in dirs() {
+            let Fixture { name, desired, live, options } = read(&dir);
+            let here = format!("fixture tests/fixtures/plan/{name}");
+            let result = plan(&desired, &live, &options);
+            let expects_error = name.ends_with("-error");
+            let snapshot = match &result {
+                Ok(p) => {
+                    assert!(!expects_error, "{here}: expected the plan to fail, got:\n{}", plain(p));
+                    check_order(&here, p);
+                    format!("{}{}", plain(p), dependencies(p))
+                }
+                Err(errors) => {
+                    let text: String =
+                        errors.iter().map(|e| format!("error: {e}\n  hint: {}\n", e.hint())).collect();
+                    assert!(expects_error, "{here}: plan failed:\n{text}");
+                    text
+                }
+            };
+            insta::with_settings!({ description => format!("tests/fixtures/plan/{name}") }, {
+                insta::assert_snapshot!(format!("fixture-{name}"), snapshot);
+            });
+            if let Ok(first) = result {
+                let mut world = World::from_live(live);
+                world.apply(&first, &desired);
+                let again = plan(&desired, &world.live, &options)
+                    .unwrap_or_else(|e| panic!("{here}: plan after apply failed: {e:?}"));
+                assert!(!again.has_changes(), "{here}: plan after apply is not empty:\n{}", plain(&again));
+            }
+        }
+    }
 }
 
 #[test]
