@@ -14,7 +14,7 @@ use super::xml::Element;
 use super::{VcenterClient, VcenterError};
 use crate::desired::Compute;
 use crate::ids::SiteName;
-use crate::live::{Moref, Snapshot, Vm};
+use crate::live::{GoldenMeta, Moref, Snapshot, Vm};
 
 /// A named object of the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -181,16 +181,25 @@ impl VcenterClient {
             }
         };
         // The SOAP read and the ownership tags (REST) do not depend on each other.
-        let (objects, owned) = tokio::join!(objects, self.owned_vms());
-        Ok(build(self.site.clone(), objects?, &owned?))
+        let (objects, attached) = tokio::join!(objects, self.tag_attachments());
+        let (objects, attached) = (objects?, attached?);
+        // A base VM's annotation names its version (written at deployment, read above), so a
+        // tag is read only when it is the sole mark of ownership: a VM tagged by golden whose
+        // annotation says nothing (a simulator that drops it, an admin who cleared the notes).
+        let annotated: BTreeSet<&Moref> =
+            objects.iter().filter(|o| annotation_meta(o).is_some()).map(|o| &o.id).collect();
+        let needed = attached.iter().filter(|(_, vms)| vms.iter().any(|vm| !annotated.contains(vm)));
+        let metas = self.tag_metas(needed.map(|(tag, _)| tag)).await?;
+        Ok(build(self.site.clone(), objects, &super::rest::owners(&attached, &metas)))
     }
 }
 
-fn build(
-    site: SiteName,
-    objects: Vec<ObjectContent>,
-    owned: &BTreeMap<Moref, crate::live::GoldenMeta>,
-) -> Inventory {
+/// golden's metadata in a VM's annotation.
+fn annotation_meta(o: &ObjectContent) -> Option<GoldenMeta> {
+    o.text("config.annotation").and_then(super::meta_from_description)
+}
+
+fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, GoldenMeta>) -> Inventory {
     let by_id: BTreeMap<&Moref, &ObjectContent> = objects.iter().map(|o| (&o.id, o)).collect();
     // Walks parents up to the datacenter an object is in.
     let datacenter_of = |id: &Moref| -> Option<Moref> {
@@ -245,11 +254,8 @@ fn build(
                     name: name(),
                     template: o.text("config.template") == Some("true"),
                     powered_on: o.text("runtime.powerState") == Some("poweredOn"),
-                    // golden's tag, or its metadata in the annotation written at deploy time.
-                    meta: owned
-                        .get(&o.id)
-                        .cloned()
-                        .or_else(|| o.text("config.annotation").and_then(super::meta_from_description)),
+                    // golden's metadata in the annotation written at deploy time, or its tag.
+                    meta: annotation_meta(o).or_else(|| owned.get(&o.id).cloned()),
                     snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
                 },
             );

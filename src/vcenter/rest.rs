@@ -805,21 +805,22 @@ impl VcenterClient {
         self.call(&format!("tag vm {vm} as `{name}`"), Method::POST, &path, Some(body)).await.map(drop)
     }
 
-    /// Every VM carrying one of golden's ownership tags, with the metadata of that tag.
-    pub async fn owned_vms(&self) -> Result<BTreeMap<Moref, GoldenMeta>, VcenterError> {
+    /// golden's ownership tags and the VMs each is attached to, by tag id. A fixed handful of
+    /// requests however many tags there are: the category, its tag ids, and one bulk read of
+    /// their attachments. The tags' names and metadata are read by [`Self::tag_metas`], only for
+    /// the tags that are needed.
+    pub async fn tag_attachments(&self) -> Result<BTreeMap<String, Vec<Moref>>, VcenterError> {
         let Some(category) = self.find_category(super::OWNER_CATEGORY).await? else {
             return Ok(BTreeMap::new());
         };
-        let tags: BTreeMap<String, GoldenMeta> = self
-            .category_tags(&category)
-            .await?
-            .into_iter()
-            .filter_map(|t| meta_from_description(&t.description).map(|m| (t.id, m)))
-            .collect();
+        let op = format!("list the tags of category {category}");
+        let path =
+            format!("/com/vmware/cis/tagging/tag/id:{}?~action=list-tags-for-category", seg(&category));
+        let tags = self.ids(&op, Method::POST, &path, None).await?;
         if tags.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let body = json!({"tag_ids": tags.keys().collect::<Vec<_>>()});
+        let body = json!({ "tag_ids": tags });
         let attached: Option<Vec<TagObjects>> = self
             .call_as(
                 "list the vms golden owns",
@@ -828,17 +829,54 @@ impl VcenterClient {
                 Some(body),
             )
             .await?;
-        let mut owned = BTreeMap::new();
+        let mut vms: BTreeMap<String, Vec<Moref>> = BTreeMap::new();
         for entry in attached.unwrap_or_default() {
-            let Some(meta) = tags.get(&entry.tag_id) else { continue };
-            for object in entry.object_ids.unwrap_or_default() {
-                if object.kind == "VirtualMachine" {
-                    owned.insert(Moref::new(object.id), meta.clone());
-                }
+            let objects = entry.object_ids.unwrap_or_default().into_iter();
+            let on = objects.filter(|o| o.kind == "VirtualMachine").map(|o| Moref::new(o.id));
+            vms.entry(entry.tag_id).or_default().extend(on);
+        }
+        Ok(vms)
+    }
+
+    /// The golden metadata of each of the tags `ids`, one request per tag, all at once; tags
+    /// without golden metadata in their description are left out.
+    pub async fn tag_metas<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, GoldenMeta>, VcenterError> {
+        let paths: Vec<String> =
+            ids.into_iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
+        let reads = paths
+            .iter()
+            .map(|path| self.call_as::<WireTag>("read an ownership tag", Method::GET, path, None));
+        let mut metas = BTreeMap::new();
+        for tag in join_all(reads).await {
+            let tag = tag?;
+            if let Some(meta) = meta_from_description(&tag.description) {
+                metas.insert(tag.id, meta);
             }
         }
-        Ok(owned)
+        Ok(metas)
     }
+
+    /// Every VM carrying one of golden's ownership tags, with the metadata of that tag.
+    pub async fn owned_vms(&self) -> Result<BTreeMap<Moref, GoldenMeta>, VcenterError> {
+        let attached = self.tag_attachments().await?;
+        let metas = self.tag_metas(attached.keys()).await?;
+        Ok(owners(&attached, &metas))
+    }
+}
+
+/// Each VM of `attached` (tag id → VMs) with the metadata of its tag, for the tags in `metas`.
+pub(super) fn owners(
+    attached: &BTreeMap<String, Vec<Moref>>,
+    metas: &BTreeMap<String, GoldenMeta>,
+) -> BTreeMap<Moref, GoldenMeta> {
+    attached
+        .iter()
+        .filter_map(|(tag, vms)| Some((metas.get(tag)?, vms)))
+        .flat_map(|(meta, vms)| vms.iter().map(move |vm| (vm.clone(), meta.clone())))
+        .collect()
 }
 
 /// The messages of a failed OVF call's `error` (vcsim and vCenter nest them differently).
