@@ -161,7 +161,6 @@ pub fn http_client(site: &SiteName, tls: &Tls) -> Result<reqwest::Client, Connec
         }
     }
     if tls.insecure {
-        tracing::warn!(site = %site, "TLS certificate verification is off for this site");
         builder = builder.danger_accept_invalid_certs(true);
     }
     builder.build().map_err(|source| ConnectError::Client { site: site.clone(), source })

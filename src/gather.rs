@@ -10,15 +10,15 @@ use std::path::Path;
 
 use futures::future::join_all;
 
-use crate::connect::{ConnectError, RetryPolicy, SiteConnection, http_client};
+use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, http_client};
 use crate::desired::{DesiredState, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
 use crate::live::{LiveState, SiteLive};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
-/// Both clients of one site.
-#[derive(Debug)]
+/// Both clients of one site. Clones share the sessions.
+#[derive(Clone, Debug)]
 pub struct SiteClients {
     pub site: SiteName,
     pub vcenter: VcenterClient,
@@ -41,9 +41,9 @@ pub enum GatherError {
 pub struct GatherErrors(pub Vec<GatherError>);
 
 impl SiteClients {
-    pub fn connect(conn: &SiteConnection, retry: &RetryPolicy) -> Result<SiteClients, ConnectError> {
-        let http = http_client(&conn.site, &conn.tls)?;
-        Ok(SiteClients {
+    /// Clients for `conn` that send through `http`, a client made for `conn.tls`.
+    pub fn new(conn: &SiteConnection, http: reqwest::Client, retry: &RetryPolicy) -> SiteClients {
+        SiteClients {
             site: conn.site.clone(),
             vcenter: VcenterClient::new(
                 conn.site.clone(),
@@ -59,7 +59,7 @@ impl SiteClients {
                 http,
                 retry.clone(),
             ),
-        })
+        }
     }
 }
 
@@ -73,9 +73,25 @@ pub fn connect_all(
 ) -> Result<BTreeMap<SiteName, SiteClients>, GatherErrors> {
     let mut clients = BTreeMap::new();
     let mut errors = Vec::new();
+    // One HTTP client per distinct TLS setting, shared by the sites that have it: building one
+    // loads the system's CA store, which costs more than reading a site.
+    let mut http: Vec<(Tls, reqwest::Client)> = Vec::new();
+    let mut client_for = |conn: &SiteConnection| -> Result<reqwest::Client, ConnectError> {
+        if conn.tls.insecure {
+            tracing::warn!(site = %conn.site, "TLS certificate verification is off for this site");
+        }
+        if let Some((_, client)) = http.iter().find(|(tls, _)| *tls == conn.tls) {
+            return Ok(client.clone());
+        }
+        let client = http_client(&conn.site, &conn.tls)?;
+        http.push((conn.tls.clone(), client.clone()));
+        Ok(client)
+    };
     for name in sites {
         let Some(site) = desired.sites.get(name) else { continue };
-        match SiteConnection::resolve(site, repo_dir, env).and_then(|c| SiteClients::connect(&c, retry)) {
+        let connected = SiteConnection::resolve(site, repo_dir, env)
+            .and_then(|c| Ok(SiteClients::new(&c, client_for(&c)?, retry)));
+        match connected {
             Ok(c) => {
                 clients.insert(name.clone(), c);
             }
@@ -85,16 +101,28 @@ pub fn connect_all(
     if errors.is_empty() { Ok(clients) } else { Err(GatherErrors(errors)) }
 }
 
-/// Reads every site of `clients` concurrently.
+/// Reads every site of `clients` concurrently, each site in a task of its own so that the
+/// work of reading answers spreads over the runtime's threads.
 pub async fn read_all(
     desired: &DesiredState,
     clients: &BTreeMap<SiteName, SiteClients>,
 ) -> Result<(LiveState, BTreeMap<SiteName, Inventory>), GatherErrors> {
-    let reads = clients.values().map(|c| async move { (c.site.clone(), read_site(desired, c).await) });
+    let reads: Vec<_> = clients
+        .values()
+        .map(|c| {
+            let (wanted, clients) = (Wanted::of(desired, &c.site), c.clone());
+            tokio::spawn(async move { (clients.site.clone(), read_site(&wanted, &clients).await) })
+        })
+        .collect();
     let mut live = LiveState::default();
     let mut inventories = BTreeMap::new();
     let mut errors = Vec::new();
-    for (site, result) in join_all(reads).await {
+    for read in join_all(reads).await {
+        let (site, result) = match read {
+            Ok(done) => done,
+            // A read that panicked: let the panic go on here, as if the read had run in place.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         match result {
             Ok((s, inventory)) => {
                 live.sites.insert(site.clone(), s);
@@ -106,17 +134,38 @@ pub async fn read_all(
     if errors.is_empty() { Ok((live, inventories)) } else { Err(GatherErrors(errors)) }
 }
 
+/// What reading one site needs to know of the desired state.
+#[derive(Clone, Debug)]
+pub struct Wanted {
+    /// The Content Library golden uses (`settings.library`).
+    pub library: String,
+    /// At the source site, the VMs versions are captured from; empty elsewhere.
+    pub source_vms: BTreeSet<String>,
+}
+
+impl Wanted {
+    pub fn of(desired: &DesiredState, site: &SiteName) -> Wanted {
+        let is_source = *site == desired.settings.source_site;
+        let source_vms = desired
+            .images
+            .values()
+            .flat_map(|i| i.versions.values())
+            .filter_map(|v| match &v.source {
+                Source::Vm { vm, .. } if is_source => Some(vm.clone()),
+                _ => None,
+            })
+            .collect();
+        Wanted { library: desired.settings.library.clone(), source_vms }
+    }
+}
+
 /// Reads one site: vCenter and Horizon at the same time.
-pub async fn read_site(
-    desired: &DesiredState,
-    clients: &SiteClients,
-) -> Result<(SiteLive, Inventory), GatherError> {
-    let is_source = clients.site == desired.settings.source_site;
+pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLive, Inventory), GatherError> {
     let vcenter = async {
         let vc = &clients.vcenter;
         vc.login().await?;
         let content = async {
-            let library = vc.find_library(&desired.settings.library).await?;
+            let library = vc.find_library(&wanted.library).await?;
             let mut items = BTreeMap::new();
             if let Some(lib) = &library {
                 let ids = vc.list_items(&lib.id).await?;
@@ -141,23 +190,10 @@ pub async fn read_site(
     let pools = horizon?;
 
     // VMs that matter: what golden owns, and at the source site the VMs versions capture.
-    let sources: BTreeSet<&str> = if is_source {
-        desired
-            .images
-            .values()
-            .flat_map(|i| i.versions.values())
-            .filter_map(|v| match &v.source {
-                Source::Vm { vm, .. } => Some(vm.as_str()),
-                Source::LibraryItem { .. } => None,
-            })
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
     let vms = inventory
         .vms
         .iter()
-        .filter(|(_, vm)| vm.meta.is_some() || sources.contains(vm.name.as_str()))
+        .filter(|(_, vm)| vm.meta.is_some() || wanted.source_vms.contains(&vm.name))
         .map(|(id, vm)| (id.clone(), vm.clone()))
         .collect();
     let site =

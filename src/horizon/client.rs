@@ -4,6 +4,8 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
 use tokio::sync::Mutex;
 
 use super::error::{HorizonError, ServerMessage, api_error, error_text};
@@ -20,15 +22,16 @@ const PAGE_SIZE: usize = 1000;
 ///
 /// Logs in on first use and keeps the tokens. A resource call answered 401 refreshes the
 /// access token once (logging in again if the refresh is refused) and is repeated once. Every
-/// call runs under the [`RetryPolicy`]. The client can be shared between tasks.
-#[derive(Debug)]
+/// call runs under the [`RetryPolicy`]. Clones share the session, so a clone can be moved
+/// into a task.
+#[derive(Clone, Debug)]
 pub struct HorizonClient {
     site: SiteName,
     base: url::Url,
     credentials: Credentials,
     http: reqwest::Client,
     retry: RetryPolicy,
-    session: Mutex<Session>,
+    session: Arc<Mutex<Session>>,
 }
 
 /// The current tokens. `generation` grows with every new access token, so that of several
@@ -72,14 +75,7 @@ impl HorizonClient {
         http: reqwest::Client,
         retry: RetryPolicy,
     ) -> HorizonClient {
-        HorizonClient {
-            site,
-            base: base_url,
-            credentials,
-            http,
-            retry,
-            session: Mutex::new(Session::default()),
-        }
+        HorizonClient { site, base: base_url, credentials, http, retry, session: Arc::default() }
     }
 
     pub fn site(&self) -> &SiteName {

@@ -22,7 +22,7 @@ mod rest;
 mod soap;
 mod xml;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,8 @@ pub const OWNER_CATEGORY: &str = "golden";
 /// How long a vCenter task (a snapshot) may run before golden gives up waiting.
 const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// One site's vCenter.
+/// One site's vCenter. Clones share the sessions, so a clone can be moved into a task.
+#[derive(Clone)]
 pub struct VcenterClient {
     site: SiteName,
     base: String,
@@ -48,13 +49,13 @@ pub struct VcenterClient {
     http: reqwest::Client,
     retry: RetryPolicy,
     /// The REST session id (`vmware-api-session-id`), once logged in.
-    rest_session: Mutex<Option<String>>,
+    rest_session: Arc<Mutex<Option<String>>>,
     /// The SOAP session cookie (`vmware_soap_session=…`), once logged in.
-    soap_cookie: Mutex<Option<String>>,
+    soap_cookie: Arc<Mutex<Option<String>>>,
     /// SOAP logins so far: session-scoped objects (views) die with a session.
-    soap_logins: std::sync::atomic::AtomicU64,
+    soap_logins: Arc<std::sync::atomic::AtomicU64>,
     /// `RetrieveServiceContent`, read once.
-    service: Mutex<Option<soap::ServiceContent>>,
+    service: Arc<Mutex<Option<soap::ServiceContent>>>,
 }
 
 impl VcenterClient {
@@ -71,10 +72,10 @@ impl VcenterClient {
             credentials,
             http,
             retry,
-            rest_session: Mutex::new(None),
-            soap_cookie: Mutex::new(None),
-            soap_logins: Default::default(),
-            service: Mutex::new(None),
+            rest_session: Arc::default(),
+            soap_cookie: Arc::default(),
+            soap_logins: Arc::default(),
+            service: Arc::default(),
         }
     }
 
