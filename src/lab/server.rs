@@ -147,6 +147,9 @@ impl Lab {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
+                    // A make-service hands each connection a clone of the router (one Arc);
+                    // serving the router itself rebuilds its route table per connection.
+                    let app = app.into_make_service();
                     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                         tracing::error!("lab endpoint stopped: {e}");
                     }
