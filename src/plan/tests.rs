@@ -593,3 +593,26 @@ mod property {
         }
     }
 }
+
+#[test]
+fn retire_lines_count_in_the_singular_and_the_plural() {
+    let retire = |items: &[&str], vms: &[&str]| Step {
+        id: StepId::new("retire/hq/win11-ent/2026.09"),
+        site: SiteName::new("hq"),
+        action: Action::Retire {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.09"),
+            items: items.iter().map(|s| (*s).to_owned()).collect(),
+            vms: vms.iter().map(|s| (*s).to_owned()).collect(),
+        },
+        reason: String::new(),
+        depends_on: Vec::new(),
+    };
+    assert_eq!(render::describe(&retire(&["item-1"], &["vm-2"])), "win11-ent@2026.09 (1 library item, 1 VM)");
+    assert_eq!(
+        render::describe(&retire(&["item-1", "item-3"], &["vm-2", "vm-4"])),
+        "win11-ent@2026.09 (2 library items, 2 VMs)"
+    );
+    // A subscribed library's items stay: only the VM is named.
+    assert_eq!(render::describe(&retire(&[], &["vm-2"])), "win11-ent@2026.09 (1 VM)");
+}
