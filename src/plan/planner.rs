@@ -328,7 +328,14 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     steps.extend(pushes.into_iter().map(|(_, s)| s));
 
     // Retire what nothing needs.
-    let keep_at_source: BTreeSet<Key> = all_needed.iter().map(|k| (*k).clone()).collect();
+    // The source library feeds every site, planned or not, so it keeps the item of every
+    // version the pools of any site need, not only those of the sites in this plan.
+    let needed_anywhere: BTreeSet<Key> = desired.pools.values().filter_map(target).collect();
+    // A site this plan did not read may still run a version nothing else needs (its pools
+    // are not pushed away yet). Not having looked must never delete what it may use: while a
+    // site is unread, no item leaves the source library.
+    let unread: BTreeSet<&str> =
+        desired.sites.keys().filter(|s| !read_sites.contains(s)).map(SiteName::as_str).collect();
     for site in &scope {
         let Some(here) = copies_at.get(site) else { continue };
         let s_live = site_live(site).unwrap_or(&empty);
@@ -338,7 +345,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             if needs.is_some_and(|n| n.contains_key(key)) || window.contains(key) {
                 continue;
             }
-            if *site == *source_site && keep_at_source.contains(key) {
+            if *site == *source_site && needed_anywhere.contains(key) {
                 continue;
             }
             // A copy a pool runs or is moving to stays until every such pool is pushed away.
@@ -358,7 +365,14 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             // the next sync and vCenter refuses to delete them, so only base VMs retire there.
             let subscribed =
                 s_live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
-            let items = if subscribed { Vec::new() } else { copy.items.clone() };
+            let kept_for_unread = *site == *source_site && !unread.is_empty() && !copy.items.is_empty();
+            if kept_for_unread {
+                warnings.push(format!(
+                    "the library item of {image}@{version} stays at {site}, the source site: {} not in this plan and may still use it; a plan of every site retires it if no site does",
+                    are(&unread)
+                ));
+            }
+            let items = if subscribed || kept_for_unread { Vec::new() } else { copy.items.clone() };
             if items.is_empty() && copy.vms.is_empty() {
                 continue;
             }
@@ -513,6 +527,16 @@ pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, S
         }
     }
     out
+}
+
+/// `eu is`, `eu and us are`, `apac, eu and us are`: every name, for warnings about sites.
+fn are(names: &BTreeSet<&str>) -> String {
+    let names: Vec<&str> = names.iter().copied().collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("{one} is"),
+        [rest @ .., last] => format!("{} and {last} are", rest.join(", ")),
+    }
 }
 
 fn list(names: &BTreeSet<&str>) -> String {

@@ -261,6 +261,15 @@ mod fixtures {
     /// `history.toml`: per image, per marker, its earlier targets, most recent first.
     type HistoryFile = BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>;
 
+    /// `options.toml`: the command line of the plan.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OptionsFile {
+        /// The `--site` flags.
+        #[serde(default)]
+        sites: BTreeSet<SiteName>,
+    }
+
     fn dirs() -> Vec<PathBuf> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan");
         let entries =
@@ -324,7 +333,32 @@ mod fixtures {
                 marker_history.insert((image.clone(), marker), versions);
             }
         }
-        Fixture { name, desired, live, options: PlanOptions { marker_history, ..PlanOptions::default() } }
+
+        let path = dir.join("options.toml");
+        let sites = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{here}: cannot read options.toml: {e}"));
+            let file: OptionsFile =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{here}: options.toml: {e}"));
+            for site in &file.sites {
+                assert!(desired.sites.contains_key(site), "{here}: options.toml names unknown site {site}");
+            }
+            file.sites
+        } else {
+            BTreeSet::new()
+        };
+        Fixture { name, desired, live, options: PlanOptions { sites, marker_history } }
+    }
+
+    /// What `golden plan` reads: the sites planned and the source site. The rest of a fixture's
+    /// live state is the world the plan is applied to, never seen by the planner.
+    fn read_by_plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> LiveState {
+        let read = |s: &SiteName| {
+            options.sites.is_empty() || options.sites.contains(s) || *s == desired.settings.source_site
+        };
+        LiveState {
+            sites: live.sites.iter().filter(|(s, _)| read(s)).map(|(s, l)| (s.clone(), l.clone())).collect(),
+        }
     }
 
     /// The JSON path of the first place where `a` and `b` differ.
@@ -408,7 +442,7 @@ mod fixtures {
         for dir in dirs() {
             let Fixture { name, desired, live, options } = read(&dir);
             let here = format!("fixture tests/fixtures/plan/{name}");
-            let result = plan(&desired, &live, &options);
+            let result = plan(&desired, &read_by_plan(&desired, &live, &options), &options);
             let expects_error = name.ends_with("-error");
             let snapshot = match &result {
                 Ok(p) => {
@@ -429,7 +463,7 @@ mod fixtures {
             if let Ok(first) = result {
                 let mut world = World::from_live(live);
                 world.apply(&first, &desired);
-                let again = plan(&desired, &world.live, &options)
+                let again = plan(&desired, &read_by_plan(&desired, &world.live, &options), &options)
                     .unwrap_or_else(|e| panic!("{here}: plan after apply failed: {e:?}"));
                 assert!(!again.has_changes(), "{here}: plan after apply is not empty:\n{}", plain(&again));
             }
