@@ -7,10 +7,14 @@
 //! What a site needs: the version each of its pools' markers points at. What it keeps besides:
 //! copies a pool still runs (until pushed away), and the `keep_previous` versions each bound
 //! marker pointed at before (the warm rollback window, from git history in `marker_history`).
-//! Everything else golden owns at the site is retired. The source site also keeps the library
-//! item of every version some site needs or keeps.
+//! Everything else golden owns at the site is retired, after the pushes that move its pools
+//! away. The source site also keeps the library item of every version some site needs or keeps,
+//! planned or not, since every site replicates from it: what an unplanned site needs and keeps
+//! for rollback follows from the desired state and git history, but not what its pools still
+//! run, so while a site is unread no item leaves the source library.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
@@ -327,10 +331,35 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     pushes.sort_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
     steps.extend(pushes.into_iter().map(|(_, s)| s));
 
-    // Retire what nothing needs.
-    // The source library feeds every site, planned or not, so it keeps the item of every
-    // version the pools of any site need, not only those of the sites in this plan.
-    let needed_anywhere: BTreeSet<Key> = desired.pools.values().filter_map(target).collect();
+    // Retire what nothing needs. Every site, planned or not, holds on to the versions its
+    // pools need and its rollback window (both known from the desired state and git history);
+    // a site that was read also holds what its pools run or are moving to, until pushes of
+    // this plan move every such pool away (the retirement then waits for those pushes).
+    let mut held: BTreeMap<&SiteName, BTreeSet<Key>> = BTreeMap::new();
+    let mut waits: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
+    for site in desired.sites.keys() {
+        let holds = held.entry(site).or_default();
+        holds.extend(pools_at(desired, site).filter_map(target));
+        holds.extend(rollback_window(desired, site, options));
+        let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
+        let mut users: BTreeMap<Key, usize> = BTreeMap::new();
+        for p in s_live.pools.values() {
+            let current = p.current.as_ref().and_then(|c| version_of(s_live, c));
+            let pending = p.pending.as_ref().and_then(|x| version_of(s_live, &x.image));
+            let used: BTreeSet<Key> = current.into_iter().chain(pending).collect();
+            for key in used {
+                *users.entry(key).or_default() += 1;
+            }
+        }
+        for (key, n) in users {
+            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
+            if n > away.len() {
+                holds.insert(key);
+            } else {
+                waits.insert((site, key), away);
+            }
+        }
+    }
     // A site this plan did not read may still run a version nothing else needs (its pools
     // are not pushed away yet). Not having looked must never delete what it may use: while a
     // site is unread, no item leaves the source library.
@@ -339,60 +368,56 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     for site in &scope {
         let Some(here) = copies_at.get(site) else { continue };
         let s_live = site_live(site).unwrap_or(&empty);
-        let window = rollback_window(desired, site, options);
-        let needs = needed.get(site);
+        let holds = |s: &SiteName, key: &Key| held.get(s).is_some_and(|h| h.contains(key));
         for (key @ (image, version), copy) in here {
-            if needs.is_some_and(|n| n.contains_key(key)) || window.contains(key) {
-                continue;
-            }
-            if *site == *source_site && needed_anywhere.contains(key) {
-                continue;
-            }
-            // A copy a pool runs or is moving to stays until every such pool is pushed away.
-            let users: Vec<&LivePool> = s_live
-                .pools
-                .values()
-                .filter(|p| {
-                    p.current.as_ref().and_then(|c| version_of(s_live, c)).as_ref() == Some(key)
-                        || p.pending.as_ref().and_then(|x| version_of(s_live, &x.image)).as_ref() == Some(key)
-                })
-                .collect();
-            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
-            if users.len() > away.len() {
-                continue;
-            }
+            let keep_vms = holds(site, key);
+            // The source library feeds every site: its item of a version stays while any site
+            // holds the version, and goes after the pushes moving any site's pools away.
+            let (keep_items, item_holders) = if *site == *source_site {
+                let holders: BTreeSet<&str> =
+                    held.iter().filter(|(_, h)| h.contains(key)).map(|(s, _)| s.as_str()).collect();
+                (!holders.is_empty() || !unread.is_empty(), holders)
+            } else {
+                (keep_vms, BTreeSet::new())
+            };
             // A subscribed library mirrors every published version: its items come back with
             // the next sync and vCenter refuses to delete them, so only base VMs retire there.
             let subscribed =
                 s_live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
-            let kept_for_unread = *site == *source_site && !unread.is_empty() && !copy.items.is_empty();
-            if kept_for_unread {
+            let items = if keep_items || subscribed { Vec::new() } else { copy.items.clone() };
+            if *site == *source_site && item_holders.is_empty() && keep_items && !copy.items.is_empty() {
                 warnings.push(format!(
                     "the library item of {image}@{version} stays at {site}, the source site: {} not in this plan and may still use it; a plan of every site retires it if no site does",
                     are(&unread)
                 ));
             }
-            let items = if subscribed || kept_for_unread { Vec::new() } else { copy.items.clone() };
-            if items.is_empty() && copy.vms.is_empty() {
+            let vms = if keep_vms { Vec::new() } else { copy.vms.clone() };
+            if items.is_empty() && vms.is_empty() {
                 continue;
             }
+            // After the pushes moving this site's pools away, and for an item of the source
+            // library, those of every site.
+            let from_source = *site == *source_site && !items.is_empty();
+            let depends_on: BTreeSet<StepId> = waits
+                .iter()
+                .filter(|((s, k), _)| k == key && (*s == site || from_source))
+                .flat_map(|(_, ids)| ids.iter().cloned())
+                .collect();
             let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
-            let why = if in_repo {
+            let mut why = if in_repo {
                 format!("no marker, pool or rollback window needs {image}@{version} at {site}")
             } else {
                 format!("{image}@{version} is no longer in the repository")
             };
+            if !item_holders.is_empty() && !copy.items.is_empty() {
+                let _ = write!(why, "; its library item stays for {}", list(&item_holders));
+            }
             steps.push(Step {
                 id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
                 site: site.clone(),
-                action: Action::Retire {
-                    image: image.clone(),
-                    version: version.clone(),
-                    items,
-                    vms: copy.vms.clone(),
-                },
+                action: Action::Retire { image: image.clone(), version: version.clone(), items, vms },
                 reason: why,
-                depends_on: away,
+                depends_on: depends_on.into_iter().collect(),
             });
         }
     }
