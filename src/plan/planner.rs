@@ -6,7 +6,9 @@
 //!
 //! What a site needs: the version each of its pools' markers points at. What it keeps besides:
 //! copies a pool still runs (until pushed away), and the `keep_previous` versions each bound
-//! marker pointed at before (the warm rollback window, from git history in `marker_history`).
+//! marker pointed at before (the warm rollback window, from git history in `marker_history`),
+//! which the plan replicates and deploys where a copy is missing, as long as the version is
+//! published: it never publishes a version only to keep it warm.
 //! Everything else golden owns at the site is retired, after the pushes that move its pools
 //! away. The source site also keeps the library item of every version some site needs or keeps,
 //! planned or not, since every site replicates from it: what an unplanned site needs and keeps
@@ -108,6 +110,15 @@ fn copies(site: &SiteLive) -> BTreeMap<Key, Copy> {
         }
     }
     out
+}
+
+/// A version of a rollback window that no site in the plan has a copy of and that is not
+/// published: what a rollback to it would take.
+#[derive(Default)]
+struct Cold {
+    markers: BTreeSet<String>,
+    replicate_to: BTreeSet<String>,
+    deploy_at: BTreeSet<String>,
 }
 
 /// The version a pool's image reference is, when golden owns the VM.
@@ -266,6 +277,85 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         }
     }
 
+    // Keep the rollback window warm: a copy (library item, base VM and snapshot) at each site
+    // of every version a marker bound there pointed at before, so that rolling back is a push.
+    // A missing piece is made again from the source library. A version that is not in the
+    // source library is not published for that: it may never have been (the marker moved before
+    // golden's first apply), and publishing it would capture and ship an image no pool ran
+    // under golden. The plan then says once what a rollback to it would take.
+    let keep = desired.settings.keep_previous;
+    let mut cold: BTreeMap<Key, Cold> = BTreeMap::new();
+    for site in &scope {
+        let here = copies_at.get(site);
+        for (key, markers) in rollback_window(desired, site, options) {
+            let (image, version) = &key;
+            let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
+            if !in_repo || needed.get(site).is_some_and(|n| n.contains_key(&key)) {
+                continue;
+            }
+            let copy = here.and_then(|c| c.get(&key));
+            if copy.is_some_and(|c| c.base.is_some()) {
+                continue;
+            }
+            let markers: BTreeSet<&str> = markers.iter().map(|m| m.as_str()).collect();
+            let has_item = copy.is_some_and(|c| !c.items.is_empty());
+            let published = source_copies.and_then(|c| c.get(&key)).is_some_and(|c| !c.items.is_empty())
+                || publish_of.contains_key(&key);
+            let for_rollback = format!(
+                "kept warm for a rollback of marker {} of {image} (keep_previous = {keep})",
+                list(&markers)
+            );
+            let mut deps: Vec<StepId> = Vec::new();
+            if has_item {
+                // The site's own item (at the source: the published one) is enough.
+            } else if !published {
+                let c = cold.entry(key.clone()).or_default();
+                c.markers.extend(markers.iter().map(|m| (*m).to_owned()));
+                c.deploy_at.insert(site.as_str().to_owned());
+                if *site != *source_site {
+                    c.replicate_to.insert(site.as_str().to_owned());
+                }
+                continue;
+            } else if *site == *source_site {
+                deps.extend(publish_of.get(&key).cloned());
+            } else {
+                let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
+                steps.push(Step {
+                    id: id.clone(),
+                    site: (*site).clone(),
+                    action: Action::Replicate {
+                        image: image.clone(),
+                        version: version.clone(),
+                        from: source_site.clone(),
+                    },
+                    reason: format!("copy of {image}@{version} missing at {site}; {for_rollback}"),
+                    depends_on: publish_of.get(&key).cloned().into_iter().collect(),
+                });
+                deps.push(id);
+            }
+            steps.push(Step {
+                id: step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]),
+                site: (*site).clone(),
+                action: Action::Deploy { image: image.clone(), version: version.clone() },
+                reason: format!("no base VM of {image}@{version} at {site}; {for_rollback}"),
+                depends_on: deps,
+            });
+        }
+    }
+    for ((image, version), c) in &cold {
+        let markers: BTreeSet<&str> = c.markers.iter().map(String::as_str).collect();
+        let mut then = vec![format!("publish it at {source_site}")];
+        if !c.replicate_to.is_empty() {
+            then.push(format!("replicate it to {}", all(c.replicate_to.iter().map(String::as_str))));
+        }
+        then.push(format!("deploy it at {}", all(c.deploy_at.iter().map(String::as_str))));
+        warnings.push(format!(
+            "no warm copy of {image}@{version}, kept for a rollback of marker {} (keep_previous = {keep}): it is not published, so a rollback to it would first {}",
+            list(&markers),
+            then.join(", then ")
+        ));
+    }
+
     // Pushes.
     let mut pushes: Vec<(u32, Step)> = Vec::new();
     let mut pushed_away: BTreeMap<(SiteName, Key), Vec<StepId>> = BTreeMap::new();
@@ -340,7 +430,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     for site in desired.sites.keys() {
         let holds = held.entry(site).or_default();
         holds.extend(pools_at(desired, site).filter_map(target));
-        holds.extend(rollback_window(desired, site, options));
+        holds.extend(rollback_window(desired, site, options).into_keys());
         let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
         let mut users: BTreeMap<Key, usize> = BTreeMap::new();
         for p in s_live.pools.values() {
@@ -422,23 +512,6 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         }
     }
 
-    // A marker moved where the previous version's copy is gone: rollback will not be warm.
-    for site in &scope {
-        let Some(here) = copies_at.get(site) else { continue };
-        for ((image, marker), history) in &options.marker_history {
-            let bound = pools_at(desired, site).any(|p| &p.image == image && &p.marker == marker);
-            let Some(previous) = history.first() else { continue };
-            if bound
-                && desired.settings.keep_previous > 0
-                && !here.contains_key(&(image.clone(), previous.clone()))
-            {
-                warnings.push(format!(
-                    "no warm copy of {image}@{previous} (previous target of marker {marker}) at {site}: a rollback will replicate it again"
-                ));
-            }
-        }
-    }
-
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -512,17 +585,22 @@ fn push_reason(
     }
 }
 
-/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there.
-fn rollback_window(desired: &DesiredState, site: &SiteName, options: &PlanOptions) -> BTreeSet<Key> {
+/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there,
+/// with the markers they are kept for.
+fn rollback_window<'a>(
+    desired: &'a DesiredState,
+    site: &SiteName,
+    options: &PlanOptions,
+) -> BTreeMap<Key, BTreeSet<&'a MarkerName>> {
     let keep = desired.settings.keep_previous as usize;
-    let mut out = BTreeSet::new();
+    let mut out: BTreeMap<Key, BTreeSet<&MarkerName>> = BTreeMap::new();
     for pool in desired.pools.values().filter(|p| &p.site == site) {
         let Some(history) = options.marker_history.get(&(pool.image.clone(), pool.marker.clone())) else {
             continue;
         };
         let current = desired.images.get(&pool.image).and_then(|i| i.markers.get(&pool.marker));
         for v in history.iter().filter(|v| Some(*v) != current).take(keep) {
-            out.insert((pool.image.clone(), v.clone()));
+            out.entry((pool.image.clone(), v.clone())).or_default().insert(&pool.marker);
         }
     }
     out
@@ -556,11 +634,15 @@ pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, S
 
 /// `eu is`, `eu and us are`, `apac, eu and us are`: every name, for warnings about sites.
 fn are(names: &BTreeSet<&str>) -> String {
-    let names: Vec<&str> = names.iter().copied().collect();
+    format!("{} {}", all(names.iter().copied()), if names.len() == 1 { "is" } else { "are" })
+}
+
+/// `eu`, `eu and hq`, `apac, eu and hq`: every name.
+fn all<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
     match names.as_slice() {
-        [] => String::new(),
-        [one] => format!("{one} is"),
-        [rest @ .., last] => format!("{} and {last} are", rest.join(", ")),
+        [rest @ .., last] if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
     }
 }
 
