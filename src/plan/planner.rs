@@ -35,6 +35,24 @@ pub struct PlanOptions {
     /// Earlier versions of each marker, most recent first, from git history: the rollback
     /// window. Without git history nothing beyond current use is kept warm.
     pub marker_history: BTreeMap<(ImageName, MarkerName), Vec<VersionName>>,
+    /// The markers each pool or farm was bound to before, from git history; `None` when the
+    /// desired state has no git history. A pool without an entry was always bound as it is.
+    /// golden pushes a pool only to what its marker points at, so with this history a pool that
+    /// runs a version none of its markers ever pointed at was pushed outside golden: drift.
+    /// Without it, the planner cannot tell drift from a marker move or a new binding.
+    pub pool_history: Option<BTreeMap<PoolKey, Vec<EarlierBinding>>>,
+}
+
+/// A pool or farm as Horizon knows it: its site and its Horizon name.
+pub type PoolKey = (SiteName, String);
+
+/// A marker a pool was bound to before its current binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarlierBinding {
+    pub image: ImageName,
+    pub marker: MarkerName,
+    /// Every version the marker pointed at in git history.
+    pub versions: BTreeSet<VersionName>,
 }
 
 /// Problems that make a plan impossible; the user must fix the repository or the site.
@@ -562,27 +580,49 @@ fn push_reason(
             return format!("last push of {image}@{version} to {} failed ({err}); trying again", pool.name);
         }
     }
-    match current {
-        Some((ci, cv)) if ci == image => {
-            let previous =
-                options.marker_history.get(&(image.clone(), marker.clone())).and_then(|h| h.first());
-            if previous == Some(cv) {
-                format!("marker {marker} of {image} moved {cv} → {version}")
-            } else {
-                format!("pool {} drifted: runs {cv}, marker {marker} points at {version}", pool.name)
-            }
-        }
-        Some((ci, cv)) => {
-            format!("pool {} runs {ci}@{cv}; it is bound to {image} marker {marker} ({version})", pool.name)
-        }
-        None => match &live.current {
+    let Some((ci, cv)) = current else {
+        return match &live.current {
             Some(c) => format!(
                 "pool {} runs an image golden does not own ({} @ {}); marker {marker} of {image} is {version}",
                 pool.name, c.vm, c.snapshot
             ),
             None => format!("pool {} has no image yet; marker {marker} of {image} is {version}", pool.name),
-        },
+        };
+    };
+    let runs = if ci == image { cv.to_string() } else { format!("{ci}@{cv}") };
+    let earlier = options.marker_history.get(&(image.clone(), marker.clone())).map_or(&[][..], Vec::as_slice);
+    if ci == image {
+        if earlier.first() == Some(cv) {
+            return format!("marker {marker} of {image} moved {cv} → {version}");
+        }
+        if earlier.contains(cv) {
+            return format!(
+                "pool {} runs {cv}, an earlier target of marker {marker} of {image}, which points at {version}",
+                pool.name
+            );
+        }
     }
+    let Some(pools) = &options.pool_history else {
+        // Without git history a marker move, a new binding and a push by hand look the same.
+        return format!("pool {} runs {runs}; marker {marker} of {image} points at {version}", pool.name);
+    };
+    let bindings = pools.get(&(pool.site.clone(), pool.horizon_name.clone())).map_or(&[][..], Vec::as_slice);
+    if let Some(b) = bindings.iter().find(|b| b.image == *ci && b.versions.contains(cv)) {
+        let was = if b.image == *image {
+            b.marker.to_string()
+        } else {
+            format!("marker {} of {}", b.marker, b.image)
+        };
+        let to = if ci == image { version.to_string() } else { format!("{image}@{version}") };
+        return format!(
+            "pool {} is now bound to marker {marker} of {image} instead of {was}: {runs} → {to}",
+            pool.name
+        );
+    }
+    format!(
+        "pool {} drifted (set outside golden): runs {runs}, which no marker it was ever bound to pointed at in git history; marker {marker} of {image} points at {version}",
+        pool.name
+    )
 }
 
 /// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there,

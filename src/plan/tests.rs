@@ -250,6 +250,7 @@ mod fixtures {
 
     use super::*;
     use crate::desired::load::LoadError;
+    use crate::ids::PoolName;
 
     struct Fixture {
         name: String,
@@ -258,8 +259,24 @@ mod fixtures {
         options: PlanOptions,
     }
 
-    /// `history.toml`: per image, per marker, its earlier targets, most recent first.
-    type HistoryFile = BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>;
+    /// `history.toml`: what `golden plan` reads from git history.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct HistoryFile {
+        /// Per image, per marker, its earlier targets, most recent first.
+        #[serde(default)]
+        markers: BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>,
+        /// Per pool, the markers it was bound to before, most recent first.
+        #[serde(default)]
+        pools: BTreeMap<PoolName, Vec<BindingFile>>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BindingFile {
+        image: ImageName,
+        marker: MarkerName,
+    }
 
     /// `options.toml`: the command line of the plan.
     #[derive(serde::Deserialize)]
@@ -314,24 +331,46 @@ mod fixtures {
             panic!("{here}: live.json at {at}: unknown key, missing key or unexpected value");
         }
 
+        // Without history.toml, as without git history: no rollback window, no pool history.
         let path = dir.join("history.toml");
-        let history: HistoryFile = if path.exists() {
+        let history: Option<HistoryFile> = path.exists().then(|| {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{here}: cannot read history.toml: {e}"));
             toml::from_str(&text).unwrap_or_else(|e| panic!("{here}: history.toml: {e}"))
-        } else {
-            BTreeMap::new()
-        };
+        });
         let mut marker_history = BTreeMap::new();
-        for (image, markers) in history {
-            for (marker, versions) in markers {
-                let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
-                assert!(
-                    known,
-                    "{here}: history.toml names marker {marker} of {image}, which the repository lacks"
-                );
-                marker_history.insert((image.clone(), marker), versions);
+        let mut pool_history = None;
+        if let Some(HistoryFile { markers, pools }) = history {
+            for (image, markers) in markers {
+                for (marker, versions) in markers {
+                    let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
+                    assert!(
+                        known,
+                        "{here}: history.toml names marker {marker} of {image}, which the repository lacks"
+                    );
+                    marker_history.insert((image.clone(), marker), versions);
+                }
             }
+            // As `History::pool_history_for` gives it: each earlier marker with every version
+            // it pointed at (its earlier targets and its current one).
+            let mut by_pool = BTreeMap::new();
+            for (name, bindings) in pools {
+                let pool = desired.pools.get(&name).unwrap_or_else(|| {
+                    panic!("{here}: history.toml names pool {name}, which the repository lacks")
+                });
+                let earlier = bindings
+                    .into_iter()
+                    .map(|BindingFile { image, marker }| {
+                        let key = (image.clone(), marker.clone());
+                        let current = desired.images.get(&image).and_then(|i| i.markers.get(&marker));
+                        let versions =
+                            marker_history.get(&key).into_iter().flatten().chain(current).cloned().collect();
+                        planner::EarlierBinding { image, marker, versions }
+                    })
+                    .collect();
+                by_pool.insert((pool.site.clone(), pool.horizon_name.clone()), earlier);
+            }
+            pool_history = Some(by_pool);
         }
 
         let path = dir.join("options.toml");
@@ -347,7 +386,7 @@ mod fixtures {
         } else {
             BTreeSet::new()
         };
-        Fixture { name, desired, live, options: PlanOptions { sites, marker_history } }
+        Fixture { name, desired, live, options: PlanOptions { sites, marker_history, pool_history } }
     }
 
     /// What `golden plan` reads: the sites planned and the source site. The rest of a fixture's
@@ -433,6 +472,38 @@ mod fixtures {
             }
             seen.insert(step.id.clone());
         }
+    }
+
+    /// The reason of a push says what golden knows, and claims drift only when git history
+    /// shows golden never pushed the pool there.
+    #[test]
+    fn push_reasons_claim_drift_only_on_evidence() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/marker-move");
+        let Fixture { desired, live, .. } = read(&dir);
+        let reason = |marker_history: &[&str], pool_history| {
+            let prod = (ImageName::new("win11-ent"), MarkerName::new("prod"));
+            let versions = marker_history.iter().map(|v| VersionName::new(*v)).collect();
+            let options = PlanOptions {
+                marker_history: BTreeMap::from([(prod, versions)]),
+                pool_history,
+                ..PlanOptions::default()
+            };
+            let plan = plan(&desired, &live, &options).expect("plans");
+            let step = plan.steps.iter().find(|s| s.id.as_str() == "push/eu/eu-office").expect("a push");
+            step.reason.clone()
+        };
+        assert_eq!(reason(&["2026.10"], None), "marker prod of win11-ent moved 2026.10 → 2026.11");
+        assert_eq!(
+            reason(&["2026.09", "2026.10"], Some(BTreeMap::new())),
+            "pool eu-office runs 2026.10, an earlier target of marker prod of win11-ent, which points at 2026.11"
+        );
+        assert_eq!(
+            reason(&[], None),
+            "pool eu-office runs 2026.10; marker prod of win11-ent points at 2026.11"
+        );
+        assert!(
+            reason(&[], Some(BTreeMap::new())).starts_with("pool eu-office drifted (set outside golden): ")
+        );
     }
 
     /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
