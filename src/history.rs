@@ -3,17 +3,19 @@
 //! Walks the first-parent history of a ref (the line of merges into main) from the oldest
 //! commit forward, and re-reads an image file only when its blob changed, so a repository with
 //! tens of thousands of commits is read in well under a second. The same walk gives the planner
-//! its rollback window: the earlier targets of each marker.
+//! its rollback window (the earlier targets of each marker) and the earlier bindings of each
+//! pool, with which it tells a pool golden moved from one pushed outside golden.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository, Sort};
 use serde::Serialize;
 
-use crate::desired::files::ImageFile;
+use crate::desired::files::{ImageFile, PoolsFile};
 use crate::git::GitError;
-use crate::ids::{ImageName, MarkerName, VersionName};
+use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::plan::planner::{EarlierBinding, PoolKey};
 
 /// Who changed something, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,6 +51,10 @@ pub struct ImageHistory {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct History {
     pub images: BTreeMap<ImageName, ImageHistory>,
+    /// The bindings of each pool or farm (by site and Horizon name), oldest first: the image
+    /// and marker it was bound to after each change of `pools/*.toml` that changed it.
+    #[serde(skip)]
+    pub pools: BTreeMap<PoolKey, Vec<(ImageName, MarkerName)>>,
 }
 
 impl History {
@@ -105,7 +111,61 @@ impl History {
     }
 }
 
-/// Reads the history of `images/*.toml` below `dir`, following first parents from `reference`.
+impl History {
+    /// Every version `marker` of `image` pointed at in the history read.
+    fn targets(&self, image: &ImageName, marker: &MarkerName) -> BTreeSet<VersionName> {
+        let Some(h) = self.images.get(image) else { return BTreeSet::new() };
+        let moves = h.moves.iter().filter(|m| &m.marker == marker);
+        moves.flat_map(|m| m.from.iter().chain(&m.to)).cloned().collect()
+    }
+
+    /// The earlier bindings of each pool of `desired`, which may be ahead of the history read
+    /// (an uncommitted change): most recent first, the committed binding first when the desired
+    /// state changed it, without the current binding, each with every version its marker
+    /// pointed at. Pools that were always bound as they are now have no entry.
+    pub fn pool_history_for(
+        &self,
+        desired: &crate::desired::DesiredState,
+    ) -> BTreeMap<PoolKey, Vec<EarlierBinding>> {
+        let mut out = BTreeMap::new();
+        for pool in desired.pools.values() {
+            let key = (pool.site.clone(), pool.horizon_name.clone());
+            let Some(bindings) = self.pools.get(&key) else { continue };
+            let mut earlier: Vec<EarlierBinding> = Vec::new();
+            for (image, marker) in bindings.iter().rev() {
+                let current = *image == pool.image && *marker == pool.marker;
+                if current || earlier.iter().any(|b| b.image == *image && b.marker == *marker) {
+                    continue;
+                }
+                let mut versions = self.targets(image, marker);
+                // A target the working tree gives the marker, not committed yet.
+                versions.extend(desired.images.get(image).and_then(|i| i.markers.get(marker)).cloned());
+                earlier.push(EarlierBinding { image: image.clone(), marker: marker.clone(), versions });
+            }
+            if !earlier.is_empty() {
+                out.insert(key, earlier);
+            }
+        }
+        out
+    }
+}
+
+/// The bindings a `pools/*.toml` file makes: pools by site and Horizon name, and the image and
+/// marker each is bound to. Empty when it does not parse (history is best effort about the
+/// past; validation guards the present).
+fn bindings_in(text: &str) -> Vec<(PoolKey, (ImageName, MarkerName))> {
+    let Ok(file) = toml::from_str::<PoolsFile>(text) else { return Vec::new() };
+    file.pools
+        .into_iter()
+        .map(|(name, p)| {
+            let horizon_name = p.horizon_name.unwrap_or(name);
+            ((SiteName::new(p.site), horizon_name), (ImageName::new(p.image), MarkerName::new(p.marker)))
+        })
+        .collect()
+}
+
+/// Reads the history of `images/*.toml` and `pools/*.toml` below `dir`, following first parents
+/// from `reference`.
 pub fn read(dir: &Path, reference: &str) -> Result<History, GitError> {
     let repo = Repository::discover(dir).map_err(|_| GitError::NotARepository { dir: dir.to_owned() })?;
     let workdir = repo.workdir().map(Path::to_owned).unwrap_or_default();
@@ -115,7 +175,8 @@ pub fn read(dir: &Path, reference: &str) -> Result<History, GitError> {
         move |source| GitError::Read { action, repo, source }
     };
     let prefix = crate::git::prefix_of(&repo, dir)?;
-    let images_path = if prefix.is_empty() { "images".to_owned() } else { format!("{prefix}/images") };
+    let in_repo = |dir: &str| if prefix.is_empty() { dir.to_owned() } else { format!("{prefix}/{dir}") };
+    let (images_path, pools_path) = (in_repo("images"), in_repo("pools"));
     let head = repo.revparse_single(reference).and_then(|o| o.peel_to_commit()).map_err(|source| {
         GitError::RefNotFound { reference: reference.to_owned(), repo: workdir.clone(), source }
     })?;
@@ -127,15 +188,47 @@ pub fn read(dir: &Path, reference: &str) -> Result<History, GitError> {
 
     let mut history = History::default();
     let mut last_images_tree: Option<Oid> = None;
+    let mut last_pools_tree: Option<Oid> = None;
     // Blob id of each image file as last read, to re-parse only what changed.
     let mut blobs: BTreeMap<String, Oid> = BTreeMap::new();
+    // Blob ids of the pools files as last read.
+    let mut pool_blobs: BTreeSet<Oid> = BTreeSet::new();
     for oid in walk {
         let oid = oid.map_err(err("walk history"))?;
         let commit = repo.find_commit(oid).map_err(err("read a commit"))?;
         let tree = commit.tree().map_err(err("read a commit tree"))?;
-        let images_tree =
-            tree.get_path(Path::new(&images_path)).ok().filter(|e| e.kind() == Some(ObjectType::Tree));
+        let subtree =
+            |path: &str| tree.get_path(Path::new(path)).ok().filter(|e| e.kind() == Some(ObjectType::Tree));
+        let (images_tree, pools_tree) = (subtree(&images_path), subtree(&pools_path));
         let images_id = images_tree.as_ref().map(|e| e.id());
+        let pools_id = pools_tree.as_ref().map(|e| e.id());
+        if pools_id != last_pools_tree {
+            last_pools_tree = pools_id;
+            let mut blobs_now = BTreeSet::new();
+            if let Some(entry) = pools_tree {
+                let dir = repo.find_tree(entry.id()).map_err(err("read pools/"))?;
+                for e in dir.iter().filter(|e| e.kind() == Some(ObjectType::Blob)) {
+                    if !e.name().is_ok_and(|n| n.ends_with(".toml")) {
+                        continue;
+                    }
+                    blobs_now.insert(e.id());
+                    // A pool's binding changes only where its file does, so only files that
+                    // changed since the last commit read are parsed.
+                    if pool_blobs.contains(&e.id()) {
+                        continue;
+                    }
+                    let Ok(b) = repo.find_blob(e.id()) else { continue };
+                    let Ok(text) = std::str::from_utf8(b.content()) else { continue };
+                    for (key, binding) in bindings_in(text) {
+                        let seen = history.pools.entry(key).or_default();
+                        if seen.last() != Some(&binding) {
+                            seen.push(binding);
+                        }
+                    }
+                }
+            }
+            pool_blobs = blobs_now;
+        }
         if images_id == last_images_tree {
             continue;
         }

@@ -89,14 +89,19 @@ pub async fn observe(
     scope: &BTreeSet<SiteName>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
-    let history = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
-        Ok(h) => h,
+    let options = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
+        Ok(history) => PlanOptions {
+            sites: scope.clone(),
+            marker_history: history.window_for(desired),
+            pool_history: Some(history.pool_history_for(desired)),
+        },
         Err(e) => {
-            tracing::info!("no git history, so no rollback window beyond current use: {e}");
-            crate::history::History::default()
+            tracing::info!(
+                "no git history, so no rollback window beyond current use, and no telling drift from a marker move: {e}"
+            );
+            PlanOptions { sites: scope.clone(), ..PlanOptions::default() }
         }
     };
-    let options = PlanOptions { sites: scope.clone(), marker_history: history.window_for(desired) };
     // The sites to read: those in scope, and the source site their versions come from.
     let mut read: BTreeSet<SiteName> =
         if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };

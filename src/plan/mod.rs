@@ -38,7 +38,7 @@ pub struct Plan {
     /// Steps in an order that respects every dependency.
     pub steps: Vec<Step>,
     /// Things the user should know that are not steps (a pool missing in Horizon, a rollback
-    /// that will not be warm).
+    /// that will not be warm, a source library item kept because a site was not read).
     pub warnings: Vec<String>,
 }
 

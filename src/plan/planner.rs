@@ -6,11 +6,17 @@
 //!
 //! What a site needs: the version each of its pools' markers points at. What it keeps besides:
 //! copies a pool still runs (until pushed away), and the `keep_previous` versions each bound
-//! marker pointed at before (the warm rollback window, from git history in `marker_history`).
-//! Everything else golden owns at the site is retired. The source site also keeps the library
-//! item of every version some site needs or keeps.
+//! marker pointed at before (the warm rollback window, from git history in `marker_history`),
+//! which the plan replicates and deploys where a copy is missing, as long as the version is
+//! published: it never publishes a version only to keep it warm.
+//! Everything else golden owns at the site is retired, after the pushes that move its pools
+//! away. The source site also keeps the library item of every version some site needs or keeps,
+//! planned or not, since every site replicates from it: what an unplanned site needs and keeps
+//! for rollback follows from the desired state and git history, but not what its pools still
+//! run, so while a site is unread no item leaves the source library.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
@@ -29,6 +35,24 @@ pub struct PlanOptions {
     /// Earlier versions of each marker, most recent first, from git history: the rollback
     /// window. Without git history nothing beyond current use is kept warm.
     pub marker_history: BTreeMap<(ImageName, MarkerName), Vec<VersionName>>,
+    /// The markers each pool or farm was bound to before, from git history; `None` when the
+    /// desired state has no git history. A pool without an entry was always bound as it is.
+    /// golden pushes a pool only to what its marker points at, so with this history a pool that
+    /// runs a version none of its markers ever pointed at was pushed outside golden: drift.
+    /// Without it, the planner cannot tell drift from a marker move or a new binding.
+    pub pool_history: Option<BTreeMap<PoolKey, Vec<EarlierBinding>>>,
+}
+
+/// A pool or farm as Horizon knows it: its site and its Horizon name.
+pub type PoolKey = (SiteName, String);
+
+/// A marker a pool was bound to before its current binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarlierBinding {
+    pub image: ImageName,
+    pub marker: MarkerName,
+    /// Every version the marker pointed at in git history.
+    pub versions: BTreeSet<VersionName>,
 }
 
 /// Problems that make a plan impossible; the user must fix the repository or the site.
@@ -104,6 +128,15 @@ fn copies(site: &SiteLive) -> BTreeMap<Key, Copy> {
         }
     }
     out
+}
+
+/// A version of a rollback window that no site in the plan has a copy of and that is not
+/// published: what a rollback to it would take.
+#[derive(Default)]
+struct Cold {
+    markers: BTreeSet<String>,
+    replicate_to: BTreeSet<String>,
+    deploy_at: BTreeSet<String>,
 }
 
 /// The version a pool's image reference is, when golden owns the VM.
@@ -262,6 +295,85 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         }
     }
 
+    // Keep the rollback window warm: a copy (library item, base VM and snapshot) at each site
+    // of every version a marker bound there pointed at before, so that rolling back is a push.
+    // A missing piece is made again from the source library. A version that is not in the
+    // source library is not published for that: it may never have been (the marker moved before
+    // golden's first apply), and publishing it would capture and ship an image no pool ran
+    // under golden. The plan then says once what a rollback to it would take.
+    let keep = desired.settings.keep_previous;
+    let mut cold: BTreeMap<Key, Cold> = BTreeMap::new();
+    for site in &scope {
+        let here = copies_at.get(site);
+        for (key, markers) in rollback_window(desired, site, options) {
+            let (image, version) = &key;
+            let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
+            if !in_repo || needed.get(site).is_some_and(|n| n.contains_key(&key)) {
+                continue;
+            }
+            let copy = here.and_then(|c| c.get(&key));
+            if copy.is_some_and(|c| c.base.is_some()) {
+                continue;
+            }
+            let markers: BTreeSet<&str> = markers.iter().map(|m| m.as_str()).collect();
+            let has_item = copy.is_some_and(|c| !c.items.is_empty());
+            let published = source_copies.and_then(|c| c.get(&key)).is_some_and(|c| !c.items.is_empty())
+                || publish_of.contains_key(&key);
+            let for_rollback = format!(
+                "kept warm for a rollback of marker {} of {image} (keep_previous = {keep})",
+                list(&markers)
+            );
+            let mut deps: Vec<StepId> = Vec::new();
+            if has_item {
+                // The site's own item (at the source: the published one) is enough.
+            } else if !published {
+                let c = cold.entry(key.clone()).or_default();
+                c.markers.extend(markers.iter().map(|m| (*m).to_owned()));
+                c.deploy_at.insert(site.as_str().to_owned());
+                if *site != *source_site {
+                    c.replicate_to.insert(site.as_str().to_owned());
+                }
+                continue;
+            } else if *site == *source_site {
+                deps.extend(publish_of.get(&key).cloned());
+            } else {
+                let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
+                steps.push(Step {
+                    id: id.clone(),
+                    site: (*site).clone(),
+                    action: Action::Replicate {
+                        image: image.clone(),
+                        version: version.clone(),
+                        from: source_site.clone(),
+                    },
+                    reason: format!("copy of {image}@{version} missing at {site}; {for_rollback}"),
+                    depends_on: publish_of.get(&key).cloned().into_iter().collect(),
+                });
+                deps.push(id);
+            }
+            steps.push(Step {
+                id: step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]),
+                site: (*site).clone(),
+                action: Action::Deploy { image: image.clone(), version: version.clone() },
+                reason: format!("no base VM of {image}@{version} at {site}; {for_rollback}"),
+                depends_on: deps,
+            });
+        }
+    }
+    for ((image, version), c) in &cold {
+        let markers: BTreeSet<&str> = c.markers.iter().map(String::as_str).collect();
+        let mut then = vec![format!("publish it at {source_site}")];
+        if !c.replicate_to.is_empty() {
+            then.push(format!("replicate it to {}", all(c.replicate_to.iter().map(String::as_str))));
+        }
+        then.push(format!("deploy it at {}", all(c.deploy_at.iter().map(String::as_str))));
+        warnings.push(format!(
+            "no warm copy of {image}@{version}, kept for a rollback of marker {} (keep_previous = {keep}): it is not published, so a rollback to it would first {}",
+            list(&markers),
+            then.join(", then ")
+        ));
+    }
+
     // Pushes.
     let mut pushes: Vec<(u32, Step)> = Vec::new();
     let mut pushed_away: BTreeMap<(SiteName, Key), Vec<StepId>> = BTreeMap::new();
@@ -327,76 +439,94 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     pushes.sort_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
     steps.extend(pushes.into_iter().map(|(_, s)| s));
 
-    // Retire what nothing needs.
-    let keep_at_source: BTreeSet<Key> = all_needed.iter().map(|k| (*k).clone()).collect();
+    // Retire what nothing needs. Every site, planned or not, holds on to the versions its
+    // pools need and its rollback window (both known from the desired state and git history);
+    // a site that was read also holds what its pools run or are moving to, until pushes of
+    // this plan move every such pool away (the retirement then waits for those pushes).
+    let mut held: BTreeMap<&SiteName, BTreeSet<Key>> = BTreeMap::new();
+    let mut waits: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
+    for site in desired.sites.keys() {
+        let holds = held.entry(site).or_default();
+        holds.extend(pools_at(desired, site).filter_map(target));
+        holds.extend(rollback_window(desired, site, options).into_keys());
+        let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
+        let mut users: BTreeMap<Key, usize> = BTreeMap::new();
+        for p in s_live.pools.values() {
+            let current = p.current.as_ref().and_then(|c| version_of(s_live, c));
+            let pending = p.pending.as_ref().and_then(|x| version_of(s_live, &x.image));
+            let used: BTreeSet<Key> = current.into_iter().chain(pending).collect();
+            for key in used {
+                *users.entry(key).or_default() += 1;
+            }
+        }
+        for (key, n) in users {
+            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
+            if n > away.len() {
+                holds.insert(key);
+            } else {
+                waits.insert((site, key), away);
+            }
+        }
+    }
+    // A site this plan did not read may still run a version nothing else needs (its pools
+    // are not pushed away yet). Not having looked must never delete what it may use: while a
+    // site is unread, no item leaves the source library.
+    let unread: BTreeSet<&str> =
+        desired.sites.keys().filter(|s| !read_sites.contains(s)).map(SiteName::as_str).collect();
     for site in &scope {
         let Some(here) = copies_at.get(site) else { continue };
         let s_live = site_live(site).unwrap_or(&empty);
-        let window = rollback_window(desired, site, options);
-        let needs = needed.get(site);
+        let holds = |s: &SiteName, key: &Key| held.get(s).is_some_and(|h| h.contains(key));
         for (key @ (image, version), copy) in here {
-            if needs.is_some_and(|n| n.contains_key(key)) || window.contains(key) {
-                continue;
-            }
-            if *site == *source_site && keep_at_source.contains(key) {
-                continue;
-            }
-            // A copy a pool runs or is moving to stays until every such pool is pushed away.
-            let users: Vec<&LivePool> = s_live
-                .pools
-                .values()
-                .filter(|p| {
-                    p.current.as_ref().and_then(|c| version_of(s_live, c)).as_ref() == Some(key)
-                        || p.pending.as_ref().and_then(|x| version_of(s_live, &x.image)).as_ref() == Some(key)
-                })
-                .collect();
-            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
-            if users.len() > away.len() {
-                continue;
-            }
+            let keep_vms = holds(site, key);
+            // The source library feeds every site: its item of a version stays while any site
+            // holds the version, and goes after the pushes moving any site's pools away.
+            let (keep_items, item_holders) = if *site == *source_site {
+                let holders: BTreeSet<&str> =
+                    held.iter().filter(|(_, h)| h.contains(key)).map(|(s, _)| s.as_str()).collect();
+                (!holders.is_empty() || !unread.is_empty(), holders)
+            } else {
+                (keep_vms, BTreeSet::new())
+            };
             // A subscribed library mirrors every published version: its items come back with
             // the next sync and vCenter refuses to delete them, so only base VMs retire there.
             let subscribed =
                 s_live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
-            let items = if subscribed { Vec::new() } else { copy.items.clone() };
-            if items.is_empty() && copy.vms.is_empty() {
+            let items = if keep_items || subscribed { Vec::new() } else { copy.items.clone() };
+            if *site == *source_site && item_holders.is_empty() && keep_items && !copy.items.is_empty() {
+                warnings.push(format!(
+                    "the library item of {image}@{version} stays at {site}, the source site: {} not in this plan and may still use it; a plan of every site retires it if no site does",
+                    are(&unread)
+                ));
+            }
+            let vms = if keep_vms { Vec::new() } else { copy.vms.clone() };
+            if items.is_empty() && vms.is_empty() {
                 continue;
             }
+            // After the pushes moving this site's pools away, and for an item of the source
+            // library, those of every site.
+            let from_source = *site == *source_site && !items.is_empty();
+            let depends_on: BTreeSet<StepId> = waits
+                .iter()
+                .filter(|((s, k), _)| k == key && (*s == site || from_source))
+                .flat_map(|(_, ids)| ids.iter().cloned())
+                .collect();
             let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
-            let why = if in_repo {
+            let mut why = if in_repo {
                 format!("no marker, pool or rollback window needs {image}@{version} at {site}")
             } else {
                 format!("{image}@{version} is no longer in the repository")
             };
+            if !item_holders.is_empty() && !copy.items.is_empty() {
+                let _ = write!(why, "; its library item stays for {}", list(&item_holders));
+            }
             steps.push(Step {
                 id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
                 site: site.clone(),
-                action: Action::Retire {
-                    image: image.clone(),
-                    version: version.clone(),
-                    items,
-                    vms: copy.vms.clone(),
-                },
+                action: Action::Retire { image: image.clone(), version: version.clone(), items, vms },
                 reason: why,
-                depends_on: away,
+                depends_on: depends_on.into_iter().collect(),
             });
-        }
-    }
-
-    // A marker moved where the previous version's copy is gone: rollback will not be warm.
-    for site in &scope {
-        let Some(here) = copies_at.get(site) else { continue };
-        for ((image, marker), history) in &options.marker_history {
-            let bound = pools_at(desired, site).any(|p| &p.image == image && &p.marker == marker);
-            let Some(previous) = history.first() else { continue };
-            if bound
-                && desired.settings.keep_previous > 0
-                && !here.contains_key(&(image.clone(), previous.clone()))
-            {
-                warnings.push(format!(
-                    "no warm copy of {image}@{previous} (previous target of marker {marker}) at {site}: a rollback will replicate it again"
-                ));
-            }
         }
     }
 
@@ -450,40 +580,67 @@ fn push_reason(
             return format!("last push of {image}@{version} to {} failed ({err}); trying again", pool.name);
         }
     }
-    match current {
-        Some((ci, cv)) if ci == image => {
-            let previous =
-                options.marker_history.get(&(image.clone(), marker.clone())).and_then(|h| h.first());
-            if previous == Some(cv) {
-                format!("marker {marker} of {image} moved {cv} → {version}")
-            } else {
-                format!("pool {} drifted: runs {cv}, marker {marker} points at {version}", pool.name)
-            }
-        }
-        Some((ci, cv)) => {
-            format!("pool {} runs {ci}@{cv}; it is bound to {image} marker {marker} ({version})", pool.name)
-        }
-        None => match &live.current {
+    let Some((ci, cv)) = current else {
+        return match &live.current {
             Some(c) => format!(
                 "pool {} runs an image golden does not own ({} @ {}); marker {marker} of {image} is {version}",
                 pool.name, c.vm, c.snapshot
             ),
             None => format!("pool {} has no image yet; marker {marker} of {image} is {version}", pool.name),
-        },
+        };
+    };
+    let runs = if ci == image { cv.to_string() } else { format!("{ci}@{cv}") };
+    let earlier = options.marker_history.get(&(image.clone(), marker.clone())).map_or(&[][..], Vec::as_slice);
+    if ci == image {
+        if earlier.first() == Some(cv) {
+            return format!("marker {marker} of {image} moved {cv} → {version}");
+        }
+        if earlier.contains(cv) {
+            return format!(
+                "pool {} runs {cv}, an earlier target of marker {marker} of {image}, which points at {version}",
+                pool.name
+            );
+        }
     }
+    let Some(pools) = &options.pool_history else {
+        // Without git history a marker move, a new binding and a push by hand look the same.
+        return format!("pool {} runs {runs}; marker {marker} of {image} points at {version}", pool.name);
+    };
+    let bindings = pools.get(&(pool.site.clone(), pool.horizon_name.clone())).map_or(&[][..], Vec::as_slice);
+    if let Some(b) = bindings.iter().find(|b| b.image == *ci && b.versions.contains(cv)) {
+        let was = if b.image == *image {
+            b.marker.to_string()
+        } else {
+            format!("marker {} of {}", b.marker, b.image)
+        };
+        let to = if ci == image { version.to_string() } else { format!("{image}@{version}") };
+        return format!(
+            "pool {} is now bound to marker {marker} of {image} instead of {was}: {runs} → {to}",
+            pool.name
+        );
+    }
+    format!(
+        "pool {} drifted (set outside golden): runs {runs}, which no marker it was ever bound to pointed at in git history; marker {marker} of {image} points at {version}",
+        pool.name
+    )
 }
 
-/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there.
-fn rollback_window(desired: &DesiredState, site: &SiteName, options: &PlanOptions) -> BTreeSet<Key> {
+/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there,
+/// with the markers they are kept for.
+fn rollback_window<'a>(
+    desired: &'a DesiredState,
+    site: &SiteName,
+    options: &PlanOptions,
+) -> BTreeMap<Key, BTreeSet<&'a MarkerName>> {
     let keep = desired.settings.keep_previous as usize;
-    let mut out = BTreeSet::new();
+    let mut out: BTreeMap<Key, BTreeSet<&MarkerName>> = BTreeMap::new();
     for pool in desired.pools.values().filter(|p| &p.site == site) {
         let Some(history) = options.marker_history.get(&(pool.image.clone(), pool.marker.clone())) else {
             continue;
         };
         let current = desired.images.get(&pool.image).and_then(|i| i.markers.get(&pool.marker));
         for v in history.iter().filter(|v| Some(*v) != current).take(keep) {
-            out.insert((pool.image.clone(), v.clone()));
+            out.entry((pool.image.clone(), v.clone())).or_default().insert(&pool.marker);
         }
     }
     out
@@ -513,6 +670,20 @@ pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, S
         }
     }
     out
+}
+
+/// `eu is`, `eu and us are`, `apac, eu and us are`: every name, for warnings about sites.
+fn are(names: &BTreeSet<&str>) -> String {
+    format!("{} {}", all(names.iter().copied()), if names.len() == 1 { "is" } else { "are" })
+}
+
+/// `eu`, `eu and hq`, `apac, eu and hq`: every name.
+fn all<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    match names.as_slice() {
+        [rest @ .., last] if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }
 
 fn list(names: &BTreeSet<&str>) -> String {

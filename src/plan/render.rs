@@ -39,18 +39,31 @@ pub fn describe(step: &Step) -> String {
             format!("{pool_kind} {horizon_name} ({pool}) to {image}@{version} [{marker}], {logoff}")
         }
         Action::Retire { image, version, items, vms } => {
-            format!("{image}@{version} ({} library items, {} VMs)", items.len(), vms.len())
+            // A subscribed library's items are not deleted: name only what goes.
+            let mut what = Vec::new();
+            if !items.is_empty() {
+                what.push(count(items.len(), "library item", "library items"));
+            }
+            if !vms.is_empty() {
+                what.push(count(vms.len(), "VM", "VMs"));
+            }
+            format!("{image}@{version} ({})", what.join(", "))
         }
     }
+}
+
+/// `1 VM`, `2 VMs`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn summary(plan: &Plan) -> String {
     if !plan.has_changes() {
         return "No changes: the live state matches the desired state.".to_owned();
     }
+    // Step kinds are verbs ("2 deploy"), the same in the singular and the plural.
     let parts: Vec<String> = plan.counts().iter().map(|(verb, n)| format!("{n} {verb}")).collect();
-    let n = plan.steps.len();
-    format!("Plan: {} ({n} step{}).", parts.join(", "), if n == 1 { "" } else { "s" })
+    format!("Plan: {} ({}).", parts.join(", "), count(plan.steps.len(), "step", "steps"))
 }
 
 fn by_site(plan: &Plan) -> BTreeMap<&SiteName, Vec<&Step>> {
@@ -118,12 +131,8 @@ pub fn markdown(plan: &Plan) -> String {
         }
         out.push('\n');
         for (site, steps) in by_site(plan) {
-            let n = steps.len();
-            let _ = writeln!(
-                out,
-                "<details><summary><b>{site}</b>: {n} step{}</summary>\n",
-                if n == 1 { "" } else { "s" }
-            );
+            let n = count(steps.len(), "step", "steps");
+            let _ = writeln!(out, "<details><summary><b>{site}</b>: {n}</summary>\n");
             let _ = writeln!(out, "| | step | what | why |\n|---|---|---|---|");
             for step in steps {
                 let (sym, _) = symbol(&step.action);

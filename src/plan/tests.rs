@@ -250,6 +250,7 @@ mod fixtures {
 
     use super::*;
     use crate::desired::load::LoadError;
+    use crate::ids::PoolName;
 
     struct Fixture {
         name: String,
@@ -258,8 +259,33 @@ mod fixtures {
         options: PlanOptions,
     }
 
-    /// `history.toml`: per image, per marker, its earlier targets, most recent first.
-    type HistoryFile = BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>;
+    /// `history.toml`: what `golden plan` reads from git history.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct HistoryFile {
+        /// Per image, per marker, its earlier targets, most recent first.
+        #[serde(default)]
+        markers: BTreeMap<ImageName, BTreeMap<MarkerName, Vec<VersionName>>>,
+        /// Per pool, the markers it was bound to before, most recent first.
+        #[serde(default)]
+        pools: BTreeMap<PoolName, Vec<BindingFile>>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BindingFile {
+        image: ImageName,
+        marker: MarkerName,
+    }
+
+    /// `options.toml`: the command line of the plan.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OptionsFile {
+        /// The `--site` flags.
+        #[serde(default)]
+        sites: BTreeSet<SiteName>,
+    }
 
     fn dirs() -> Vec<PathBuf> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan");
@@ -305,26 +331,73 @@ mod fixtures {
             panic!("{here}: live.json at {at}: unknown key, missing key or unexpected value");
         }
 
+        // Without history.toml, as without git history: no rollback window, no pool history.
         let path = dir.join("history.toml");
-        let history: HistoryFile = if path.exists() {
+        let history: Option<HistoryFile> = path.exists().then(|| {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{here}: cannot read history.toml: {e}"));
             toml::from_str(&text).unwrap_or_else(|e| panic!("{here}: history.toml: {e}"))
-        } else {
-            BTreeMap::new()
-        };
+        });
         let mut marker_history = BTreeMap::new();
-        for (image, markers) in history {
-            for (marker, versions) in markers {
-                let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
-                assert!(
-                    known,
-                    "{here}: history.toml names marker {marker} of {image}, which the repository lacks"
-                );
-                marker_history.insert((image.clone(), marker), versions);
+        let mut pool_history = None;
+        if let Some(HistoryFile { markers, pools }) = history {
+            for (image, markers) in markers {
+                for (marker, versions) in markers {
+                    let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
+                    assert!(
+                        known,
+                        "{here}: history.toml names marker {marker} of {image}, which the repository lacks"
+                    );
+                    marker_history.insert((image.clone(), marker), versions);
+                }
             }
+            // As `History::pool_history_for` gives it: each earlier marker with every version
+            // it pointed at (its earlier targets and its current one).
+            let mut by_pool = BTreeMap::new();
+            for (name, bindings) in pools {
+                let pool = desired.pools.get(&name).unwrap_or_else(|| {
+                    panic!("{here}: history.toml names pool {name}, which the repository lacks")
+                });
+                let earlier = bindings
+                    .into_iter()
+                    .map(|BindingFile { image, marker }| {
+                        let key = (image.clone(), marker.clone());
+                        let current = desired.images.get(&image).and_then(|i| i.markers.get(&marker));
+                        let versions =
+                            marker_history.get(&key).into_iter().flatten().chain(current).cloned().collect();
+                        planner::EarlierBinding { image, marker, versions }
+                    })
+                    .collect();
+                by_pool.insert((pool.site.clone(), pool.horizon_name.clone()), earlier);
+            }
+            pool_history = Some(by_pool);
         }
-        Fixture { name, desired, live, options: PlanOptions { marker_history, ..PlanOptions::default() } }
+
+        let path = dir.join("options.toml");
+        let sites = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{here}: cannot read options.toml: {e}"));
+            let file: OptionsFile =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{here}: options.toml: {e}"));
+            for site in &file.sites {
+                assert!(desired.sites.contains_key(site), "{here}: options.toml names unknown site {site}");
+            }
+            file.sites
+        } else {
+            BTreeSet::new()
+        };
+        Fixture { name, desired, live, options: PlanOptions { sites, marker_history, pool_history } }
+    }
+
+    /// What `golden plan` reads: the sites planned and the source site. The rest of a fixture's
+    /// live state is the world the plan is applied to, never seen by the planner.
+    fn read_by_plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> LiveState {
+        let read = |s: &SiteName| {
+            options.sites.is_empty() || options.sites.contains(s) || *s == desired.settings.source_site
+        };
+        LiveState {
+            sites: live.sites.iter().filter(|(s, _)| read(s)).map(|(s, l)| (s.clone(), l.clone())).collect(),
+        }
     }
 
     /// The JSON path of the first place where `a` and `b` differ.
@@ -401,6 +474,38 @@ mod fixtures {
         }
     }
 
+    /// The reason of a push says what golden knows, and claims drift only when git history
+    /// shows golden never pushed the pool there.
+    #[test]
+    fn push_reasons_claim_drift_only_on_evidence() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/marker-move");
+        let Fixture { desired, live, .. } = read(&dir);
+        let reason = |marker_history: &[&str], pool_history| {
+            let prod = (ImageName::new("win11-ent"), MarkerName::new("prod"));
+            let versions = marker_history.iter().map(|v| VersionName::new(*v)).collect();
+            let options = PlanOptions {
+                marker_history: BTreeMap::from([(prod, versions)]),
+                pool_history,
+                ..PlanOptions::default()
+            };
+            let plan = plan(&desired, &live, &options).expect("plans");
+            let step = plan.steps.iter().find(|s| s.id.as_str() == "push/eu/eu-office").expect("a push");
+            step.reason.clone()
+        };
+        assert_eq!(reason(&["2026.10"], None), "marker prod of win11-ent moved 2026.10 → 2026.11");
+        assert_eq!(
+            reason(&["2026.09", "2026.10"], Some(BTreeMap::new())),
+            "pool eu-office runs 2026.10, an earlier target of marker prod of win11-ent, which points at 2026.11"
+        );
+        assert_eq!(
+            reason(&[], None),
+            "pool eu-office runs 2026.10; marker prod of win11-ent points at 2026.11"
+        );
+        assert!(
+            reason(&[], Some(BTreeMap::new())).starts_with("pool eu-office drifted (set outside golden): ")
+        );
+    }
+
     /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
     /// applies the plan to the model of the live state and checks that the next plan is empty.
     #[test]
@@ -408,7 +513,7 @@ mod fixtures {
         for dir in dirs() {
             let Fixture { name, desired, live, options } = read(&dir);
             let here = format!("fixture tests/fixtures/plan/{name}");
-            let result = plan(&desired, &live, &options);
+            let result = plan(&desired, &read_by_plan(&desired, &live, &options), &options);
             let expects_error = name.ends_with("-error");
             let snapshot = match &result {
                 Ok(p) => {
@@ -429,7 +534,7 @@ mod fixtures {
             if let Ok(first) = result {
                 let mut world = World::from_live(live);
                 world.apply(&first, &desired);
-                let again = plan(&desired, &world.live, &options)
+                let again = plan(&desired, &read_by_plan(&desired, &world.live, &options), &options)
                     .unwrap_or_else(|e| panic!("{here}: plan after apply failed: {e:?}"));
                 assert!(!again.has_changes(), "{here}: plan after apply is not empty:\n{}", plain(&again));
             }
@@ -592,4 +697,27 @@ mod property {
             converge(&moved, &mut world, &options);
         }
     }
+}
+
+#[test]
+fn retire_lines_count_in_the_singular_and_the_plural() {
+    let retire = |items: &[&str], vms: &[&str]| Step {
+        id: StepId::new("retire/hq/win11-ent/2026.09"),
+        site: SiteName::new("hq"),
+        action: Action::Retire {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.09"),
+            items: items.iter().map(|s| (*s).to_owned()).collect(),
+            vms: vms.iter().map(|s| (*s).to_owned()).collect(),
+        },
+        reason: String::new(),
+        depends_on: Vec::new(),
+    };
+    assert_eq!(render::describe(&retire(&["item-1"], &["vm-2"])), "win11-ent@2026.09 (1 library item, 1 VM)");
+    assert_eq!(
+        render::describe(&retire(&["item-1", "item-3"], &["vm-2", "vm-4"])),
+        "win11-ent@2026.09 (2 library items, 2 VMs)"
+    );
+    // A subscribed library's items stay: only the VM is named.
+    assert_eq!(render::describe(&retire(&[], &["vm-2"])), "win11-ent@2026.09 (1 VM)");
 }

@@ -76,6 +76,38 @@ fn the_rollback_window_comes_from_marker_history() {
 }
 
 #[test]
+fn earlier_pool_bindings_come_from_git_history_and_the_working_tree() {
+    let repo = repo_with_history();
+    // Committed: Finance-IC at eu moves from canary to pilot. Not committed: Office-IC at hq
+    // moves from prod to pilot.
+    let finance = "marker = \"canary\"";
+    edit(&repo, "pools/eu.toml", finance, "marker = \"pilot\"");
+    repo.commit_at("Finance pilots the hotfix", "Ada Admin", START + 4 * DAY);
+    let hq_office = "horizon_name = \"Office-IC\"\nimage = \"win11-ent\"\nmarker = \"prod\"";
+    edit(&repo, "pools/hq.toml", hq_office, &hq_office.replace("prod", "pilot"));
+
+    let dir = repo.path().to_owned();
+    let desired = golden::desired::load(&golden::desired::Location::WorkTree { dir }).expect("repo loads");
+    let history = golden::history::read(repo.path(), "HEAD").expect("history reads");
+    let pools = history.pool_history_for(&desired);
+    let earlier = |site: &str, name: &str| -> Vec<(String, Vec<String>)> {
+        let key = (golden::ids::SiteName::new(site), name.to_owned());
+        let bindings = pools.get(&key).map(Vec::as_slice).unwrap_or_default();
+        bindings
+            .iter()
+            .map(|b| (b.marker.to_string(), b.versions.iter().map(ToString::to_string).collect()))
+            .collect()
+    };
+    assert_eq!(earlier("eu", "Finance-IC"), [("canary".to_owned(), vec!["2026.10-vpn".to_owned()])]);
+    // prod pointed at 2026.10, then 2026.11, then 2026.10 again.
+    assert_eq!(
+        earlier("hq", "Office-IC"),
+        [("prod".to_owned(), vec!["2026.10".to_owned(), "2026.11".to_owned()])]
+    );
+    assert!(earlier("eu", "Office-IC").is_empty(), "always bound to prod: {pools:?}");
+}
+
+#[test]
 fn an_unknown_image_is_a_clear_error() {
     let repo = repo_with_history();
     let out = run(golden(repo.path()).args(["history", "win10"]));
