@@ -161,9 +161,11 @@ impl Wanted {
 
 /// Reads one site: vCenter and Horizon at the same time.
 pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLive, Inventory), GatherError> {
-    let vcenter = async {
-        let vc = &clients.vcenter;
-        vc.login().await?;
+    // Three independent chains, each starting as soon as its own login is done: the library
+    // and golden's tags over REST, the inventory over SOAP, the pools over Horizon's API.
+    let vc = &clients.vcenter;
+    let rest = async {
+        vc.login_rest().await?;
         let content = async {
             let library = vc.find_library(&wanted.library).await?;
             let mut items = BTreeMap::new();
@@ -176,10 +178,18 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLi
             }
             Ok::<_, VcenterError>((library, items))
         };
-        // Inventory (SOAP + tags) and the library (REST) are independent chains.
-        let (inventory, content) = tokio::join!(vc.inventory(), content);
-        let (library, items) = content?;
-        Ok::<_, GatherError>((inventory?, library, items))
+        let (content, attached) = tokio::join!(content, vc.tag_attachments());
+        Ok::<_, VcenterError>((content?, attached?))
+    };
+    let soap = async {
+        vc.login_soap().await?;
+        vc.inventory_objects().await
+    };
+    let vcenter = async {
+        let (rest, objects) = tokio::join!(rest, soap);
+        let ((library, items), attached) = rest?;
+        let inventory = vc.settle_inventory(objects?, &attached).await?;
+        Ok::<_, GatherError>((inventory, library, items))
     };
     let horizon = async {
         clients.horizon.login().await?;

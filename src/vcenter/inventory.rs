@@ -159,30 +159,47 @@ const TYPES: &[PropSpec<'static>] = &[
     },
 ];
 
+/// The objects of an inventory read over SOAP, before ownership is settled.
+#[derive(Debug)]
+pub struct InventoryObjects(Vec<ObjectContent>);
+
 impl VcenterClient {
     /// Reads the inventory: one container view over the root folder and one
     /// `RetrievePropertiesEx` with a property set per type, plus golden's ownership tags.
     pub async fn inventory(&self) -> Result<Inventory, VcenterError> {
+        // The SOAP read and the ownership tags (REST) do not depend on each other.
+        let (objects, attached) = tokio::join!(self.inventory_objects(), self.tag_attachments());
+        self.settle_inventory(objects?, &attached?).await
+    }
+
+    /// The SOAP half of [`Self::inventory`]: every object of the kinds golden places things
+    /// on, with the properties it reads.
+    pub async fn inventory_objects(&self) -> Result<InventoryObjects, VcenterError> {
         let op = "read the inventory";
         let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
         let mut fresh_session = false;
-        let objects = async {
-            loop {
-                let logins = self.soap_logins();
-                let view = self.create_view(op, &kinds).await?;
-                let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
-                self.destroy_view(&view).await;
-                match objects {
-                    // A view belongs to its session: when the session expired in between, the
-                    // view went with it, so read once more with a view of the new session.
-                    Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
-                    other => break other,
-                }
+        loop {
+            let logins = self.soap_logins();
+            let view = self.create_view(op, &kinds).await?;
+            let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
+            self.destroy_view(&view).await;
+            match objects {
+                // A view belongs to its session: when the session expired in between, the
+                // view went with it, so read once more with a view of the new session.
+                Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
+                other => break other.map(InventoryObjects),
             }
-        };
-        // The SOAP read and the ownership tags (REST) do not depend on each other.
-        let (objects, attached) = tokio::join!(objects, self.tag_attachments());
-        let (objects, attached) = (objects?, attached?);
+        }
+    }
+
+    /// The inventory of `objects`, each VM owned as its annotation or, failing that, its tag
+    /// among `attached` ([`Self::tag_attachments`]) says.
+    pub async fn settle_inventory(
+        &self,
+        objects: InventoryObjects,
+        attached: &BTreeMap<String, Vec<Moref>>,
+    ) -> Result<Inventory, VcenterError> {
+        let objects = objects.0;
         // A base VM's annotation names its version (written at deployment, read above), so a
         // tag is read only when it is the sole mark of ownership: a VM tagged by golden whose
         // annotation says nothing (a simulator that drops it, an admin who cleared the notes).
@@ -190,7 +207,7 @@ impl VcenterClient {
             objects.iter().filter(|o| annotation_meta(o).is_some()).map(|o| &o.id).collect();
         let needed = attached.iter().filter(|(_, vms)| vms.iter().any(|vm| !annotated.contains(vm)));
         let metas = self.tag_metas(needed.map(|(tag, _)| tag)).await?;
-        Ok(build(self.site.clone(), objects, &super::rest::owners(&attached, &metas)))
+        Ok(build(self.site.clone(), objects, &super::rest::owners(attached, &metas)))
     }
 }
 

@@ -85,11 +85,18 @@ impl VcenterClient {
 
     /// Logs in on both APIs now, so that wrong credentials fail before any work starts.
     pub async fn login(&self) -> Result<(), VcenterError> {
-        let (rest, soap) = tokio::join!(
-            self.retry.run("vcenter rest login", || self.rest_login()),
-            self.retry.run("vcenter soap login", || self.soap_login()),
-        );
+        let (rest, soap) = tokio::join!(self.login_rest(), self.login_soap());
         rest.and(soap)
+    }
+
+    /// Logs in on the REST API now.
+    pub async fn login_rest(&self) -> Result<(), VcenterError> {
+        self.retry.run("vcenter rest login", || self.rest_login()).await.map(drop)
+    }
+
+    /// Logs in on the SOAP API now.
+    pub async fn login_soap(&self) -> Result<(), VcenterError> {
+        self.retry.run("vcenter soap login", || self.soap_login()).await
     }
 
     fn err_http(
