@@ -649,9 +649,15 @@ fn rollback_window<'a>(
 /// A short, stable hash of every live object at the given sites.
 pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
     fn hash(value: &impl serde::Serialize) -> String {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        // The JSON of the object, streamed into the digest (a live object always serialises).
+        let mut hasher = Sha256::new();
+        let _ = serde_json::to_writer(&mut hasher, value);
+        let digest = hasher.finalize();
+        let mut hex = String::with_capacity(16);
+        for b in &digest[..8] {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
     let mut out = BTreeMap::new();
     for site in sites {
