@@ -63,6 +63,25 @@ impl SiteClients {
     }
 }
 
+impl SiteClients {
+    /// Ends the site's vCenter and Horizon sessions. Best effort: a failure is logged, since
+    /// the work is done and the sessions will idle out anyway.
+    pub async fn logout(&self) {
+        let (vcenter, horizon) = tokio::join!(self.vcenter.logout(), self.horizon.logout());
+        if let Err(e) = vcenter {
+            tracing::debug!(site = %self.site, error = %e, "cannot log out of vcenter");
+        }
+        if let Err(e) = horizon {
+            tracing::debug!(site = %self.site, error = %e, "cannot log out of horizon");
+        }
+    }
+}
+
+/// Ends the sessions of every site of `clients`, all at once.
+pub async fn logout_all<'a>(clients: impl IntoIterator<Item = &'a SiteClients>) {
+    join_all(clients.into_iter().map(SiteClients::logout)).await;
+}
+
 /// Clients for `sites`, from the desired state and the environment `env`.
 pub fn connect_all(
     desired: &DesiredState,

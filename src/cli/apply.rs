@@ -13,6 +13,7 @@ use crate::apply::display::{Bars, Journal, Lines, summary_table};
 use crate::apply::executor::{EventSink, Events, execute};
 use crate::apply::{Context, Target, Timeouts, steps};
 use crate::desired::{self, DesiredState};
+use crate::gather::{self, SiteClients};
 use crate::ids::SiteName;
 use crate::plan::{FORMAT_VERSION, Plan, render};
 
@@ -66,6 +67,19 @@ async fn apply(args: ApplyArgs, desired: DesiredState) -> anyhow::Result<Exit> {
     };
     let env = |name: &str| std::env::var(name).ok();
     let observed = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env).await?;
+    // Clones share the sessions: whatever happens below, they end when apply does.
+    let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
+    let result = apply_observed(args, desired, saved, observed).await;
+    gather::logout_all(&sessions).await;
+    result
+}
+
+async fn apply_observed(
+    args: ApplyArgs,
+    desired: DesiredState,
+    saved: Option<Plan>,
+    observed: Observed,
+) -> anyhow::Result<Exit> {
     let plan = match saved {
         Some(saved) => {
             check_fresh(&saved, &observed, &desired)?;

@@ -13,11 +13,12 @@ use clap::Args;
 
 use super::Exit;
 use super::apply::context;
-use super::plan::observe;
+use super::plan::{Observed, observe};
 use crate::apply::display::{Lines, summary_table};
 use crate::apply::executor::{Events, execute};
 use crate::apply::steps;
-use crate::desired::{self, Location};
+use crate::desired::{self, DesiredState, Location};
+use crate::gather::{self, SiteClients};
 use crate::lab::{Lab, LabOptions, Timings};
 use crate::plan::{Plan, render};
 
@@ -121,6 +122,13 @@ async fn demo() -> anyhow::Result<()> {
 async fn round(dir: &Path, env: &dyn Fn(&str) -> Option<String>, apply: bool) -> anyhow::Result<Plan> {
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
     let observed = observe(&desired, dir, None, &BTreeSet::new(), env).await?;
+    let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
+    let result = plan_and_apply(desired, observed, apply).await;
+    gather::logout_all(&sessions).await;
+    result
+}
+
+async fn plan_and_apply(desired: DesiredState, observed: Observed, apply: bool) -> anyhow::Result<Plan> {
     let plan = observed.plan.clone();
     anstream::stdout().write_all(render::text(&plan).as_bytes())?;
     if apply && plan.has_changes() {

@@ -44,7 +44,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let env = |name: &str| std::env::var(name).ok();
     let observing = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env);
-    let plan = runtime.block_on(observing)?.plan;
+    let plan = runtime.block_on(async {
+        let observed = observing.await?;
+        gather::logout_all(observed.clients.values()).await;
+        Ok::<_, anyhow::Error>(observed.plan)
+    })?;
     if let Some(path) = &args.out {
         std::fs::write(path, render::json(&plan))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -43,6 +43,7 @@ pub(super) async fn view(
 ) -> anyhow::Result<status::Status> {
     let sites: BTreeSet<_> = desired.sites.keys().cloned().collect();
     let clients = gather::connect_all(desired, &sites, dir, env, &RetryPolicy::default())?;
-    let (live, _) = gather::read_all(desired, &clients).await?;
-    Ok(status::status(desired, &live))
+    let read = gather::read_all(desired, &clients).await;
+    gather::logout_all(clients.values()).await;
+    Ok(status::status(desired, &read?.0))
 }

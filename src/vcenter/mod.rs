@@ -89,6 +89,14 @@ impl VcenterClient {
         rest.and(soap)
     }
 
+    /// Ends both sessions, if any. vCenter keeps a session (and its views) until it idles out
+    /// and caps the sessions it holds, so a CI job planning every pull request must not leave
+    /// one behind each time.
+    pub async fn logout(&self) -> Result<(), VcenterError> {
+        let (rest, soap) = tokio::join!(self.rest_logout(), self.soap_logout());
+        rest.and(soap)
+    }
+
     /// Logs in on the REST API now.
     pub async fn login_rest(&self) -> Result<(), VcenterError> {
         self.retry.run("vcenter rest login", || self.rest_login()).await.map(drop)

@@ -169,6 +169,28 @@ impl VcenterClient {
         Ok(id)
     }
 
+    /// `DELETE /rest/com/vmware/cis/session`: ends the REST session, if there is one. Not
+    /// retried, and never logs in to log out.
+    pub(super) async fn rest_logout(&self) -> Result<(), VcenterError> {
+        let op = "log out of the rest api";
+        let Some(session) = lock(&self.rest_session).take() else { return Ok(()) };
+        let response = self
+            .http
+            .delete(self.rest_url("/com/vmware/cis/session"))
+            .header(SESSION_HEADER, &session)
+            .send()
+            .await
+            .map_err(|e| self.err_transport(op, e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        // 401: the session had already ended.
+        if status.is_success() || status == StatusCode::UNAUTHORIZED {
+            Ok(())
+        } else {
+            Err(self.status_error(op, status, &text))
+        }
+    }
+
     fn status_error(&self, op: &str, status: StatusCode, body: &str) -> VcenterError {
         // vAPI errors: {"type":"com.vmware.vapi.std.errors.x","value":{"messages":[{"default_message":…}]}}
         let parsed: Option<Value> = serde_json::from_str(body).ok();

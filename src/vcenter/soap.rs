@@ -175,6 +175,24 @@ impl VcenterClient {
         }
     }
 
+    /// Ends the SOAP session, if there is one (its views go with it). Not retried.
+    pub(super) async fn soap_logout(&self) -> Result<(), VcenterError> {
+        if lock(&self.soap_cookie).is_none() {
+            return Ok(());
+        }
+        let service = self.service().await?;
+        let body = format!(
+            "<vim25:Logout>{}</vim25:Logout>",
+            moref_xml("_this", "SessionManager", &service.session_manager)
+        );
+        let reply = self.soap_exchange("log out of the soap api", &body).await;
+        *lock(&self.soap_cookie) = None;
+        match reply? {
+            Reply::Ok(_) => Ok(()),
+            Reply::Fault { kind, message } => Err(self.fault("log out of the soap api", kind, message)),
+        }
+    }
+
     /// One SOAP call with retries and a session: logs in first when needed and once more when
     /// the session has expired. Returns the response element (`<XxxResponse>`).
     pub(super) async fn soap(&self, op: &str, body: &str) -> Result<Element, VcenterError> {

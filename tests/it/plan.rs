@@ -214,3 +214,25 @@ async fn status_shows_copies_pools_and_drift() {
     assert_eq!(v["versions"][1]["markers"], serde_json::json!(["prod"]));
     assert!(v["pools"].as_array().expect("pools").iter().all(|p| p["pool"].is_null() || p["drift"] == true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_status_end_their_sessions() {
+    let lab = quickstart_lab().await;
+    let dir = repo_root().join("examples/quickstart");
+    let open = |lab: &Lab| -> Vec<String> {
+        let shared = lab.state();
+        let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = Vec::new();
+        for (name, site) in &state.sites {
+            open.extend(site.vcenter.sessions.iter().map(|_| format!("{name}: a vCenter session")));
+            open.extend(site.horizon.sessions.keys().map(|_| format!("{name}: a Horizon session")));
+        }
+        open
+    };
+    for args in [&["plan"][..], &["status"][..]] {
+        let out = golden_with(&lab, &dir, args).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(lab.requests("hq", Product::Vcenter) > 0, "{args:?} read the lab");
+        assert_eq!(open(&lab), Vec::<String>::new(), "golden {args:?} left sessions open");
+    }
+}

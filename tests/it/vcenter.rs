@@ -304,6 +304,17 @@ async fn ovf_upload_deploy_and_delete(t: &Target) {
     assert!(client.list_items(&library).await.expect("list").is_empty(), "the item is gone");
 }
 
+async fn logout_ends_both_sessions(t: &Target) {
+    let client = t.client();
+    client.login().await.expect("login");
+    client.logout().await.expect("log out of both APIs");
+    client.logout().await.expect("a second logout has nothing to end");
+    // The next calls log in again.
+    client.list_libraries().await.expect("a REST call after logout");
+    client.inventory().await.expect("a SOAP read after logout");
+    client.logout().await.expect("log out again");
+}
+
 async fn tags_mark_owned_vms(t: &Target) {
     let client = t.client();
     assert!(client.owned_vms().await.expect("owned").is_empty());
@@ -450,6 +461,7 @@ macro_rules! contract {
 
 contract!(
     session_logs_in_again_after_401,
+    logout_ends_both_sessions,
     bad_password_is_a_clear_error,
     inventory_resolves_placement_names,
     snapshots_appear_in_the_tree,
