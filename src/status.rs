@@ -1,5 +1,5 @@
 //! `golden status`: where every version has copies, and what every pool runs against what it
-//! should run. A pure view of (desired, live), rendered as text, markdown or JSON.
+//! should run. A pure view of (desired, live, git history), rendered as text, markdown or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +9,8 @@ use serde::Serialize;
 use crate::desired::DesiredState;
 use crate::ids::SiteName;
 use crate::live::{ImageRef, LiveState, SiteLive};
+use crate::plan::PlanOptions;
+use crate::plan::planner::{self, Provenance};
 
 /// A version's presence at one site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -41,8 +43,26 @@ pub struct PoolRow {
     pub current: String,
     pub pending: Option<String>,
     pub desired: Option<String>,
-    /// Bound, not running its desired version, and not being moved to it.
+    pub state: PoolState,
+    /// Pushed outside golden (`state` is `drift`); kept for readers of the JSON.
     pub drift: bool,
+}
+
+/// Where a bound pool stands against its desired version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolState {
+    /// Not bound in the repository.
+    Unmanaged,
+    /// Runs its desired version.
+    InSync,
+    /// Horizon is pushing its desired version.
+    Pushing,
+    /// golden's next apply pushes it: a marker moved, the pool was bound anew, golden has not
+    /// pushed it yet, or a push failed.
+    Behind,
+    /// Runs a version none of its markers ever pointed at in git history: pushed outside golden.
+    Drift,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -59,7 +79,7 @@ fn image_name(site: &SiteLive, image: &ImageRef) -> String {
 }
 
 /// The status view of `live` against `desired`.
-pub fn status(desired: &DesiredState, live: &LiveState) -> Status {
+pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Status {
     let mut versions: BTreeMap<(String, String), VersionRow> = BTreeMap::new();
     for image in desired.images.values() {
         for v in image.versions.keys() {
@@ -127,7 +147,19 @@ pub fn status(desired: &DesiredState, live: &LiveState) -> Status {
                 Some(image_name(s, &p.image)) == desired_version
                     && !matches!(p.state, crate::live::PendingState::Failed)
             });
-            let drift = desired_version.as_ref().is_some_and(|d| *d != current && !moving_there);
+            let state = match bound {
+                None => PoolState::Unmanaged,
+                Some(_) if desired_version.as_ref() == Some(&current) => PoolState::InSync,
+                Some(_) if moving_there => PoolState::Pushing,
+                Some(pool) => {
+                    let runs = lp.current.as_ref().and_then(|c| s.vms.get(&c.vm)?.meta.as_ref());
+                    let drift = runs.is_some_and(|m| {
+                        let key = (m.image.clone(), m.version.clone());
+                        planner::provenance(pool, &key, options) == Provenance::Drift
+                    });
+                    if drift { PoolState::Drift } else { PoolState::Behind }
+                }
+            };
             pools.push(PoolRow {
                 site: site.clone(),
                 horizon_name: lp.name.clone(),
@@ -135,7 +167,8 @@ pub fn status(desired: &DesiredState, live: &LiveState) -> Status {
                 current,
                 pending,
                 desired: desired_version,
-                drift,
+                state,
+                drift: state == PoolState::Drift,
             });
         }
     }
@@ -198,7 +231,12 @@ fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
                 p.current.clone(),
                 p.pending.clone().unwrap_or_else(|| "-".to_owned()),
                 p.desired.clone().unwrap_or_else(|| "-".to_owned()),
-                if p.drift { "DRIFT".to_owned() } else { String::new() },
+                match p.state {
+                    PoolState::Unmanaged | PoolState::InSync => String::new(),
+                    PoolState::Pushing => "pushing".to_owned(),
+                    PoolState::Behind => "behind".to_owned(),
+                    PoolState::Drift => "DRIFT".to_owned(),
+                },
             ]
         })
         .collect();
@@ -211,12 +249,17 @@ pub fn text(status: &Status) -> String {
     let (sites, versions, pools) = rows(status);
     let mut header = vec!["version", "markers"];
     header.extend(sites.iter().map(String::as_str));
-    let drifted = status.pools.iter().filter(|p| p.drift).count();
+    let count = |state: PoolState| status.pools.iter().filter(|p| p.state == state).count();
     format!(
-        "copies\n{}\npools\n{}\n{} pools, {drifted} drifted\n",
+        "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} behind, {} drifted, {} not managed\n",
         table(&header, &versions),
         table(&POOL_HEADER, &pools),
-        status.pools.len()
+        status.pools.len(),
+        count(PoolState::InSync),
+        count(PoolState::Pushing),
+        count(PoolState::Behind),
+        count(PoolState::Drift),
+        count(PoolState::Unmanaged),
     )
 }
 
@@ -243,4 +286,31 @@ pub fn json(status: &Status) -> String {
     let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::tests::fixtures;
+
+    /// The state `golden status` gives the pool `horizon_name` at `site` of a planner fixture.
+    fn state_in(fixture: &str, site: &str, horizon_name: &str) -> PoolState {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan").join(fixture);
+        let f = fixtures::read(&dir);
+        let view = status(&f.desired, &f.live, &f.options);
+        let row = view.pools.iter().find(|p| p.site.as_str() == site && p.horizon_name == horizon_name);
+        row.unwrap_or_else(|| panic!("{fixture}: no pool {horizon_name} at {site}")).state
+    }
+
+    #[test]
+    fn drift_is_claimed_only_on_evidence_from_git_history() {
+        assert_eq!(state_in("drifted-pool", "hq", "Office-IC"), PoolState::Drift);
+        // A moved marker, a first deploy, a pool bound anew: golden's next apply pushes them.
+        assert_eq!(state_in("marker-move", "hq", "Office-IC"), PoolState::Behind);
+        assert_eq!(state_in("marker-moved-without-history", "hq", "Office-IC"), PoolState::Behind);
+        assert_eq!(state_in("first-deploy", "hq", "Office-IC"), PoolState::Behind);
+        assert_eq!(state_in("push-in-progress", "hq", "Office-IC"), PoolState::Pushing);
+    }
 }

@@ -93,7 +93,27 @@ pub async fn observe(
     scope: &BTreeSet<SiteName>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
-    let options = match crate::history::read(dir, reference.unwrap_or("HEAD")) {
+    let options = plan_options(desired, dir, reference, scope);
+    // The sites to read: those in scope, and the source site their versions come from.
+    let mut read: BTreeSet<SiteName> =
+        if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
+    read.insert(desired.settings.source_site.clone());
+    let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
+    let (live, inventories) = gather::read_all(desired, &clients).await?;
+    let plan = plan::plan(desired, &live, &options).map_err(PlanErrors)?;
+    Ok(Observed { plan, clients, inventories })
+}
+
+/// The planner's options for `scope`: the rollback window and the pools' earlier bindings from
+/// the git history of `dir` at `reference` (HEAD by default), when there is one. Shared with
+/// `status`.
+pub fn plan_options(
+    desired: &DesiredState,
+    dir: &Path,
+    reference: Option<&str>,
+    scope: &BTreeSet<SiteName>,
+) -> PlanOptions {
+    match crate::history::read(dir, reference.unwrap_or("HEAD")) {
         Ok(history) => PlanOptions {
             sites: scope.clone(),
             marker_history: history.window_for(desired),
@@ -105,13 +125,5 @@ pub async fn observe(
             );
             PlanOptions { sites: scope.clone(), ..PlanOptions::default() }
         }
-    };
-    // The sites to read: those in scope, and the source site their versions come from.
-    let mut read: BTreeSet<SiteName> =
-        if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
-    read.insert(desired.settings.source_site.clone());
-    let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
-    let (live, inventories) = gather::read_all(desired, &clients).await?;
-    let plan = plan::plan(desired, &live, &options).map_err(PlanErrors)?;
-    Ok(Observed { plan, clients, inventories })
+    }
 }

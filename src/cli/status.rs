@@ -45,5 +45,6 @@ pub(super) async fn view(
     let clients = gather::connect_all(desired, &sites, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await;
     gather::logout_all(clients.values()).await;
-    Ok(status::status(desired, &read?.0))
+    let options = super::plan::plan_options(desired, dir, None, &BTreeSet::new());
+    Ok(status::status(desired, &read?.0, &options))
 }

@@ -96,7 +96,8 @@ pub fn source_identity(source: &Source) -> String {
     }
 }
 
-type Key = (ImageName, VersionName);
+/// A version of an image.
+pub type Key = (ImageName, VersionName);
 
 /// What golden owns of one version at one site.
 #[derive(Default)]
@@ -590,39 +591,71 @@ fn push_reason(
         };
     };
     let runs = if ci == image { cv.to_string() } else { format!("{ci}@{cv}") };
-    let earlier = options.marker_history.get(&(image.clone(), marker.clone())).map_or(&[][..], Vec::as_slice);
-    if ci == image {
+    match provenance(pool, &(ci.clone(), cv.clone()), options) {
+        Provenance::LastTarget => format!("marker {marker} of {image} moved {cv} → {version}"),
+        Provenance::EarlierTarget => format!(
+            "pool {} runs {cv}, an earlier target of marker {marker} of {image}, which points at {version}",
+            pool.name
+        ),
+        // Without git history a marker move, a new binding and a push by hand look the same.
+        Provenance::Unknown => {
+            format!("pool {} runs {runs}; marker {marker} of {image} points at {version}", pool.name)
+        }
+        Provenance::Rebound(b) => {
+            let was = if b.image == *image {
+                b.marker.to_string()
+            } else {
+                format!("marker {} of {}", b.marker, b.image)
+            };
+            let to = if ci == image { version.to_string() } else { format!("{image}@{version}") };
+            format!(
+                "pool {} is now bound to marker {marker} of {image} instead of {was}: {runs} → {to}",
+                pool.name
+            )
+        }
+        Provenance::Drift => format!(
+            "pool {} drifted (set outside golden): runs {runs}, which no marker it was ever bound to pointed at in git history; marker {marker} of {image} points at {version}",
+            pool.name
+        ),
+    }
+}
+
+/// How a bound pool came to run a golden version other than its target, as far as git history
+/// tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance<'a> {
+    /// The version its marker pointed at just before: the marker moved.
+    LastTarget,
+    /// An earlier target of its marker.
+    EarlierTarget,
+    /// A target of a marker it was bound to before.
+    Rebound(&'a EarlierBinding),
+    /// No git history to tell.
+    Unknown,
+    /// No marker it was ever bound to pointed at it: it was pushed outside golden.
+    Drift,
+}
+
+/// Where the version `current` that `pool` runs came from. golden pushes a pool only to what
+/// its marker points at, so a version none of its markers ever pointed at is drift.
+pub fn provenance<'a>(pool: &Pool, current: &Key, options: &'a PlanOptions) -> Provenance<'a> {
+    let (ci, cv) = current;
+    let earlier =
+        options.marker_history.get(&(pool.image.clone(), pool.marker.clone())).map_or(&[][..], Vec::as_slice);
+    if *ci == pool.image {
         if earlier.first() == Some(cv) {
-            return format!("marker {marker} of {image} moved {cv} → {version}");
+            return Provenance::LastTarget;
         }
         if earlier.contains(cv) {
-            return format!(
-                "pool {} runs {cv}, an earlier target of marker {marker} of {image}, which points at {version}",
-                pool.name
-            );
+            return Provenance::EarlierTarget;
         }
     }
-    let Some(pools) = &options.pool_history else {
-        // Without git history a marker move, a new binding and a push by hand look the same.
-        return format!("pool {} runs {runs}; marker {marker} of {image} points at {version}", pool.name);
-    };
+    let Some(pools) = &options.pool_history else { return Provenance::Unknown };
     let bindings = pools.get(&(pool.site.clone(), pool.horizon_name.clone())).map_or(&[][..], Vec::as_slice);
-    if let Some(b) = bindings.iter().find(|b| b.image == *ci && b.versions.contains(cv)) {
-        let was = if b.image == *image {
-            b.marker.to_string()
-        } else {
-            format!("marker {} of {}", b.marker, b.image)
-        };
-        let to = if ci == image { version.to_string() } else { format!("{image}@{version}") };
-        return format!(
-            "pool {} is now bound to marker {marker} of {image} instead of {was}: {runs} → {to}",
-            pool.name
-        );
+    match bindings.iter().find(|b| b.image == *ci && b.versions.contains(cv)) {
+        Some(b) => Provenance::Rebound(b),
+        None => Provenance::Drift,
     }
-    format!(
-        "pool {} drifted (set outside golden): runs {runs}, which no marker it was ever bound to pointed at in git history; marker {marker} of {image} points at {version}",
-        pool.name
-    )
 }
 
 /// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there,

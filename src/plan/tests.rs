@@ -245,18 +245,18 @@ fn converge(desired: &DesiredState, world: &mut World, options: &PlanOptions) ->
 
 /// The planner scenarios: one directory per scenario under `tests/fixtures/plan/` (see the
 /// README there), discovered by listing, so a new directory is a new case.
-mod fixtures {
+pub(crate) mod fixtures {
     use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::desired::load::LoadError;
     use crate::ids::PoolName;
 
-    struct Fixture {
-        name: String,
-        desired: DesiredState,
-        live: LiveState,
-        options: PlanOptions,
+    pub(crate) struct Fixture {
+        pub(crate) name: String,
+        pub(crate) desired: DesiredState,
+        pub(crate) live: LiveState,
+        pub(crate) options: PlanOptions,
     }
 
     /// `history.toml`: what `golden plan` reads from git history.
@@ -300,7 +300,7 @@ mod fixtures {
         dirs
     }
 
-    fn read(dir: &Path) -> Fixture {
+    pub(crate) fn read(dir: &Path) -> Fixture {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let here = format!("fixture tests/fixtures/plan/{name}");
         let mut desired = match load(&Location::WorkTree { dir: dir.to_owned() }) {
