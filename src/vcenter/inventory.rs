@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
 use super::xml::Element;
-use super::{VcenterClient, VcenterError};
+use super::{VcenterClient, VcenterError, lock};
 use crate::desired::Compute;
 use crate::ids::SiteName;
 use crate::live::{GoldenMeta, Moref, Snapshot, Vm};
@@ -177,16 +177,25 @@ impl VcenterClient {
     pub async fn inventory_objects(&self) -> Result<InventoryObjects, VcenterError> {
         let op = "read the inventory";
         let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
-        let mut fresh_session = false;
+        let mut retried = false;
         loop {
             let logins = self.soap_logins();
-            let view = self.create_view(op, &kinds).await?;
-            let objects = self.retrieve(op, &Self::view_object_set(&view), TYPES).await;
-            self.destroy_view(&view).await;
-            match objects {
+            let kept = lock(&self.view).clone().filter(|(of, _)| *of == logins).map(|(_, view)| view);
+            let view = match &kept {
+                Some(view) => view.clone(),
+                None => {
+                    let view = self.create_view(op, &kinds).await?;
+                    *lock(&self.view) = Some((self.soap_logins(), view.clone()));
+                    view
+                }
+            };
+            match self.retrieve(op, &Self::view_object_set(&view), TYPES).await {
                 // A view belongs to its session: when the session expired in between, the
-                // view went with it, so read once more with a view of the new session.
-                Err(_) if !fresh_session && self.soap_logins() != logins => fresh_session = true,
+                // view went with it, and a kept view may be gone; read once more with a new one.
+                Err(_) if !retried && (kept.is_some() || self.soap_logins() != logins) => {
+                    retried = true;
+                    *lock(&self.view) = None;
+                }
                 other => break other.map(InventoryObjects),
             }
         }

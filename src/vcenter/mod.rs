@@ -56,6 +56,9 @@ pub struct VcenterClient {
     soap_logins: Arc<std::sync::atomic::AtomicU64>,
     /// `RetrieveServiceContent`, read once.
     service: Arc<Mutex<Option<soap::ServiceContent>>>,
+    /// The inventory's container view and the SOAP login (count) it belongs to. A view follows
+    /// the inventory as it changes, so one serves every read of a session, and goes with it.
+    view: Arc<Mutex<Option<(u64, String)>>>,
 }
 
 impl VcenterClient {
@@ -76,6 +79,7 @@ impl VcenterClient {
             soap_cookie: Arc::default(),
             soap_logins: Arc::default(),
             service: Arc::default(),
+            view: Arc::default(),
         }
     }
 

@@ -187,6 +187,7 @@ impl VcenterClient {
         );
         let reply = self.soap_exchange("log out of the soap api", &body).await;
         *lock(&self.soap_cookie) = None;
+        *lock(&self.view) = None;
         match reply? {
             Reply::Ok(_) => Ok(()),
             Reply::Fault { kind, message } => Err(self.fault("log out of the soap api", kind, message)),
@@ -295,15 +296,6 @@ impl VcenterClient {
             .child_text("returnval")
             .map(str::to_owned)
             .ok_or_else(|| self.err_protocol(op, "no view in the answer"))
-    }
-
-    /// Destroys a view; a failure only leaks a view until the session ends, so it is logged.
-    pub(super) async fn destroy_view(&self, view: &str) {
-        let body =
-            format!("<vim25:DestroyView>{}</vim25:DestroyView>", moref_xml("_this", "ContainerView", view));
-        if let Err(e) = self.soap("destroy a container view", &body).await {
-            tracing::debug!(site = %self.site, error = %e, "cannot destroy a container view");
-        }
     }
 
     /// The `objectSet` that walks a container view.
