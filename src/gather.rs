@@ -37,7 +37,7 @@ pub enum GatherError {
 
 /// Every problem of one read, one per site at most.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the live state of {} site(s)", .0.len())]
+#[error("cannot read the live state of {}", crate::plan::render::count(.0.len(), "site", "sites"))]
 pub struct GatherErrors(pub Vec<GatherError>);
 
 impl SiteClients {

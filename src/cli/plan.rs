@@ -35,7 +35,7 @@ pub struct PlanArgs {
 
 /// Every reason a plan cannot be made.
 #[derive(Debug, thiserror::Error)]
-#[error("no plan: {} problem(s) must be fixed first", .0.len())]
+#[error("no plan: {} must be fixed first", crate::plan::render::count(.0.len(), "problem", "problems"))]
 pub struct PlanErrors(pub Vec<PlanError>);
 
 pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
