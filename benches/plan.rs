@@ -15,7 +15,7 @@ use golden::desired::{DesiredState, Location, load};
 use golden::lab::vcenter::content::{File, Item};
 use golden::lab::vcenter::{Category, Tag};
 use golden::lab::{Lab, LabOptions, LabState, Timings, now_ms};
-use golden::live::GoldenMeta;
+use golden::live::{GoldenMeta, ItemRef, LibraryId};
 use golden::plan::{PlanOptions, plan};
 
 const SITES: usize = 20;
@@ -107,12 +107,14 @@ fn steady(desired: &DesiredState, lab: &mut LabState) {
                 let files = BTreeMap::from([("x.ovf".to_owned(), File { bytes: Vec::new() })]);
                 let name = format!("{}-{}", meta.image, meta.version);
                 let item = Item::new(&library, &name, "ovf", &description, files, now);
+                let deployed_from =
+                    ItemRef { id: LibraryId::new(item.id.clone()), name: name.clone(), kind: "ovf".into() };
                 vc.content.items.insert(item.id.clone(), item);
                 let vm =
                     vc.add_vm(&format!("golden-{}-{}", meta.image, meta.version), None).unwrap_or_default();
-                // As golden deploys them: metadata in the annotation and in a tag.
+                // As golden deploys them: metadata and the item in the annotation, and a tag.
                 if let Some(v) = vc.vms.get_mut(&vm) {
-                    v.annotation = description.clone();
+                    v.annotation = golden::vcenter::deployment_annotation(&meta, &deployed_from);
                 }
                 let snapshot = vc.add_snapshot(&vm, "golden", "", now).unwrap_or_default();
                 let tag = format!("urn:vmomi:InventoryServiceTag:{}:GLOBAL", uuid::Uuid::new_v4());

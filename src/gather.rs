@@ -14,7 +14,7 @@ use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, http_client
 use crate::desired::{DesiredState, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
-use crate::live::{LiveState, SiteLive};
+use crate::live::{LibraryItem, LiveState, SiteLive};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
 /// Both clients of one site. Clones share the sessions.
@@ -185,20 +185,16 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLi
     let vc = &clients.vcenter;
     let rest = async {
         vc.login_rest().await?;
-        let content = async {
+        let listing = async {
             let library = vc.find_library(&wanted.library).await?;
-            let mut items = BTreeMap::new();
-            if let Some(lib) = &library {
-                let ids = vc.list_items(&lib.id).await?;
-                for item in join_all(ids.iter().map(|id| vc.get_item(id))).await {
-                    let item = item?;
-                    items.insert(item.id.clone(), item);
-                }
-            }
-            Ok::<_, VcenterError>((library, items))
+            let ids = match &library {
+                Some(lib) => vc.list_items(&lib.id).await?,
+                None => Vec::new(),
+            };
+            Ok::<_, VcenterError>((library, ids))
         };
-        let (content, attached) = tokio::join!(content, vc.tag_attachments());
-        Ok::<_, VcenterError>((content?, attached?))
+        let (listing, attached) = tokio::join!(listing, vc.tag_attachments());
+        Ok::<_, VcenterError>((listing?, attached?))
     };
     let soap = async {
         vc.login_soap().await?;
@@ -206,9 +202,35 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLi
     };
     let vcenter = async {
         let (rest, objects) = tokio::join!(rest, soap);
-        let ((library, items), attached) = rest?;
-        let inventory = vc.settle_inventory(objects?, &attached).await?;
-        Ok::<_, GatherError>((inventory, library, items))
+        let ((library, ids), attached) = rest?;
+        let objects = objects?;
+        // An item a base VM was deployed from is known from the VM's annotation, metadata
+        // included; only the others are read, one request each (the API has no bulk read).
+        let deployed = objects.deployed_items();
+        let mut items = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for id in ids {
+            match (deployed.get(&id), &library) {
+                (Some((item, meta)), Some(lib)) => {
+                    let known = LibraryItem {
+                        id: id.clone(),
+                        library: lib.id.clone(),
+                        name: item.name.clone(),
+                        kind: item.kind.clone(),
+                        meta: Some(meta.clone()),
+                    };
+                    items.insert(id, known);
+                }
+                _ => unknown.push(id),
+            }
+        }
+        let read = async {
+            let reads = join_all(unknown.iter().map(|id| vc.get_item(id))).await;
+            reads.into_iter().collect::<Result<Vec<_>, _>>()
+        };
+        let (inventory, read) = tokio::join!(vc.settle_inventory(objects, &attached), read);
+        items.extend(read?.into_iter().map(|item| (item.id.clone(), item)));
+        Ok::<_, GatherError>((inventory?, library, items))
     };
     let horizon = async {
         clients.horizon.login().await?;

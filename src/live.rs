@@ -85,8 +85,20 @@ pub struct Vm {
     pub template: bool,
     pub powered_on: bool,
     pub meta: Option<GoldenMeta>,
+    /// The library item a base VM was deployed from, as its annotation records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_from: Option<ItemRef>,
     /// Every snapshot of the VM, flattened in tree order (parents before children).
     pub snapshots: Vec<Snapshot>,
+}
+
+/// A library item as a base VM's annotation names it: enough to know the item without reading
+/// it, since its metadata is the VM's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub id: LibraryId,
+    pub name: String,
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::desired::{Logoff, PoolKind, Source};
 use crate::horizon::PushSpec;
 use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{
-    GoldenMeta, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, PendingState, Vm,
+    GoldenMeta, ImageRef, ItemRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, PendingState, Vm,
 };
 use crate::plan::planner::source_identity;
 use crate::plan::{Action, PublishSource, Step, StepId};
@@ -454,7 +454,8 @@ impl StepRun<'_> {
                 // The metadata travels in the deployment itself (the VM's annotation), so the VM
                 // is golden's from the moment it exists, even if this run stops right after.
                 let mut spec = target.placement.deploy(&name);
-                spec.annotation = Some(crate::vcenter::meta_to_description(&meta));
+                let from = ItemRef { id: item.id.clone(), name: item.name.clone(), kind: item.kind.clone() };
+                spec.annotation = Some(crate::vcenter::deployment_annotation(&meta, &from));
                 let vm = vc.deploy_ovf(&item.id, &spec).await?;
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;

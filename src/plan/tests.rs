@@ -124,6 +124,7 @@ impl World {
                 template: false,
                 powered_on: false,
                 meta: None,
+                deployed_from: None,
                 snapshots: Vec::new(),
             },
         );
@@ -200,6 +201,7 @@ impl World {
                             template: false,
                             powered_on: false,
                             meta: Some(World::meta(image, version, desired)),
+                            deployed_from: None,
                             snapshots: vec![Snapshot { id: snap, name: "golden".into(), parent: None }],
                         },
                     );

@@ -14,7 +14,7 @@ use super::xml::Element;
 use super::{VcenterClient, VcenterError, lock};
 use crate::desired::Compute;
 use crate::ids::SiteName;
-use crate::live::{GoldenMeta, Moref, Snapshot, Vm};
+use crate::live::{GoldenMeta, ItemRef, LibraryId, Moref, Snapshot, Vm};
 
 /// A named object of the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -163,6 +163,23 @@ const TYPES: &[PropSpec<'static>] = &[
 #[derive(Debug)]
 pub struct InventoryObjects(Vec<ObjectContent>);
 
+impl InventoryObjects {
+    /// The library items base VMs were deployed from, each with the version's metadata, as
+    /// the VMs' annotations record them.
+    pub fn deployed_items(&self) -> BTreeMap<LibraryId, (ItemRef, GoldenMeta)> {
+        let mut out = BTreeMap::new();
+        for o in self.0.iter().filter(|o| o.kind == "VirtualMachine") {
+            let Some(annotation) = o.text("config.annotation") else { continue };
+            if let (Some(item), Some(meta)) =
+                (super::item_from_annotation(annotation), super::meta_from_description(annotation))
+            {
+                out.insert(item.id.clone(), (item, meta));
+            }
+        }
+        out
+    }
+}
+
 impl VcenterClient {
     /// Reads the inventory: one container view over the root folder and one
     /// `RetrievePropertiesEx` with a property set per type, plus golden's ownership tags.
@@ -282,6 +299,7 @@ fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, Go
                     powered_on: o.text("runtime.powerState") == Some("poweredOn"),
                     // golden's metadata in the annotation written at deploy time, or its tag.
                     meta: annotation_meta(o).or_else(|| owned.get(&o.id).cloned()),
+                    deployed_from: o.text("config.annotation").and_then(super::item_from_annotation),
                     snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
                 },
             );

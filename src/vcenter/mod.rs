@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connect::{Credentials, RetryPolicy, Retryable};
 use crate::ids::SiteName;
-use crate::live::GoldenMeta;
+use crate::live::{GoldenMeta, ItemRef};
 
 pub use inventory::{Cluster, Datacenter, Inventory, Named, Placement};
 pub use rest::DeploySpec;
@@ -199,17 +199,28 @@ impl Retryable for VcenterError {
     }
 }
 
-/// The description golden writes on a library item (and on an ownership tag).
+/// The description golden writes on a library item (and on an ownership tag), and the
+/// annotation of a base VM, which also names the item it was deployed from.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetaDescription {
     golden: GoldenMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    item: Option<ItemRef>,
 }
 
 /// The metadata JSON golden stores in a description: `{"golden":{"image":…,"version":…,"source":…}}`.
 pub fn meta_to_description(meta: &GoldenMeta) -> String {
     // Serialising plain strings cannot fail.
-    serde_json::to_string(&MetaDescription { golden: meta.clone() }).unwrap_or_default()
+    serde_json::to_string(&MetaDescription { golden: meta.clone(), item: None }).unwrap_or_default()
+}
+
+/// The annotation of a base VM deployed from `item`: the metadata plus
+/// `"item":{"id":…,"name":…,"kind":…}`, so that reading the site knows the item without a
+/// request of its own.
+pub fn deployment_annotation(meta: &GoldenMeta, item: &ItemRef) -> String {
+    let description = MetaDescription { golden: meta.clone(), item: Some(item.clone()) };
+    serde_json::to_string(&description).unwrap_or_default()
 }
 
 /// Reads golden's metadata back from a description; anything else (free text, other JSON) is
@@ -218,10 +229,35 @@ pub fn meta_from_description(description: &str) -> Option<GoldenMeta> {
     serde_json::from_str::<MetaDescription>(description).ok().map(|d| d.golden)
 }
 
+/// The item a base VM's annotation says it was deployed from.
+pub fn item_from_annotation(annotation: &str) -> Option<ItemRef> {
+    serde_json::from_str::<MetaDescription>(annotation).ok().and_then(|d| d.item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::{ImageName, VersionName};
+
+    #[test]
+    fn a_deployment_annotation_names_the_version_and_the_item() {
+        let meta = GoldenMeta {
+            image: ImageName::new("win11-ent"),
+            version: VersionName::new("2026.10"),
+            source: "library_item:win11-2026.10".into(),
+        };
+        let item = ItemRef {
+            id: crate::live::LibraryId::new("5e3c-item"),
+            name: "win11-ent-2026.10".into(),
+            kind: "ovf".into(),
+        };
+        let text = deployment_annotation(&meta, &item);
+        assert_eq!(meta_from_description(&text), Some(meta.clone()));
+        assert_eq!(item_from_annotation(&text), Some(item));
+        // A description (no item) names no item; free text names nothing.
+        assert_eq!(item_from_annotation(&meta_to_description(&meta)), None);
+        assert_eq!(item_from_annotation("built by Packer"), None);
+    }
 
     #[test]
     fn metadata_round_trips_through_a_description() {

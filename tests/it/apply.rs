@@ -16,7 +16,7 @@ use golden::horizon::PushSpec;
 use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
 use golden::lab::server::FaultRule;
 use golden::lab::{Lab, LabOptions, LabState, Product, Timings};
-use golden::live::{ImageRef, LiveState};
+use golden::live::{ImageRef, LibraryId, LiveState};
 use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
 
 use super::common::repo_root;
@@ -213,6 +213,28 @@ async fn apply_converges_then_a_marker_move_and_a_rerun_change_nothing_twice() {
         assert_eq!(vm.name, format!("golden-{}-{}", pool.image, marker));
         assert_eq!(vm.snapshots.last().map(|s| s.id.clone()), Some(current.snapshot.clone()));
         assert_eq!(vm.snapshots.last().map(|s| s.name.clone()), Some(format!("golden-{marker}")));
+    }
+
+    // An item a base VM was deployed from is known from the VM's annotation: a new read asks
+    // for none of them one by one, and knows each as reading it would.
+    h.lab.reset_counters();
+    let again = h.live().await;
+    assert!(again.sites.values().any(|s| s.vms.values().any(|v| v.deployed_from.is_some())));
+    for (site, s) in &again.sites {
+        let from_vms: BTreeSet<&LibraryId> =
+            s.vms.values().filter_map(|v| v.deployed_from.as_ref().map(|i| &i.id)).collect();
+        let routes = h.lab.requests_by_route(site.as_str(), Product::Vcenter);
+        let item_reads: u64 = routes
+            .iter()
+            .filter(|(route, _)| route.starts_with("GET /rest/com/vmware/content/library/item/id:"))
+            .map(|(_, n)| n)
+            .sum();
+        let others = s.items.keys().filter(|id| !from_vms.contains(id)).count() as u64;
+        assert_eq!(item_reads, others, "{site}: items read one by one");
+        for item in s.items.values() {
+            let read = h.readers[site].vcenter.get_item(&item.id).await.expect("the item reads");
+            assert_eq!(&read, item, "{site}: item {} as the live state knows it", item.id);
+        }
     }
     // Replication went through subscriptions; the Packer item was adopted, not copied.
     for site in ["eu", "us"] {
