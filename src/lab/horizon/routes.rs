@@ -15,8 +15,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::view::{self, Placement};
@@ -226,13 +226,23 @@ impl Filter {
 
 /// Answers a list request: `filter`, then `page` + `size` (both or neither, size ≤ 1000, a page
 /// past the end is 400), with `HAS_MORE_RECORDS: true` when more pages follow.
-fn listing(mut items: Vec<Value>, query: &HashMap<String, String>, fields: &[&str]) -> ApiResult {
-    if let Some(raw) = query.get("filter") {
-        let filter: Filter = serde_json::from_str(raw)
-            .map_err(|e| ApiError::bad_request("filter.invalid", format!("Invalid filter: {e}")))?;
-        filter.check(fields)?;
-        items.retain(|item| filter.matches(item));
-    }
+/// A listing with Horizon's filter and paging. Documents are turned into JSON values only to be
+/// matched against a filter.
+fn listing<T: Serialize>(items: Vec<T>, query: &HashMap<String, String>, fields: &[&str]) -> ApiResult {
+    let Some(raw) = query.get("filter") else { return page(items, query) };
+    let filter: Filter = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request("filter.invalid", format!("Invalid filter: {e}")))?;
+    filter.check(fields)?;
+    let matching: Vec<Value> = items
+        .iter()
+        .filter_map(|item| serde_json::to_value(item).ok())
+        .filter(|item| filter.matches(item))
+        .collect();
+    page(matching, query)
+}
+
+/// The page of `items` the query's `page` and `size` ask for (all of them without paging).
+fn page<T: Serialize>(items: Vec<T>, query: &HashMap<String, String>) -> ApiResult {
     let number = |name: &str, raw: &str| -> Result<usize, ApiError> {
         raw.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             ApiError::bad_request("pagination.invalid", format!("{name} must be a positive integer."))
@@ -256,7 +266,7 @@ fn listing(mut items: Vec<Value>, query: &HashMap<String, String>, fields: &[&st
             return Err(ApiError::bad_request("pagination.invalid", "page and size must be given together."));
         }
     };
-    let mut response = axum::Json(Value::Array(page)).into_response();
+    let mut response = axum::Json(page).into_response();
     if more {
         // Header names are case-insensitive; `from_static` wants them lowercase.
         response
@@ -285,16 +295,16 @@ fn pool_not_found(kind: PoolKind, id: &str) -> ApiError {
 }
 
 /// Renders every pool of `kind` (or the one with `id`) with `render`.
-fn render(
+fn render<T>(
     ctx: &SiteCtx,
     kind: PoolKind,
     id: Option<&str>,
-    render: fn(&super::Pool, &str, &Placement, i64, &Timings) -> Value,
-) -> Result<Vec<Value>, ApiError> {
+    render: fn(&super::Pool, &str, &Placement, i64, &Timings) -> T,
+) -> Result<Vec<T>, ApiError> {
     with_site(ctx, |site, t, now| {
         let place = Placement::of(&site.vcenter);
         let sim = &site.horizon;
-        let items: Vec<Value> = sim
+        let items: Vec<T> = sim
             .pools
             .values()
             .filter(|p| p.kind == kind && id.is_none_or(|id| p.id == id))
@@ -307,11 +317,14 @@ fn render(
     })
 }
 
-fn one(mut items: Vec<Value>) -> ApiResult {
-    Ok(axum::Json(items.pop().unwrap_or(Value::Null)).into_response())
+fn one<T: Serialize>(mut items: Vec<T>) -> ApiResult {
+    match items.pop() {
+        Some(item) => Ok(axum::Json(item).into_response()),
+        None => Ok(axum::Json(Value::Null).into_response()),
+    }
 }
 
-fn v1(pool: &super::Pool, _: &str, _: &Placement, _: i64, _: &Timings) -> Value {
+fn v1(pool: &super::Pool, _: &str, _: &Placement, _: i64, _: &Timings) -> view::PoolV1 {
     view::pool_v1(pool)
 }
 

@@ -3,6 +3,7 @@
 //! center views and the error envelope. Field names and enum values follow the reference.
 
 use axum::http::StatusCode;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{FailedImage, Phase, Pool, PoolKind, PoolSource, Push};
@@ -47,84 +48,152 @@ fn source_name(source: PoolSource) -> &'static str {
 }
 
 /// `DesktopPoolInfo` (v1): no provisioning data at all.
-pub fn pool_v1(pool: &Pool) -> Value {
-    json!({
-        "id": pool.id,
-        "name": pool.name,
-        "display_name": pool.name,
-        "description": null,
-        "enabled": pool.enabled,
-        "type": "AUTOMATED",
-        "source": source_name(pool.source),
-    })
+#[derive(Debug, Serialize)]
+pub struct PoolV1 {
+    id: String,
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    enabled: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: &'static str,
 }
 
-/// `DesktopPoolInfoV2`.
-pub fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> Value {
+pub fn pool_v1(pool: &Pool) -> PoolV1 {
+    PoolV1 {
+        id: pool.id.clone(),
+        name: pool.name.clone(),
+        display_name: pool.name.clone(),
+        description: None,
+        enabled: pool.enabled,
+        kind: "AUTOMATED",
+        source: source_name(pool.source),
+    }
+}
+
+/// `DesktopPoolInfoV2`. The documents are typed rather than built as `serde_json::Value`:
+/// a listing renders thousands of them while holding the lab's lock.
+#[derive(Debug, Serialize)]
+pub struct PoolV2 {
+    id: String,
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    enabled: bool,
+    enable_provisioning: bool,
+    stop_provisioning_on_error: bool,
+    delete_in_progress: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: &'static str,
+    image_source: &'static str,
+    user_assignment: &'static str,
+    vcenter_id: String,
+    provisioning_settings: ProvisioningSettings,
+    provisioning_status_data: Option<StatusData>,
+}
+
+pub fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> PoolV2 {
     let instant = pool.source == PoolSource::InstantClone;
-    json!({
-        "id": pool.id,
-        "name": pool.name,
-        "display_name": pool.name,
-        "description": null,
-        "enabled": pool.enabled,
-        "enable_provisioning": true,
-        "stop_provisioning_on_error": true,
-        "delete_in_progress": false,
-        "type": "AUTOMATED",
-        "source": source_name(pool.source),
-        "image_source": "VIRTUAL_CENTER",
-        "user_assignment": "FLOATING",
-        "vcenter_id": vcenter_id,
-        "provisioning_settings": provisioning_settings(pool, place),
-        "provisioning_status_data": if instant { status_data(pool, now, t) } else { Value::Null },
-    })
+    PoolV2 {
+        id: pool.id.clone(),
+        name: pool.name.clone(),
+        display_name: pool.name.clone(),
+        description: None,
+        enabled: pool.enabled,
+        enable_provisioning: true,
+        stop_provisioning_on_error: true,
+        delete_in_progress: false,
+        kind: "AUTOMATED",
+        source: source_name(pool.source),
+        image_source: "VIRTUAL_CENTER",
+        user_assignment: "FLOATING",
+        vcenter_id: vcenter_id.to_owned(),
+        provisioning_settings: provisioning_settings(pool, place),
+        provisioning_status_data: instant.then(|| status_data(pool, now, t)),
+    }
 }
 
 /// `FarmInfoV2`: no `source` (absent in farm v2–v6); the image lives in
 /// `automated_farm_settings`.
-pub fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> Value {
-    let mut status = status_data(pool, now, t);
-    if let Value::Object(map) = &mut status {
-        map.insert("instant_clone_operation_time".into(), json!(pool.push.as_ref().map(|p| p.scheduled_at)));
-        map.insert("instant_clone_scheduled_maintenance_data".into(), maintenance_data(pool.push.as_ref()));
-    }
-    json!({
-        "id": pool.id,
-        "name": pool.name,
-        "display_name": pool.name,
-        "description": null,
-        "enabled": pool.enabled,
-        "type": "AUTOMATED",
-        "delete_in_progress": false,
-        "server_error_threshold": 0,
-        "automated_farm_settings": {
-            "vcenter_id": vcenter_id,
-            "image_source": "VIRTUAL_CENTER",
-            "enable_provisioning": true,
-            "stop_provisioning_on_error": true,
-            "min_ready_vms": 0,
-            "provisioning_settings": provisioning_settings(pool, place),
-            "provisioning_status_data": status,
-        },
-    })
+#[derive(Debug, Serialize)]
+pub struct FarmV2 {
+    id: String,
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    enabled: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    delete_in_progress: bool,
+    server_error_threshold: u32,
+    automated_farm_settings: AutomatedFarmSettings,
 }
 
-fn provisioning_settings(pool: &Pool, place: &Placement) -> Value {
+#[derive(Debug, Serialize)]
+struct AutomatedFarmSettings {
+    vcenter_id: String,
+    image_source: &'static str,
+    enable_provisioning: bool,
+    stop_provisioning_on_error: bool,
+    min_ready_vms: u32,
+    provisioning_settings: ProvisioningSettings,
+    provisioning_status_data: StatusData,
+}
+
+pub fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> FarmV2 {
+    let mut status = status_data(pool, now, t);
+    status.instant_clone_operation_time = Some(pool.push.as_ref().map(|p| p.scheduled_at));
+    status.instant_clone_scheduled_maintenance_data = Some(maintenance_data(pool.push.as_ref()));
+    FarmV2 {
+        id: pool.id.clone(),
+        name: pool.name.clone(),
+        display_name: pool.name.clone(),
+        description: None,
+        enabled: pool.enabled,
+        kind: "AUTOMATED",
+        delete_in_progress: false,
+        server_error_threshold: 0,
+        automated_farm_settings: AutomatedFarmSettings {
+            vcenter_id: vcenter_id.to_owned(),
+            image_source: "VIRTUAL_CENTER",
+            enable_provisioning: true,
+            stop_provisioning_on_error: true,
+            min_ready_vms: 0,
+            provisioning_settings: provisioning_settings(pool, place),
+            provisioning_status_data: status,
+        },
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ProvisioningSettings {
+    parent_vm_id: Option<String>,
+    base_snapshot_id: Option<String>,
+    vm_template_id: Option<String>,
+    datacenter_id: String,
+    vm_folder_id: Option<String>,
+    host_or_cluster_id: Option<String>,
+    resource_pool_id: Option<String>,
+    add_virtual_tpm: bool,
+}
+
+fn provisioning_settings(pool: &Pool, place: &Placement) -> ProvisioningSettings {
     let (parent, snapshot, template) = match pool.source {
-        PoolSource::VirtualCenter => (None, None, Some(&pool.parent_vm_id)),
-        _ => (Some(&pool.parent_vm_id), Some(&pool.base_snapshot_id), None),
+        PoolSource::VirtualCenter => (None, None, Some(pool.parent_vm_id.clone())),
+        _ => (Some(pool.parent_vm_id.clone()), Some(pool.base_snapshot_id.clone()), None),
     };
-    json!({
-        "parent_vm_id": parent,
-        "base_snapshot_id": snapshot,
-        "vm_template_id": template,
-        "datacenter_id": pool.datacenter_id,
-        "vm_folder_id": place.vm_folder_id,
-        "host_or_cluster_id": place.host_or_cluster_id,
-        "resource_pool_id": place.resource_pool_id,
-        "add_virtual_tpm": false,
-    })
+    ProvisioningSettings {
+        parent_vm_id: parent,
+        base_snapshot_id: snapshot,
+        vm_template_id: template,
+        datacenter_id: pool.datacenter_id.clone(),
+        vm_folder_id: place.vm_folder_id.clone(),
+        host_or_cluster_id: place.host_or_cluster_id.clone(),
+        resource_pool_id: place.resource_pool_id.clone(),
+        add_virtual_tpm: false,
+    }
 }
 
 /// The `instant_clone_pending_image_*` fields; all null when there is no pending image.
@@ -137,8 +206,41 @@ struct PendingView<'a> {
     error: Option<&'a String>,
 }
 
+/// `provisioning_status_data`. Pools report their push in `instant_clone_push_image_settings`;
+/// farms their schedule in the two `instant_clone_operation_time` and
+/// `instant_clone_scheduled_maintenance_data` fields instead (each present only where it
+/// belongs, null or not).
+#[derive(Debug, Serialize)]
+struct StatusData {
+    instant_clone_operation: &'static str,
+    instant_clone_current_image_state: &'static str,
+    instant_clone_pending_image_state: Option<&'static str>,
+    instant_clone_pending_image_parent_vm_id: Option<String>,
+    instant_clone_pending_image_snapshot_id: Option<String>,
+    instant_clone_pending_image_progress: Option<u8>,
+    instant_clone_pending_image_error: Option<String>,
+    instant_clone_pending_im_stream_id: Option<String>,
+    instant_clone_pending_im_tag_id: Option<String>,
+    last_provisioning_error: Option<String>,
+    last_provisioning_error_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instant_clone_push_image_settings: Option<Option<PushSettings>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instant_clone_operation_time: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instant_clone_scheduled_maintenance_data: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct PushSettings {
+    start_time: i64,
+    logoff_policy: String,
+    stop_on_first_error: bool,
+    add_virtual_tpm: bool,
+}
+
 /// `provisioning_status_data`: the push-image state machine at `now` (the pool is settled).
-fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
+fn status_data(pool: &Pool, now: i64, t: &Timings) -> StatusData {
     let farm = pool.kind == PoolKind::Farm;
     let (scheduled, cancelling) = if farm {
         ("RECURRING_SCHEDULED_MAINTENANCE", "CANCEL_SCHEDULED_MAINTENANCE")
@@ -147,7 +249,7 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
     };
     let mut operation = "NONE";
     let mut pending = PendingView::default();
-    let mut settings = Value::Null;
+    let mut settings = None;
     if let Some(push) = &pool.push {
         let mut phase = push.phase(now, t);
         if phase == Phase::Cancelling {
@@ -172,11 +274,11 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
                 error: None,
             };
         }
-        settings = json!({
-            "start_time": push.start(),
-            "logoff_policy": push.logoff_policy,
-            "stop_on_first_error": push.stop_on_first_error,
-            "add_virtual_tpm": push.add_virtual_tpm,
+        settings = Some(PushSettings {
+            start_time: push.start(),
+            logoff_policy: push.logoff_policy.clone(),
+            stop_on_first_error: push.stop_on_first_error,
+            add_virtual_tpm: push.add_virtual_tpm,
         });
     } else if let Some(FailedImage { parent_vm_id, snapshot_id, error, .. }) = &pool.failed {
         pending = PendingView {
@@ -188,24 +290,23 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> Value {
         };
     }
     let PendingView { vm, snapshot, state, progress, error } = pending;
-    let mut data = json!({
-        "instant_clone_operation": operation,
-        "instant_clone_current_image_state": "READY",
-        "instant_clone_pending_image_state": state,
-        "instant_clone_pending_image_parent_vm_id": vm,
-        "instant_clone_pending_image_snapshot_id": snapshot,
-        "instant_clone_pending_image_progress": progress,
-        "instant_clone_pending_image_error": error,
-        "instant_clone_pending_im_stream_id": null,
-        "instant_clone_pending_im_tag_id": null,
-        "last_provisioning_error": pool.last_provisioning_error,
-        "last_provisioning_error_time": pool.last_provisioning_error_time,
-    });
-    // Farms report their schedule in `instant_clone_scheduled_maintenance_data` instead.
-    if let (false, Value::Object(map)) = (farm, &mut data) {
-        map.insert("instant_clone_push_image_settings".into(), settings);
+    StatusData {
+        instant_clone_operation: operation,
+        instant_clone_current_image_state: "READY",
+        instant_clone_pending_image_state: state,
+        instant_clone_pending_image_parent_vm_id: vm.cloned(),
+        instant_clone_pending_image_snapshot_id: snapshot.cloned(),
+        instant_clone_pending_image_progress: progress,
+        instant_clone_pending_image_error: error.cloned(),
+        instant_clone_pending_im_stream_id: None,
+        instant_clone_pending_im_tag_id: None,
+        last_provisioning_error: pool.last_provisioning_error.clone(),
+        last_provisioning_error_time: pool.last_provisioning_error_time,
+        // Farms report their schedule in `instant_clone_scheduled_maintenance_data` instead.
+        instant_clone_push_image_settings: (!farm).then_some(settings),
+        instant_clone_operation_time: None,
+        instant_clone_scheduled_maintenance_data: None,
     }
-    data
 }
 
 fn maintenance_data(push: Option<&Push>) -> Value {
