@@ -692,23 +692,39 @@ pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, S
         }
         hex
     }
-    let mut out = BTreeMap::new();
-    for site in sites {
-        let Some(s) = live.sites.get(*site) else { continue };
+    fn of_site(site: &SiteName, s: &SiteLive) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(s.pools.len() + s.items.len() + s.vms.len() + 1);
         for (name, pool) in &s.pools {
-            out.insert(format!("{site}/pool/{name}"), hash(pool));
+            out.push((format!("{site}/pool/{name}"), hash(pool)));
         }
         for (id, item) in &s.items {
-            out.insert(format!("{site}/item/{id}"), hash(item));
+            out.push((format!("{site}/item/{id}"), hash(item)));
         }
         for (id, vm) in &s.vms {
-            out.insert(format!("{site}/vm/{id}"), hash(vm));
+            out.push((format!("{site}/vm/{id}"), hash(vm)));
         }
         if let Some(lib) = &s.library {
-            out.insert(format!("{site}/library/{}", lib.id), hash(lib));
+            out.push((format!("{site}/library/{}", lib.id), hash(lib)));
         }
+        out
     }
-    out
+    // Thousands of objects: the sites are hashed on every core.
+    let read: Vec<(&SiteName, &SiteLive)> =
+        sites.iter().filter_map(|site| live.sites.get(*site).map(|s| (*site, s))).collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+    let chunk = read.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = read
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().flat_map(|(site, s)| of_site(site, s)).collect::<Vec<_>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// `eu is`, `eu and us are`, `apac, eu and us are`: every name, for warnings about sites.
