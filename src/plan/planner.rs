@@ -150,6 +150,36 @@ fn step_id(parts: &[&str]) -> StepId {
     StepId::new(parts.join("/"))
 }
 
+/// The step copying `key` from the source site's library into `site`'s, after its publish.
+fn replicate_step(
+    site: &SiteName,
+    key: &Key,
+    source: &SiteName,
+    publish: Option<&StepId>,
+    reason: String,
+) -> Step {
+    let (image, version) = key;
+    Step {
+        id: step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]),
+        site: site.clone(),
+        action: Action::Replicate { image: image.clone(), version: version.clone(), from: source.clone() },
+        reason,
+        depends_on: publish.cloned().into_iter().collect(),
+    }
+}
+
+/// The step deploying `key`'s base VM and snapshot at `site`.
+fn deploy_step(site: &SiteName, key: &Key, reason: String, depends_on: Vec<StepId>) -> Step {
+    let (image, version) = key;
+    Step {
+        id: step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]),
+        site: site.clone(),
+        action: Action::Deploy { image: image.clone(), version: version.clone() },
+        reason,
+        depends_on,
+    }
+}
+
 /// Computes the plan. Errors list every reason the plan is impossible.
 pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
     let source_site = &desired.settings.source_site;
@@ -267,31 +297,17 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             if **site == *source_site {
                 deps.extend(publish_of.get(key).cloned());
             } else if !has_item {
-                let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
-                steps.push(Step {
-                    id: id.clone(),
-                    site: (*site).clone(),
-                    action: Action::Replicate {
-                        image: image.clone(),
-                        version: version.clone(),
-                        from: source_site.clone(),
-                    },
-                    reason: format!("copy of {image}@{version} missing at {site}"),
-                    depends_on: publish_of.get(key).cloned().into_iter().collect(),
-                });
-                deps.push(id);
+                let reason = format!("copy of {image}@{version} missing at {site}");
+                let step = replicate_step(site, key, source_site, publish_of.get(key), reason);
+                deps.push(step.id.clone());
+                steps.push(step);
             }
             if copy.and_then(|c| c.base.as_ref()).is_none() {
-                let id = step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]);
                 let names: BTreeSet<&str> = users.iter().map(|p| p.name.as_str()).collect();
-                steps.push(Step {
-                    id: id.clone(),
-                    site: (*site).clone(),
-                    action: Action::Deploy { image: image.clone(), version: version.clone() },
-                    reason: format!("no base VM of {image}@{version} at {site}; needed by {}", list(&names)),
-                    depends_on: deps,
-                });
-                deploy_of.insert(((*site).clone(), key.clone()), id);
+                let reason = format!("no base VM of {image}@{version} at {site}; needed by {}", list(&names));
+                let step = deploy_step(site, key, reason, deps);
+                deploy_of.insert(((*site).clone(), key.clone()), step.id.clone());
+                steps.push(step);
             }
         }
     }
@@ -338,27 +354,13 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
             } else if *site == *source_site {
                 deps.extend(publish_of.get(&key).cloned());
             } else {
-                let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
-                steps.push(Step {
-                    id: id.clone(),
-                    site: (*site).clone(),
-                    action: Action::Replicate {
-                        image: image.clone(),
-                        version: version.clone(),
-                        from: source_site.clone(),
-                    },
-                    reason: format!("copy of {image}@{version} missing at {site}; {for_rollback}"),
-                    depends_on: publish_of.get(&key).cloned().into_iter().collect(),
-                });
-                deps.push(id);
+                let reason = format!("copy of {image}@{version} missing at {site}; {for_rollback}");
+                let step = replicate_step(site, &key, source_site, publish_of.get(&key), reason);
+                deps.push(step.id.clone());
+                steps.push(step);
             }
-            steps.push(Step {
-                id: step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]),
-                site: (*site).clone(),
-                action: Action::Deploy { image: image.clone(), version: version.clone() },
-                reason: format!("no base VM of {image}@{version} at {site}; {for_rollback}"),
-                depends_on: deps,
-            });
+            let reason = format!("no base VM of {image}@{version} at {site}; {for_rollback}");
+            steps.push(deploy_step(site, &key, reason, deps));
         }
     }
     for ((image, version), c) in &cold {
