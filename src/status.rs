@@ -152,11 +152,9 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 Some(_) if desired_version.as_ref() == Some(&current) => PoolState::InSync,
                 Some(_) if moving_there => PoolState::Pushing,
                 Some(pool) => {
-                    let runs = lp.current.as_ref().and_then(|c| s.vms.get(&c.vm)?.meta.as_ref());
-                    let drift = runs.is_some_and(|m| {
-                        let key = (m.image.clone(), m.version.clone());
-                        planner::provenance(pool, &key, options) == Provenance::Drift
-                    });
+                    let runs = lp.current.as_ref().and_then(|c| planner::version_of(s, c));
+                    let drift =
+                        runs.is_some_and(|key| planner::provenance(pool, &key, options) == Provenance::Drift);
                     if drift { PoolState::Drift } else { PoolState::Behind }
                 }
             };

@@ -141,7 +141,7 @@ struct Cold {
 }
 
 /// The version a pool's image reference is, when golden owns the VM.
-fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
+pub fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
     let meta = site.vms.get(&image.vm)?.meta.as_ref()?;
     Some((meta.image.clone(), meta.version.clone()))
 }
