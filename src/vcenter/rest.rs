@@ -792,14 +792,25 @@ impl VcenterClient {
     }
 
     async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {
+        let ids = self.category_tag_ids(category).await?;
+        self.get_tags(ids.iter()).await
+    }
+
+    /// The ids of the tags in `category`.
+    async fn category_tag_ids(&self, category: &str) -> Result<Vec<String>, VcenterError> {
         let op = format!("list the tags of category {category}");
         let path = format!("/com/vmware/cis/tagging/tag/id:{}?~action=list-tags-for-category", seg(category));
-        // One request per tag (the API has no bulk read), all at once: a site holds a tag per
-        // deployed version.
-        let ids = self.ids(&op, Method::POST, &path, None).await?;
+        self.ids(&op, Method::POST, &path, None).await
+    }
+
+    /// The tags `ids`: one request per tag (the API has no bulk read), all at once.
+    async fn get_tags<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Vec<WireTag>, VcenterError> {
         let paths: Vec<String> =
-            ids.iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
-        join_all(paths.iter().map(|path| self.call_as::<WireTag>(&op, Method::GET, path, None)))
+            ids.into_iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
+        join_all(paths.iter().map(|path| self.call_as::<WireTag>("read a tag", Method::GET, path, None)))
             .await
             .into_iter()
             .collect()
@@ -835,10 +846,7 @@ impl VcenterClient {
         let Some(category) = self.find_category(super::OWNER_CATEGORY).await? else {
             return Ok(BTreeMap::new());
         };
-        let op = format!("list the tags of category {category}");
-        let path =
-            format!("/com/vmware/cis/tagging/tag/id:{}?~action=list-tags-for-category", seg(&category));
-        let tags = self.ids(&op, Method::POST, &path, None).await?;
+        let tags = self.category_tag_ids(&category).await?;
         if tags.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -866,19 +874,8 @@ impl VcenterClient {
         &self,
         ids: impl IntoIterator<Item = &'a String>,
     ) -> Result<BTreeMap<String, GoldenMeta>, VcenterError> {
-        let paths: Vec<String> =
-            ids.into_iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
-        let reads = paths
-            .iter()
-            .map(|path| self.call_as::<WireTag>("read an ownership tag", Method::GET, path, None));
-        let mut metas = BTreeMap::new();
-        for tag in join_all(reads).await {
-            let tag = tag?;
-            if let Some(meta) = meta_from_description(&tag.description) {
-                metas.insert(tag.id, meta);
-            }
-        }
-        Ok(metas)
+        let tags = self.get_tags(ids).await?;
+        Ok(tags.into_iter().filter_map(|t| Some((t.id, meta_from_description(&t.description)?))).collect())
     }
 
     /// Every VM carrying one of golden's ownership tags, with the metadata of that tag.
