@@ -142,8 +142,13 @@ struct Cold {
 
 /// The version a pool's image reference is, when golden owns the VM.
 pub fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
+    owned_version(site, image).map(|(i, v)| (i.clone(), v.clone()))
+}
+
+/// [`version_of`], borrowed from the VM's metadata.
+fn owned_version<'a>(site: &'a SiteLive, image: &ImageRef) -> Option<(&'a ImageName, &'a VersionName)> {
     let meta = site.vms.get(&image.vm)?.meta.as_ref()?;
-    Some((meta.image.clone(), meta.version.clone()))
+    Some((&meta.image, &meta.version))
 }
 
 fn step_id(parts: &[&str]) -> StepId {
@@ -202,19 +207,34 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     let copies_at: BTreeMap<&SiteName, BTreeMap<Key, Copy>> =
         read_sites.iter().map(|s| (*s, copies(site_live(s).unwrap_or(&empty)))).collect();
 
-    // What each site needs, and which pools need it (for reasons).
-    fn pools_at<'a>(desired: &'a DesiredState, s: &'a SiteName) -> impl Iterator<Item = &'a Pool> + 'a {
-        desired.pools.values().filter(move |p| &p.site == s)
-    }
+    // Each site's pools with the version each one's marker points at, and each site's rollback
+    // window: every pass below works site by site.
     let target = |p: &Pool| -> Option<Key> {
         let image = desired.images.get(&p.image)?;
         Some((p.image.clone(), image.markers.get(&p.marker)?.clone()))
     };
+    let mut pools_at: BTreeMap<&SiteName, Vec<(&Pool, Option<Key>)>> =
+        desired.sites.keys().map(|s| (s, Vec::new())).collect();
+    for p in desired.pools.values() {
+        if let Some(list) = pools_at.get_mut(&p.site) {
+            list.push((p, target(p)));
+        }
+    }
+    let no_pools = Vec::new();
+    let pools_of = |s: &SiteName| pools_at.get(s).unwrap_or(&no_pools);
+    let histories: BTreeMap<(&ImageName, &MarkerName), &[VersionName]> =
+        options.marker_history.iter().map(|((i, m), h)| ((i, m), h.as_slice())).collect();
+    let windows: BTreeMap<&SiteName, BTreeMap<Key, BTreeSet<&MarkerName>>> =
+        pools_at.iter().map(|(s, pools)| (*s, rollback_window(desired, pools, &histories))).collect();
+    let no_window = BTreeMap::new();
+    let window_of = |s: &SiteName| windows.get(s).unwrap_or(&no_window);
+
+    // What each site needs, and which pools need it (for reasons).
     let mut needed: BTreeMap<&SiteName, BTreeMap<Key, Vec<&Pool>>> = BTreeMap::new();
     for s in &scope {
-        for p in pools_at(desired, s) {
-            if let Some(k) = target(p) {
-                needed.entry(s).or_default().entry(k).or_default().push(p);
+        for (p, k) in pools_of(s) {
+            if let Some(k) = k {
+                needed.entry(s).or_default().entry(k.clone()).or_default().push(p);
             }
         }
     }
@@ -322,7 +342,8 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     let mut cold: BTreeMap<Key, Cold> = BTreeMap::new();
     for site in &scope {
         let here = copies_at.get(site);
-        for (key, markers) in rollback_window(desired, site, options) {
+        for (key, markers) in window_of(site) {
+            let key = key.clone();
             let (image, version) = &key;
             let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
             if !in_repo || needed.get(site).is_some_and(|n| n.contains_key(&key)) {
@@ -383,9 +404,9 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     for site in &scope {
         let s_live = site_live(site).unwrap_or(&empty);
         let here = copies_at.get(site);
-        for pool in pools_at(desired, site) {
-            let Some(key) = target(pool) else { continue };
-            let (image, version) = &key;
+        for (pool, key) in pools_of(site) {
+            let Some(key) = key else { continue };
+            let (image, version) = key;
             let Some(lp) = s_live.pools.get(&pool.horizon_name) else {
                 if site_live(site).is_some() {
                     warnings.push(format!(
@@ -395,16 +416,13 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
                 }
                 continue;
             };
+            let base = here.and_then(|c| c.get(key)).and_then(|c| c.base.as_ref());
+            let runs_target = lp.current.is_some() && lp.current.as_ref() == base;
+            if runs_target || pending_towards(lp, s_live, key) {
+                continue;
+            }
             let current = lp.current.as_ref().and_then(|c| version_of(s_live, c));
-            let base = here.and_then(|c| c.get(&key)).and_then(|c| c.base.clone());
-            let runs_target = lp.current.is_some() && lp.current == base;
-            if runs_target {
-                continue;
-            }
-            if pending_towards(lp, s_live, &key) {
-                continue;
-            }
-            let reason = push_reason(pool, lp, current.as_ref(), &key, s_live, options);
+            let reason = push_reason(pool, lp, current.as_ref(), key, s_live, options);
             let id = step_id(&["push", site.as_str(), pool.name.as_str()]);
             if let Some(c) = &current {
                 pushed_away.entry((site.clone(), c.clone())).or_default().push(id.clone());
@@ -450,19 +468,26 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     let mut waits: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
     for site in desired.sites.keys() {
         let holds = held.entry(site).or_default();
-        holds.extend(pools_at(desired, site).filter_map(target));
-        holds.extend(rollback_window(desired, site, options).into_keys());
+        for key in pools_of(site).iter().filter_map(|(_, k)| k.as_ref()).chain(window_of(site).keys()) {
+            if !holds.contains(key) {
+                holds.insert(key.clone());
+            }
+        }
         let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
-        let mut users: BTreeMap<Key, usize> = BTreeMap::new();
+        let mut users: BTreeMap<(&ImageName, &VersionName), usize> = BTreeMap::new();
         for p in s_live.pools.values() {
-            let current = p.current.as_ref().and_then(|c| version_of(s_live, c));
-            let pending = p.pending.as_ref().and_then(|x| version_of(s_live, &x.image));
-            let used: BTreeSet<Key> = current.into_iter().chain(pending).collect();
-            for key in used {
+            let current = p.current.as_ref().and_then(|c| owned_version(s_live, c));
+            let pending = p
+                .pending
+                .as_ref()
+                .and_then(|x| owned_version(s_live, &x.image))
+                .filter(|k| Some(*k) != current);
+            for key in current.into_iter().chain(pending) {
                 *users.entry(key).or_default() += 1;
             }
         }
-        for (key, n) in users {
+        for ((image, version), n) in users {
+            let key = (image.clone(), version.clone());
             let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
             if n > away.len() {
                 holds.insert(key);
@@ -660,20 +685,18 @@ pub fn provenance<'a>(pool: &Pool, current: &Key, options: &'a PlanOptions) -> P
     }
 }
 
-/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there,
-/// with the markers they are kept for.
+/// Versions kept warm at a site: the `keep_previous` earlier targets of each marker bound there
+/// (its `pools`), with the markers they are kept for. `histories` is each marker's history.
 fn rollback_window<'a>(
     desired: &'a DesiredState,
-    site: &SiteName,
-    options: &PlanOptions,
+    pools: &[(&'a Pool, Option<Key>)],
+    histories: &BTreeMap<(&ImageName, &MarkerName), &[VersionName]>,
 ) -> BTreeMap<Key, BTreeSet<&'a MarkerName>> {
     let keep = desired.settings.keep_previous as usize;
     let mut out: BTreeMap<Key, BTreeSet<&MarkerName>> = BTreeMap::new();
-    for pool in desired.pools.values().filter(|p| &p.site == site) {
-        let Some(history) = options.marker_history.get(&(pool.image.clone(), pool.marker.clone())) else {
-            continue;
-        };
-        let current = desired.images.get(&pool.image).and_then(|i| i.markers.get(&pool.marker));
+    for (pool, current) in pools {
+        let Some(history) = histories.get(&(&pool.image, &pool.marker)) else { continue };
+        let current = current.as_ref().map(|(_, v)| v);
         for v in history.iter().filter(|v| Some(*v) != current).take(keep) {
             out.entry((pool.image.clone(), v.clone())).or_default().insert(&pool.marker);
         }
