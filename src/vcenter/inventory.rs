@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
 use super::xml::Element;
-use super::{VcenterClient, VcenterError, lock};
+use super::{VcenterClient, VcenterError};
 use crate::desired::Compute;
 use crate::ids::SiteName;
 use crate::live::{GoldenMeta, ItemRef, LibraryId, Moref, Snapshot, Vm};
@@ -161,28 +161,35 @@ const TYPES: &[PropSpec<'static>] = &[
 
 /// The objects of an inventory read over SOAP, before ownership is settled.
 #[derive(Debug)]
-pub struct InventoryObjects(Vec<ObjectContent>);
+pub struct InventoryObjects {
+    objects: Vec<ObjectContent>,
+    /// golden's metadata in each annotated VM's annotation, and the item it was deployed from.
+    annotated: BTreeMap<Moref, (GoldenMeta, Option<ItemRef>)>,
+}
 
 impl InventoryObjects {
+    fn new(objects: Vec<ObjectContent>) -> InventoryObjects {
+        let annotated = objects
+            .iter()
+            .filter(|o| o.kind == "VirtualMachine")
+            .filter_map(|o| Some((o.id.clone(), super::marks_from_annotation(o.text("config.annotation")?)?)))
+            .collect();
+        InventoryObjects { objects, annotated }
+    }
+
     /// The library items base VMs were deployed from, each with the version's metadata, as
     /// the VMs' annotations record them.
     pub fn deployed_items(&self) -> BTreeMap<LibraryId, (ItemRef, GoldenMeta)> {
-        let mut out = BTreeMap::new();
-        for o in self.0.iter().filter(|o| o.kind == "VirtualMachine") {
-            let Some(annotation) = o.text("config.annotation") else { continue };
-            if let (Some(item), Some(meta)) =
-                (super::item_from_annotation(annotation), super::meta_from_description(annotation))
-            {
-                out.insert(item.id.clone(), (item, meta));
-            }
-        }
-        out
+        self.annotated
+            .values()
+            .filter_map(|(meta, item)| Some((item.as_ref()?.id.clone(), (item.clone()?, meta.clone()))))
+            .collect()
     }
 }
 
 impl VcenterClient {
-    /// Reads the inventory: one container view over the root folder and one
-    /// `RetrievePropertiesEx` with a property set per type, plus golden's ownership tags.
+    /// Reads the inventory: one `RetrievePropertiesEx` walking down from the root folder with a
+    /// property set per type, plus golden's ownership tags.
     pub async fn inventory(&self) -> Result<Inventory, VcenterError> {
         // The SOAP read and the ownership tags (REST) do not depend on each other.
         let (objects, attached) = tokio::join!(self.inventory_objects(), self.tag_attachments());
@@ -192,30 +199,9 @@ impl VcenterClient {
     /// The SOAP half of [`Self::inventory`]: every object of the kinds golden places things
     /// on, with the properties it reads.
     pub async fn inventory_objects(&self) -> Result<InventoryObjects, VcenterError> {
-        let op = "read the inventory";
-        let kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
-        let mut retried = false;
-        loop {
-            let logins = self.soap_logins();
-            let kept = lock(&self.view).clone().filter(|(of, _)| *of == logins).map(|(_, view)| view);
-            let view = match &kept {
-                Some(view) => view.clone(),
-                None => {
-                    let view = self.create_view(op, &kinds).await?;
-                    *lock(&self.view) = Some((self.soap_logins(), view.clone()));
-                    view
-                }
-            };
-            match self.retrieve(op, &Self::view_object_set(&view), TYPES).await {
-                // A view belongs to its session: when the session expired in between, the
-                // view went with it, and a kept view may be gone; read once more with a new one.
-                Err(_) if !retried && (kept.is_some() || self.soap_logins() != logins) => {
-                    retried = true;
-                    *lock(&self.view) = None;
-                }
-                other => break other.map(InventoryObjects),
-            }
-        }
+        let service = self.service().await?;
+        let objects = Self::inventory_object_set(&service.root_folder);
+        self.retrieve("read the inventory", &objects, TYPES).await.map(InventoryObjects::new)
     }
 
     /// The inventory of `objects`, each VM owned as its annotation or, failing that, its tag
@@ -225,24 +211,18 @@ impl VcenterClient {
         objects: InventoryObjects,
         attached: &BTreeMap<String, Vec<Moref>>,
     ) -> Result<Inventory, VcenterError> {
-        let objects = objects.0;
         // A base VM's annotation names its version (written at deployment, read above), so a
         // tag is read only when it is the sole mark of ownership: a VM tagged by golden whose
         // annotation says nothing (a simulator that drops it, an admin who cleared the notes).
-        let annotated: BTreeSet<&Moref> =
-            objects.iter().filter(|o| annotation_meta(o).is_some()).map(|o| &o.id).collect();
-        let needed = attached.iter().filter(|(_, vms)| vms.iter().any(|vm| !annotated.contains(vm)));
+        let needed =
+            attached.iter().filter(|(_, vms)| vms.iter().any(|vm| !objects.annotated.contains_key(vm)));
         let metas = self.tag_metas(needed.map(|(tag, _)| tag)).await?;
         Ok(build(self.site.clone(), objects, &super::rest::owners(attached, &metas)))
     }
 }
 
-/// golden's metadata in a VM's annotation.
-fn annotation_meta(o: &ObjectContent) -> Option<GoldenMeta> {
-    o.text("config.annotation").and_then(super::meta_from_description)
-}
-
-fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, GoldenMeta>) -> Inventory {
+fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, GoldenMeta>) -> Inventory {
+    let InventoryObjects { objects, mut annotated } = objects;
     let by_id: BTreeMap<&Moref, &ObjectContent> = objects.iter().map(|o| (&o.id, o)).collect();
     // Walks parents up to the datacenter an object is in.
     let datacenter_of = |id: &Moref| -> Option<Moref> {
@@ -290,6 +270,8 @@ fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, Go
         let name = || o.text("name").unwrap_or_default().to_owned();
         let named = || Named { id: o.id.clone(), name: name() };
         if o.kind == "VirtualMachine" {
+            // golden's metadata in the annotation written at deploy time, or its tag.
+            let marks = annotated.remove(&o.id);
             vms.insert(
                 o.id.clone(),
                 Vm {
@@ -297,9 +279,8 @@ fn build(site: SiteName, objects: Vec<ObjectContent>, owned: &BTreeMap<Moref, Go
                     name: name(),
                     template: o.text("config.template") == Some("true"),
                     powered_on: o.text("runtime.powerState") == Some("poweredOn"),
-                    // golden's metadata in the annotation written at deploy time, or its tag.
-                    meta: annotation_meta(o).or_else(|| owned.get(&o.id).cloned()),
-                    deployed_from: o.text("config.annotation").and_then(super::item_from_annotation),
+                    meta: marks.as_ref().map(|(meta, _)| meta.clone()).or_else(|| owned.get(&o.id).cloned()),
+                    deployed_from: marks.and_then(|(_, item)| item),
                     snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
                 },
             );

@@ -52,13 +52,8 @@ pub struct VcenterClient {
     rest_session: Arc<Mutex<Option<String>>>,
     /// The SOAP session cookie (`vmware_soap_session=…`), once logged in.
     soap_cookie: Arc<Mutex<Option<String>>>,
-    /// SOAP logins so far: session-scoped objects (views) die with a session.
-    soap_logins: Arc<std::sync::atomic::AtomicU64>,
     /// `RetrieveServiceContent`, read once.
     service: Arc<Mutex<Option<soap::ServiceContent>>>,
-    /// The inventory's container view and the SOAP login (count) it belongs to. A view follows
-    /// the inventory as it changes, so one serves every read of a session, and goes with it.
-    view: Arc<Mutex<Option<(u64, String)>>>,
 }
 
 impl VcenterClient {
@@ -77,9 +72,7 @@ impl VcenterClient {
             retry,
             rest_session: Arc::default(),
             soap_cookie: Arc::default(),
-            soap_logins: Arc::default(),
             service: Arc::default(),
-            view: Arc::default(),
         }
     }
 
@@ -93,7 +86,7 @@ impl VcenterClient {
         rest.and(soap)
     }
 
-    /// Ends both sessions, if any. vCenter keeps a session (and its views) until it idles out
+    /// Ends both sessions, if any. vCenter keeps a session until it idles out
     /// and caps the sessions it holds, so a CI job planning every pull request must not leave
     /// one behind each time.
     pub async fn logout(&self) -> Result<(), VcenterError> {
@@ -231,7 +224,12 @@ pub fn meta_from_description(description: &str) -> Option<GoldenMeta> {
 
 /// The item a base VM's annotation says it was deployed from.
 pub fn item_from_annotation(annotation: &str) -> Option<ItemRef> {
-    serde_json::from_str::<MetaDescription>(annotation).ok().and_then(|d| d.item)
+    marks_from_annotation(annotation).and_then(|(_, item)| item)
+}
+
+/// golden's metadata in a base VM's annotation, with the item it was deployed from if named.
+pub fn marks_from_annotation(annotation: &str) -> Option<(GoldenMeta, Option<ItemRef>)> {
+    serde_json::from_str::<MetaDescription>(annotation).ok().map(|d| (d.golden, d.item))
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! a `NotAuthenticated` fault means it expired, and the call logs in again once.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use quick_xml::escape::escape;
 use reqwest::StatusCode;
 
@@ -22,7 +22,6 @@ const COOKIE: &str = "vmware_soap_session";
 pub(super) struct ServiceContent {
     pub root_folder: String,
     pub property_collector: String,
-    pub view_manager: String,
     pub session_manager: String,
 }
 
@@ -31,7 +30,7 @@ pub(super) struct ServiceContent {
 pub(super) struct ObjectContent {
     pub id: Moref,
     pub kind: String,
-    pub props: BTreeMap<String, Element>,
+    pub props: BTreeMap<CompactString, Element>,
 }
 
 impl ObjectContent {
@@ -92,7 +91,9 @@ impl VcenterClient {
             .find(|v| v.starts_with(COOKIE))
             .and_then(|v| v.split(';').next())
             .map(str::to_owned);
-        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        let body = response.bytes().await.map_err(|e| self.err_transport(op, e))?;
+        // Borrowed, not copied, when the answer is valid UTF-8 (as it should be).
+        let text = String::from_utf8_lossy(&body);
         if !status.is_success() && status != StatusCode::INTERNAL_SERVER_ERROR {
             return Err(self.err_http(op, status.as_u16(), None, short(&text)));
         }
@@ -107,11 +108,6 @@ impl VcenterClient {
             *lock(&self.soap_cookie) = Some(c);
         }
         Ok(reply)
-    }
-
-    /// How many SOAP logins this client has made.
-    pub(super) fn soap_logins(&self) -> u64 {
-        self.soap_logins.load(Ordering::SeqCst)
     }
 
     pub(super) async fn service(&self) -> Result<ServiceContent, VcenterError> {
@@ -142,7 +138,6 @@ impl VcenterClient {
         let service = ServiceContent {
             root_folder: get("rootFolder")?,
             property_collector: get("propertyCollector")?,
-            view_manager: get("viewManager")?,
             session_manager: get("sessionManager")?,
         };
         *lock(&self.service) = Some(service.clone());
@@ -164,7 +159,6 @@ impl VcenterClient {
             escape(self.credentials.user.as_str()),
             escape(self.credentials.password.expose()),
         );
-        self.soap_logins.fetch_add(1, Ordering::SeqCst);
         match self.soap_exchange(op, &body).await? {
             Reply::Ok(_) if lock(&self.soap_cookie).is_some() => Ok(()),
             Reply::Ok(_) => Err(self.err_protocol(op, format!("no {COOKIE} cookie in the answer"))),
@@ -175,7 +169,7 @@ impl VcenterClient {
         }
     }
 
-    /// Ends the SOAP session, if there is one (its views go with it). Not retried.
+    /// Ends the SOAP session, if there is one. Not retried.
     pub(super) async fn soap_logout(&self) -> Result<(), VcenterError> {
         if lock(&self.soap_cookie).is_none() {
             return Ok(());
@@ -187,7 +181,6 @@ impl VcenterClient {
         );
         let reply = self.soap_exchange("log out of the soap api", &body).await;
         *lock(&self.soap_cookie) = None;
-        *lock(&self.view) = None;
         match reply? {
             Reply::Ok(_) => Ok(()),
             Reply::Fault { kind, message } => Err(self.fault("log out of the soap api", kind, message)),
@@ -279,32 +272,33 @@ impl VcenterClient {
         Ok(self.retrieve(op, &object_set, &[PropSpec { kind, paths }]).await?.pop())
     }
 
-    /// A container view of `types` over the root folder, recursive. Returns its moref.
-    pub(super) async fn create_view(&self, op: &str, types: &[&str]) -> Result<String, VcenterError> {
-        let service = self.service().await?;
-        let mut body = format!(
-            "<vim25:CreateContainerView>{}{}",
-            moref_xml("_this", "ViewManager", &service.view_manager),
-            moref_xml("container", "Folder", &service.root_folder)
-        );
-        for t in types {
-            body.push_str(&format!("<vim25:type>{t}</vim25:type>"));
-        }
-        body.push_str("<vim25:recursive>true</vim25:recursive></vim25:CreateContainerView>");
-        let reply = self.soap(op, &body).await?;
-        reply
-            .child_text("returnval")
-            .map(str::to_owned)
-            .ok_or_else(|| self.err_protocol(op, "no view in the answer"))
-    }
-
-    /// The `objectSet` that walks a container view.
-    pub(super) fn view_object_set(view: &str) -> String {
+    /// The `objectSet` that walks the inventory down from the root folder: folders, datacenters
+    /// and their VM, host and datastore folders, compute resources and their resource pools.
+    /// The walk is part of the one read; a container view would take a round trip of its own.
+    pub(super) fn inventory_object_set(root_folder: &str) -> String {
+        const FOLLOW: &[&str] = &["folder", "vmFolder", "hostFolder", "datastoreFolder", "computePool"];
+        let names = |names: &[&str]| -> String {
+            names
+                .iter()
+                .map(|n| format!("<vim25:selectSet><vim25:name>{n}</vim25:name></vim25:selectSet>"))
+                .collect()
+        };
+        let spec = |name: &str, kind: &str, path: &str, then: &[&str]| {
+            format!(
+                "<vim25:selectSet xsi:type=\"vim25:TraversalSpec\"><vim25:name>{name}</vim25:name><vim25:type>{kind}</vim25:type>\
+                 <vim25:path>{path}</vim25:path><vim25:skip>false</vim25:skip>{}</vim25:selectSet>",
+                names(then)
+            )
+        };
         format!(
-            "<vim25:objectSet>{}<vim25:skip>true</vim25:skip><vim25:selectSet xsi:type=\"vim25:TraversalSpec\">\
-             <vim25:name>traverseView</vim25:name><vim25:type>ContainerView</vim25:type><vim25:path>view</vim25:path>\
-             <vim25:skip>false</vim25:skip></vim25:selectSet></vim25:objectSet>",
-            moref_xml("obj", "ContainerView", view)
+            "<vim25:objectSet>{}<vim25:skip>true</vim25:skip>{}{}{}{}{}{}</vim25:objectSet>",
+            moref_xml("obj", "Folder", root_folder),
+            spec("folder", "Folder", "childEntity", FOLLOW),
+            spec("vmFolder", "Datacenter", "vmFolder", &["folder"]),
+            spec("hostFolder", "Datacenter", "hostFolder", &["folder"]),
+            spec("datastoreFolder", "Datacenter", "datastoreFolder", &["folder"]),
+            spec("computePool", "ComputeResource", "resourcePool", &["resourcePool"]),
+            spec("resourcePool", "ResourcePool", "resourcePool", &["resourcePool"]),
         )
     }
 
@@ -410,7 +404,7 @@ fn object_content(objects: Element) -> Option<ObjectContent> {
                 let mut val = None;
                 for part in child.children {
                     match part.name.as_str() {
-                        "name" => name = Some(part.text.trim().to_owned()),
+                        "name" => name = Some(CompactString::from(part.text.trim())),
                         "val" => val = Some(part),
                         _ => {}
                     }

@@ -5,19 +5,26 @@
 //! never matter: vcsim writes `XMLSchema-instance:type` where vCenter writes `xsi:type`, and both
 //! resolve to the XML Schema instance namespace here.
 
+use compact_str::CompactString;
 use quick_xml::NsReader;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
 pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
+/// An element of a SOAP answer: its local name, the attributes golden reads, its children and
+/// its text. A property-collector answer has tens of thousands of elements, nearly all with
+/// short names and values, so strings are [`CompactString`]s: up to 24 bytes they need no
+/// allocation.
 #[derive(Debug, Default)]
 pub struct Element {
-    pub name: String,
-    /// (namespace, local name, value)
-    pub attrs: Vec<(Option<String>, String, String)>,
+    pub name: CompactString,
+    /// Attributes without a namespace (such as a moref's `type`): (name, value).
+    pub attrs: Vec<(CompactString, CompactString)>,
+    /// The local part of `xsi:type`, whatever prefix the server bound the namespace to.
+    xsi_type: Option<CompactString>,
     pub children: Vec<Element>,
-    pub text: String,
+    pub text: CompactString,
 }
 
 impl Element {
@@ -36,15 +43,12 @@ impl Element {
 
     /// An attribute without a namespace (such as a moref's `type`).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(ns, n, _)| ns.is_none() && n == name).map(|(_, _, v)| v.as_str())
+        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The local part of `xsi:type`, whatever prefix the server bound the namespace to.
     pub fn xsi_type(&self) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(ns, n, _)| ns.as_deref() == Some(XSI) && n == "type")
-            .map(|(_, _, v)| v.rsplit(':').next().unwrap_or(v))
+        self.xsi_type.as_deref()
     }
 }
 
@@ -56,22 +60,25 @@ pub fn parse(text: &str) -> Result<Element, String> {
         let (_, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
         let closed = match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
-                let mut element = Element {
-                    name: String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
-                    ..Element::default()
-                };
+                let mut element = Element { name: utf8(start.local_name().as_ref())?, ..Element::default() };
                 for attr in start.attributes() {
                     let attr = attr.map_err(|e| e.to_string())?;
                     if attr.key.as_namespace_binding().is_some() {
                         continue;
                     }
                     let (resolved, local) = reader.resolve_attribute(attr.key);
-                    let value = attr.unescape_value().map_err(|e| e.to_string())?.into_owned();
-                    element.attrs.push((
-                        namespace(resolved),
-                        String::from_utf8_lossy(local.as_ref()).into_owned(),
-                        value,
-                    ));
+                    let value = attr.unescape_value().map_err(|e| e.to_string())?;
+                    match resolved {
+                        ResolveResult::Unbound => {
+                            element.attrs.push((utf8(local.as_ref())?, CompactString::from(value.as_ref())));
+                        }
+                        ResolveResult::Bound(ns) if ns.0 == XSI.as_bytes() && local.as_ref() == b"type" => {
+                            let local = value.rsplit(':').next().unwrap_or(&value);
+                            element.xsi_type = Some(CompactString::from(local));
+                        }
+                        // Other namespaced attributes are never read.
+                        _ => {}
+                    }
                 }
                 stack.push(element);
                 // An empty element is closed at once; a start tag waits for its end.
@@ -114,11 +121,8 @@ pub fn parse(text: &str) -> Result<Element, String> {
     }
 }
 
-fn namespace(resolved: ResolveResult<'_>) -> Option<String> {
-    match resolved {
-        ResolveResult::Bound(ns) => Some(String::from_utf8_lossy(ns.0).into_owned()),
-        _ => None,
-    }
+fn utf8(bytes: &[u8]) -> Result<CompactString, String> {
+    std::str::from_utf8(bytes).map(CompactString::from).map_err(|e| format!("a name is not utf-8: {e}"))
 }
 
 fn push_text(stack: &mut [Element], text: &str) {

@@ -189,18 +189,6 @@ async fn session_logs_in_again_after_401(t: &Target) {
     assert_eq!(t.fault_hits().await, [1, 1]);
 }
 
-async fn a_kept_view_that_is_gone_is_made_again(t: &Target) {
-    let client = t.client();
-    let first = client.inventory().await.expect("the first read makes the session's view");
-    // The view is kept for the next read; here it has gone (destroyed by someone else).
-    let gone = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The object has already been deleted or has not been completely created</faultstring><detail><ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound"><obj type="ContainerView">session[gone]</obj></ManagedObjectNotFoundFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
-    t.fault(json!({"path_prefix": "/sdk", "body_contains": "RetrievePropertiesEx", "status": 500, "body": gone, "count": 1}))
-        .await;
-    let again = client.inventory().await.expect("read again through a new view");
-    assert_eq!(t.fault_hits().await, [1]);
-    assert_eq!(again.vms.keys().collect::<Vec<_>>(), first.vms.keys().collect::<Vec<_>>());
-}
-
 async fn bad_password_is_a_clear_error(t: &Target) {
     let secret = "Wr0ng-Hunter2";
     let client = t.client_with(secret, RetryPolicy::none());
@@ -474,7 +462,6 @@ macro_rules! contract {
 contract!(
     session_logs_in_again_after_401,
     logout_ends_both_sessions,
-    a_kept_view_that_is_gone_is_made_again,
     bad_password_is_a_clear_error,
     inventory_resolves_placement_names,
     snapshots_appear_in_the_tree,

@@ -44,9 +44,6 @@ pub struct VcenterSim {
     /// Live REST and SOAP session ids. Not persisted: a resumed lab wants a fresh login.
     #[serde(skip)]
     pub sessions: std::collections::BTreeSet<String>,
-    /// SOAP container views: id to the managed object types they hold.
-    #[serde(skip)]
-    pub views: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

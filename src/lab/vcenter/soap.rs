@@ -1,10 +1,11 @@
 //! The lab vCenter's SOAP endpoint (`/sdk`, vim25): the handful of calls golden makes.
 //!
-//! RetrieveServiceContent, Login/Logout, CreateContainerView/DestroyView,
-//! RetrievePropertiesEx (over a container view or on single objects), ContinueRetrievePropertiesEx
-//! (never needed: results are not paged) and CreateSnapshot_Task. Tasks finish at once, as in
-//! vcsim, but are still read through `info.state`. A container view holds every object of its
-//! types in this vCenter (a lab vCenter has one datacenter).
+//! RetrieveServiceContent, Login/Logout, RetrievePropertiesEx (on single objects, or walking the
+//! inventory with traversal specs), ContinueRetrievePropertiesEx (never needed: results are not
+//! paged) and CreateSnapshot_Task. Tasks finish at once, as in vcsim, but are still read through
+//! `info.state`.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -111,22 +112,15 @@ pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) ->
             vc.sessions.remove(&session);
             reply(method, "")
         }
-        "CreateContainerView" => {
-            let types: Vec<String> = call.children_named("type").map(|t| t.text.trim().to_owned()).collect();
-            let id = format!("session[{session}]{}", uuid::Uuid::new_v4());
-            vc.views.insert(id.clone(), types);
-            reply(method, &moref("ContainerView", &id))
-        }
-        "DestroyView" => {
-            if let Some(id) = call.text_of("_this") {
-                vc.views.remove(id);
-            }
-            reply(method, "")
-        }
         "RetrievePropertiesEx" => match retrieve(vc, call) {
             Ok(objects) if objects.is_empty() => reply(method, ""),
             Ok(objects) => reply(method, &format!("<returnval>{objects}</returnval>")),
-            Err((ty, id)) => not_found(&ty, &id),
+            Err(Refused::Gone(ty, id)) => not_found(&ty, &id),
+            Err(Refused::UnknownSpec(name)) => fault(
+                "InvalidArgument",
+                &format!("A specified parameter was not correct: undefined traversal spec `{name}`"),
+                "<invalidProperty>selectSet</invalidProperty>",
+            ),
         },
         "ContinueRetrievePropertiesEx" => {
             fault("InvalidArgument", "the token is not valid: results are never paged", "")
@@ -174,36 +168,150 @@ fn service_content(vc: &VcenterSim) -> String {
     )
 }
 
-/// The objects (`(type, id)`) a RetrievePropertiesEx objectSet names.
-fn objects_of(vc: &VcenterSim, object_set: &Element, types: &[String]) -> Vec<(String, String)> {
-    let Some(obj) = object_set.child("obj") else { return Vec::new() };
-    let ty = obj.attr("type").unwrap_or_default();
-    let id = obj.text.trim();
-    if ty == "ContainerView" {
-        let Some(view_types) = vc.views.get(id) else { return Vec::new() };
-        let mut out = Vec::new();
-        for t in view_types.iter().filter(|t| types.contains(t)) {
-            let ids: Vec<String> = match t.as_str() {
-                "Datacenter" => vc.datacenters.keys().cloned().collect(),
-                "Folder" => vc.folders.keys().cloned().collect(),
-                "ClusterComputeResource" => vc.clusters.keys().cloned().collect(),
-                "HostSystem" => vc.hosts.keys().cloned().collect(),
-                "ResourcePool" => vc.resource_pools.keys().cloned().collect(),
-                "Datastore" => vc.datastores.keys().cloned().collect(),
-                "Network" => vc.networks.keys().cloned().collect(),
-                "VirtualMachine" => vc.vms.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            out.extend(ids.into_iter().map(|i| (t.clone(), i)));
+/// Why a RetrievePropertiesEx is refused.
+enum Refused {
+    /// An object it names is gone: `(type, id)`.
+    Gone(String, String),
+    /// A selection spec names a traversal spec the objectSet does not define.
+    UnknownSpec(String),
+}
+
+/// The objects (`(type, id)`) a RetrievePropertiesEx objectSet names: its `obj` (unless
+/// `skip`), and every object its traversal specs reach from there. A traversal spec applies to
+/// objects of its type (or a subtype), follows its `path` to more objects, reports them unless
+/// it skips them, and goes on with its own `selectSet`; a selection spec names a traversal spec
+/// defined anywhere in the objectSet. Each object is reported once.
+fn objects_of(vc: &VcenterSim, object_set: &Element) -> Result<Vec<(String, String)>, Refused> {
+    fn define<'a>(selects: &'a Element, named: &mut BTreeMap<&'a str, &'a Element>) {
+        for spec in selects.children_named("selectSet") {
+            if spec.child("path").is_some() {
+                named.insert(spec.text_of("name").unwrap_or_default(), spec);
+            }
+            define(spec, named);
         }
-        out
-    } else {
-        vec![(ty.to_owned(), id.to_owned())]
+    }
+    struct Walk<'a> {
+        vc: &'a VcenterSim,
+        named: BTreeMap<&'a str, &'a Element>,
+        walked: BTreeSet<(String, &'a str)>,
+        seen: BTreeSet<(String, String)>,
+        out: Vec<(String, String)>,
+    }
+    impl<'a> Walk<'a> {
+        fn from(&mut self, ty: &str, id: &str, selects: &'a Element) -> Result<(), Refused> {
+            for select in selects.children_named("selectSet") {
+                let spec = if select.child("path").is_some() {
+                    select
+                } else {
+                    let name = select.text_of("name").unwrap_or_default();
+                    *self.named.get(name).ok_or_else(|| Refused::UnknownSpec(name.to_owned()))?
+                };
+                if !is_a(ty, spec.text_of("type").unwrap_or_default()) {
+                    continue;
+                }
+                let path = spec.text_of("path").unwrap_or_default();
+                // A spec is followed once from each object, whatever the path to it.
+                if !self.walked.insert((format!("{ty}:{id}"), path)) {
+                    continue;
+                }
+                let skip = spec.text_of("skip") == Some("true");
+                for (child_ty, child_id) in children(self.vc, ty, id, path) {
+                    if !skip && self.seen.insert((child_ty.to_owned(), child_id.clone())) {
+                        self.out.push((child_ty.to_owned(), child_id.clone()));
+                    }
+                    self.from(child_ty, &child_id, spec)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let Some(obj) = object_set.child("obj") else { return Ok(Vec::new()) };
+    let (ty, id) = (obj.attr("type").unwrap_or_default(), obj.text.trim());
+    let mut named = BTreeMap::new();
+    define(object_set, &mut named);
+    let mut walk = Walk { vc, named, walked: BTreeSet::new(), seen: BTreeSet::new(), out: Vec::new() };
+    if object_set.text_of("skip") != Some("true") {
+        walk.seen.insert((ty.to_owned(), id.to_owned()));
+        walk.out.push((ty.to_owned(), id.to_owned()));
+    }
+    walk.from(ty, id, object_set)?;
+    Ok(walk.out)
+}
+
+/// Whether an object of type `ty` is a `of` (the subtypes the lab has).
+fn is_a(ty: &str, of: &str) -> bool {
+    ty == of || of == "ManagedEntity" || (of == "ComputeResource" && ty == "ClusterComputeResource")
+}
+
+/// The objects the property `path` of `(ty, id)` refers to, for traversal specs.
+fn children(vc: &VcenterSim, ty: &str, id: &str, path: &str) -> Vec<(&'static str, String)> {
+    let ids = |kind: &'static str, ids: Vec<&String>| ids.into_iter().map(|i| (kind, i.clone())).collect();
+    match (ty, path) {
+        ("Folder", "childEntity") => {
+            let root = vc.folders.get(id).is_some_and(|f| f.parent.is_none());
+            let mut out: Vec<(&'static str, String)> = ids(
+                "Folder",
+                vc.folders.values().filter(|f| f.parent.as_deref() == Some(id)).map(|f| &f.id).collect(),
+            );
+            if root {
+                out.extend(vc.datacenters.keys().map(|d| ("Datacenter", d.clone())));
+            }
+            for dc in vc.datacenters.values() {
+                if dc.host_folder == id {
+                    out.extend(
+                        vc.clusters
+                            .values()
+                            .filter(|c| c.datacenter == dc.id)
+                            .map(|c| ("ClusterComputeResource", c.id.clone())),
+                    );
+                }
+                if dc.datastore_folder == id {
+                    out.extend(
+                        vc.datastores
+                            .values()
+                            .filter(|d| d.datacenter == dc.id)
+                            .map(|d| ("Datastore", d.id.clone())),
+                    );
+                }
+                if dc.network_folder == id {
+                    out.extend(
+                        vc.networks
+                            .values()
+                            .filter(|n| n.datacenter == dc.id)
+                            .map(|n| ("Network", n.id.clone())),
+                    );
+                }
+            }
+            out.extend(vc.vms.values().filter(|v| v.folder == id).map(|v| ("VirtualMachine", v.id.clone())));
+            out
+        }
+        ("Datacenter", _) => {
+            let Some(dc) = vc.datacenters.get(id) else { return Vec::new() };
+            let folder = match path {
+                "vmFolder" => &dc.vm_folder,
+                "hostFolder" => &dc.host_folder,
+                "datastoreFolder" => &dc.datastore_folder,
+                "networkFolder" => &dc.network_folder,
+                _ => return Vec::new(),
+            };
+            vec![("Folder", folder.clone())]
+        }
+        ("ClusterComputeResource", "resourcePool") => {
+            vc.clusters.get(id).map(|c| vec![("ResourcePool", c.resource_pool.clone())]).unwrap_or_default()
+        }
+        ("ClusterComputeResource", "host") => {
+            vc.clusters.get(id).map(|c| ids("HostSystem", c.hosts.iter().collect())).unwrap_or_default()
+        }
+        ("ResourcePool", "resourcePool") => ids(
+            "ResourcePool",
+            vc.resource_pools.values().filter(|r| r.parent == id).map(|r| &r.id).collect(),
+        ),
+        _ => Vec::new(),
     }
 }
 
-/// The `<objects>` of a RetrievePropertiesEx, or the `(type, id)` of an object that is gone.
-fn retrieve(vc: &VcenterSim, call: &Element) -> Result<String, (String, String)> {
+/// The `<objects>` of a RetrievePropertiesEx.
+fn retrieve(vc: &VcenterSim, call: &Element) -> Result<String, Refused> {
     let mut out = String::new();
     for spec in call.children_named("specSet") {
         let prop_sets: Vec<(String, Vec<String>, bool)> = spec
@@ -215,11 +323,10 @@ fn retrieve(vc: &VcenterSim, call: &Element) -> Result<String, (String, String)>
                 (ty, paths, all)
             })
             .collect();
-        let types: Vec<String> = prop_sets.iter().map(|p| p.0.clone()).collect();
         for object_set in spec.children_named("objectSet") {
-            for (ty, id) in objects_of(vc, object_set, &types) {
+            for (ty, id) in objects_of(vc, object_set)? {
                 let Some((_, paths, all)) = prop_sets.iter().find(|p| p.0 == ty) else { continue };
-                let Some(props) = properties(vc, &ty, &id) else { return Err((ty, id)) };
+                let Some(props) = properties(vc, &ty, &id) else { return Err(Refused::Gone(ty, id)) };
                 out.push_str(&format!("<objects><obj type=\"{ty}\">{}</obj>", escape(&id)));
                 for (name, val) in props {
                     // Unset properties are left out, as vCenter does.
