@@ -21,7 +21,7 @@ pub mod server;
 pub mod vcenter;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -83,8 +83,28 @@ pub struct SiteLab {
     pub horizon_url: Option<String>,
 }
 
-/// The lab state shared by every endpoint's handlers.
-pub type Shared = Arc<Mutex<LabState>>;
+/// The lab state shared by every endpoint's handlers. Handlers that only read (property reads,
+/// listings) share it; the others have it to themselves. A poisoned lock (a handler panicked)
+/// is recovered: the state is plain data and every handler leaves it consistent before it can
+/// panic.
+#[derive(Clone, Debug, Default)]
+pub struct Shared(Arc<RwLock<LabState>>);
+
+impl Shared {
+    pub fn new(state: LabState) -> Shared {
+        Shared(Arc::new(RwLock::new(state)))
+    }
+
+    /// The lab, to change.
+    pub fn lock(&self) -> RwLockWriteGuard<'_, LabState> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lab, to read alongside other readers.
+    pub fn read(&self) -> RwLockReadGuard<'_, LabState> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Axum state of one endpoint: the lab plus the site it serves.
 #[derive(Clone, Debug)]
@@ -94,10 +114,14 @@ pub struct SiteCtx {
 }
 
 impl SiteCtx {
-    /// Locks the lab. A poisoned lock (a handler panicked) is recovered: the state is plain
-    /// data and every handler leaves it consistent before it can panic.
-    pub fn lock(&self) -> MutexGuard<'_, LabState> {
-        self.lab.lock().unwrap_or_else(|e| e.into_inner())
+    /// The lab, to change.
+    pub fn lock(&self) -> RwLockWriteGuard<'_, LabState> {
+        self.lab.lock()
+    }
+
+    /// The lab, to read.
+    pub fn read(&self) -> RwLockReadGuard<'_, LabState> {
+        self.lab.read()
     }
 }
 

@@ -113,9 +113,9 @@ struct Layer {
 impl Lab {
     /// Binds every site's vCenter and Horizon endpoint and starts serving `state`.
     pub async fn start(state: LabState, options: LabOptions) -> anyhow::Result<Lab> {
-        let shared: Shared = Arc::new(Mutex::new(state));
+        let shared = Shared::new(state);
         let sites: Vec<(String, Option<String>, Option<String>)> = {
-            let lab = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let lab = shared.lock();
             lab.sites
                 .values()
                 .map(|s| (s.name.clone(), s.vcenter_url.clone(), s.horizon_url.clone()))
@@ -155,7 +155,7 @@ impl Lab {
                     }
                 }));
                 {
-                    let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut state = shared.lock();
                     if let Some(s) = state.sites.get_mut(&site) {
                         match product {
                             Product::Vcenter => s.vcenter_url = Some(url.clone()),
@@ -237,7 +237,7 @@ impl Lab {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.lock().clone()
     }
 }
 

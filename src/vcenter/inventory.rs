@@ -146,16 +146,7 @@ const TYPES: &[PropSpec<'static>] = &[
     PropSpec { kind: "Datastore", paths: &["name", "parent"] },
     PropSpec {
         kind: "VirtualMachine",
-        paths: &[
-            "name",
-            "parent",
-            "snapshot",
-            "config.template",
-            "config.annotation",
-            "runtime.powerState",
-            "resourcePool",
-            "datastore",
-        ],
+        paths: &["name", "parent", "snapshot", "config.template", "config.annotation", "runtime.powerState"],
     },
 ];
 

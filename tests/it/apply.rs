@@ -119,7 +119,7 @@ impl Harness {
     }
 
     fn lab_state(&self) -> LabState {
-        self.lab.state().lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lab.state().lock().clone()
     }
 
     /// Per site, names of library items (per library) and of VMs that occur more than once.
@@ -319,7 +319,7 @@ async fn a_push_horizon_fails_names_horizons_error() {
     let h = Harness::start(Timings::instant()).await;
     {
         let shared = h.lab.state();
-        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = shared.lock();
         let eu = &mut state.sites.get_mut("eu").expect("eu").horizon;
         let id = eu.pool_id("Finance-IC").expect("pool");
         assert!(eu.fail_next_push(&id, "clone creation failed: datastore vsan-eu is full"));
@@ -637,7 +637,7 @@ async fn a_drifted_pool_is_pushed_back_and_converges() {
     // Someone points Office-IC at eu back to its old image by hand.
     {
         let shared = h.lab.state();
-        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = shared.lock();
         let eu = state.sites.get_mut("eu").expect("eu");
         let legacy = eu.vcenter.vms.values().find(|v| v.name == "legacy-win11-ent").expect("legacy VM");
         let (vm, snap) = (legacy.id.clone(), legacy.snapshots[0].id.clone());
@@ -677,7 +677,7 @@ async fn a_failed_push_in_wave_one_stops_wave_two_and_the_next_run_finishes() {
     let plan = h.plan(&PlanOptions::default()).await;
     {
         let shared = h.lab.state();
-        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = shared.lock();
         let hq = state.sites.get_mut("hq").expect("hq");
         let id = hq.horizon.pool_id("IT-Pilot-IC").expect("wave-1 pool");
         hq.horizon.fail_next_push(&id, "clone failed: datastore full");

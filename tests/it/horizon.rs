@@ -95,7 +95,7 @@ fn client(lab: &Lab) -> HorizonClient {
 /// Runs `f` on the site's simulated Horizon, in-process.
 fn sim<R>(lab: &Lab, f: impl FnOnce(&mut HorizonSim) -> R) -> R {
     let state = lab.state();
-    let mut state = state.lock().expect("lab lock");
+    let mut state = state.lock();
     f(&mut state.sites.get_mut(SITE).expect("site").horizon)
 }
 

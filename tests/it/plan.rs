@@ -189,7 +189,7 @@ async fn status_shows_copies_pools_and_drift() {
     // A pool Horizon has that the repository does not bind.
     {
         let shared = lab.state();
-        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = shared.lock();
         let eu = state.sites.get_mut("eu").expect("eu");
         let (vm, snap) = {
             let p = eu.horizon.pools.values().next().expect("a pool");
@@ -229,7 +229,7 @@ async fn plan_and_status_end_their_sessions() {
     let dir = repo_root().join("examples/quickstart");
     let open = |lab: &Lab| -> Vec<String> {
         let shared = lab.state();
-        let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let state = shared.lock();
         let mut open = Vec::new();
         for (name, site) in &state.sites {
             open.extend(site.vcenter.sessions.iter().map(|_| format!("{name}: a vCenter session")));

@@ -94,7 +94,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
 
     // No duplicates: one library per site, one item and one base VM per version, one push per pool.
     let shared = lab.state();
-    let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let state = shared.lock();
     for (name, site) in &state.sites {
         let libraries = site.vcenter.content.libraries.len();
         assert_eq!(libraries, 1, "{name} has {libraries} libraries");

@@ -32,7 +32,7 @@ async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {
     // Someone pushes Office-IC at eu to another image by hand.
     {
         let shared = lab.state();
-        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = shared.lock();
         let eu = state.sites.get_mut("eu").expect("eu");
         let id = eu.horizon.pool_id("Office-IC").expect("pool");
         let other =

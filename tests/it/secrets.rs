@@ -37,7 +37,7 @@ impl Write for Captured {
 /// Every secret the lab handed out so far: vCenter sessions, Horizon refresh and access tokens.
 fn issued(lab: &Lab) -> BTreeSet<String> {
     let shared = lab.state();
-    let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let state = shared.lock();
     let mut out = BTreeSet::new();
     for site in state.sites.values() {
         out.extend(site.vcenter.sessions.iter().cloned());
@@ -128,24 +128,10 @@ fn no_credential_reaches_a_log_line_at_trace_level() {
         )
         .await
         .expect("push");
-        lab.state()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sites
-            .get_mut("eu")
-            .expect("eu")
-            .horizon
-            .expire_access_tokens();
+        lab.state().lock().sites.get_mut("eu").expect("eu").horizon.expire_access_tokens();
         hz.pools().await.expect("pools after refresh");
         secrets.extend(issued(&lab));
-        lab.state()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sites
-            .get_mut("eu")
-            .expect("eu")
-            .horizon
-            .expire_sessions();
+        lab.state().lock().sites.get_mut("eu").expect("eu").horizon.expire_sessions();
         hz.desktop_pool(&pool.id).await.expect("pool after re-login");
         secrets.extend(issued(&lab));
         let mut headers = std::collections::BTreeMap::new();

@@ -70,7 +70,7 @@ impl Target {
         let hq = &desired.sites["hq"];
         let (vm, expected) = {
             let shared = lab.state();
-            let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let state = shared.lock();
             let vc = &state.sites["hq"].vcenter;
             let vm = vc.vms.values().find(|v| v.name == "win11-build").expect("the build VM is seeded at hq");
             let pool = match &hq.compute {

@@ -92,12 +92,26 @@ fn with_site<T>(
 ) -> Result<T, ApiError> {
     let mut lab = ctx.lock();
     let LabState { sites, timings } = &mut *lab;
-    let Some(site) = sites.get_mut(&ctx.site) else {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "lab.site.missing", "no such lab site"));
-    };
+    let Some(site) = sites.get_mut(&ctx.site) else { return Err(site_missing()) };
     let now = now_ms();
     site.horizon.settle(now, timings);
     f(site, timings, now)
+}
+
+/// [`with_site`] for a handler that only reads: the site is settled to now, then read
+/// alongside other readers.
+fn read_site<T>(
+    ctx: &SiteCtx,
+    f: impl FnOnce(&SiteLab, &Timings, i64) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let now = with_site(ctx, |_, _, now| Ok(now))?;
+    let lab = ctx.read();
+    let Some(site) = lab.sites.get(&ctx.site) else { return Err(site_missing()) };
+    f(site, &lab.timings, now)
+}
+
+fn site_missing() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "lab.site.missing", "no such lab site")
 }
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -301,7 +315,7 @@ fn render<T>(
     id: Option<&str>,
     render: fn(&super::Pool, &str, &Placement, i64, &Timings) -> T,
 ) -> Result<Vec<T>, ApiError> {
-    with_site(ctx, |site, t, now| {
+    read_site(ctx, |site, t, now| {
         let place = Placement::of(&site.vcenter);
         let sim = &site.horizon;
         let items: Vec<T> = sim

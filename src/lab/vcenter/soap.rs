@@ -6,6 +6,7 @@
 //! `info.state`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -66,13 +67,16 @@ pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) ->
     let Some(call) = envelope.child("Body").and_then(|b| b.children.first()) else {
         return fault("InvalidRequest", "the SOAP body is empty", "");
     };
+    let method = call.name.as_str();
+    // Reads share the lab with other readers; the rest have it to themselves.
+    if matches!(method, "RetrieveServiceContent" | "RetrievePropertiesEx") {
+        let lab = ctx.read();
+        let Some(site) = lab.sites.get(&ctx.site) else { return fault("InvalidRequest", "no such site", "") };
+        return read(&site.vcenter, &headers, method, call);
+    }
     let mut lab = ctx.lock();
     let Some(site) = lab.sites.get_mut(&ctx.site) else { return fault("InvalidRequest", "no such site", "") };
     let vc = &mut site.vcenter;
-    let method = call.name.as_str();
-    if method == "RetrieveServiceContent" {
-        return reply(method, &service_content(vc));
-    }
     if method == "Login" {
         let user = call.text_of("userName").unwrap_or_default();
         let password = call.text_of("password").unwrap_or_default();
@@ -99,29 +103,12 @@ pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) ->
         }
         return response;
     }
-    let session = session_cookie(&headers).filter(|s| vc.sessions.contains(s));
-    let Some(session) = session else {
-        return fault(
-            "NotAuthenticated",
-            "The session is not authenticated.",
-            "<object type=\"SessionManager\">SessionManager</object><privilegeId>System.View</privilegeId>",
-        );
-    };
+    let Some(session) = session(vc, &headers) else { return not_authenticated() };
     match method {
         "Logout" => {
             vc.sessions.remove(&session);
             reply(method, "")
         }
-        "RetrievePropertiesEx" => match retrieve(vc, call) {
-            Ok(objects) if objects.is_empty() => reply(method, ""),
-            Ok(objects) => reply(method, &format!("<returnval>{objects}</returnval>")),
-            Err(Refused::Gone(ty, id)) => not_found(&ty, &id),
-            Err(Refused::UnknownSpec(name)) => fault(
-                "InvalidArgument",
-                &format!("A specified parameter was not correct: undefined traversal spec `{name}`"),
-                "<invalidProperty>selectSet</invalidProperty>",
-            ),
-        },
         "ContinueRetrievePropertiesEx" => {
             fault("InvalidArgument", "the token is not valid: results are never paged", "")
         }
@@ -150,6 +137,39 @@ pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) ->
         }
         other => fault("MethodNotFound", &format!("method {other} is not simulated by the lab"), ""),
     }
+}
+
+/// The calls that only read: the service content, and property reads in a session.
+fn read(vc: &VcenterSim, headers: &HeaderMap, method: &str, call: &Element) -> Response {
+    if method == "RetrieveServiceContent" {
+        return reply(method, &service_content(vc));
+    }
+    if session(vc, headers).is_none() {
+        return not_authenticated();
+    }
+    match retrieve(vc, call) {
+        Ok(objects) if objects.is_empty() => reply(method, ""),
+        Ok(objects) => reply(method, &format!("<returnval>{objects}</returnval>")),
+        Err(Refused::Gone(ty, id)) => not_found(&ty, &id),
+        Err(Refused::UnknownSpec(name)) => fault(
+            "InvalidArgument",
+            &format!("A specified parameter was not correct: undefined traversal spec `{name}`"),
+            "<invalidProperty>selectSet</invalidProperty>",
+        ),
+    }
+}
+
+/// The live SOAP session the request's cookie names.
+fn session(vc: &VcenterSim, headers: &HeaderMap) -> Option<String> {
+    session_cookie(headers).filter(|s| vc.sessions.contains(s))
+}
+
+fn not_authenticated() -> Response {
+    fault(
+        "NotAuthenticated",
+        "The session is not authenticated.",
+        "<object type=\"SessionManager\">SessionManager</object><privilegeId>System.View</privilegeId>",
+    )
 }
 
 fn not_found(ty: &str, id: &str) -> Response {
@@ -326,13 +346,11 @@ fn retrieve(vc: &VcenterSim, call: &Element) -> Result<String, Refused> {
         for object_set in spec.children_named("objectSet") {
             for (ty, id) in objects_of(vc, object_set)? {
                 let Some((_, paths, all)) = prop_sets.iter().find(|p| p.0 == ty) else { continue };
-                let Some(props) = properties(vc, &ty, &id) else { return Err(Refused::Gone(ty, id)) };
-                out.push_str(&format!("<objects><obj type=\"{ty}\">{}</obj>", escape(&id)));
+                let want = |path: &str| *all || paths.iter().any(|p| p == path);
+                let Some(props) = properties(vc, &ty, &id, &want) else { return Err(Refused::Gone(ty, id)) };
+                let _ = write!(out, "<objects><obj type=\"{ty}\">{}</obj>", escape(&id));
                 for (name, val) in props {
-                    // Unset properties are left out, as vCenter does.
-                    if (*all || paths.iter().any(|p| p == &name)) && !val.is_empty() {
-                        out.push_str(&format!("<propSet><name>{name}</name>{val}</propSet>"));
-                    }
+                    let _ = write!(out, "<propSet><name>{name}</name>{val}</propSet>");
                 }
                 out.push_str("</objects>");
             }
@@ -367,108 +385,124 @@ fn type_of(vc: &VcenterSim, id: &str) -> &'static str {
     }
 }
 
-/// Every property the lab knows of an object, as `(path, <val>…</val>)`; `None` if it is gone.
-fn properties(vc: &VcenterSim, ty: &str, id: &str) -> Option<Vec<(String, String)>> {
-    let p = |n: &str, v: String| (n.to_owned(), v);
-    Some(match ty {
+/// The properties of one object a property set asks for, as `(path, <val>…</val>)`.
+struct Props<'w> {
+    want: &'w dyn Fn(&str) -> bool,
+    out: Vec<(&'static str, String)>,
+}
+
+impl Props<'_> {
+    /// Adds `path` if it is asked for, its value made only then; unset (empty) values are left
+    /// out, as vCenter leaves out unset properties.
+    fn put(&mut self, path: &'static str, value: impl FnOnce() -> String) {
+        if (self.want)(path) {
+            let value = value();
+            if !value.is_empty() {
+                self.out.push((path, value));
+            }
+        }
+    }
+}
+
+/// The properties `want` asks for of an object; `None` if it is gone.
+fn properties(
+    vc: &VcenterSim,
+    ty: &str,
+    id: &str,
+    want: &dyn Fn(&str) -> bool,
+) -> Option<Vec<(&'static str, String)>> {
+    let mut p = Props { want, out: Vec::new() };
+    match ty {
         "Datacenter" => {
             let dc = vc.datacenters.get(id)?;
-            let root =
-                vc.folders.values().find(|f| f.parent.is_none()).map(|f| f.id.clone()).unwrap_or_default();
-            vec![
-                p("name", val_string(&dc.name)),
-                p("parent", val_moref("Folder", &root)),
-                p("vmFolder", val_moref("Folder", &dc.vm_folder)),
-                p("hostFolder", val_moref("Folder", &dc.host_folder)),
-                p("datastoreFolder", val_moref("Folder", &dc.datastore_folder)),
-                p("networkFolder", val_moref("Folder", &dc.network_folder)),
-            ]
+            p.put("name", || val_string(&dc.name));
+            p.put("parent", || {
+                let root = vc.folders.values().find(|f| f.parent.is_none()).map(|f| f.id.as_str());
+                val_moref("Folder", root.unwrap_or_default())
+            });
+            p.put("vmFolder", || val_moref("Folder", &dc.vm_folder));
+            p.put("hostFolder", || val_moref("Folder", &dc.host_folder));
+            p.put("datastoreFolder", || val_moref("Folder", &dc.datastore_folder));
+            p.put("networkFolder", || val_moref("Folder", &dc.network_folder));
         }
         "Folder" => {
             let f = vc.folders.get(id)?;
-            let parent = f.parent.as_ref().map(|x| val_moref(type_of(vc, x), x)).unwrap_or_default();
-            vec![p("name", val_string(&f.name)), p("parent", parent)]
+            p.put("name", || val_string(&f.name));
+            p.put("parent", || f.parent.as_ref().map(|x| val_moref(type_of(vc, x), x)).unwrap_or_default());
         }
         "ClusterComputeResource" => {
             let c = vc.clusters.get(id)?;
-            let parent = vc.datacenters.get(&c.datacenter).map(|d| d.host_folder.clone()).unwrap_or_default();
-            vec![
-                p("name", val_string(&c.name)),
-                p("parent", val_moref("Folder", &parent)),
-                p("resourcePool", val_moref("ResourcePool", &c.resource_pool)),
-                p("host", val_morefs("HostSystem", &c.hosts)),
-            ]
+            p.put("name", || val_string(&c.name));
+            p.put("parent", || {
+                let folder = vc.datacenters.get(&c.datacenter).map(|d| d.host_folder.as_str());
+                val_moref("Folder", folder.unwrap_or_default())
+            });
+            p.put("resourcePool", || val_moref("ResourcePool", &c.resource_pool));
+            p.put("host", || val_morefs("HostSystem", &c.hosts));
         }
         "HostSystem" => {
             let h = vc.hosts.get(id)?;
-            vec![p("name", val_string(&h.name)), p("parent", val_moref("ClusterComputeResource", &h.cluster))]
+            p.put("name", || val_string(&h.name));
+            p.put("parent", || val_moref("ClusterComputeResource", &h.cluster));
         }
         "ResourcePool" => {
             let r = vc.resource_pools.get(id)?;
-            vec![
-                p("name", val_string(&r.name)),
-                p("parent", val_moref(type_of(vc, &r.parent), &r.parent)),
-                p("owner", val_moref("ClusterComputeResource", &r.cluster)),
-            ]
+            p.put("name", || val_string(&r.name));
+            p.put("parent", || val_moref(type_of(vc, &r.parent), &r.parent));
+            p.put("owner", || val_moref("ClusterComputeResource", &r.cluster));
         }
         "Datastore" => {
             let d = vc.datastores.get(id)?;
-            let parent =
-                vc.datacenters.get(&d.datacenter).map(|x| x.datastore_folder.clone()).unwrap_or_default();
-            vec![p("name", val_string(&d.name)), p("parent", val_moref("Folder", &parent))]
+            p.put("name", || val_string(&d.name));
+            p.put("parent", || {
+                let folder = vc.datacenters.get(&d.datacenter).map(|x| x.datastore_folder.as_str());
+                val_moref("Folder", folder.unwrap_or_default())
+            });
         }
         "Network" => {
             let n = vc.networks.get(id)?;
-            let parent =
-                vc.datacenters.get(&n.datacenter).map(|x| x.network_folder.clone()).unwrap_or_default();
-            vec![p("name", val_string(&n.name)), p("parent", val_moref("Folder", &parent))]
+            p.put("name", || val_string(&n.name));
+            p.put("parent", || {
+                let folder = vc.datacenters.get(&n.datacenter).map(|x| x.network_folder.as_str());
+                val_moref("Folder", folder.unwrap_or_default())
+            });
         }
         "VirtualMachine" => {
             let vm = vc.vms.get(id)?;
-            vec![
-                p("name", val_string(&vm.name)),
-                p("parent", val_moref("Folder", &vm.folder)),
-                p("config.template", format!("<val xsi:type=\"xsd:boolean\">{}</val>", vm.template)),
-                p("config.guestId", val_string(&vm.guest_id)),
-                // Unset (empty) annotations are left out, as vCenter leaves out unset properties.
-                p(
-                    "config.annotation",
-                    if vm.annotation.is_empty() { String::new() } else { val_string(&vm.annotation) },
-                ),
-                p(
-                    "runtime.powerState",
-                    format!(
-                        "<val xsi:type=\"VirtualMachinePowerState\">{}</val>",
-                        if vm.powered_on { "poweredOn" } else { "poweredOff" }
-                    ),
-                ),
-                p("runtime.host", val_moref("HostSystem", &vm.host)),
-                p(
-                    "resourcePool",
-                    vm.resource_pool.as_ref().map(|r| val_moref("ResourcePool", r)).unwrap_or_default(),
-                ),
-                p("datastore", val_morefs("Datastore", std::slice::from_ref(&vm.datastore))),
-                p("snapshot", snapshot_info(vm)),
-            ]
+            p.put("name", || val_string(&vm.name));
+            p.put("parent", || val_moref("Folder", &vm.folder));
+            p.put("config.template", || format!("<val xsi:type=\"xsd:boolean\">{}</val>", vm.template));
+            p.put("config.guestId", || val_string(&vm.guest_id));
+            p.put("config.annotation", || {
+                if vm.annotation.is_empty() { String::new() } else { val_string(&vm.annotation) }
+            });
+            p.put("runtime.powerState", || {
+                let state = if vm.powered_on { "poweredOn" } else { "poweredOff" };
+                format!("<val xsi:type=\"VirtualMachinePowerState\">{state}</val>")
+            });
+            p.put("runtime.host", || val_moref("HostSystem", &vm.host));
+            p.put("resourcePool", || {
+                vm.resource_pool.as_ref().map(|r| val_moref("ResourcePool", r)).unwrap_or_default()
+            });
+            p.put("datastore", || val_morefs("Datastore", std::slice::from_ref(&vm.datastore)));
+            p.put("snapshot", || snapshot_info(vm));
         }
         "Task" => {
             let t = vc.tasks.get(id)?;
-            let result = t.result.as_ref().map(|(ty, r)| val_moref(ty, r)).unwrap_or_default();
-            let error = t
-                .error
-                .as_ref()
-                .map(|e| format!("<val xsi:type=\"LocalizedMethodFault\"><fault xsi:type=\"SystemError\"><reason>{0}</reason></fault><localizedMessage>{0}</localizedMessage></val>", escape(e)))
-                .unwrap_or_default();
-            vec![
-                p("info.state", format!("<val xsi:type=\"TaskInfoState\">{}</val>", t.state)),
-                p("info.result", result),
-                p("info.error", error),
-                p("info.entity", val_moref(&t.entity_type, &t.entity)),
-                p("info.descriptionId", val_string(&t.description_id)),
-            ]
+            p.put("info.state", || format!("<val xsi:type=\"TaskInfoState\">{}</val>", t.state));
+            p.put("info.result", || t.result.as_ref().map(|(ty, r)| val_moref(ty, r)).unwrap_or_default());
+            p.put("info.error", || {
+                t.error
+                    .as_ref()
+                    .map(|e| format!("<val xsi:type=\"LocalizedMethodFault\"><fault xsi:type=\"SystemError\"><reason>{0}</reason></fault><localizedMessage>{0}</localizedMessage></val>", escape(e)))
+                    .unwrap_or_default()
+            });
+            p.put("info.entity", || val_moref(&t.entity_type, &t.entity));
+            p.put("info.descriptionId", || val_string(&t.description_id));
         }
         _ => return None,
-    })
+    }
+    Some(p.out)
 }
 
 /// `VirtualMachineSnapshotInfo`: the current snapshot and the tree from its roots.
@@ -476,31 +510,28 @@ fn snapshot_info(vm: &Vm) -> String {
     if vm.snapshots.is_empty() {
         return String::new();
     }
-    fn tree(vm: &Vm, parent: Option<&str>, tag: &str) -> String {
-        vm.snapshots
-            .iter()
-            .filter(|s| s.parent.as_deref() == parent)
-            .map(|s| {
-                format!(
-                    "<{tag}><snapshot type=\"VirtualMachineSnapshot\">{}</snapshot><vm type=\"VirtualMachine\">{}</vm><name>{}</name><description>{}</description><id>{}</id><createTime>{}</createTime><state>poweredOff</state><quiesced>false</quiesced>{}<replaySupported>false</replaySupported></{tag}>",
-                    escape(&s.id),
-                    escape(&vm.id),
-                    escape(&s.name),
-                    escape(&s.description),
-                    s.num,
-                    super::rest::iso(s.created_ms),
-                    tree(vm, Some(&s.id), "childSnapshotList"),
-                )
-            })
-            .collect()
+    fn tree(out: &mut String, vm: &Vm, parent: Option<&str>, tag: &str) {
+        for s in vm.snapshots.iter().filter(|s| s.parent.as_deref() == parent) {
+            let _ = write!(
+                out,
+                "<{tag}><snapshot type=\"VirtualMachineSnapshot\">{}</snapshot><vm type=\"VirtualMachine\">{}</vm><name>{}</name><description>{}</description><id>{}</id><createTime>{}</createTime><state>poweredOff</state><quiesced>false</quiesced>",
+                escape(&s.id),
+                escape(&vm.id),
+                escape(&s.name),
+                escape(&s.description),
+                s.num,
+                super::rest::iso(s.created_ms),
+            );
+            tree(out, vm, Some(&s.id), "childSnapshotList");
+            let _ = write!(out, "<replaySupported>false</replaySupported></{tag}>");
+        }
     }
-    let current = vm
-        .current_snapshot
-        .as_ref()
-        .map(|c| format!("<currentSnapshot type=\"VirtualMachineSnapshot\">{}</currentSnapshot>", escape(c)))
-        .unwrap_or_default();
-    format!(
-        "<val xsi:type=\"VirtualMachineSnapshotInfo\">{current}{}</val>",
-        tree(vm, None, "rootSnapshotList")
-    )
+    let mut out = String::from("<val xsi:type=\"VirtualMachineSnapshotInfo\">");
+    if let Some(c) = &vm.current_snapshot {
+        let _ =
+            write!(out, "<currentSnapshot type=\"VirtualMachineSnapshot\">{}</currentSnapshot>", escape(c));
+    }
+    tree(&mut out, vm, None, "rootSnapshotList");
+    out.push_str("</val>");
+    out
 }

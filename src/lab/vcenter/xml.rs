@@ -96,8 +96,8 @@ fn element(e: &quick_xml::events::BytesStart<'_>) -> Element {
 }
 
 /// Escapes text for an XML element or attribute.
-pub fn escape(text: &str) -> String {
-    quick_xml::escape::escape(text).into_owned()
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(text)
 }
 
 #[cfg(test)]
