@@ -187,19 +187,47 @@ fn deploy_step(site: &SiteName, key: &Key, reason: String, depends_on: Vec<StepI
 
 /// Computes the plan. Errors list every reason the plan is impossible.
 pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
+    // Hashing every live object read takes about as long as the rest of planning, so it runs
+    // on other cores meanwhile.
+    let read_sites = sites_read(desired, options);
+    std::thread::scope(|scope| {
+        let prints = scope.spawn(|| fingerprints(live, &read_sites));
+        let planned = plan_steps(desired, live, options, &read_sites);
+        let prints = prints.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        planned.map(|plan| Plan { fingerprints: prints, ..plan })
+    })
+}
+
+/// Whether `site` is in the plan's scope (every site is without `--site`).
+fn in_scope(options: &PlanOptions, site: &SiteName) -> bool {
+    options.sites.is_empty() || options.sites.contains(site)
+}
+
+/// The sites a plan reads: its scope, and the source site every other site copies from.
+fn sites_read<'a>(desired: &'a DesiredState, options: &PlanOptions) -> Vec<&'a SiteName> {
     let source_site = &desired.settings.source_site;
-    let in_scope = |s: &SiteName| options.sites.is_empty() || options.sites.contains(s);
-    let scope: Vec<SiteName> = desired.sites.keys().filter(|s| in_scope(s)).cloned().collect();
+    let mut read: Vec<&SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).collect();
+    if !read.contains(&source_site) {
+        read.push(source_site);
+    }
+    read
+}
+
+/// [`plan`] but for the fingerprints.
+fn plan_steps(
+    desired: &DesiredState,
+    live: &LiveState,
+    options: &PlanOptions,
+    read_sites: &[&SiteName],
+) -> Result<Plan, Vec<PlanError>> {
+    let source_site = &desired.settings.source_site;
+    let scope: Vec<SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).cloned().collect();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
     let empty = SiteLive::default();
     let site_live = |s: &SiteName| live.sites.get(s);
-    let mut read_sites: Vec<&SiteName> = scope.iter().collect();
-    if !read_sites.contains(&source_site) {
-        read_sites.push(source_site);
-    }
-    for s in &read_sites {
+    for s in read_sites {
         if site_live(s).is_none() {
             errors.push(PlanError::SiteNotRead { site: (*s).clone() });
         }
@@ -241,7 +269,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
 
     let mut steps: Vec<Step> = Vec::new();
     let mut publish_of: BTreeMap<Key, StepId> = BTreeMap::new();
-    let mut deploy_of: BTreeMap<(SiteName, Key), StepId> = BTreeMap::new();
+    let mut deploy_of: BTreeMap<&SiteName, BTreeMap<Key, StepId>> = BTreeMap::new();
 
     // Publish: every version some site in scope needs, unless the source library has it.
     let all_needed: BTreeSet<&Key> = needed.values().flat_map(|m| m.keys()).collect();
@@ -326,7 +354,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
                 let names: BTreeSet<&str> = users.iter().map(|p| p.name.as_str()).collect();
                 let reason = format!("no base VM of {image}@{version} at {site}; needed by {}", list(&names));
                 let step = deploy_step(site, key, reason, deps);
-                deploy_of.insert(((*site).clone(), key.clone()), step.id.clone());
+                deploy_of.entry(*site).or_default().insert(key.clone(), step.id.clone());
                 steps.push(step);
             }
         }
@@ -443,7 +471,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
                         logoff: pool.logoff,
                     },
                     reason,
-                    depends_on: deploy_of.get(&(site.clone(), key.clone())).cloned().into_iter().collect(),
+                    depends_on: deploy_of.get(site).and_then(|d| d.get(key)).cloned().into_iter().collect(),
                 },
             ));
         }
@@ -451,13 +479,14 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     // Waves are global: a wave starts when every push of every earlier wave succeeded. A push
     // depends on the previous wave as a group (`wave/N`), which covers the waves before it,
     // rather than on each of its pushes: thousands of pools must not mean millions of edges.
-    let waves: BTreeSet<u32> = pushes.iter().map(|(w, _)| *w).collect();
+    let waves: BTreeMap<u32, StepId> = pushes.iter().map(|(w, _)| (*w, StepId::wave(*w))).collect();
     for (wave, step) in &mut pushes {
-        if let Some(previous) = waves.range(..*wave).next_back() {
-            step.depends_on.push(StepId::wave(*previous));
+        if let Some((_, previous)) = waves.range(..*wave).next_back() {
+            step.depends_on.push(previous.clone());
         }
     }
-    pushes.sort_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
+    // Step ids are unique, so an unstable sort is as deterministic as a stable one.
+    pushes.sort_unstable_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
     steps.extend(pushes.into_iter().map(|(_, s)| s));
 
     // Retire what nothing needs. Every site, planned or not, holds on to the versions its
@@ -561,14 +590,14 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     if !errors.is_empty() {
         return Err(errors);
     }
-    steps.sort_by(|a, b| {
+    steps.sort_unstable_by(|a, b| {
         (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))
     });
     Ok(Plan {
         format_version: FORMAT_VERSION,
         golden_version: env!("CARGO_PKG_VERSION").to_owned(),
         desired_commit: desired.revision.as_ref().map(|r| r.commit.clone()),
-        fingerprints: fingerprints(live, &read_sites),
+        fingerprints: BTreeMap::new(),
         sites: scope.clone(),
         steps,
         warnings,
