@@ -20,6 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -150,6 +151,11 @@ impl Lab {
                     // A make-service hands each connection a clone of the router (one Arc);
                     // serving the router itself rebuilds its route table per connection.
                     let app = app.into_make_service();
+                    // No Nagle delay on answers, as vCenter's and Horizon's front ends do not
+                    // have one either: an answer written in parts goes out at once.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                         tracing::error!("lab endpoint stopped: {e}");
                     }

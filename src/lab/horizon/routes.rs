@@ -280,7 +280,7 @@ fn page<T: Serialize>(items: Vec<T>, query: &HashMap<String, String>) -> ApiResu
             return Err(ApiError::bad_request("pagination.invalid", "page and size must be given together."));
         }
     };
-    let mut response = axum::Json(page).into_response();
+    let mut response = json_list(&page);
     if more {
         // Header names are case-insensitive; `from_static` wants them lowercase.
         response
@@ -329,6 +329,18 @@ fn render<T>(
             _ => Ok(items),
         }
     })
+}
+
+/// A list as a JSON response, written into a buffer sized for it up front (a page of pools is
+/// hundreds of kilobytes, which a growing buffer would copy over and over).
+fn json_list<T: Serialize>(items: &[T]) -> Response {
+    let mut body = Vec::with_capacity(2 + items.len() * 1024);
+    match serde_json::to_writer(&mut body, items) {
+        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "lab.render", e.to_string()).into_response()
+        }
+    }
 }
 
 fn one<T: Serialize>(mut items: Vec<T>) -> ApiResult {

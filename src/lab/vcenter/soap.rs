@@ -30,10 +30,19 @@ fn xml_response(status: StatusCode, body: String) -> Response {
 }
 
 fn reply(method: &str, returnval: &str) -> Response {
-    xml_response(
-        StatusCode::OK,
-        format!("<{method}Response xmlns=\"urn:vim25\">{returnval}</{method}Response>"),
-    )
+    reply_of(method, &[returnval])
+}
+
+/// A `<{method}Response>` holding `parts`, written once into a buffer of its final size (an
+/// inventory read is hundreds of kilobytes).
+fn reply_of(method: &str, parts: &[&str]) -> Response {
+    let size = ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 48;
+    let mut body = String::with_capacity(size + parts.iter().map(|p| p.len()).sum::<usize>());
+    body.push_str(ENVELOPE_OPEN);
+    let _ = write!(body, "<{method}Response xmlns=\"urn:vim25\">");
+    parts.iter().for_each(|p| body.push_str(p));
+    let _ = write!(body, "</{method}Response>{ENVELOPE_CLOSE}");
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 /// A SOAP fault: HTTP 500, `faultstring`, and the fault type in `detail`.
@@ -149,7 +158,7 @@ fn read(vc: &VcenterSim, headers: &HeaderMap, method: &str, call: &Element) -> R
     }
     match retrieve(vc, call) {
         Ok(objects) if objects.is_empty() => reply(method, ""),
-        Ok(objects) => reply(method, &format!("<returnval>{objects}</returnval>")),
+        Ok(objects) => reply_of(method, &["<returnval>", &objects, "</returnval>"]),
         Err(Refused::Gone(ty, id)) => not_found(&ty, &id),
         Err(Refused::UnknownSpec(name)) => fault(
             "InvalidArgument",
