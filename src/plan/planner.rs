@@ -485,8 +485,7 @@ fn plan_steps(
             step.depends_on.push(previous.clone());
         }
     }
-    // Step ids are unique, so an unstable sort is as deterministic as a stable one.
-    pushes.sort_unstable_by(|a, b| (a.0, &a.1.site, &a.1.id).cmp(&(b.0, &b.1.site, &b.1.id)));
+    // (The steps are put in order once, at the end.)
     steps.extend(pushes.into_iter().map(|(_, s)| s));
 
     // Retire what nothing needs. Every site, planned or not, holds on to the versions its
@@ -590,6 +589,7 @@ fn plan_steps(
     if !errors.is_empty() {
         return Err(errors);
     }
+    // Step ids are unique, so an unstable sort is as deterministic as a stable one.
     steps.sort_unstable_by(|a, b| {
         (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))
     });
@@ -735,30 +735,36 @@ fn rollback_window<'a>(
 
 /// A short, stable hash of every live object at the given sites.
 pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
-    fn hash(value: &impl serde::Serialize) -> String {
-        // The JSON of the object, streamed into the digest (a live object always serialises).
-        let mut hasher = Sha256::new();
-        let _ = serde_json::to_writer(&mut hasher, value);
-        let digest = hasher.finalize();
-        let mut hex = String::with_capacity(16);
-        for b in &digest[..8] {
-            let _ = write!(hex, "{b:02x}");
+    /// The JSON of each object, written into one reused buffer and hashed in one go (a live
+    /// object always serialises).
+    struct Hasher(Vec<u8>);
+    impl Hasher {
+        fn hash(&mut self, value: &impl serde::Serialize) -> String {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            self.0.clear();
+            let _ = serde_json::to_writer(&mut self.0, value);
+            let digest = Sha256::digest(&self.0);
+            digest[..8]
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+                .map(char::from)
+                .collect()
         }
-        hex
     }
     fn of_site(site: &SiteName, s: &SiteLive) -> Vec<(String, String)> {
+        let mut h = Hasher(Vec::with_capacity(4096));
         let mut out = Vec::with_capacity(s.pools.len() + s.items.len() + s.vms.len() + 1);
         for (name, pool) in &s.pools {
-            out.push((format!("{site}/pool/{name}"), hash(pool)));
+            out.push((format!("{site}/pool/{name}"), h.hash(pool)));
         }
         for (id, item) in &s.items {
-            out.push((format!("{site}/item/{id}"), hash(item)));
+            out.push((format!("{site}/item/{id}"), h.hash(item)));
         }
         for (id, vm) in &s.vms {
-            out.push((format!("{site}/vm/{id}"), hash(vm)));
+            out.push((format!("{site}/vm/{id}"), h.hash(vm)));
         }
         if let Some(lib) = &s.library {
-            out.push((format!("{site}/library/{}", lib.id), hash(lib)));
+            out.push((format!("{site}/library/{}", lib.id), h.hash(lib)));
         }
         out
     }
