@@ -150,6 +150,11 @@ const TYPES: &[PropSpec<'static>] = &[
     },
 ];
 
+/// What a snapshot tree says of each snapshot besides its moref, name and children: left out
+/// when the inventory is read, since a build VM at the source site may have a long history.
+const SNAPSHOT_DETAILS: &[&str] =
+    &["vm", "description", "id", "createTime", "state", "quiesced", "backupManifest", "replaySupported"];
+
 /// The objects of an inventory read over SOAP, before ownership is settled.
 #[derive(Debug)]
 pub struct InventoryObjects {
@@ -192,7 +197,9 @@ impl VcenterClient {
     pub async fn inventory_objects(&self) -> Result<InventoryObjects, VcenterError> {
         let service = self.service().await?;
         let objects = Self::inventory_object_set(&service.root_folder);
-        self.retrieve("read the inventory", &objects, TYPES).await.map(InventoryObjects::new)
+        self.retrieve("read the inventory", &objects, TYPES, SNAPSHOT_DETAILS)
+            .await
+            .map(InventoryObjects::new)
     }
 
     /// The inventory of `objects`, each VM owned as its annotation or, failing that, its tag
@@ -339,17 +346,19 @@ fn snapshots(info: &Element) -> Vec<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vcenter::xml::parse;
+    use crate::vcenter::xml::parse_pruned;
 
     #[test]
     fn snapshot_trees_flatten_parents_first() {
-        let val = parse(
+        let val = parse_pruned(
             r#"<val xmlns:X="http://www.w3.org/2001/XMLSchema-instance" X:type="VirtualMachineSnapshotInfo">
             <currentSnapshot type="VirtualMachineSnapshot">snapshot-3</currentSnapshot>
-            <rootSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-1</snapshot><name>a</name>
+            <rootSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-1</snapshot><vm type="VirtualMachine">vm-1</vm><name>a</name>
+              <description>sealed <name>not a name</name></description><id>1</id><createTime>2026-10-01T00:00:00Z</createTime>
               <childSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-2</snapshot><name>b</name></childSnapshotList>
               <childSnapshotList><snapshot type="VirtualMachineSnapshot">snapshot-3</snapshot><name>c</name></childSnapshotList>
             </rootSnapshotList></val>"#,
+            SNAPSHOT_DETAILS,
         )
         .expect("xml");
         let list = snapshots(&val);

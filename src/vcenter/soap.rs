@@ -69,8 +69,9 @@ enum Reply {
 }
 
 impl VcenterClient {
-    /// One SOAP request/answer, no session handling.
-    async fn soap_exchange(&self, op: &str, body: &str) -> Result<Reply, VcenterError> {
+    /// One SOAP request/answer, no session handling. Elements named in `prune` are left out of
+    /// the answer ([`xml::parse_pruned`]).
+    async fn soap_exchange(&self, op: &str, body: &str, prune: &[&str]) -> Result<Reply, VcenterError> {
         let cookie = lock(&self.soap_cookie).clone();
         let mut request = self
             .http
@@ -97,7 +98,7 @@ impl VcenterClient {
         if !status.is_success() && status != StatusCode::INTERNAL_SERVER_ERROR {
             return Err(self.err_http(op, status.as_u16(), None, short(&text)));
         }
-        let reply = match parse_reply(&text) {
+        let reply = match parse_reply(&text, prune) {
             Ok(reply) => reply,
             Err(_) if !status.is_success() => {
                 return Err(self.err_http(op, status.as_u16(), None, short(&text)));
@@ -122,7 +123,7 @@ impl VcenterClient {
         let reply = self
             .retry
             .run(op, || async {
-                match self.soap_exchange(op, &body).await? {
+                match self.soap_exchange(op, &body, &[]).await? {
                     Reply::Ok(r) => Ok(r),
                     Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
                 }
@@ -159,7 +160,7 @@ impl VcenterClient {
             escape(self.credentials.user.as_str()),
             escape(self.credentials.password.expose()),
         );
-        match self.soap_exchange(op, &body).await? {
+        match self.soap_exchange(op, &body, &[]).await? {
             Reply::Ok(_) if lock(&self.soap_cookie).is_some() => Ok(()),
             Reply::Ok(_) => Err(self.err_protocol(op, format!("no {COOKIE} cookie in the answer"))),
             Reply::Fault { kind, .. } if kind == "InvalidLogin" || kind == "NoPermission" => {
@@ -179,7 +180,7 @@ impl VcenterClient {
             "<vim25:Logout>{}</vim25:Logout>",
             moref_xml("_this", "SessionManager", &service.session_manager)
         );
-        let reply = self.soap_exchange("log out of the soap api", &body).await;
+        let reply = self.soap_exchange("log out of the soap api", &body, &[]).await;
         *lock(&self.soap_cookie) = None;
         match reply? {
             Reply::Ok(_) => Ok(()),
@@ -190,16 +191,21 @@ impl VcenterClient {
     /// One SOAP call with retries and a session: logs in first when needed and once more when
     /// the session has expired. Returns the response element (`<XxxResponse>`).
     pub(super) async fn soap(&self, op: &str, body: &str) -> Result<Element, VcenterError> {
+        self.soap_pruned(op, body, &[]).await
+    }
+
+    /// [`Self::soap`], leaving the elements named in `prune` out of the answer.
+    async fn soap_pruned(&self, op: &str, body: &str, prune: &[&str]) -> Result<Element, VcenterError> {
         self.retry
             .run(op, || async {
                 if lock(&self.soap_cookie).is_none() {
                     self.soap_login().await?;
                 }
-                match self.soap_exchange(op, body).await? {
+                match self.soap_exchange(op, body, prune).await? {
                     Reply::Ok(reply) => Ok(reply),
                     Reply::Fault { kind, .. } if kind == "NotAuthenticated" => {
                         self.soap_login().await?;
-                        match self.soap_exchange(op, body).await? {
+                        match self.soap_exchange(op, body, prune).await? {
                             Reply::Ok(reply) => Ok(reply),
                             Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
                         }
@@ -211,12 +217,14 @@ impl VcenterClient {
     }
 
     /// `RetrievePropertiesEx` of `specs` over `objects` (already written `objectSet`s),
-    /// following `token`s with `ContinueRetrievePropertiesEx`.
+    /// following `token`s with `ContinueRetrievePropertiesEx`. Elements named in `prune` are
+    /// left out of the values.
     pub(super) async fn retrieve(
         &self,
         op: &str,
         object_set: &str,
         specs: &[PropSpec<'_>],
+        prune: &[&str],
     ) -> Result<Vec<ObjectContent>, VcenterError> {
         let service = self.service().await?;
         let pc = moref_xml("_this", "PropertyCollector", &service.property_collector);
@@ -235,7 +243,7 @@ impl VcenterClient {
              </vim25:options></vim25:RetrievePropertiesEx>"
         );
         let mut out = Vec::new();
-        let mut reply = self.soap(op, &body).await?;
+        let mut reply = self.soap_pruned(op, &body, prune).await?;
         loop {
             let Some(result) = reply.children.into_iter().find(|c| c.name == "returnval") else {
                 // No returnval: nothing matched.
@@ -256,7 +264,7 @@ impl VcenterClient {
                 "<vim25:ContinueRetrievePropertiesEx>{pc}<vim25:token>{}</vim25:token></vim25:ContinueRetrievePropertiesEx>",
                 escape(token.as_str())
             );
-            reply = self.soap(op, &body).await?;
+            reply = self.soap_pruned(op, &body, prune).await?;
         }
     }
 
@@ -269,7 +277,7 @@ impl VcenterClient {
         paths: &[&str],
     ) -> Result<Option<ObjectContent>, VcenterError> {
         let object_set = format!("<vim25:objectSet>{}</vim25:objectSet>", moref_xml("obj", kind, id));
-        Ok(self.retrieve(op, &object_set, &[PropSpec { kind, paths }]).await?.pop())
+        Ok(self.retrieve(op, &object_set, &[PropSpec { kind, paths }], &[]).await?.pop())
     }
 
     /// The `objectSet` that walks the inventory down from the root folder: folders, datacenters
@@ -371,8 +379,8 @@ impl VcenterClient {
 
 /// The response element of a SOAP envelope, or its fault: the fault type comes from the detail
 /// element's `xsi:type` (any prefix), else from its name (`NotAuthenticatedFault`).
-fn parse_reply(text: &str) -> Result<Reply, String> {
-    let root = xml::parse(text).map_err(|e| format!("invalid xml: {e}"))?;
+fn parse_reply(text: &str, prune: &[&str]) -> Result<Reply, String> {
+    let root = xml::parse_pruned(text, prune).map_err(|e| format!("invalid xml: {e}"))?;
     let reply = root
         .children
         .into_iter()
@@ -433,17 +441,17 @@ mod tests {
     #[test]
     fn faults_are_typed_by_their_detail() {
         let vcsim = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Login failure</faultstring><detail><InvalidLoginFault xmlns="urn:vim25" xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="InvalidLogin"></InvalidLoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
-        let Ok(Reply::Fault { kind, message }) = parse_reply(vcsim) else { panic!("a fault") };
+        let Ok(Reply::Fault { kind, message }) = parse_reply(vcsim, &[]) else { panic!("a fault") };
         assert_eq!((kind.as_str(), message.as_str()), ("InvalidLogin", "Login failure"));
         let untyped = vcsim.replace(r#" XMLSchema-instance:type="InvalidLogin""#, "");
-        let Ok(Reply::Fault { kind, .. }) = parse_reply(&untyped) else { panic!("a fault") };
+        let Ok(Reply::Fault { kind, .. }) = parse_reply(&untyped, &[]) else { panic!("a fault") };
         assert_eq!(kind, "InvalidLogin");
     }
 
     #[test]
     fn objects_keep_set_properties_only() {
         let text = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="Datastore">/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">LocalDS_0</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#;
-        let Ok(Reply::Ok(reply)) = parse_reply(text) else { panic!("a reply") };
+        let Ok(Reply::Ok(reply)) = parse_reply(text, &[]) else { panic!("a reply") };
         let returnval = reply.children.into_iter().next().expect("returnval");
         let object = object_content(returnval.children.into_iter().next().expect("objects")).expect("object");
         assert_eq!(object.id.as_str(), "/tmp/x/govcsim-DC0-LocalDS_0-1@folder-5");

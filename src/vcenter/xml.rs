@@ -52,13 +52,22 @@ impl Element {
     }
 }
 
-/// Parses a whole document into its root element.
-pub fn parse(text: &str) -> Result<Element, String> {
+/// Parses a whole document into its root element, leaving out every element whose local name
+/// is in `prune`, with all it holds: parts of a large answer the caller never reads.
+pub fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
     let mut reader = NsReader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     loop {
         let (_, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
         let closed = match event {
+            Event::Start(ref start) | Event::Empty(ref start)
+                if !prune.is_empty() && prune.iter().any(|p| p.as_bytes() == start.local_name().as_ref()) =>
+            {
+                if matches!(event, Event::Start(_)) {
+                    reader.read_to_end(start.name()).map_err(|e| e.to_string())?;
+                }
+                false
+            }
             Event::Start(ref start) | Event::Empty(ref start) => {
                 let mut element = Element { name: utf8(start.local_name().as_ref())?, ..Element::default() };
                 for attr in start.attributes() {
@@ -136,9 +145,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pruned_elements_are_left_out_whole() {
+        let doc = r#"<a><keep>1</keep><drop><keep>2</keep></drop><drop/><keep>3</keep></a>"#;
+        let root = parse_pruned(doc, &["drop"]).expect("parses");
+        let texts: Vec<&str> = root.children.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["1", "3"]);
+        assert_eq!(parse_pruned(doc, &[]).expect("parses").children.len(), 4);
+    }
+
+    #[test]
     fn namespaces_resolve_whatever_the_prefix() {
         let doc = r#"<?xml version="1.0"?><a xmlns="urn:vim25"><val xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="xsd:string" type="Folder">x &amp; y&#33;</val><e/><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfManagedObjectReference"/></a>"#;
-        let root = parse(doc).expect("parses");
+        let root = parse_pruned(doc, &[]).expect("parses");
         let vals: Vec<&Element> = root.children("val").collect();
         assert_eq!(vals[0].xsi_type(), Some("string"));
         assert_eq!(vals[0].attr("type"), Some("Folder"));
