@@ -142,11 +142,11 @@ struct Cold {
 
 /// The version a pool's image reference is, when golden owns the VM.
 pub fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
-    owned_version(site, image).map(|(i, v)| (i.clone(), v.clone()))
+    version_ref(site, image).map(|(i, v)| (i.clone(), v.clone()))
 }
 
 /// [`version_of`], borrowed from the VM's metadata.
-fn owned_version<'a>(site: &'a SiteLive, image: &ImageRef) -> Option<(&'a ImageName, &'a VersionName)> {
+fn version_ref<'a>(site: &'a SiteLive, image: &ImageRef) -> Option<(&'a ImageName, &'a VersionName)> {
     let meta = site.vms.get(&image.vm)?.meta.as_ref()?;
     Some((&meta.image, &meta.version))
 }
@@ -187,8 +187,8 @@ fn deploy_step(site: &SiteName, key: &Key, reason: String, depends_on: Vec<StepI
 
 /// Computes the plan. Errors list every reason the plan is impossible.
 pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
-    // Hashing every live object read takes about as long as the rest of planning, so it runs
-    // on other cores meanwhile.
+    // Hashing every live object read is a good part of the work with thousands of pools, so it
+    // runs on other cores meanwhile.
     let read_sites = sites_read(desired, options);
     std::thread::scope(|scope| {
         let prints = scope.spawn(|| fingerprints(live, &read_sites));
@@ -504,11 +504,11 @@ fn plan_steps(
         let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
         let mut users: BTreeMap<(&ImageName, &VersionName), usize> = BTreeMap::new();
         for p in s_live.pools.values() {
-            let current = p.current.as_ref().and_then(|c| owned_version(s_live, c));
+            let current = p.current.as_ref().and_then(|c| version_ref(s_live, c));
             let pending = p
                 .pending
                 .as_ref()
-                .and_then(|x| owned_version(s_live, &x.image))
+                .and_then(|x| version_ref(s_live, &x.image))
                 .filter(|k| Some(*k) != current);
             for key in current.into_iter().chain(pending) {
                 *users.entry(key).or_default() += 1;
