@@ -322,15 +322,14 @@ fn plan_steps(
             }
             continue;
         }
-        let users: BTreeSet<&str> =
-            needed.values().filter_map(|m| m.get(*key)).flatten().map(|p| p.name.as_str()).collect();
+        let users = needed.values().filter_map(|m| m.get(*key)).flatten().map(|p| p.name.as_str());
         let id = step_id(&["publish", image.as_str(), version.as_str()]);
         publish_of.insert((*key).clone(), id.clone());
         steps.push(Step {
             id,
             site: source_site.clone(),
             action: Action::Publish { image: image.clone(), version: version.clone(), source },
-            reason: format!("{image}@{version} is not published yet; needed by {}", list(&users)),
+            reason: format!("{image}@{version} is not published yet; needed by {}", list(users)),
             depends_on: Vec::new(),
         });
     }
@@ -351,8 +350,8 @@ fn plan_steps(
                 steps.push(step);
             }
             if copy.and_then(|c| c.base.as_ref()).is_none() {
-                let names: BTreeSet<&str> = users.iter().map(|p| p.name.as_str()).collect();
-                let reason = format!("no base VM of {image}@{version} at {site}; needed by {}", list(&names));
+                let names = users.iter().map(|p| p.name.as_str());
+                let reason = format!("no base VM of {image}@{version} at {site}; needed by {}", list(names));
                 let step = deploy_step(site, key, reason, deps);
                 deploy_of.entry(*site).or_default().insert(key.clone(), step.id.clone());
                 steps.push(step);
@@ -387,7 +386,7 @@ fn plan_steps(
                 || publish_of.contains_key(&key);
             let for_rollback = format!(
                 "kept warm for a rollback of marker {} of {image} (keep_previous = {keep})",
-                list(&markers)
+                list(markers.iter().copied())
             );
             let mut deps: Vec<StepId> = Vec::new();
             if has_item {
@@ -421,7 +420,7 @@ fn plan_steps(
         then.push(format!("deploy it at {}", all(c.deploy_at.iter().map(String::as_str))));
         warnings.push(format!(
             "no warm copy of {image}@{version}, kept for a rollback of marker {} (keep_previous = {keep}): it is not published, so a rollback to it would first {}",
-            list(&markers),
+            list(markers.iter().copied()),
             then.join(", then ")
         ));
     }
@@ -574,7 +573,7 @@ fn plan_steps(
                 format!("{image}@{version} is no longer in the repository")
             };
             if !item_holders.is_empty() && !copy.items.is_empty() {
-                let _ = write!(why, "; its library item stays for {}", list(&item_holders));
+                let _ = write!(why, "; its library item stays for {}", list(item_holders.iter().copied()));
             }
             steps.push(Step {
                 id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
@@ -589,10 +588,16 @@ fn plan_steps(
     if !errors.is_empty() {
         return Err(errors);
     }
-    // Step ids are unique, so an unstable sort is as deterministic as a stable one.
-    steps.sort_unstable_by(|a, b| {
-        (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))
-    });
+    // Step ids are unique, so an unstable sort is as deterministic as a stable one. Steps are
+    // large: their order is found on keys, then each step is moved once.
+    let order: Vec<usize> = {
+        let mut keys: Vec<_> =
+            steps.iter().enumerate().map(|(i, s)| (s.action.rank(), wave_of(s), &s.site, &s.id, i)).collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(.., i)| i).collect()
+    };
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    let steps: Vec<Step> = order.into_iter().filter_map(|i| slots[i].take()).collect();
     Ok(Plan {
         format_version: FORMAT_VERSION,
         golden_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -801,11 +806,20 @@ fn all<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
-fn list(names: &BTreeSet<&str>) -> String {
+/// `a, b, c and 97 more`: the first three of `names` (distinct, in any order) and how many
+/// more. A version a thousand pools need is named by three of them, found without sorting all.
+fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     const SHOWN: usize = 3;
-    let shown: Vec<&str> = names.iter().take(SHOWN).copied().collect();
-    match names.len().saturating_sub(SHOWN) {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
+    let mut names: Vec<&str> = names.into_iter().collect();
+    if names.len() > SHOWN {
+        names.select_nth_unstable(SHOWN - 1);
+    }
+    let (count, first) = (names.len(), names.len().min(SHOWN));
+    let shown = &mut names[..first];
+    shown.sort_unstable();
+    let shown = shown.join(", ");
+    match count.saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
