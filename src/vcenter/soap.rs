@@ -283,7 +283,7 @@ impl VcenterClient {
     /// The `objectSet` that walks the inventory down from the root folder: folders, datacenters
     /// and their VM, host and datastore folders, compute resources and their resource pools.
     /// The walk is part of the one read; a container view would take a round trip of its own.
-    pub(super) fn inventory_object_set(root_folder: &str) -> String {
+    pub(crate) fn inventory_object_set(root_folder: &str) -> String {
         const FOLLOW: &[&str] = &["folder", "vmFolder", "hostFolder", "datastoreFolder", "computePool"];
         let names = |names: &[&str]| -> String {
             names

@@ -198,6 +198,7 @@ fn service_content(vc: &VcenterSim) -> String {
 }
 
 /// Why a RetrievePropertiesEx is refused.
+#[derive(Debug)]
 enum Refused {
     /// An object it names is gone: `(type, id)`.
     Gone(String, String),
@@ -543,4 +544,75 @@ fn snapshot_info(vm: &Vm) -> String {
     tree(&mut out, vm, None, "rootSnapshotList");
     out.push_str("</val>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::vcenter::Placement;
+
+    fn lab_vcenter() -> VcenterSim {
+        let place = Placement {
+            datacenter: "DC",
+            cluster: "C",
+            resource_pool: Some("VDI"),
+            folder: "golden",
+            datastore: "ds",
+        };
+        let mut vc = VcenterSim::new("uuid", &place);
+        let folder = vc.vm_folder_named("golden").map(|f| f.id.clone());
+        vc.add_vm("base", folder.as_deref()).expect("vm");
+        vc
+    }
+
+    fn object_set(xml: &str) -> Element {
+        xml::parse(xml.as_bytes()).expect("xml")
+    }
+
+    fn kinds(objects: &[(String, String)]) -> Vec<&str> {
+        let mut kinds: Vec<&str> = objects.iter().map(|(ty, _)| ty.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+
+    #[test]
+    fn traversal_specs_walk_the_inventory_once_per_object() {
+        let vc = lab_vcenter();
+        let root = vc.folders.values().find(|f| f.parent.is_none()).map(|f| f.id.clone()).expect("root");
+        // golden's own walk, as the client writes it.
+        let set = crate::vcenter::VcenterClient::inventory_object_set(&root);
+        let objects = objects_of(&vc, &object_set(&set)).expect("walks");
+        assert_eq!(
+            kinds(&objects),
+            ["ClusterComputeResource", "Datacenter", "Datastore", "Folder", "ResourcePool", "VirtualMachine"]
+        );
+        // `skip` on the objectSet leaves the root out; every object comes once.
+        assert!(!objects.iter().any(|(_, id)| *id == root));
+        let mut ids: Vec<&String> = objects.iter().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        let count = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+        // Resource pools come through the cluster (its root pool) and the pools inside it.
+        assert_eq!(objects.iter().filter(|(ty, _)| ty == "ResourcePool").count(), vc.resource_pools.len());
+        assert!(objects.iter().any(|(ty, id)| ty == "VirtualMachine" && vc.vms[id].name == "base"));
+    }
+
+    #[test]
+    fn a_selection_spec_must_name_a_defined_traversal_spec() {
+        let vc = lab_vcenter();
+        let root = vc.folders.values().find(|f| f.parent.is_none()).map(|f| f.id.clone()).expect("root");
+        let set = format!(
+            "<objectSet><obj type=\"Folder\">{root}</obj><selectSet><name>nowhere</name></selectSet></objectSet>"
+        );
+        assert!(
+            matches!(objects_of(&vc, &object_set(&set)), Err(Refused::UnknownSpec(name)) if name == "nowhere")
+        );
+        // A spec of another type does not apply: only the root itself is reported.
+        let set = format!(
+            "<objectSet><obj type=\"Folder\">{root}</obj><selectSet><name>dc</name><type>Datacenter</type><path>vmFolder</path></selectSet></objectSet>"
+        );
+        assert_eq!(objects_of(&vc, &object_set(&set)).expect("walks"), [("Folder".to_owned(), root)]);
+    }
 }
