@@ -222,11 +222,6 @@ pub fn meta_from_description(description: &str) -> Option<GoldenMeta> {
     serde_json::from_str::<MetaDescription>(description).ok().map(|d| d.golden)
 }
 
-/// The item a base VM's annotation says it was deployed from.
-pub fn item_from_annotation(annotation: &str) -> Option<ItemRef> {
-    marks_from_annotation(annotation).and_then(|(_, item)| item)
-}
-
 /// golden's metadata in a base VM's annotation, with the item it was deployed from if named.
 pub fn marks_from_annotation(annotation: &str) -> Option<(GoldenMeta, Option<ItemRef>)> {
     serde_json::from_str::<MetaDescription>(annotation).ok().map(|d| (d.golden, d.item))
@@ -251,10 +246,10 @@ mod tests {
         };
         let text = deployment_annotation(&meta, &item);
         assert_eq!(meta_from_description(&text), Some(meta.clone()));
-        assert_eq!(item_from_annotation(&text), Some(item));
+        assert_eq!(marks_from_annotation(&text), Some((meta.clone(), Some(item))));
         // A description (no item) names no item; free text names nothing.
-        assert_eq!(item_from_annotation(&meta_to_description(&meta)), None);
-        assert_eq!(item_from_annotation("built by Packer"), None);
+        assert_eq!(marks_from_annotation(&meta_to_description(&meta)), Some((meta, None)));
+        assert_eq!(marks_from_annotation("built by Packer"), None);
     }
 
     #[test]
