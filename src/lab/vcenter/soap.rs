@@ -20,40 +20,36 @@ use crate::lab::{LAB_PASSWORD, LAB_USER, SiteCtx, now_ms};
 const ENVELOPE_OPEN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>";
 const ENVELOPE_CLOSE: &str = "</soapenv:Body></soapenv:Envelope>";
 
-fn xml_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        format!("{ENVELOPE_OPEN}{body}{ENVELOPE_CLOSE}"),
-    )
-        .into_response()
+/// A SOAP envelope holding `parts`, written once into a buffer of its final size (an
+/// inventory read is hundreds of kilobytes).
+fn xml_response(status: StatusCode, parts: &[&str]) -> Response {
+    let size = ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut body = String::with_capacity(size);
+    body.push_str(ENVELOPE_OPEN);
+    parts.iter().for_each(|p| body.push_str(p));
+    body.push_str(ENVELOPE_CLOSE);
+    (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 fn reply(method: &str, returnval: &str) -> Response {
     reply_of(method, &[returnval])
 }
 
-/// A `<{method}Response>` holding `parts`, written once into a buffer of its final size (an
-/// inventory read is hundreds of kilobytes).
+/// A `<{method}Response>` holding `parts`.
 fn reply_of(method: &str, parts: &[&str]) -> Response {
-    let size = ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 48;
-    let mut body = String::with_capacity(size + parts.iter().map(|p| p.len()).sum::<usize>());
-    body.push_str(ENVELOPE_OPEN);
-    let _ = write!(body, "<{method}Response xmlns=\"urn:vim25\">");
-    parts.iter().for_each(|p| body.push_str(p));
-    let _ = write!(body, "</{method}Response>{ENVELOPE_CLOSE}");
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+    let (open, close) = (format!("<{method}Response xmlns=\"urn:vim25\">"), format!("</{method}Response>"));
+    let all: Vec<&str> =
+        std::iter::once(open.as_str()).chain(parts.iter().copied()).chain([close.as_str()]).collect();
+    xml_response(StatusCode::OK, &all)
 }
 
 /// A SOAP fault: HTTP 500, `faultstring`, and the fault type in `detail`.
 fn fault(kind: &str, message: &str, detail: &str) -> Response {
-    xml_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!(
-            "<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>{}</faultstring><detail><{kind}Fault xmlns=\"urn:vim25\" xsi:type=\"{kind}\">{detail}</{kind}Fault></detail></soapenv:Fault>",
-            escape(message)
-        ),
-    )
+    let body = format!(
+        "<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>{}</faultstring><detail><{kind}Fault xmlns=\"urn:vim25\" xsi:type=\"{kind}\">{detail}</{kind}Fault></detail></soapenv:Fault>",
+        escape(message)
+    );
+    xml_response(StatusCode::INTERNAL_SERVER_ERROR, &[&body])
 }
 
 fn moref(ty: &str, id: &str) -> String {
