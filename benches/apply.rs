@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let lookup = |name: &str| env.get(name).cloned();
     let sites = desired.sites.keys().cloned().collect();
     let clients = connect_all(&desired, &sites, &dir, &lookup, &RetryPolicy::default())?;
-    let (live, inventories) = read_all(&desired, &clients).await?;
+    let golden::gather::Read { live, inventories, .. } = read_all(&desired, &clients).await?;
     let planned = plan(&desired, &live, &PlanOptions::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut targets = BTreeMap::new();
     for (name, c) in clients {

@@ -15,6 +15,7 @@ use crate::desired::{DesiredState, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
 use crate::live::{LibraryItem, LiveState, SiteLive};
+use crate::plan::Fingerprints;
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
 /// Both clients of one site. Clones share the sessions.
@@ -120,37 +121,59 @@ pub fn connect_all(
     if errors.is_empty() { Ok(clients) } else { Err(GatherErrors(errors)) }
 }
 
+/// What [`read_all`] read.
+#[derive(Debug)]
+pub struct Read {
+    pub live: LiveState,
+    /// Each site's inventory, for apply to place what it deploys.
+    pub inventories: BTreeMap<SiteName, Inventory>,
+    /// Each site's fingerprints, taken as soon as its read was done.
+    pub fingerprints: Fingerprints,
+}
+
 /// Reads every site of `clients` concurrently, each site in a task of its own so that the
-/// work of reading answers spreads over the runtime's threads.
+/// work of reading answers spreads over the runtime's threads. A site's fingerprints are taken
+/// in its task too, while other sites are still being read, rather than all at the end.
 pub async fn read_all(
     desired: &DesiredState,
     clients: &BTreeMap<SiteName, SiteClients>,
-) -> Result<(LiveState, BTreeMap<SiteName, Inventory>), GatherErrors> {
+) -> Result<Read, GatherErrors> {
     let reads: Vec<_> = clients
         .values()
         .map(|c| {
             let (wanted, clients) = (Wanted::of(desired, &c.site), c.clone());
-            tokio::spawn(async move { (clients.site.clone(), read_site(&wanted, &clients).await) })
+            tokio::spawn(async move {
+                let read = read_site(&wanted, &clients).await.map(|(live, inventory)| {
+                    let mut prints = Fingerprints::default();
+                    prints.take(&clients.site, &live);
+                    (live, inventory, prints)
+                });
+                (clients.site.clone(), read)
+            })
         })
         .collect();
-    let mut live = LiveState::default();
-    let mut inventories = BTreeMap::new();
+    let mut read = Read {
+        live: LiveState::default(),
+        inventories: BTreeMap::new(),
+        fingerprints: Fingerprints::default(),
+    };
     let mut errors = Vec::new();
-    for read in join_all(reads).await {
-        let (site, result) = match read {
+    for done in join_all(reads).await {
+        let (site, result) = match done {
             Ok(done) => done,
             // A read that panicked: let the panic go on here, as if the read had run in place.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         match result {
-            Ok((s, inventory)) => {
-                live.sites.insert(site.clone(), s);
-                inventories.insert(site, inventory);
+            Ok((s, inventory, prints)) => {
+                read.live.sites.insert(site.clone(), s);
+                read.inventories.insert(site, inventory);
+                read.fingerprints.extend(prints);
             }
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok((live, inventories)) } else { Err(GatherErrors(errors)) }
+    if errors.is_empty() { Ok(read) } else { Err(GatherErrors(errors)) }
 }
 
 /// What reading one site needs to know of the desired state.

@@ -99,9 +99,9 @@ pub async fn observe(
         if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
     read.insert(desired.settings.source_site.clone());
     let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
-    let (live, inventories) = gather::read_all(desired, &clients).await?;
-    let plan = plan::plan(desired, &live, &options).map_err(PlanErrors)?;
-    Ok(Observed { plan, clients, inventories })
+    let read = gather::read_all(desired, &clients).await?;
+    let plan = plan::plan_with(desired, &read.live, &options, read.fingerprints).map_err(PlanErrors)?;
+    Ok(Observed { plan, clients, inventories: read.inventories })
 }
 
 /// The planner's options for `scope`: the rollback window and the pools' earlier bindings from

@@ -46,5 +46,5 @@ pub(super) async fn view(
     let read = gather::read_all(desired, &clients).await;
     gather::logout_all(clients.values()).await;
     let options = super::plan::plan_options(desired, dir, None, &BTreeSet::new());
-    Ok(status::status(desired, &read?.0, &options))
+    Ok(status::status(desired, &read?.live, &options))
 }

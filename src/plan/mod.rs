@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::desired::{Logoff, PoolKind};
 use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
 
-pub use planner::{PlanError, PlanOptions, plan};
+pub use planner::{Fingerprints, PlanError, PlanOptions, plan, plan_with};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
 pub const FORMAT_VERSION: u32 = 1;

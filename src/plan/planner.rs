@@ -187,14 +187,30 @@ fn deploy_step(site: &SiteName, key: &Key, reason: String, depends_on: Vec<StepI
 
 /// Computes the plan. Errors list every reason the plan is impossible.
 pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
-    // Hashing every live object read is a good part of the work with thousands of pools, so it
-    // runs on other cores meanwhile.
+    plan_with(desired, live, options, Fingerprints::default())
+}
+
+/// [`plan`], given the fingerprints of sites already taken: the loader takes each site's as
+/// soon as its read is done, while other sites are still being read. Fingerprints of the sites
+/// the plan reads that are not in `taken` are taken here, on another core while the steps are
+/// planned; those of other sites are left out.
+pub fn plan_with(
+    desired: &DesiredState,
+    live: &LiveState,
+    options: &PlanOptions,
+    mut taken: Fingerprints,
+) -> Result<Plan, Vec<PlanError>> {
     let read_sites = sites_read(desired, options);
+    let missing: Vec<&SiteName> = read_sites.iter().copied().filter(|s| !taken.0.contains_key(*s)).collect();
     std::thread::scope(|scope| {
-        let prints = scope.spawn(|| fingerprints(live, &read_sites));
+        let rest = (!missing.is_empty()).then(|| scope.spawn(|| fingerprints(live, &missing)));
         let planned = plan_steps(desired, live, options, &read_sites);
-        let prints = prints.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        planned.map(|plan| Plan { fingerprints: prints, ..plan })
+        let mut prints: Vec<(String, String)> =
+            read_sites.iter().filter_map(|s| taken.0.remove(*s)).flatten().collect();
+        if let Some(rest) = rest {
+            prints.extend(rest.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        planned.map(|plan| Plan { fingerprints: prints.into_iter().collect(), ..plan })
     })
 }
 
@@ -738,41 +754,26 @@ fn rollback_window<'a>(
     out
 }
 
+/// The fingerprints of the live objects of some sites: for each site, a short, stable hash of
+/// every object read there, by object key. A plan records them ([`Plan::fingerprints`]) so that
+/// apply can tell what changed since.
+#[derive(Clone, Debug, Default)]
+pub struct Fingerprints(BTreeMap<SiteName, Vec<(String, String)>>);
+
+impl Fingerprints {
+    /// Adds the fingerprints of `site`, read as `live`.
+    pub fn take(&mut self, site: &SiteName, live: &SiteLive) {
+        self.0.insert(site.clone(), of_site(site, live));
+    }
+
+    /// Adds every site of `other`.
+    pub fn extend(&mut self, other: Fingerprints) {
+        self.0.extend(other.0);
+    }
+}
+
 /// A short, stable hash of every live object at the given sites.
-pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, String> {
-    /// The JSON of each object, written into one reused buffer and hashed in one go (a live
-    /// object always serialises).
-    struct Hasher(Vec<u8>);
-    impl Hasher {
-        fn hash(&mut self, value: &impl serde::Serialize) -> String {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            self.0.clear();
-            let _ = serde_json::to_writer(&mut self.0, value);
-            let digest = Sha256::digest(&self.0);
-            digest[..8]
-                .iter()
-                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-                .map(char::from)
-                .collect()
-        }
-    }
-    fn of_site(site: &SiteName, s: &SiteLive) -> Vec<(String, String)> {
-        let mut h = Hasher(Vec::with_capacity(4096));
-        let mut out = Vec::with_capacity(s.pools.len() + s.items.len() + s.vms.len() + 1);
-        for (name, pool) in &s.pools {
-            out.push((format!("{site}/pool/{name}"), h.hash(pool)));
-        }
-        for (id, item) in &s.items {
-            out.push((format!("{site}/item/{id}"), h.hash(item)));
-        }
-        for (id, vm) in &s.vms {
-            out.push((format!("{site}/vm/{id}"), h.hash(vm)));
-        }
-        if let Some(lib) = &s.library {
-            out.push((format!("{site}/library/{}", lib.id), h.hash(lib)));
-        }
-        out
-    }
+fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> Vec<(String, String)> {
     // Thousands of objects: the sites are hashed on every core.
     let read: Vec<(&SiteName, &SiteLive)> =
         sites.iter().filter_map(|site| live.sites.get(*site).map(|s| (*site, s))).collect();
@@ -790,6 +791,40 @@ pub fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> BTreeMap<String, S
             .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     })
+}
+
+/// The fingerprints of one site's objects: the JSON of each, written into one reused buffer
+/// and hashed in one go (a live object always serialises).
+fn of_site(site: &SiteName, s: &SiteLive) -> Vec<(String, String)> {
+    struct Hasher(Vec<u8>);
+    impl Hasher {
+        fn hash(&mut self, value: &impl serde::Serialize) -> String {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            self.0.clear();
+            let _ = serde_json::to_writer(&mut self.0, value);
+            let digest = Sha256::digest(&self.0);
+            digest[..8]
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+                .map(char::from)
+                .collect()
+        }
+    }
+    let mut h = Hasher(Vec::with_capacity(4096));
+    let mut out = Vec::with_capacity(s.pools.len() + s.items.len() + s.vms.len() + 1);
+    for (name, pool) in &s.pools {
+        out.push((format!("{site}/pool/{name}"), h.hash(pool)));
+    }
+    for (id, item) in &s.items {
+        out.push((format!("{site}/item/{id}"), h.hash(item)));
+    }
+    for (id, vm) in &s.vms {
+        out.push((format!("{site}/vm/{id}"), h.hash(vm)));
+    }
+    if let Some(lib) = &s.library {
+        out.push((format!("{site}/library/{}", lib.id), h.hash(lib)));
+    }
+    out
 }
 
 /// `eu is`, `eu and us are`, `apac, eu and us are`: every name, for warnings about sites.

@@ -508,6 +508,28 @@ pub(crate) mod fixtures {
         );
     }
 
+    /// Fingerprints the loader took as each site's read was done give the same plan as those
+    /// the planner takes itself, whichever sites were taken; those of sites the plan does not
+    /// read (the scenarios with `--site`) are left out.
+    #[test]
+    fn fingerprints_taken_while_reading_give_the_same_plan() {
+        for dir in dirs() {
+            let Fixture { name, desired, live: every_site, options } = read(&dir);
+            let live = read_by_plan(&desired, &every_site, &options);
+            let Ok(expected) = plan(&desired, &live, &options) else { continue };
+            let sites: Vec<&SiteName> = every_site.sites.keys().collect();
+            for taken_sites in [&sites[..], &sites[..sites.len() / 2]] {
+                let mut taken = Fingerprints::default();
+                for site in taken_sites {
+                    taken.take(site, &every_site.sites[*site]);
+                }
+                let got = plan_with(&desired, &live, &options, taken)
+                    .unwrap_or_else(|e| panic!("fixture {name}: plan failed: {e:?}"));
+                assert_eq!(got, expected, "fixture {name}: taken for {taken_sites:?}");
+            }
+        }
+    }
+
     /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
     /// applies the plan to the model of the live state and checks that the next plan is empty.
     #[test]

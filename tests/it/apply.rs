@@ -84,7 +84,7 @@ impl Harness {
             c.vcenter.login().await.expect("vcenter login");
             c.horizon.login().await.expect("horizon login");
         }
-        let (_, inventories) = read_all(&desired, &clients).await.expect("live state");
+        let inventories = read_all(&desired, &clients).await.expect("live state").inventories;
         let mut targets = BTreeMap::new();
         for (name, clients) in clients {
             let site = desired.sites[&name].clone();
@@ -98,7 +98,7 @@ impl Harness {
     }
 
     async fn live(&self) -> LiveState {
-        read_all(&self.ctx.desired, &self.readers).await.expect("live state").0
+        read_all(&self.ctx.desired, &self.readers).await.expect("live state").live
     }
 
     async fn plan(&self, options: &PlanOptions) -> Plan {

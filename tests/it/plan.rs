@@ -160,7 +160,7 @@ async fn requests_to_read(sites: usize, pools: usize) -> BTreeMap<(String, Produ
         &golden::connect::RetryPolicy::none(),
     )
     .expect("clients");
-    let (live, _) = golden::gather::read_all(&desired, &clients).await.expect("live state");
+    let live = golden::gather::read_all(&desired, &clients).await.expect("live state").live;
     assert_eq!(live.sites.len(), sites);
     assert!(live.sites.values().all(|s| s.pools.len() == pools));
     let mut counts = BTreeMap::new();
