@@ -93,27 +93,43 @@ pub async fn observe(
     scope: &BTreeSet<SiteName>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
-    let options = plan_options(desired, dir, reference, scope);
+    let history = HistoryRead::start(dir, reference);
     // The sites to read: those in scope, and the source site their versions come from.
     let mut read: BTreeSet<SiteName> =
         if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
     read.insert(desired.settings.source_site.clone());
     let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await?;
+    let options = history.options(desired, scope).await;
     let plan = plan::plan_with(desired, &read.live, &options, read.fingerprints).map_err(PlanErrors)?;
     Ok(Observed { plan, clients, inventories: read.inventories })
 }
 
+/// Git history (the rollback window, earlier bindings) walked on a thread of its own while the
+/// sites are read: a long history must not delay the first request.
+pub(super) struct HistoryRead(tokio::task::JoinHandle<Result<crate::history::History, crate::git::GitError>>);
+
+impl HistoryRead {
+    pub(super) fn start(dir: &Path, reference: Option<&str>) -> HistoryRead {
+        let (dir, reference) = (dir.to_owned(), reference.unwrap_or("HEAD").to_owned());
+        HistoryRead(tokio::task::spawn_blocking(move || crate::history::read(&dir, &reference)))
+    }
+
+    /// The planner's options for `scope`, once the history is read.
+    pub(super) async fn options(self, desired: &DesiredState, scope: &BTreeSet<SiteName>) -> PlanOptions {
+        let history = self.0.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        options_from(desired, history, scope)
+    }
+}
+
 /// The planner's options for `scope`: the rollback window and the pools' earlier bindings from
-/// the git history of `dir` at `reference` (HEAD by default), when there is one. Shared with
-/// `status`.
-pub fn plan_options(
+/// the git history read, when there is one.
+fn options_from(
     desired: &DesiredState,
-    dir: &Path,
-    reference: Option<&str>,
+    history: Result<crate::history::History, crate::git::GitError>,
     scope: &BTreeSet<SiteName>,
 ) -> PlanOptions {
-    match crate::history::read(dir, reference.unwrap_or("HEAD")) {
+    match history {
         Ok(history) => PlanOptions {
             sites: scope.clone(),
             marker_history: history.window_for(desired),

@@ -41,10 +41,11 @@ pub(super) async fn view(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<status::Status> {
+    let history = super::plan::HistoryRead::start(dir, None);
     let sites: BTreeSet<_> = desired.sites.keys().cloned().collect();
     let clients = gather::connect_all(desired, &sites, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await;
     gather::logout_all(clients.values()).await;
-    let options = super::plan::plan_options(desired, dir, None, &BTreeSet::new());
+    let options = history.options(desired, &BTreeSet::new()).await;
     Ok(status::status(desired, &read?.live, &options))
 }
