@@ -1,14 +1,14 @@
-//! A small namespace-aware element tree for SOAP answers.
+//! A small element tree for SOAP answers.
 //!
 //! SOAP replies are small enough to hold in memory, and walking a tree is much simpler than
-//! driving a pull parser per call. Names are kept as (namespace, local name) so that prefixes
-//! never matter: vcsim writes `XMLSchema-instance:type` where vCenter writes `xsi:type`, and both
-//! resolve to the XML Schema instance namespace here.
+//! driving a pull parser per call. Elements are known by their local names, so prefixes never
+//! matter, and `xsi:type` by the namespace its prefix is bound to: vcsim writes
+//! `XMLSchema-instance:type` where vCenter writes `xsi:type`, and both are read here.
 
 use compact_str::CompactString;
-use quick_xml::NsReader;
+use quick_xml::Reader;
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
+use quick_xml::name::PrefixDeclaration;
 
 pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
@@ -54,11 +54,19 @@ impl Element {
 
 /// Parses a whole document into its root element, leaving out every element whose local name
 /// is in `prune`, with all it holds: parts of a large answer the caller never reads.
+///
+/// Element names are matched on their local part. Of namespaced attributes only `xsi:type` is
+/// read: an attribute named `type` whose prefix is bound to the XML Schema instance namespace.
+/// The prefixes bound to it are collected as their declarations are met, rather than resolved
+/// scope by scope: a SOAP answer binds that namespace (to `xsi` or, in vcsim, to
+/// `XMLSchema-instance`) and never binds the same prefix to another one. This spares resolving
+/// every name of an answer with tens of thousands of elements.
 pub fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
+    let mut xsi_prefixes: Vec<Vec<u8>> = Vec::new();
     let mut stack: Vec<Element> = Vec::new();
     loop {
-        let (_, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
+        let event = reader.read_event().map_err(|e| e.to_string())?;
         let closed = match event {
             Event::Start(ref start) | Event::Empty(ref start)
                 if !prune.is_empty() && prune.iter().any(|p| p.as_bytes() == start.local_name().as_ref()) =>
@@ -70,23 +78,38 @@ pub fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
             }
             Event::Start(ref start) | Event::Empty(ref start) => {
                 let mut element = Element { name: utf8(start.local_name().as_ref())?, ..Element::default() };
+                // Declarations first: vcsim binds the prefix on the element that uses it.
+                for attr in start.attributes() {
+                    let attr = attr.map_err(|e| e.to_string())?;
+                    if let Some(PrefixDeclaration::Named(prefix)) = attr.key.as_namespace_binding()
+                        && attr.value.as_ref() == XSI.as_bytes()
+                        && !xsi_prefixes.iter().any(|p| p.as_slice() == prefix)
+                    {
+                        xsi_prefixes.push(prefix.to_vec());
+                    }
+                }
                 for attr in start.attributes() {
                     let attr = attr.map_err(|e| e.to_string())?;
                     if attr.key.as_namespace_binding().is_some() {
                         continue;
                     }
-                    let (resolved, local) = reader.resolve_attribute(attr.key);
-                    let value = attr.unescape_value().map_err(|e| e.to_string())?;
-                    match resolved {
-                        ResolveResult::Unbound => {
-                            element.attrs.push((utf8(local.as_ref())?, CompactString::from(value.as_ref())));
+                    match attr.key.prefix() {
+                        None => {
+                            let value = attr.unescape_value().map_err(|e| e.to_string())?;
+                            element
+                                .attrs
+                                .push((utf8(attr.key.as_ref())?, CompactString::from(value.as_ref())));
                         }
-                        ResolveResult::Bound(ns) if ns.0 == XSI.as_bytes() && local.as_ref() == b"type" => {
+                        Some(prefix)
+                            if attr.key.local_name().as_ref() == b"type"
+                                && xsi_prefixes.iter().any(|p| p.as_slice() == prefix.as_ref()) =>
+                        {
+                            let value = attr.unescape_value().map_err(|e| e.to_string())?;
                             let local = value.rsplit(':').next().unwrap_or(&value);
                             element.xsi_type = Some(CompactString::from(local));
                         }
                         // Other namespaced attributes are never read.
-                        _ => {}
+                        Some(_) => {}
                     }
                 }
                 stack.push(element);
@@ -163,5 +186,16 @@ mod tests {
         assert_eq!(vals[0].text, "x & y!");
         assert_eq!(vals[1].xsi_type(), Some("ArrayOfManagedObjectReference"));
         assert_eq!(root.children.len(), 3);
+    }
+
+    #[test]
+    fn only_the_schema_instance_namespace_gives_a_type() {
+        // vCenter binds `xsi` once, on the envelope; another namespace's `type` is not xsi:type.
+        let doc = r#"<e:Envelope xmlns:e="urn:env" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:other="urn:other"><val xsi:type="xsd:boolean">true</val><val other:type="Nope">x</val></e:Envelope>"#;
+        let root = parse_pruned(doc, &[]).expect("parses");
+        assert_eq!(root.name, "Envelope");
+        let types: Vec<Option<&str>> = root.children.iter().map(Element::xsi_type).collect();
+        assert_eq!(types, [Some("boolean"), None]);
+        assert!(root.children[1].attrs.is_empty(), "a namespaced attribute is not kept as a plain one");
     }
 }
