@@ -15,6 +15,7 @@
 //! - [`server`]: binding, per-request latency, request counters and fault injection.
 //! - [`seed`]: building a lab from a repository's desired state.
 
+mod clock;
 pub mod horizon;
 pub mod seed;
 pub mod server;

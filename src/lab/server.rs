@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::clock::Clock;
 use super::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, Shared, SiteCtx};
 
 /// Which product an endpoint simulates.
@@ -109,6 +110,8 @@ pub struct Lab {
 struct Layer {
     stats: Arc<Mutex<Stats>>,
     latency: Duration,
+    /// Keeps the latency to the microsecond; `None` without latency.
+    clock: Option<Clock>,
 }
 
 impl Lab {
@@ -123,6 +126,12 @@ impl Lab {
                 .collect()
         };
         let (stop, stopped) = watch::channel(false);
+        let clock = match options.latency_ms {
+            0 => None,
+            _ => Some(
+                Clock::start().map_err(|e| anyhow::anyhow!("cannot start the lab's latency clock: {e}"))?,
+            ),
+        };
         let mut lab = Lab { shared: shared.clone(), endpoints: Vec::new(), stop, tasks: Vec::new() };
         for (site, vcenter_url, horizon_url) in sites {
             for (product, configured) in [(Product::Vcenter, vcenter_url), (Product::Horizon, horizon_url)] {
@@ -140,8 +149,11 @@ impl Lab {
                     Product::Vcenter => super::vcenter::router(),
                     Product::Horizon => super::horizon::router(),
                 };
-                let layer =
-                    Layer { stats: stats.clone(), latency: Duration::from_millis(options.latency_ms) };
+                let layer = Layer {
+                    stats: stats.clone(),
+                    latency: Duration::from_millis(options.latency_ms),
+                    clock: clock.clone(),
+                };
                 let app: Router = routes.with_state(ctx).layer(middleware::from_fn_with_state(layer, around));
                 let mut stopped = stopped.clone();
                 lab.tasks.push(tokio::spawn(async move {
@@ -276,6 +288,7 @@ fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
 
 /// The middleware around every lab request: control paths, counters, latency, faults.
 async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Response {
+    let arrived = Instant::now();
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     if path == "/__lab/counters" {
@@ -295,8 +308,8 @@ async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Res
         stats.total += 1;
         *stats.by_route.entry(format!("{method} {path}")).or_default() += 1;
     }
-    if !layer.latency.is_zero() {
-        tokio::time::sleep(layer.latency).await;
+    if let Some(clock) = &layer.clock {
+        clock.sleep_until(arrived + layer.latency).await;
     }
     let has_rules = !lock(&layer.stats).faults.is_empty();
     if !has_rules {
