@@ -34,9 +34,9 @@ const CHECK_LATENCY_MS: u64 = 250;
 fn latency_ms() -> u64 {
     std::env::var("GOLDEN_BENCH_LATENCY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(LATENCY_MS)
 }
-/// Rounds per scenario: 15, or `GOLDEN_BENCH_ROUNDS` (more for a profile dominated by reads).
+/// Rounds per scenario: 31, or `GOLDEN_BENCH_ROUNDS` (more for a profile dominated by reads).
 fn round_count() -> usize {
-    std::env::var("GOLDEN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(15)
+    std::env::var("GOLDEN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(31)
 }
 
 fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
