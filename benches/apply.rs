@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         desired,
         targets,
         timeouts: Timeouts { poll: std::time::Duration::from_millis(500), ..Timeouts::default() },
+        libraries: Default::default(),
     };
     let durations = Durations::default();
     let events = Events::new(vec![Box::new(durations.clone())]);

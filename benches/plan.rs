@@ -16,7 +16,7 @@ use golden::lab::vcenter::content::{File, Item};
 use golden::lab::vcenter::{Category, Tag};
 use golden::lab::{Lab, LabOptions, LabState, Timings, now_ms};
 use golden::live::{GoldenMeta, ItemRef, LibraryId};
-use golden::plan::{PlanOptions, plan_with};
+use golden::plan::{PlanOptions, plan};
 
 /// The allocator the `golden` binary uses, so that the figures are the binary's.
 #[global_allocator]
@@ -186,7 +186,7 @@ async fn run(
         let (start, cpu_start) = (Instant::now(), cpu_ms());
         let got = golden::gather::read_all(desired, &clients).await?;
         let read = start.elapsed().as_secs_f64() * 1e3;
-        let planned = plan_with(desired, &got.live, &PlanOptions::default(), got.fingerprints)
+        let planned = plan(desired, &got.live, &PlanOptions::default())
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).sum();

@@ -14,8 +14,7 @@ use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, http_client
 use crate::desired::{DesiredState, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
-use crate::live::{LibraryItem, LiveState, SiteLive};
-use crate::plan::Fingerprints;
+use crate::live::{LibraryItem, LiveState, SiteLive, VcenterLive};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
 /// Both clients of one site. Clones share the sessions.
@@ -127,13 +126,11 @@ pub struct Read {
     pub live: LiveState,
     /// Each site's inventory, for apply to place what it deploys.
     pub inventories: BTreeMap<SiteName, Inventory>,
-    /// Each site's fingerprints, taken as soon as its read was done.
-    pub fingerprints: Fingerprints,
 }
 
 /// Reads every site of `clients` concurrently, each site in a task of its own so that the
-/// work of reading answers spreads over the runtime's threads. A site's fingerprints are taken
-/// in its task too, while other sites are still being read, rather than all at the end.
+/// work of reading answers spreads over the runtime's threads. Sites that share a vCenter
+/// (the same instance UUID) read its library alike; it is kept once.
 pub async fn read_all(
     desired: &DesiredState,
     clients: &BTreeMap<SiteName, SiteClients>,
@@ -142,21 +139,10 @@ pub async fn read_all(
         .values()
         .map(|c| {
             let (wanted, clients) = (Wanted::of(desired, &c.site), c.clone());
-            tokio::spawn(async move {
-                let read = read_site(&wanted, &clients).await.map(|(live, inventory)| {
-                    let mut prints = Fingerprints::default();
-                    prints.take(&clients.site, &live);
-                    (live, inventory, prints)
-                });
-                (clients.site.clone(), read)
-            })
+            tokio::spawn(async move { (clients.site.clone(), read_site(&wanted, &clients).await) })
         })
         .collect();
-    let mut read = Read {
-        live: LiveState::default(),
-        inventories: BTreeMap::new(),
-        fingerprints: Fingerprints::default(),
-    };
+    let mut read = Read { live: LiveState::default(), inventories: BTreeMap::new() };
     let mut errors = Vec::new();
     for done in join_all(reads).await {
         let (site, result) = match done {
@@ -165,10 +151,10 @@ pub async fn read_all(
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         match result {
-            Ok((s, inventory, prints)) => {
+            Ok(SiteRead { site: s, vcenter, inventory }) => {
+                read.live.vcenters.entry(s.vcenter.clone()).or_insert(vcenter);
                 read.live.sites.insert(site.clone(), s);
                 read.inventories.insert(site, inventory);
-                read.fingerprints.extend(prints);
             }
             Err(e) => errors.push(e),
         }
@@ -181,6 +167,8 @@ pub async fn read_all(
 pub struct Wanted {
     /// The Content Library golden uses (`settings.library`).
     pub library: String,
+    /// The site's datacenter: everything of the site is read inside it.
+    pub datacenter: String,
     /// At the source site, the VMs versions are captured from; empty elsewhere.
     pub source_vms: BTreeSet<String>,
 }
@@ -197,12 +185,23 @@ impl Wanted {
                 _ => None,
             })
             .collect();
-        Wanted { library: desired.settings.library.clone(), source_vms }
+        let datacenter = desired.sites.get(site).map(|s| s.datacenter.clone()).unwrap_or_default();
+        Wanted { library: desired.settings.library.clone(), datacenter, source_vms }
     }
 }
 
+/// What one site's read gives.
+#[derive(Debug)]
+pub struct SiteRead {
+    pub site: SiteLive,
+    /// The library of the site's vCenter.
+    pub vcenter: VcenterLive,
+    /// The whole vCenter's inventory, for apply to place what it deploys.
+    pub inventory: Inventory,
+}
+
 /// Reads one site: vCenter and Horizon at the same time.
-pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLive, Inventory), GatherError> {
+pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRead, GatherError> {
     // Three independent chains, each starting as soon as its own login is done: the library
     // and golden's tags over REST, the inventory over SOAP, the pools over Horizon's API.
     let vc = &clients.vcenter;
@@ -221,12 +220,13 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLi
     };
     let soap = async {
         vc.login_soap().await?;
-        vc.inventory_objects().await
+        let (objects, uuid) = tokio::join!(vc.inventory_objects(), vc.instance_uuid());
+        Ok::<_, VcenterError>((objects?, uuid?))
     };
     let vcenter = async {
-        let (rest, objects) = tokio::join!(rest, soap);
+        let (rest, soap) = tokio::join!(rest, soap);
         let ((library, ids), attached) = rest?;
-        let objects = objects?;
+        let (objects, uuid) = soap?;
         // An item a base VM was deployed from is known from the VM's annotation, metadata
         // included; only the others are read, one request each (the API has no bulk read).
         let deployed = objects.deployed_items();
@@ -253,24 +253,24 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<(SiteLi
         };
         let (inventory, read) = tokio::join!(vc.settle_inventory(objects, &attached), read);
         items.extend(read?.into_iter().map(|item| (item.id.clone(), item)));
-        Ok::<_, GatherError>((inventory?, library, items))
+        Ok::<_, GatherError>((inventory?, uuid, VcenterLive { library, items }))
     };
     let horizon = async {
         clients.horizon.login().await?;
         Ok::<_, GatherError>(clients.horizon.pools().await?)
     };
     let (vcenter, horizon) = tokio::join!(vcenter, horizon);
-    let (inventory, library, items) = vcenter?;
+    let (inventory, uuid, library) = vcenter?;
     let pools = horizon?;
 
-    // VMs that matter: what golden owns, and at the source site the VMs versions capture.
+    // VMs that matter, inside the site's datacenter only: what golden owns, and at the source
+    // site the VMs versions capture. Another site of the same vCenter has its own copies.
+    let datacenter = inventory.datacenter(&wanted.datacenter)?;
     let vms = inventory
-        .vms
-        .iter()
-        .filter(|(_, vm)| vm.meta.is_some() || wanted.source_vms.contains(&vm.name))
-        .map(|(id, vm)| (id.clone(), vm.clone()))
+        .vms_in(&datacenter.id)
+        .filter(|vm| vm.meta.is_some() || wanted.source_vms.contains(&vm.name))
+        .map(|vm| (vm.id.clone(), vm.clone()))
         .collect();
-    let site =
-        SiteLive { library, items, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
-    Ok((site, inventory))
+    let site = SiteLive { vcenter: uuid, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
+    Ok(SiteRead { site, vcenter: library, inventory })
 }

@@ -4,7 +4,7 @@
 //! planner never sees an API type. Everything is normalised while loading (sorted, ids as opaque
 //! strings) so that plans and snapshots are deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,12 @@ string_id!(
 string_id!(
     /// A Content Library or library item id (a UUID in vCenter).
     LibraryId
+);
+string_id!(
+    /// A vCenter's instance UUID (`ServiceContent.about.instanceUuid`). Sites whose vCenters
+    /// report the same one share that vCenter, whatever their URLs say (aliases, load
+    /// balancers), and with it golden's one library there.
+    VcenterId
 );
 string_id!(
     /// A Horizon object id (pool, farm, virtual center), a UUID on real servers.
@@ -38,14 +44,14 @@ pub struct GoldenMeta {
     pub source: String,
 }
 
-/// Everything read from one site.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything read from one site: what lives in its datacenter and its Horizon pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteLive {
-    /// The library named by `settings.library`, if it exists at this site.
-    pub library: Option<Library>,
-    /// Library items in that library, by id.
-    pub items: BTreeMap<LibraryId, LibraryItem>,
-    /// VMs that matter to golden: base VMs it owns, and VMs named as sources.
+    /// The vCenter the site's datacenter is in; its library is in [`LiveState::vcenters`].
+    pub vcenter: VcenterId,
+    /// VMs of the site's datacenter that matter to golden: base VMs it owns, and (at the
+    /// source site) VMs named as sources. A VM of another datacenter is never listed here,
+    /// whatever its metadata says.
     pub vms: BTreeMap<Moref, Vm>,
     /// Desktop pools and farms, by their Horizon name.
     pub pools: BTreeMap<String, LivePool>,
@@ -167,8 +173,62 @@ pub enum Operation {
     Other,
 }
 
-/// Live state of every site that was read.
+/// What golden reads of one vCenter as a whole: its library, which every site of that vCenter
+/// shares (replication is between vCenters; the sites of one vCenter share its failure domain).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VcenterLive {
+    /// The library named by `settings.library`, if it exists in this vCenter.
+    pub library: Option<Library>,
+    /// Library items in that library, by id.
+    pub items: BTreeMap<LibraryId, LibraryItem>,
+}
+
+/// Live state of every site that was read, and of their vCenters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveState {
     pub sites: BTreeMap<SiteName, SiteLive>,
+    /// Every vCenter a site that was read is in, by instance UUID.
+    pub vcenters: BTreeMap<VcenterId, VcenterLive>,
+}
+
+impl LiveState {
+    /// The library of the vCenter `site` is in, when the site was read.
+    pub fn vcenter_of(&self, site: &SiteName) -> Option<&VcenterLive> {
+        self.vcenters.get(&self.sites.get(site)?.vcenter)
+    }
+
+    /// A short, stable hash of every live object of `sites` and of their vCenters' libraries,
+    /// by object key (`<site>/pool/<name>`, `<site>/vm/<id>`, `vcenter/<uuid>/item/<id>`,
+    /// `vcenter/<uuid>/library/<id>`). A plan records them so that apply can tell what changed
+    /// since.
+    pub fn fingerprints(&self, sites: &[&SiteName]) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut vcenters = BTreeSet::new();
+        for (site, s) in sites.iter().filter_map(|site| Some((*site, self.sites.get(*site)?))) {
+            for (name, pool) in &s.pools {
+                out.insert(format!("{site}/pool/{name}"), fingerprint(pool));
+            }
+            for (id, vm) in &s.vms {
+                out.insert(format!("{site}/vm/{id}"), fingerprint(vm));
+            }
+            vcenters.insert(&s.vcenter);
+        }
+        for (uuid, vc) in vcenters.into_iter().filter_map(|id| Some((id, self.vcenters.get(id)?))) {
+            for (id, item) in &vc.items {
+                out.insert(format!("vcenter/{uuid}/item/{id}"), fingerprint(item));
+            }
+            if let Some(lib) = &vc.library {
+                out.insert(format!("vcenter/{uuid}/library/{}", lib.id), fingerprint(lib));
+            }
+        }
+        out
+    }
+}
+
+/// The first 8 bytes of the SHA-256 of an object's JSON, in hex (a live object always
+/// serialises).
+fn fingerprint(value: &impl Serialize) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    Sha256::digest(&json)[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -97,8 +97,10 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
         }
     }
     for (site, s) in &live.sites {
+        // The library is the site's vCenter's, shared with the other sites of that vCenter.
+        let items = live.vcenter_of(site).into_iter().flat_map(|vc| vc.items.values());
         let owned =
-            s.items.values().filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
+            items.filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
                 s.vms
                     .values()
                     .filter(|v| !v.snapshots.is_empty())

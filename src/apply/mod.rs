@@ -10,12 +10,14 @@ pub mod executor;
 pub mod steps;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::desired::{DesiredState, Site};
 use crate::gather::SiteClients;
 use crate::horizon::HorizonError;
 use crate::ids::SiteName;
+use crate::live::VcenterId;
 use crate::plan::StepId;
 use crate::vcenter::{Placement, VcenterError};
 
@@ -27,14 +29,26 @@ pub struct Target {
     /// The site's placement (datacenter, folder, resource pool, datastore) as morefs, resolved
     /// from its inventory when apply starts.
     pub placement: Placement,
-    /// Held while a step finds or creates the site's library, so that steps running at once
-    /// never create it twice.
-    pub library: tokio::sync::Mutex<()>,
 }
 
 impl Target {
     pub fn new(site: Site, clients: SiteClients, placement: Placement) -> Target {
-        Target { site, clients, placement, library: tokio::sync::Mutex::new(()) }
+        Target { site, clients, placement }
+    }
+}
+
+/// One lock per vCenter, held while a step finds or creates golden's library there, so that
+/// steps running at once (at any of the vCenter's sites) never create it twice.
+#[derive(Debug, Default)]
+pub struct LibraryLocks(std::sync::Mutex<BTreeMap<VcenterId, Arc<tokio::sync::Mutex<()>>>>);
+
+impl LibraryLocks {
+    pub async fn lock(&self, vcenter: &VcenterId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(vcenter.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 }
 
@@ -68,6 +82,7 @@ pub struct Context {
     pub desired: DesiredState,
     pub targets: BTreeMap<SiteName, Target>,
     pub timeouts: Timeouts,
+    pub libraries: LibraryLocks,
 }
 
 /// Receives what a running step reports; the terminal display and the journal subscribe.

@@ -174,8 +174,10 @@ impl StepRun<'_> {
         match source {
             PublishSource::Vm { vm, snapshot } => {
                 let inventory = vc.inventory().await?;
-                let candidates: Vec<&Vm> =
-                    inventory.vms.values().filter(|v| &v.name == vm && v.meta.is_none()).collect();
+                let candidates: Vec<&Vm> = inventory
+                    .vms_in(&target.placement.datacenter)
+                    .filter(|v| &v.name == vm && v.meta.is_none())
+                    .collect();
                 let found = match candidates.as_slice() {
                     [one] => *one,
                     [] => return Err(self.failed(format!("no vm named `{vm}` to capture"))),
@@ -223,8 +225,8 @@ impl StepRun<'_> {
 
     /// The source library, created published on the site's datastore when missing.
     async fn ensure_published_library(&self, target: &Target) -> Result<Library, StepError> {
-        let _creating = target.library.lock().await;
         let vc = &target.clients.vcenter;
+        let _creating = self.ctx.libraries.lock(&vc.instance_uuid().await?).await;
         let name = &self.ctx.desired.settings.library;
         if let Some(library) = vc.find_library(name).await? {
             if let LibraryKind::Subscribed { subscription_url, .. } = &library.kind {
@@ -252,10 +254,10 @@ impl StepRun<'_> {
         let (dst, src) = (&target.clients.vcenter, &source.clients.vcenter);
         let name = &self.ctx.desired.settings.library;
 
-        // One replicate at a time per site: they share the site's library, which the first may
-        // have to create. With a subscription, one sync brings every version, so the steps
-        // queued behind it find their copy already there.
-        let _library = target.library.lock().await;
+        // One replicate at a time per vCenter: they share the vCenter's library, which the
+        // first may have to create. With a subscription, one sync brings every version, so the
+        // steps queued behind it find their copy already there.
+        let _library = self.ctx.libraries.lock(&dst.instance_uuid().await?).await;
         let existing = dst.find_library(name).await?;
         if let Some(library) = &existing {
             if let Some(item) = find_version_item(dst, &library.id, image, version).await? {
@@ -410,8 +412,10 @@ impl StepRun<'_> {
         let vc = &target.clients.vcenter;
         let snapshot_name = format!("golden-{version}");
         let inventory = vc.inventory().await?;
+        // Only this site's datacenter: another site of the same vCenter has copies of its own.
+        let here = &target.placement;
         let owned: Vec<&Vm> =
-            inventory.vms.values().filter(|v| is_version(v.meta.as_ref(), image, version)).collect();
+            inventory.vms_in(&here.datacenter).filter(|v| is_version(v.meta.as_ref(), image, version)).collect();
         if let Some(vm) = owned.iter().find(|v| !v.snapshots.is_empty()) {
             return Ok(Outcome::AlreadyDone(format!(
                 "base vm `{}` ({}) of {image}@{version} has snapshot `{}`",
@@ -431,7 +435,11 @@ impl StepRun<'_> {
             }
             None => {
                 let name = format!("golden-{image}-{version}");
-                if let Some(other) = inventory.vms.values().find(|v| v.name == name) {
+                // vCenter keeps VM names unique per folder.
+                let taken = inventory
+                    .vms_in(&here.datacenter)
+                    .find(|v| v.name == name && inventory.folder_of(&v.id) == Some(&here.folder));
+                if let Some(other) = taken {
                     return Err(self.failed(format!(
                         "a vm named `{name}` ({}) exists but golden does not own it; delete it, or tag it in category `golden`",
                         other.id
@@ -489,12 +497,14 @@ impl StepRun<'_> {
                 "{kind} `{name}` is not an automated instant-clone {kind}; golden can only push images to those"
             )));
         }
-        let wanted = inventory?
-            .vms
-            .values()
+        let inventory = inventory?;
+        let wanted = inventory
+            .vms_in(&target.placement.datacenter)
             .filter(|v| is_version(v.meta.as_ref(), image, version))
             .find_map(|v| v.snapshots.last().map(|s| ImageRef { vm: v.id.clone(), snapshot: s.id.clone() }))
-            .ok_or_else(|| self.failed(format!("no base vm with a snapshot of {image}@{version}")))?;
+            .ok_or_else(|| {
+                self.failed(format!("no base vm with a snapshot of {image}@{version} in this site's datacenter"))
+            })?;
         let image_text = format!("{image}@{version} ({} @ {})", wanted.vm, wanted.snapshot);
 
         if pool.current.as_ref() == Some(&wanted) {
@@ -634,8 +644,9 @@ impl StepRun<'_> {
             let (inventory, pools) = tokio::join!(vc.inventory(), hz.pools());
             let (inventory, pools) = (inventory?, pools?);
             for id in vms {
-                let Some(vm) = inventory.vms.values().find(|v| v.id.as_str() == id) else {
-                    self.note(&format!("vm {id} is already gone"));
+                let here = &target.placement.datacenter;
+                let Some(vm) = inventory.vms_in(here).find(|v| v.id.as_str() == id) else {
+                    self.note(&format!("vm {id} is already gone (or not in this site's datacenter)"));
                     continue;
                 };
                 if !is_version(vm.meta.as_ref(), image, version) {

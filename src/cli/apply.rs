@@ -200,5 +200,5 @@ pub(super) fn context(desired: DesiredState, observed: Observed) -> anyhow::Resu
         })?;
         targets.insert(name, Target::new(site, clients, placement));
     }
-    Ok(Context { desired, targets, timeouts: Timeouts::default() })
+    Ok(Context { desired, targets, timeouts: Timeouts::default(), libraries: Default::default() })
 }

@@ -101,7 +101,7 @@ pub async fn observe(
     let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await?;
     let options = history.options(desired, scope).await;
-    let plan = plan::plan_with(desired, &read.live, &options, read.fingerprints).map_err(PlanErrors)?;
+    let plan = plan::plan(desired, &read.live, &options).map_err(PlanErrors)?;
     Ok(Observed { plan, clients, inventories: read.inventories })
 }
 

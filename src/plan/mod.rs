@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::desired::{Logoff, PoolKind};
 use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
 
-pub use planner::{Fingerprints, PlanError, PlanOptions, plan, plan_with};
+pub use planner::{PlanError, PlanOptions, plan};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,7 +33,7 @@ pub struct Plan {
     /// The sites the plan covers (all sites unless narrowed with `--site`).
     pub sites: Vec<SiteName>,
     /// A fingerprint of every live object the plan relied on, by object key
-    /// (`<site>/pool/<name>`, `<site>/item/<id>`, `<site>/vm/<id>`).
+    /// (`<site>/pool/<name>`, `<site>/vm/<id>`, `vcenter/<uuid>/item/<id>`).
     pub fingerprints: BTreeMap<String, String>,
     /// Steps in an order that respects every dependency.
     pub steps: Vec<Step>,

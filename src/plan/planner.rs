@@ -18,13 +18,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use sha2::{Digest, Sha256};
-
 use super::{Action, FORMAT_VERSION, Plan, PublishSource, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
-    GoldenMeta, ImageRef, LibraryKind, LivePool, LiveState, Operation, PendingState, SiteLive,
+    ImageRef, LibraryId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive, VcenterId,
+    VcenterLive,
 };
 
 /// Inputs of a plan besides the two states.
@@ -99,47 +98,6 @@ pub fn source_identity(source: &Source) -> String {
 /// A version of an image.
 pub type Key = (ImageName, VersionName);
 
-/// What golden owns of one version at one site.
-#[derive(Default)]
-struct Copy {
-    items: Vec<String>,
-    vms: Vec<String>,
-    /// The base VM and its snapshot, when a deployed base is complete.
-    base: Option<ImageRef>,
-    meta_source: Option<String>,
-}
-
-fn copies(site: &SiteLive) -> BTreeMap<Key, Copy> {
-    let mut out: BTreeMap<Key, Copy> = BTreeMap::new();
-    let key = |m: &GoldenMeta| (m.image.clone(), m.version.clone());
-    for item in site.items.values() {
-        if let Some(meta) = &item.meta {
-            let c = out.entry(key(meta)).or_default();
-            c.items.push(item.id.to_string());
-            c.meta_source.get_or_insert_with(|| meta.source.clone());
-        }
-    }
-    for vm in site.vms.values() {
-        if let Some(meta) = &vm.meta {
-            let c = out.entry(key(meta)).or_default();
-            c.vms.push(vm.id.to_string());
-            if let (None, Some(snapshot)) = (&c.base, vm.snapshots.last()) {
-                c.base = Some(ImageRef { vm: vm.id.clone(), snapshot: snapshot.id.clone() });
-            }
-        }
-    }
-    out
-}
-
-/// A version of a rollback window that no site in the plan has a copy of and that is not
-/// published: what a rollback to it would take.
-#[derive(Default)]
-struct Cold {
-    markers: BTreeSet<String>,
-    replicate_to: BTreeSet<String>,
-    deploy_at: BTreeSet<String>,
-}
-
 /// The version a pool's image reference is, when golden owns the VM.
 pub fn version_of(site: &SiteLive, image: &ImageRef) -> Option<Key> {
     version_ref(site, image).map(|(i, v)| (i.clone(), v.clone()))
@@ -155,62 +113,39 @@ fn step_id(parts: &[&str]) -> StepId {
     StepId::new(parts.join("/"))
 }
 
-/// The step copying `key` from the source site's library into `site`'s, after its publish.
-fn replicate_step(
-    site: &SiteName,
-    key: &Key,
-    source: &SiteName,
-    publish: Option<&StepId>,
-    reason: String,
-) -> Step {
-    let (image, version) = key;
-    Step {
-        id: step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]),
-        site: site.clone(),
-        action: Action::Replicate { image: image.clone(), version: version.clone(), from: source.clone() },
-        reason,
-        depends_on: publish.cloned().into_iter().collect(),
-    }
-}
-
-/// The step deploying `key`'s base VM and snapshot at `site`.
-fn deploy_step(site: &SiteName, key: &Key, reason: String, depends_on: Vec<StepId>) -> Step {
-    let (image, version) = key;
-    Step {
-        id: step_id(&["deploy", site.as_str(), image.as_str(), version.as_str()]),
-        site: site.clone(),
-        action: Action::Deploy { image: image.clone(), version: version.clone() },
-        reason,
-        depends_on,
-    }
-}
-
 /// Computes the plan. Errors list every reason the plan is impossible.
 pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Result<Plan, Vec<PlanError>> {
-    plan_with(desired, live, options, Fingerprints::default())
-}
+    let inputs = Inputs::new(desired, live, options);
+    let mut errors: Vec<PlanError> = inputs
+        .read
+        .iter()
+        .filter(|s| !live.sites.contains_key(**s))
+        .map(|s| PlanError::SiteNotRead { site: (*s).clone() })
+        .collect();
+    let mut warnings = Vec::new();
 
-/// [`plan`], given the fingerprints of sites already taken: the loader takes each site's as
-/// soon as its read is done, while other sites are still being read. Fingerprints of the sites
-/// the plan reads that are not in `taken` are taken here, on another core while the steps are
-/// planned; those of other sites are left out.
-pub fn plan_with(
-    desired: &DesiredState,
-    live: &LiveState,
-    options: &PlanOptions,
-    mut taken: Fingerprints,
-) -> Result<Plan, Vec<PlanError>> {
-    let read_sites = sites_read(desired, options);
-    let missing: Vec<&SiteName> = read_sites.iter().copied().filter(|s| !taken.0.contains_key(*s)).collect();
-    std::thread::scope(|scope| {
-        let rest = (!missing.is_empty()).then(|| scope.spawn(|| fingerprints(live, &missing)));
-        let planned = plan_steps(desired, live, options, &read_sites);
-        let mut prints: Vec<(String, String)> =
-            read_sites.iter().filter_map(|s| taken.0.remove(*s)).flatten().collect();
-        if let Some(rest) = rest {
-            prints.extend(rest.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        }
-        planned.map(|plan| Plan { fingerprints: prints.into_iter().collect(), ..plan })
+    let needs = needs(&inputs);
+    let published = publish(&inputs, &needs, &mut errors);
+    let copies = copies(&inputs, &needs, &published, &mut warnings);
+    let pushes = pushes(&inputs, &copies, &mut warnings);
+    let retirements = retirements(&inputs, &pushes, &mut warnings);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut steps: Vec<Step> = [published.steps, copies.steps, pushes.steps, retirements].concat();
+    // Step ids are unique, so an unstable sort is as deterministic as a stable one.
+    steps.sort_unstable_by(|a, b| {
+        (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))
+    });
+    Ok(Plan {
+        format_version: FORMAT_VERSION,
+        golden_version: env!("CARGO_PKG_VERSION").to_owned(),
+        desired_commit: desired.revision.as_ref().map(|r| r.commit.clone()),
+        fingerprints: live.fingerprints(&inputs.read),
+        sites: inputs.scope.iter().map(|s| (*s).clone()).collect(),
+        steps,
+        warnings,
     })
 }
 
@@ -219,98 +154,234 @@ fn in_scope(options: &PlanOptions, site: &SiteName) -> bool {
     options.sites.is_empty() || options.sites.contains(site)
 }
 
-/// The sites a plan reads: its scope, and the source site every other site copies from.
-fn sites_read<'a>(desired: &'a DesiredState, options: &PlanOptions) -> Vec<&'a SiteName> {
-    let source_site = &desired.settings.source_site;
-    let mut read: Vec<&SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).collect();
-    if !read.contains(&source_site) {
-        read.push(source_site);
-    }
-    read
+/// golden's items of one version in one library.
+#[derive(Default)]
+struct LibraryCopy<'a> {
+    items: Vec<&'a LibraryId>,
+    /// The source the first item's metadata records.
+    meta_source: Option<&'a str>,
 }
 
-/// [`plan`] but for the fingerprints.
-fn plan_steps(
-    desired: &DesiredState,
-    live: &LiveState,
-    options: &PlanOptions,
-    read_sites: &[&SiteName],
-) -> Result<Plan, Vec<PlanError>> {
-    let source_site = &desired.settings.source_site;
-    let scope: Vec<SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).cloned().collect();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+/// One vCenter's library as the plan sees it. Every site of that vCenter uses it: the source
+/// site's vCenter publishes it, every other vCenter holds a replica.
+struct LibraryView<'a> {
+    live: &'a VcenterLive,
+    /// golden's items, by version.
+    copies: BTreeMap<Key, LibraryCopy<'a>>,
+    /// The sites read that use it, by name.
+    sites: Vec<&'a SiteName>,
+    /// The library of the source site's vCenter, which every other library replicates.
+    is_source: bool,
+}
 
-    let empty = SiteLive::default();
-    let site_live = |s: &SiteName| live.sites.get(s);
-    for s in read_sites {
-        if site_live(s).is_none() {
-            errors.push(PlanError::SiteNotRead { site: (*s).clone() });
+impl LibraryView<'_> {
+    fn has(&self, key: &Key) -> bool {
+        self.copies.contains_key(key)
+    }
+
+    /// A subscribed library mirrors every published version: its items come back with the
+    /// next sync and vCenter refuses to delete them, so none is ever retired there.
+    fn subscribed(&self) -> bool {
+        self.live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }))
+    }
+}
+
+/// golden's base VMs of one version at one site.
+#[derive(Default)]
+struct SiteCopy<'a> {
+    vms: Vec<&'a Moref>,
+    /// The base VM and its snapshot, when a deployed base is complete.
+    base: Option<ImageRef>,
+}
+
+/// Everything the passes share, computed once from the desired state, the live state and the
+/// options.
+struct Inputs<'a> {
+    desired: &'a DesiredState,
+    live: &'a LiveState,
+    options: &'a PlanOptions,
+    source_site: &'a SiteName,
+    /// The sites planned: every site, or those named with `--site`.
+    scope: Vec<&'a SiteName>,
+    /// The sites read: the scope and the source site every other site copies from.
+    read: Vec<&'a SiteName>,
+    /// The sites of the repository this plan did not read.
+    unread: BTreeSet<&'a str>,
+    /// Every site's pools, each with the version its marker points at.
+    pools: BTreeMap<&'a SiteName, Vec<(&'a Pool, Option<Key>)>>,
+    /// Every site's rollback window: the versions kept warm there, with their markers.
+    windows: BTreeMap<&'a SiteName, BTreeMap<Key, BTreeSet<&'a MarkerName>>>,
+    /// The library of every vCenter a site read is in.
+    libraries: BTreeMap<&'a VcenterId, LibraryView<'a>>,
+    /// golden's base VMs at every site read.
+    bases: BTreeMap<&'a SiteName, BTreeMap<Key, SiteCopy<'a>>>,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(desired: &'a DesiredState, live: &'a LiveState, options: &'a PlanOptions) -> Inputs<'a> {
+        let source_site = &desired.settings.source_site;
+        let scope: Vec<&SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).collect();
+        let mut read = scope.clone();
+        if !read.contains(&source_site) {
+            read.push(source_site);
+        }
+        let unread = desired.sites.keys().filter(|s| !read.contains(s)).map(SiteName::as_str).collect();
+
+        let target = |p: &Pool| -> Option<Key> {
+            let image = desired.images.get(&p.image)?;
+            Some((p.image.clone(), image.markers.get(&p.marker)?.clone()))
+        };
+        let mut pools: BTreeMap<&SiteName, Vec<(&Pool, Option<Key>)>> =
+            desired.sites.keys().map(|s| (s, Vec::new())).collect();
+        for p in desired.pools.values() {
+            if let Some(list) = pools.get_mut(&p.site) {
+                list.push((p, target(p)));
+            }
+        }
+        let histories: BTreeMap<(&ImageName, &MarkerName), &[VersionName]> =
+            options.marker_history.iter().map(|((i, m), h)| ((i, m), h.as_slice())).collect();
+        let windows = pools.iter().map(|(s, p)| (*s, rollback_window(desired, p, &histories))).collect();
+
+        let source_vcenter = live.sites.get(source_site).map(|s| &s.vcenter);
+        let mut libraries: BTreeMap<&VcenterId, LibraryView> = BTreeMap::new();
+        let mut bases = BTreeMap::new();
+        for site in &read {
+            let Some(s) = live.sites.get(*site) else { continue };
+            let Some(vc) = live.vcenters.get(&s.vcenter) else { continue };
+            libraries
+                .entry(&s.vcenter)
+                .or_insert_with(|| LibraryView {
+                    live: vc,
+                    copies: library_copies(vc),
+                    sites: Vec::new(),
+                    is_source: source_vcenter == Some(&s.vcenter),
+                })
+                .sites
+                .push(*site);
+            bases.insert(*site, site_copies(s));
+        }
+        for library in libraries.values_mut() {
+            library.sites.sort();
+        }
+        Inputs { desired, live, options, source_site, scope, read, unread, pools, windows, libraries, bases }
+    }
+
+    /// A site's live state, when the plan read it.
+    fn site(&self, site: &SiteName) -> Option<&'a SiteLive> {
+        self.live.sites.get(site).filter(|_| self.read.contains(&site))
+    }
+
+    /// The library `site` uses, when the plan read the site.
+    fn library_of(&self, site: &SiteName) -> Option<&LibraryView<'a>> {
+        self.libraries.get(&self.site(site)?.vcenter)
+    }
+
+    fn source_library(&self) -> Option<&LibraryView<'a>> {
+        self.library_of(self.source_site)
+    }
+
+    /// Whether `site` uses the source library itself (it shares the source site's vCenter), so
+    /// that a version is there once published.
+    fn uses_source_library(&self, site: &SiteName) -> bool {
+        *site == *self.source_site || self.library_of(site).is_some_and(|l| l.is_source)
+    }
+
+    fn has_item(&self, site: &SiteName, key: &Key) -> bool {
+        self.library_of(site).is_some_and(|l| l.has(key))
+    }
+
+    fn is_published(&self, key: &Key) -> bool {
+        self.source_library().is_some_and(|l| l.has(key))
+    }
+
+    fn base(&self, site: &SiteName, key: &Key) -> Option<&ImageRef> {
+        self.bases.get(site)?.get(key)?.base.as_ref()
+    }
+
+    fn pools_of(&self, site: &SiteName) -> &[(&'a Pool, Option<Key>)] {
+        self.pools.get(site).map_or(&[], Vec::as_slice)
+    }
+
+    fn window_of(&self, site: &SiteName) -> impl Iterator<Item = (&Key, &BTreeSet<&'a MarkerName>)> {
+        self.windows.get(site).into_iter().flatten()
+    }
+
+    fn in_repo(&self, (image, version): &Key) -> bool {
+        self.desired.images.get(image).is_some_and(|i| i.versions.contains_key(version))
+    }
+}
+
+fn library_copies(vc: &VcenterLive) -> BTreeMap<Key, LibraryCopy<'_>> {
+    let mut out: BTreeMap<Key, LibraryCopy> = BTreeMap::new();
+    for item in vc.items.values() {
+        if let Some(meta) = &item.meta {
+            let c = out.entry((meta.image.clone(), meta.version.clone())).or_default();
+            c.items.push(&item.id);
+            c.meta_source.get_or_insert(&meta.source);
         }
     }
-    let copies_at: BTreeMap<&SiteName, BTreeMap<Key, Copy>> =
-        read_sites.iter().map(|s| (*s, copies(site_live(s).unwrap_or(&empty)))).collect();
+    out
+}
 
-    // Each site's pools with the version each one's marker points at, and each site's rollback
-    // window: every pass below works site by site.
-    let target = |p: &Pool| -> Option<Key> {
-        let image = desired.images.get(&p.image)?;
-        Some((p.image.clone(), image.markers.get(&p.marker)?.clone()))
-    };
-    let mut pools_at: BTreeMap<&SiteName, Vec<(&Pool, Option<Key>)>> =
-        desired.sites.keys().map(|s| (s, Vec::new())).collect();
-    for p in desired.pools.values() {
-        if let Some(list) = pools_at.get_mut(&p.site) {
-            list.push((p, target(p)));
-        }
-    }
-    let no_pools = Vec::new();
-    let pools_of = |s: &SiteName| pools_at.get(s).unwrap_or(&no_pools);
-    let histories: BTreeMap<(&ImageName, &MarkerName), &[VersionName]> =
-        options.marker_history.iter().map(|((i, m), h)| ((i, m), h.as_slice())).collect();
-    let windows: BTreeMap<&SiteName, BTreeMap<Key, BTreeSet<&MarkerName>>> =
-        pools_at.iter().map(|(s, pools)| (*s, rollback_window(desired, pools, &histories))).collect();
-    let no_window = BTreeMap::new();
-    let window_of = |s: &SiteName| windows.get(s).unwrap_or(&no_window);
-
-    // What each site needs, and which pools need it (for reasons).
-    let mut needed: BTreeMap<&SiteName, BTreeMap<Key, Vec<&Pool>>> = BTreeMap::new();
-    for s in &scope {
-        for (p, k) in pools_of(s) {
-            if let Some(k) = k {
-                needed.entry(s).or_default().entry(k.clone()).or_default().push(p);
+fn site_copies(site: &SiteLive) -> BTreeMap<Key, SiteCopy<'_>> {
+    let mut out: BTreeMap<Key, SiteCopy> = BTreeMap::new();
+    for vm in site.vms.values() {
+        if let Some(meta) = &vm.meta {
+            let c = out.entry((meta.image.clone(), meta.version.clone())).or_default();
+            c.vms.push(&vm.id);
+            if let (None, Some(snapshot)) = (&c.base, vm.snapshots.last()) {
+                c.base = Some(ImageRef { vm: vm.id.clone(), snapshot: snapshot.id.clone() });
             }
         }
     }
+    out
+}
 
-    let mut steps: Vec<Step> = Vec::new();
-    let mut publish_of: BTreeMap<Key, StepId> = BTreeMap::new();
-    let mut deploy_of: BTreeMap<&SiteName, BTreeMap<Key, StepId>> = BTreeMap::new();
+/// What each planned site needs: the version each of its pools' markers points at, with the
+/// pools that need it (for reasons).
+type Needs<'a> = BTreeMap<&'a SiteName, BTreeMap<Key, Vec<&'a Pool>>>;
 
-    // Publish: every version some site in scope needs, unless the source library has it.
-    let all_needed: BTreeSet<&Key> = needed.values().flat_map(|m| m.keys()).collect();
-    let source_copies = copies_at.get(source_site);
-    for key @ (image, version) in &all_needed {
-        let Some(v) = desired.images.get(image).and_then(|i| i.versions.get(version)) else { continue };
+fn needs<'a>(inputs: &Inputs<'a>) -> Needs<'a> {
+    let mut needs: Needs = BTreeMap::new();
+    for site in &inputs.scope {
+        for (pool, key) in inputs.pools_of(site) {
+            if let Some(key) = key {
+                needs.entry(*site).or_default().entry(key.clone()).or_default().push(*pool);
+            }
+        }
+    }
+    needs
+}
+
+/// The publish steps, and the step publishing each version.
+struct Published {
+    steps: Vec<Step>,
+    of: BTreeMap<Key, StepId>,
+}
+
+/// Publishes every version some planned site needs, unless the source library has it.
+fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) -> Published {
+    let mut out = Published { steps: Vec::new(), of: BTreeMap::new() };
+    let source_site = inputs.source_site;
+    let all_needed: BTreeSet<&Key> = needs.values().flat_map(|m| m.keys()).collect();
+    for key @ (image, version) in all_needed {
+        let Some(v) = inputs.desired.images.get(image).and_then(|i| i.versions.get(version)) else { continue };
         let identity = source_identity(&v.source);
-        let existing = source_copies.and_then(|c| c.get(*key)).filter(|c| !c.items.is_empty());
-        if let Some(copy) = existing {
-            if let Some(published) = &copy.meta_source {
-                if *published != identity {
-                    errors.push(PlanError::SourceChanged {
-                        image: image.clone(),
-                        version: version.clone(),
-                        published: published.clone(),
-                        desired: identity,
-                    });
-                }
+        if let Some(copy) = inputs.source_library().and_then(|l| l.copies.get(key)) {
+            if let Some(published) = copy.meta_source.filter(|p| *p != identity) {
+                errors.push(PlanError::SourceChanged {
+                    image: image.clone(),
+                    version: version.clone(),
+                    published: published.to_owned(),
+                    desired: identity,
+                });
             }
             continue;
         }
-        let src_live = site_live(source_site).unwrap_or(&empty);
+        let src = inputs.site(source_site);
         let (source, missing) = match &v.source {
             Source::Vm { vm, snapshot } => {
-                let found = src_live.vms.values().find(|x| &x.name == vm && x.meta.is_none());
+                let found = src.and_then(|s| s.vms.values().find(|x| &x.name == vm && x.meta.is_none()));
                 let missing = match (found, snapshot) {
                     (None, _) => Some(format!("no VM named `{vm}`")),
                     (Some(x), Some(s)) if !x.snapshots.iter().any(|y| &y.name == s) => {
@@ -321,14 +392,14 @@ fn plan_steps(
                 (PublishSource::Vm { vm: vm.clone(), snapshot: snapshot.clone() }, missing)
             }
             Source::LibraryItem { name } => {
-                let found = src_live.items.values().any(|i| &i.name == name);
+                let found = inputs.source_library().is_some_and(|l| l.live.items.values().any(|i| &i.name == name));
                 let missing = (!found)
-                    .then(|| format!("no item named `{name}` in library `{}`", desired.settings.library));
+                    .then(|| format!("no item named `{name}` in library `{}`", inputs.desired.settings.library));
                 (PublishSource::LibraryItem { name: name.clone() }, missing)
             }
         };
         if let Some(what) = missing {
-            if site_live(source_site).is_some() {
+            if src.is_some() {
                 errors.push(PlanError::SourceMissing {
                     image: image.clone(),
                     version: version.clone(),
@@ -338,10 +409,10 @@ fn plan_steps(
             }
             continue;
         }
-        let users = needed.values().filter_map(|m| m.get(*key)).flatten().map(|p| p.name.as_str());
+        let users = needs.values().filter_map(|m| m.get(key)).flatten().map(|p| p.name.as_str());
         let id = step_id(&["publish", image.as_str(), version.as_str()]);
-        publish_of.insert((*key).clone(), id.clone());
-        steps.push(Step {
+        out.of.insert(key.clone(), id.clone());
+        out.steps.push(Step {
             id,
             site: source_site.clone(),
             action: Action::Publish { image: image.clone(), version: version.clone(), source },
@@ -349,29 +420,54 @@ fn plan_steps(
             depends_on: Vec::new(),
         });
     }
+    out
+}
 
-    // Replicate and deploy where a site needs a version it lacks.
-    for (site, keys) in &needed {
-        let here = copies_at.get(site);
-        for (key @ (image, version), users) in keys {
-            let copy = here.and_then(|c| c.get(key));
-            let mut deps = Vec::new();
-            let has_item = copy.is_some_and(|c| !c.items.is_empty());
-            if **site == *source_site {
-                deps.extend(publish_of.get(key).cloned());
-            } else if !has_item {
-                let reason = format!("copy of {image}@{version} missing at {site}");
-                let step = replicate_step(site, key, source_site, publish_of.get(key), reason);
-                deps.push(step.id.clone());
-                steps.push(step);
+/// The replicate and deploy steps, and the step deploying each version at each site.
+struct Copies<'a> {
+    steps: Vec<Step>,
+    deploy_of: BTreeMap<(&'a SiteName, Key), StepId>,
+}
+
+/// A copy a site lacks: replicated into its library (unless it is there, or the site uses the
+/// source library), then deployed as the site's base VM.
+struct Missing<'a> {
+    site: &'a SiteName,
+    key: Key,
+    /// Why the site wants the version.
+    why: String,
+    /// Wanted only to keep a rollback warm.
+    warm: bool,
+    /// The library the version must be replicated into first.
+    replicate_into: Option<&'a VcenterId>,
+    deploy: bool,
+}
+
+/// Makes the copies the planned sites lack: the versions they need, and their rollback windows.
+fn copies<'a>(
+    inputs: &Inputs<'a>,
+    needs: &Needs<'a>,
+    published: &Published,
+    warnings: &mut Vec<String>,
+) -> Copies<'a> {
+    let mut missing: Vec<Missing<'a>> = Vec::new();
+    let vcenter_of = |site: &SiteName| inputs.site(site).map(|s| &s.vcenter);
+    for (site, keys) in needs {
+        for (key, users) in keys {
+            let replicate = !inputs.uses_source_library(site) && !inputs.has_item(site, key);
+            let deploy = inputs.base(site, key).is_none();
+            if !replicate && !deploy {
+                continue;
             }
-            if copy.and_then(|c| c.base.as_ref()).is_none() {
-                let names = users.iter().map(|p| p.name.as_str());
-                let reason = format!("no base VM of {image}@{version} at {site}; needed by {}", list(names));
-                let step = deploy_step(site, key, reason, deps);
-                deploy_of.entry(*site).or_default().insert(key.clone(), step.id.clone());
-                steps.push(step);
-            }
+            let names = users.iter().map(|p| p.name.as_str());
+            missing.push(Missing {
+                site,
+                key: key.clone(),
+                why: format!("needed by {}", list(names)),
+                warm: false,
+                replicate_into: if replicate { vcenter_of(site) } else { None },
+                deploy,
+            });
         }
     }
 
@@ -381,55 +477,43 @@ fn plan_steps(
     // source library is not published for that: it may never have been (the marker moved before
     // golden's first apply), and publishing it would capture and ship an image no pool ran
     // under golden. The plan then says once what a rollback to it would take.
-    let keep = desired.settings.keep_previous;
-    let mut cold: BTreeMap<Key, Cold> = BTreeMap::new();
-    for site in &scope {
-        let here = copies_at.get(site);
-        for (key, markers) in window_of(site) {
-            let key = key.clone();
-            let (image, version) = &key;
-            let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
-            if !in_repo || needed.get(site).is_some_and(|n| n.contains_key(&key)) {
-                continue;
-            }
-            let copy = here.and_then(|c| c.get(&key));
-            if copy.is_some_and(|c| c.base.is_some()) {
+    let keep = inputs.desired.settings.keep_previous;
+    let mut cold: BTreeMap<&Key, Cold> = BTreeMap::new();
+    for site in &inputs.scope {
+        for (key, markers) in inputs.window_of(site) {
+            let needed = needs.get(site).is_some_and(|n| n.contains_key(key));
+            if !inputs.in_repo(key) || needed || inputs.base(site, key).is_some() {
                 continue;
             }
             let markers: BTreeSet<&str> = markers.iter().map(|m| m.as_str()).collect();
-            let has_item = copy.is_some_and(|c| !c.items.is_empty());
-            let published = source_copies.and_then(|c| c.get(&key)).is_some_and(|c| !c.items.is_empty())
-                || publish_of.contains_key(&key);
-            let for_rollback = format!(
-                "kept warm for a rollback of marker {} of {image} (keep_previous = {keep})",
-                list(markers.iter().copied())
-            );
-            let mut deps: Vec<StepId> = Vec::new();
-            if has_item {
-                // The site's own item (at the source: the published one) is enough.
-            } else if !published {
-                let c = cold.entry(key.clone()).or_default();
+            let has_item = inputs.has_item(site, key);
+            if !has_item && !inputs.is_published(key) && !published.of.contains_key(key) {
+                let c = cold.entry(key).or_default();
                 c.markers.extend(markers.iter().map(|m| (*m).to_owned()));
                 c.deploy_at.insert(site.as_str().to_owned());
-                if *site != *source_site {
+                if !inputs.uses_source_library(site) {
                     c.replicate_to.insert(site.as_str().to_owned());
                 }
                 continue;
-            } else if *site == *source_site {
-                deps.extend(publish_of.get(&key).cloned());
-            } else {
-                let reason = format!("copy of {image}@{version} missing at {site}; {for_rollback}");
-                let step = replicate_step(site, &key, source_site, publish_of.get(&key), reason);
-                deps.push(step.id.clone());
-                steps.push(step);
             }
-            let reason = format!("no base VM of {image}@{version} at {site}; {for_rollback}");
-            steps.push(deploy_step(site, &key, reason, deps));
+            let replicate = !has_item && !inputs.uses_source_library(site);
+            missing.push(Missing {
+                site,
+                key: key.clone(),
+                why: format!(
+                    "kept warm for a rollback of marker {} of {} (keep_previous = {keep})",
+                    list(markers.iter().copied()),
+                    key.0
+                ),
+                warm: true,
+                replicate_into: if replicate { vcenter_of(site) } else { None },
+                deploy: true,
+            });
         }
     }
     for ((image, version), c) in &cold {
         let markers: BTreeSet<&str> = c.markers.iter().map(String::as_str).collect();
-        let mut then = vec![format!("publish it at {source_site}")];
+        let mut then = vec![format!("publish it at {}", inputs.source_site)];
         if !c.replicate_to.is_empty() {
             then.push(format!("replicate it to {}", all(c.replicate_to.iter().map(String::as_str))));
         }
@@ -441,40 +525,108 @@ fn plan_steps(
         ));
     }
 
-    // Pushes.
+    // One replicate step per library and version, however many of the library's sites want
+    // the version; it runs as the first of them by name, whose datastore holds the library if
+    // the step has to create it.
+    let mut wanted: BTreeMap<(&VcenterId, &Key), Vec<&Missing>> = BTreeMap::new();
+    for m in &missing {
+        if let Some(vc) = m.replicate_into {
+            wanted.entry((vc, &m.key)).or_default().push(m);
+        }
+    }
+    let mut out = Copies { steps: Vec::new(), deploy_of: BTreeMap::new() };
+    let mut replicate_of: BTreeMap<(&VcenterId, &Key), StepId> = BTreeMap::new();
+    for ((vc, key @ (image, version)), mut wants) in wanted {
+        wants.sort_by_key(|m| m.site);
+        let site = wants[0].site;
+        let reason = match wants.as_slice() {
+            [one] if one.warm => format!("copy of {image}@{version} missing at {}; {}", one.site, one.why),
+            [one] => format!("copy of {image}@{version} missing at {}", one.site),
+            many => format!(
+                "copy of {image}@{version} missing in the library {} share (one vCenter)",
+                all(many.iter().map(|m| m.site.as_str()).collect::<BTreeSet<_>>())
+            ),
+        };
+        let id = step_id(&["replicate", site.as_str(), image.as_str(), version.as_str()]);
+        replicate_of.insert((vc, key), id.clone());
+        out.steps.push(Step {
+            id,
+            site: site.clone(),
+            action: Action::Replicate {
+                image: image.clone(),
+                version: version.clone(),
+                from: inputs.source_site.clone(),
+            },
+            reason,
+            depends_on: published.of.get(key).cloned().into_iter().collect(),
+        });
+    }
+    for m in missing.iter().filter(|m| m.deploy) {
+        let (image, version) = &m.key;
+        let depends_on: Vec<StepId> = match m.replicate_into {
+            Some(vc) => replicate_of.get(&(vc, &m.key)).cloned().into_iter().collect(),
+            None if inputs.uses_source_library(m.site) => published.of.get(&m.key).cloned().into_iter().collect(),
+            None => Vec::new(),
+        };
+        let id = step_id(&["deploy", m.site.as_str(), image.as_str(), version.as_str()]);
+        out.deploy_of.insert((m.site, m.key.clone()), id.clone());
+        out.steps.push(Step {
+            id,
+            site: m.site.clone(),
+            action: Action::Deploy { image: image.clone(), version: version.clone() },
+            reason: format!("no base VM of {image}@{version} at {}; {}", m.site, m.why),
+            depends_on,
+        });
+    }
+    out
+}
+
+/// A version of a rollback window that no site in the plan has a copy of and that is not
+/// published: what a rollback to it would take.
+#[derive(Default)]
+struct Cold {
+    markers: BTreeSet<String>,
+    replicate_to: BTreeSet<String>,
+    deploy_at: BTreeSet<String>,
+}
+
+/// The push steps, and the pushes moving each site's pools away from each version.
+struct Pushes<'a> {
+    steps: Vec<Step>,
+    away: BTreeMap<(&'a SiteName, Key), Vec<StepId>>,
+}
+
+/// Pushes every planned pool that neither runs its marker's version nor is moving to it.
+fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mut Vec<String>) -> Pushes<'a> {
     let mut pushes: Vec<(u32, Step)> = Vec::new();
-    let mut pushed_away: BTreeMap<(SiteName, Key), Vec<StepId>> = BTreeMap::new();
-    for site in &scope {
-        let s_live = site_live(site).unwrap_or(&empty);
-        let here = copies_at.get(site);
-        for (pool, key) in pools_of(site) {
+    let mut away: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
+    for site in &inputs.scope {
+        let Some(s_live) = inputs.site(site) else { continue };
+        for (pool, key) in inputs.pools_of(site) {
             let Some(key) = key else { continue };
             let (image, version) = key;
             let Some(lp) = s_live.pools.get(&pool.horizon_name) else {
-                if site_live(site).is_some() {
-                    warnings.push(format!(
-                        "pool {}: Horizon at {site} has no {} named `{}`; create it, or fix horizon_name",
-                        pool.name, pool.kind, pool.horizon_name
-                    ));
-                }
+                warnings.push(format!(
+                    "pool {}: Horizon at {site} has no {} named `{}`; create it, or fix horizon_name",
+                    pool.name, pool.kind, pool.horizon_name
+                ));
                 continue;
             };
-            let base = here.and_then(|c| c.get(key)).and_then(|c| c.base.as_ref());
-            let runs_target = lp.current.is_some() && lp.current.as_ref() == base;
+            let runs_target = lp.current.is_some() && lp.current.as_ref() == inputs.base(site, key);
             if runs_target || pending_towards(lp, s_live, key) {
                 continue;
             }
             let current = lp.current.as_ref().and_then(|c| version_of(s_live, c));
-            let reason = push_reason(pool, lp, current.as_ref(), key, s_live, options);
+            let reason = push_reason(pool, lp, current.as_ref(), key, s_live, inputs.options);
             let id = step_id(&["push", site.as_str(), pool.name.as_str()]);
-            if let Some(c) = &current {
-                pushed_away.entry((site.clone(), c.clone())).or_default().push(id.clone());
+            if let Some(c) = current {
+                away.entry((*site, c)).or_default().push(id.clone());
             }
             pushes.push((
                 pool.wave,
                 Step {
                     id,
-                    site: site.clone(),
+                    site: (*site).clone(),
                     action: Action::Push {
                         pool: pool.name.clone(),
                         horizon_name: pool.horizon_name.clone(),
@@ -486,7 +638,7 @@ fn plan_steps(
                         logoff: pool.logoff,
                     },
                     reason,
-                    depends_on: deploy_of.get(site).and_then(|d| d.get(key)).cloned().into_iter().collect(),
+                    depends_on: copies.deploy_of.get(&(*site, key.clone())).cloned().into_iter().collect(),
                 },
             ));
         }
@@ -494,44 +646,54 @@ fn plan_steps(
     // Waves are global: a wave starts when every push of every earlier wave succeeded. A push
     // depends on the previous wave as a group (`wave/N`), which covers the waves before it,
     // rather than on each of its pushes: thousands of pools must not mean millions of edges.
-    let waves: BTreeMap<u32, StepId> = pushes.iter().map(|(w, _)| (*w, StepId::wave(*w))).collect();
+    let waves: BTreeSet<u32> = pushes.iter().map(|(w, _)| *w).collect();
     for (wave, step) in &mut pushes {
-        if let Some((_, previous)) = waves.range(..*wave).next_back() {
-            step.depends_on.push(previous.clone());
+        if let Some(previous) = waves.range(..*wave).next_back() {
+            step.depends_on.push(StepId::wave(*previous));
         }
     }
-    // (The steps are put in order once, at the end.)
-    steps.extend(pushes.into_iter().map(|(_, s)| s));
+    Pushes { steps: pushes.into_iter().map(|(_, s)| s).collect(), away }
+}
 
-    // Retire what nothing needs. Every site, planned or not, holds on to the versions its
-    // pools need and its rollback window (both known from the desired state and git history);
-    // a site that was read also holds what its pools run or are moving to, until pushes of
-    // this plan move every such pool away (the retirement then waits for those pushes).
+/// A retirement being put together: a site's base VMs of a version, and the items of its
+/// library when it is the site that retires them.
+#[derive(Default)]
+struct Retirement {
+    items: Vec<String>,
+    vms: Vec<String>,
+    /// Sites that still hold the version, for which the library's item stays.
+    item_stays_for: BTreeSet<String>,
+    /// Where the version is no longer needed, for the reason.
+    at: String,
+    depends_on: BTreeSet<StepId>,
+}
+
+/// Retires what nothing needs. Every site, planned or not, holds on to the versions its pools
+/// need and its rollback window (both known from the desired state and git history); a site
+/// that was read also holds what its pools run or are moving to, until pushes of this plan
+/// move every such pool away (the retirement then waits for those pushes). A base VM goes when
+/// its site does not hold its version; a library item when no site using the library holds it
+/// (for the source library: no site at all, since every library replicates from it).
+fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<String>) -> Vec<Step> {
     let mut held: BTreeMap<&SiteName, BTreeSet<Key>> = BTreeMap::new();
     let mut waits: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
-    for site in desired.sites.keys() {
+    for site in inputs.desired.sites.keys() {
         let holds = held.entry(site).or_default();
-        for key in pools_of(site).iter().filter_map(|(_, k)| k.as_ref()).chain(window_of(site).keys()) {
-            if !holds.contains(key) {
-                holds.insert(key.clone());
-            }
-        }
-        let Some(s_live) = site_live(site).filter(|_| read_sites.contains(&site)) else { continue };
+        let keys = inputs.pools_of(site).iter().filter_map(|(_, k)| k.as_ref());
+        holds.extend(keys.chain(inputs.window_of(site).map(|(k, _)| k)).cloned());
+        let Some(s_live) = inputs.site(site) else { continue };
         let mut users: BTreeMap<(&ImageName, &VersionName), usize> = BTreeMap::new();
         for p in s_live.pools.values() {
             let current = p.current.as_ref().and_then(|c| version_ref(s_live, c));
-            let pending = p
-                .pending
-                .as_ref()
-                .and_then(|x| version_ref(s_live, &x.image))
-                .filter(|k| Some(*k) != current);
+            let pending =
+                p.pending.as_ref().and_then(|x| version_ref(s_live, &x.image)).filter(|k| Some(*k) != current);
             for key in current.into_iter().chain(pending) {
                 *users.entry(key).or_default() += 1;
             }
         }
         for ((image, version), n) in users {
             let key = (image.clone(), version.clone());
-            let away = pushed_away.get(&(site.clone(), key.clone())).cloned().unwrap_or_default();
+            let away = pushes.away.get(&(site, key.clone())).cloned().unwrap_or_default();
             if n > away.len() {
                 holds.insert(key);
             } else {
@@ -539,90 +701,92 @@ fn plan_steps(
             }
         }
     }
-    // A site this plan did not read may still run a version nothing else needs (its pools
-    // are not pushed away yet). Not having looked must never delete what it may use: while a
-    // site is unread, no item leaves the source library.
-    let unread: BTreeSet<&str> =
-        desired.sites.keys().filter(|s| !read_sites.contains(s)).map(SiteName::as_str).collect();
-    for site in &scope {
-        let Some(here) = copies_at.get(site) else { continue };
-        let s_live = site_live(site).unwrap_or(&empty);
-        let holds = |s: &SiteName, key: &Key| held.get(s).is_some_and(|h| h.contains(key));
-        for (key @ (image, version), copy) in here {
-            let keep_vms = holds(site, key);
-            // The source library feeds every site: its item of a version stays while any site
-            // holds the version, and goes after the pushes moving any site's pools away.
-            let (keep_items, item_holders) = if *site == *source_site {
-                let holders: BTreeSet<&str> =
-                    held.iter().filter(|(_, h)| h.contains(key)).map(|(s, _)| s.as_str()).collect();
-                (!holders.is_empty() || !unread.is_empty(), holders)
-            } else {
-                (keep_vms, BTreeSet::new())
-            };
-            // A subscribed library mirrors every published version: its items come back with
-            // the next sync and vCenter refuses to delete them, so only base VMs retire there.
-            let subscribed =
-                s_live.library.as_ref().is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
-            let items = if keep_items || subscribed { Vec::new() } else { copy.items.clone() };
-            if *site == *source_site && item_holders.is_empty() && keep_items && !copy.items.is_empty() {
-                warnings.push(format!(
-                    "the library item of {image}@{version} stays at {site}, the source site: {} not in this plan and may still use it; a plan of every site retires it if no site does",
-                    are(&unread)
-                ));
-            }
-            let vms = if keep_vms { Vec::new() } else { copy.vms.clone() };
-            if items.is_empty() && vms.is_empty() {
+    let holders = |sites: &mut dyn Iterator<Item = &SiteName>, key: &Key| -> BTreeSet<String> {
+        sites.filter(|s| held.get(s).is_some_and(|h| h.contains(key))).map(|s| s.to_string()).collect()
+    };
+    let waits_of = |sites: &[&SiteName], key: &Key| -> Vec<StepId> {
+        sites.iter().filter_map(|s| waits.get(&(*s, key.clone()))).flatten().cloned().collect()
+    };
+    let every_site: Vec<&SiteName> = inputs.desired.sites.keys().collect();
+
+    let mut out: BTreeMap<(&SiteName, Key), Retirement> = BTreeMap::new();
+    for site in &inputs.scope {
+        let Some(bases) = inputs.bases.get(site) else { continue };
+        let library = inputs.library_of(site);
+        for (key, copy) in bases {
+            if held.get(site).is_some_and(|h| h.contains(key)) {
                 continue;
             }
-            // After the pushes moving this site's pools away, and for an item of the source
-            // library, those of every site.
-            let from_source = *site == *source_site && !items.is_empty();
-            let depends_on: BTreeSet<StepId> = waits
-                .iter()
-                .filter(|((s, k), _)| k == key && (*s == site || from_source))
-                .flat_map(|(_, ids)| ids.iter().cloned())
-                .collect();
-            let in_repo = desired.images.get(image).is_some_and(|i| i.versions.contains_key(version));
-            let mut why = if in_repo {
-                format!("no marker, pool or rollback window needs {image}@{version} at {site}")
-            } else {
-                format!("{image}@{version} is no longer in the repository")
-            };
-            if !item_holders.is_empty() && !copy.items.is_empty() {
-                let _ = write!(why, "; its library item stays for {}", list(item_holders.iter().copied()));
+            let r = out.entry((*site, key.clone())).or_default();
+            r.vms = copy.vms.iter().map(|v| v.to_string()).collect();
+            r.depends_on.extend(waits_of(&[*site], key));
+            r.at = site.to_string();
+            if let Some(l) = library.filter(|l| l.has(key)) {
+                let users = if l.is_source { &every_site } else { &l.sites };
+                r.item_stays_for = holders(&mut users.iter().copied(), key);
             }
-            steps.push(Step {
-                id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
-                site: site.clone(),
-                action: Action::Retire { image: image.clone(), version: version.clone(), items, vms },
-                reason: why,
-                depends_on: depends_on.into_iter().collect(),
-            });
+        }
+    }
+    // A library's items are retired by the first of its planned sites.
+    for library in inputs.libraries.values() {
+        let Some(site) = library.sites.iter().find(|s| in_scope(inputs.options, s)) else { continue };
+        if library.subscribed() {
+            continue;
+        }
+        let users = if library.is_source { &every_site } else { &library.sites };
+        for (key @ (image, version), copy) in &library.copies {
+            if !holders(&mut users.iter().copied(), key).is_empty() {
+                continue;
+            }
+            // A site this plan did not read may still run a version nothing else needs (its
+            // pools are not pushed away yet), and may share this library's vCenter: not having
+            // looked must never delete what it may use.
+            if !inputs.unread.is_empty() {
+                let place = if library.is_source {
+                    format!("at {}, the source site", inputs.source_site)
+                } else {
+                    format!("in the library of {}", all(library.sites.iter().map(|s| s.as_str())))
+                };
+                let may = if library.is_source { "may still use it" } else { "may share its vCenter" };
+                warnings.push(format!(
+                    "the library item of {image}@{version} stays {place}: {} not in this plan and {may}; a plan of every site retires it if no site does",
+                    are(&inputs.unread)
+                ));
+                continue;
+            }
+            let r = out.entry((*site, key.clone())).or_default();
+            r.items = copy.items.iter().map(|i| i.to_string()).collect();
+            r.item_stays_for.clear();
+            r.depends_on.extend(waits_of(users, key));
+            r.at = if !library.is_source && library.sites.len() > 1 {
+                all(library.sites.iter().map(|s| s.as_str()))
+            } else {
+                site.to_string()
+            };
         }
     }
 
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    // Step ids are unique, so an unstable sort is as deterministic as a stable one. Steps are
-    // large: their order is found on keys, then each step is moved once.
-    let order: Vec<usize> = {
-        let mut keys: Vec<_> =
-            steps.iter().enumerate().map(|(i, s)| (s.action.rank(), wave_of(s), &s.site, &s.id, i)).collect();
-        keys.sort_unstable();
-        keys.into_iter().map(|(.., i)| i).collect()
-    };
-    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
-    let steps: Vec<Step> = order.into_iter().filter_map(|i| slots[i].take()).collect();
-    Ok(Plan {
-        format_version: FORMAT_VERSION,
-        golden_version: env!("CARGO_PKG_VERSION").to_owned(),
-        desired_commit: desired.revision.as_ref().map(|r| r.commit.clone()),
-        fingerprints: BTreeMap::new(),
-        sites: scope.clone(),
-        steps,
-        warnings,
-    })
+    out.into_iter()
+        .map(|((site, key), r)| {
+            let in_repo = inputs.in_repo(&key);
+            let (image, version) = key;
+            let mut why = if in_repo {
+                format!("no marker, pool or rollback window needs {image}@{version} at {}", r.at)
+            } else {
+                format!("{image}@{version} is no longer in the repository")
+            };
+            if !r.item_stays_for.is_empty() {
+                let _ = write!(why, "; its library item stays for {}", list(r.item_stays_for.iter().map(String::as_str)));
+            }
+            Step {
+                id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),
+                site: site.clone(),
+                action: Action::Retire { image, version, items: r.items, vms: r.vms },
+                reason: why,
+                depends_on: r.depends_on.into_iter().collect(),
+            }
+        })
+        .collect()
 }
 
 fn wave_of(step: &Step) -> u32 {
@@ -750,79 +914,6 @@ fn rollback_window<'a>(
         for v in history.iter().filter(|v| Some(*v) != current).take(keep) {
             out.entry((pool.image.clone(), v.clone())).or_default().insert(&pool.marker);
         }
-    }
-    out
-}
-
-/// The fingerprints of the live objects of some sites: for each site, a short, stable hash of
-/// every object read there, by object key. A plan records them ([`Plan::fingerprints`]) so that
-/// apply can tell what changed since.
-#[derive(Clone, Debug, Default)]
-pub struct Fingerprints(BTreeMap<SiteName, Vec<(String, String)>>);
-
-impl Fingerprints {
-    /// Adds the fingerprints of `site`, read as `live`.
-    pub fn take(&mut self, site: &SiteName, live: &SiteLive) {
-        self.0.insert(site.clone(), of_site(site, live));
-    }
-
-    /// Adds every site of `other`.
-    pub fn extend(&mut self, other: Fingerprints) {
-        self.0.extend(other.0);
-    }
-}
-
-/// A short, stable hash of every live object at the given sites.
-fn fingerprints(live: &LiveState, sites: &[&SiteName]) -> Vec<(String, String)> {
-    // Thousands of objects: the sites are hashed on every core.
-    let read: Vec<(&SiteName, &SiteLive)> =
-        sites.iter().filter_map(|site| live.sites.get(*site).map(|s| (*site, s))).collect();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
-    let chunk = read.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = read
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().flat_map(|(site, s)| of_site(site, s)).collect::<Vec<_>>())
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    })
-}
-
-/// The fingerprints of one site's objects: the JSON of each, written into one reused buffer
-/// and hashed in one go (a live object always serialises).
-fn of_site(site: &SiteName, s: &SiteLive) -> Vec<(String, String)> {
-    struct Hasher(Vec<u8>);
-    impl Hasher {
-        fn hash(&mut self, value: &impl serde::Serialize) -> String {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            self.0.clear();
-            let _ = serde_json::to_writer(&mut self.0, value);
-            let digest = Sha256::digest(&self.0);
-            digest[..8]
-                .iter()
-                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-                .map(char::from)
-                .collect()
-        }
-    }
-    let mut h = Hasher(Vec::with_capacity(4096));
-    let mut out = Vec::with_capacity(s.pools.len() + s.items.len() + s.vms.len() + 1);
-    for (name, pool) in &s.pools {
-        out.push((format!("{site}/pool/{name}"), h.hash(pool)));
-    }
-    for (id, item) in &s.items {
-        out.push((format!("{site}/item/{id}"), h.hash(item)));
-    }
-    for (id, vm) in &s.vms {
-        out.push((format!("{site}/vm/{id}"), h.hash(vm)));
-    }
-    if let Some(lib) = &s.library {
-        out.push((format!("{site}/library/{}", lib.id), h.hash(lib)));
     }
     out
 }

@@ -14,7 +14,7 @@ use crate::desired::{DesiredState, Location, PoolKind as DesiredKind, load};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
     GoldenMeta, HorizonId, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, LiveState,
-    Moref, Operation, SiteLive, Snapshot, Vm,
+    Moref, Operation, SiteLive, Snapshot, VcenterId, VcenterLive, Vm,
 };
 
 fn quickstart() -> DesiredState {
@@ -31,13 +31,20 @@ struct World {
     next: u32,
 }
 
+/// The model's vCenter of a site: sites whose golden.toml names one vCenter URL share it.
+fn vcenter_id(site: &crate::desired::Site) -> VcenterId {
+    VcenterId::new(format!("uuid-of-{}", site.vcenter))
+}
+
 impl World {
     /// The world before golden: build VMs and the Packer item at the source site, every pool
     /// running an image golden does not own.
     fn before_golden(desired: &DesiredState) -> World {
         let mut w = World { live: LiveState::default(), next: 100 };
-        for site in desired.sites.keys() {
-            w.live.sites.insert(site.clone(), SiteLive::default());
+        for (name, site) in &desired.sites {
+            let vcenter = vcenter_id(site);
+            w.live.vcenters.entry(vcenter.clone()).or_default();
+            w.live.sites.insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new() });
         }
         let source = desired.settings.source_site.clone();
         for image in desired.images.values() {
@@ -56,21 +63,15 @@ impl World {
                     }
                     crate::desired::Source::LibraryItem { name } => {
                         let id = LibraryId::new(format!("item-{name}"));
-                        let site = w.site(&source);
-                        site.library = Some(Library {
+                        let library = w.library(&source);
+                        let library_id = library.library.get_or_insert_with(|| Library {
                             id: LibraryId::new("lib-hq"),
                             name: "golden-images".into(),
                             kind: LibraryKind::Local { publish_url: None },
-                        });
-                        site.items.insert(
+                        }).id.clone();
+                        library.items.insert(
                             id.clone(),
-                            LibraryItem {
-                                id,
-                                library: LibraryId::new("lib-hq"),
-                                name: name.clone(),
-                                kind: "ovf".into(),
-                                meta: None,
-                            },
+                            LibraryItem { id, library: library_id, name: name.clone(), kind: "ovf".into(), meta: None },
                         );
                     }
                 }
@@ -108,7 +109,13 @@ impl World {
     }
 
     fn site(&mut self, site: &SiteName) -> &mut SiteLive {
-        self.live.sites.entry(site.clone()).or_default()
+        self.live.sites.get_mut(site).unwrap_or_else(|| panic!("site {site} is not in the model"))
+    }
+
+    /// The library of the vCenter `site` is in.
+    fn library(&mut self, site: &SiteName) -> &mut VcenterLive {
+        let vcenter = self.site(site).vcenter.clone();
+        self.live.vcenters.entry(vcenter).or_default()
     }
 
     fn vm_named(&mut self, site: &SiteName, name: &str) -> Moref {
@@ -150,9 +157,14 @@ impl World {
         GoldenMeta { image: image.clone(), version: version.clone(), source }
     }
 
+    /// Adds an item of `meta` to the library `site` uses, unless the library has one: a
+    /// second replicate or publish into one library would be work done twice.
     fn add_item(&mut self, site: &SiteName, meta: GoldenMeta) {
         self.next += 1;
         let id = LibraryId::new(format!("item-{}", self.next));
+        let library = self.library(site);
+        let twice = library.items.values().any(|i| i.meta.as_ref() == Some(&meta));
+        assert!(!twice, "{site}: a second copy of {}@{} into one library", meta.image, meta.version);
         let item = LibraryItem {
             id: id.clone(),
             library: LibraryId::new(format!("lib-{site}")),
@@ -160,22 +172,22 @@ impl World {
             kind: "ovf".into(),
             meta: Some(meta),
         };
-        self.site(site).items.insert(id, item);
+        library.items.insert(id, item);
     }
 
     /// The world as a fixture's live state describes it. New objects get numbers above every
     /// id in it, so they never collide with the fixture's own.
     fn from_live(live: LiveState) -> World {
+        let items = live.vcenters.values().flat_map(|vc| vc.items.keys().map(LibraryId::as_str));
         let next = live
             .sites
             .values()
             .flat_map(|s| {
-                let items = s.items.keys().map(LibraryId::as_str);
-                let vms = s.vms.values().flat_map(|v| {
+                s.vms.values().flat_map(|v| {
                     std::iter::once(v.id.as_str()).chain(v.snapshots.iter().map(|x| x.id.as_str()))
-                });
-                items.chain(vms).collect::<Vec<_>>()
+                })
             })
+            .chain(items)
             .filter_map(|id| id.rsplit('-').next()?.parse::<u32>().ok())
             .max()
             .unwrap_or(0)
@@ -207,19 +219,25 @@ impl World {
                     );
                 }
                 Action::Push { horizon_name, image, version, .. } => {
+                    // The base VM of the pool's own site: never another datacenter's.
                     let base = self.base(&step.site, image, version);
+                    assert!(base.is_some(), "{}: no base VM of {image}@{version} at {}", step.id, step.site);
                     let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
                     pool.current = base;
                     pool.pending = None;
                     pool.operation = Operation::None;
                 }
                 Action::Retire { items, vms, .. } => {
-                    let site = self.site(&step.site);
+                    // Only objects of the step's own site and of the library it uses.
+                    let library = self.library(&step.site);
                     for i in items {
-                        site.items.remove(&LibraryId::new(i.clone()));
+                        let gone = library.items.remove(&LibraryId::new(i.clone()));
+                        assert!(gone.is_some(), "{}: item {i} is not in the library of {}", step.id, step.site);
                     }
+                    let site = self.site(&step.site);
                     for v in vms {
-                        site.vms.remove(&Moref::new(v.clone()));
+                        let gone = site.vms.remove(&Moref::new(v.clone()));
+                        assert!(gone.is_some(), "{}: vm {v} is not at {}", step.id, step.site);
                     }
                 }
             }
@@ -397,9 +415,15 @@ pub(crate) mod fixtures {
         let read = |s: &SiteName| {
             options.sites.is_empty() || options.sites.contains(s) || *s == desired.settings.source_site
         };
-        LiveState {
-            sites: live.sites.iter().filter(|(s, _)| read(s)).map(|(s, l)| (s.clone(), l.clone())).collect(),
-        }
+        let sites: BTreeMap<SiteName, SiteLive> =
+            live.sites.iter().filter(|(s, _)| read(s)).map(|(s, l)| (s.clone(), l.clone())).collect();
+        let vcenters = live
+            .vcenters
+            .iter()
+            .filter(|(id, _)| sites.values().any(|s| &s.vcenter == *id))
+            .map(|(id, vc)| (id.clone(), vc.clone()))
+            .collect();
+        LiveState { sites, vcenters }
     }
 
     /// The JSON path of the first place where `a` and `b` differ.
@@ -508,28 +532,6 @@ pub(crate) mod fixtures {
         );
     }
 
-    /// Fingerprints the loader took as each site's read was done give the same plan as those
-    /// the planner takes itself, whichever sites were taken; those of sites the plan does not
-    /// read (the scenarios with `--site`) are left out.
-    #[test]
-    fn fingerprints_taken_while_reading_give_the_same_plan() {
-        for dir in dirs() {
-            let Fixture { name, desired, live: every_site, options } = read(&dir);
-            let live = read_by_plan(&desired, &every_site, &options);
-            let Ok(expected) = plan(&desired, &live, &options) else { continue };
-            let sites: Vec<&SiteName> = every_site.sites.keys().collect();
-            for taken_sites in [&sites[..], &sites[..sites.len() / 2]] {
-                let mut taken = Fingerprints::default();
-                for site in taken_sites {
-                    taken.take(site, &every_site.sites[*site]);
-                }
-                let got = plan_with(&desired, &live, &options, taken)
-                    .unwrap_or_else(|e| panic!("fixture {name}: plan failed: {e:?}"));
-                assert_eq!(got, expected, "fixture {name}: taken for {taken_sites:?}");
-            }
-        }
-    }
-
     /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
     /// applies the plan to the model of the live state and checks that the next plan is empty.
     #[test]
@@ -599,12 +601,13 @@ mod property {
         }
     }
 
-    fn site(name: &str) -> Site {
+    /// A site in vCenter `vcenter`, in a datacenter of its own.
+    fn site(name: &str, vcenter: &str) -> Site {
         Site {
             name: SiteName::new(name),
-            vcenter: format!("https://vc-{name}.example"),
+            vcenter: format!("https://{vcenter}.example"),
             horizon: format!("https://hz-{name}.example"),
-            datacenter: "DC".into(),
+            datacenter: format!("DC-{name}"),
             compute: Compute::Cluster("C".into()),
             folder: "golden".into(),
             datastore: "ds".into(),
@@ -614,8 +617,12 @@ mod property {
 
     fn random_desired(t: &mut Tape<'_>) -> DesiredState {
         let site_names = ["hq", "eu", "us", "apac"];
-        let sites: BTreeMap<SiteName, Site> =
-            site_names[..1 + t.pick(4)].iter().map(|n| (SiteName::new(*n), site(n))).collect();
+        // Random layouts of sites over vCenters: one each, all in one, and between.
+        let vcenters = ["vc-a", "vc-b", "vc-c"];
+        let sites: BTreeMap<SiteName, Site> = site_names[..1 + t.pick(4)]
+            .iter()
+            .map(|n| (SiteName::new(*n), site(n, vcenters[t.pick(vcenters.len())])))
+            .collect();
         let mut images = BTreeMap::new();
         for i in 0..1 + t.pick(3) {
             let name = ImageName::new(format!("img{i}"));

@@ -6,7 +6,7 @@
 //! lookup below is scoped to the datacenter the site names; two objects of one kind with the
 //! same name in that datacenter are an error rather than a guess.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
@@ -44,8 +44,8 @@ pub struct Datacenter {
     /// Resource pools of its clusters (roots are named `Resources`).
     pub resource_pools: Vec<Named>,
     pub datastores: Vec<Named>,
-    /// VMs and templates in its VM folders.
-    pub vms: BTreeSet<Moref>,
+    /// VMs and templates in its VM folders, each with the folder it is in.
+    pub vms: BTreeMap<Moref, Moref>,
 }
 
 /// Everything golden reads from a vCenter's inventory.
@@ -80,6 +80,18 @@ impl Placement {
 }
 
 impl Inventory {
+    /// The VMs and templates of one datacenter: everything of a site is looked up inside its
+    /// own datacenter, since several sites may share a vCenter.
+    pub fn vms_in<'a>(&'a self, datacenter: &Moref) -> impl Iterator<Item = &'a Vm> + 'a {
+        let ids = self.datacenters.get(datacenter).map(|dc| &dc.vms);
+        ids.into_iter().flat_map(|ids| ids.keys()).filter_map(|id| self.vms.get(id))
+    }
+
+    /// The folder a VM is in, when it is in a datacenter's VM folders.
+    pub fn folder_of(&self, vm: &Moref) -> Option<&Moref> {
+        self.datacenters.values().find_map(|dc| dc.vms.get(vm))
+    }
+
     pub fn datacenter(&self, name: &str) -> Result<&Datacenter, VcenterError> {
         let found: Vec<&Datacenter> = self.datacenters.values().filter(|d| d.name == name).collect();
         self.one("datacenter", name, "the vcenter".to_owned(), found)
@@ -246,7 +258,7 @@ fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, Gold
                 clusters: Vec::new(),
                 resource_pools: Vec::new(),
                 datastores: Vec::new(),
-                vms: BTreeSet::new(),
+                vms: BTreeMap::new(),
             };
             (o.id.clone(), dc)
         })
@@ -300,7 +312,7 @@ fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, Gold
             "ResourcePool" => dc.resource_pools.push(named()),
             "Datastore" => dc.datastores.push(named()),
             "VirtualMachine" => {
-                dc.vms.insert(o.id.clone());
+                dc.vms.insert(o.id.clone(), o.moref("parent").unwrap_or_else(|| Moref::new("")));
             }
             _ => {}
         }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connect::{Credentials, RetryPolicy, Retryable};
 use crate::ids::SiteName;
-use crate::live::{GoldenMeta, ItemRef};
+use crate::live::{GoldenMeta, ItemRef, VcenterId};
 
 pub use inventory::{Cluster, Datacenter, Inventory, Named, Placement};
 pub use rest::DeploySpec;
@@ -78,6 +78,12 @@ impl VcenterClient {
 
     pub fn site(&self) -> &SiteName {
         &self.site
+    }
+
+    /// The vCenter's instance UUID (`ServiceContent.about.instanceUuid`), which tells whether
+    /// two sites' vCenters are one. Needs no login.
+    pub async fn instance_uuid(&self) -> Result<VcenterId, VcenterError> {
+        Ok(VcenterId::new(self.service().await?.instance_uuid))
     }
 
     /// Logs in on both APIs now, so that wrong credentials fail before any work starts.

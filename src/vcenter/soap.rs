@@ -23,6 +23,8 @@ pub(super) struct ServiceContent {
     pub root_folder: String,
     pub property_collector: String,
     pub session_manager: String,
+    /// `about.instanceUuid`: the same for every URL of one vCenter.
+    pub instance_uuid: String,
 }
 
 /// One object of a property collector answer: its moref, type and the properties that are set.
@@ -140,6 +142,12 @@ impl VcenterClient {
             root_folder: get("rootFolder")?,
             property_collector: get("propertyCollector")?,
             session_manager: get("sessionManager")?,
+            instance_uuid: content
+                .child("about")
+                .and_then(|a| a.child_text("instanceUuid"))
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| u.trim().to_owned())
+                .ok_or_else(|| self.err_protocol(op, "no about.instanceUuid in the service content"))?,
         };
         *lock(&self.service) = Some(service.clone());
         Ok(service)

@@ -93,7 +93,7 @@ impl Harness {
                 .expect("placement resolves");
             targets.insert(name, Target::new(site, clients, placement));
         }
-        let ctx = Context { desired, targets, timeouts: timeouts() };
+        let ctx = Context { desired, targets, timeouts: timeouts(), libraries: Default::default() };
         Harness { lab, ctx, readers }
     }
 

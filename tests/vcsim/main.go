@@ -9,13 +9,19 @@
 //   - fix-ups for vcsim 0.24 quirks in the content-library API (-fixups, default on):
 //     VMTX create fills a missing placement from the source VM and keeps the description,
 //     VMTX deploy accepts cluster/host placement and yields a real (powered-on) VM,
-//     subscribed-library create accepts a subscription_url ending in /lib.json;
+//     subscribed-library create accepts a subscription_url ending in /lib.json,
+//     and an OVF item captured from a VM (POST /rest/com/vmware/vcenter/ovf/library-item
+//     with source vm-N) gets a <name>.ovf descriptor with the VM's guest id, hardware
+//     version, numCPU and memoryMB, listed in the item's files, so that it can be
+//     deployed (stock vcsim creates the item without files, and deploy fails with
+//     "no such file");
 //   - /__fault: POST a rule to inject HTTP errors/delays, GET lists rules with hit
 //     counts, DELETE clears them (no auth);
 //   - cleanup on SIGINT/SIGTERM: the server is closed and the datastore temp dirs
 //     (created under $TMPDIR) are removed.
 //
-// Background: /work/shared/reference/vcsim.md. Build: bash tests/vcsim/build.sh.
+// Each fix-up is commented where it is implemented; -fixups=false gives stock vcsim.
+// Build: bash tests/vcsim/build.sh.
 package main
 
 import (
@@ -23,6 +29,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/xml"
 	"flag"
 	"fmt"
 	"io"
@@ -63,7 +70,7 @@ func main() {
 	flag.IntVar(&m.Datastore, "ds", m.Datastore, "datastores per datacenter (>= 1)")
 	flag.IntVar(&m.Machine, "vm", m.Machine, "VMs per cluster and per standalone host")
 	flag.IntVar(&m.Pool, "pool", m.Pool, "child resource pools per cluster")
-	flag.IntVar(&m.Folder, "folder", m.Folder, "folders (see vcsim.md section 7)")
+	flag.IntVar(&m.Folder, "folder", m.Folder, "datacenters to put in folders F0.. (with their own vm/host/datastore/network F0 sub-folders)")
 	flag.IntVar(&m.Portgroup, "pg", m.Portgroup, "DVS portgroups per datacenter (0: only 'VM Network')")
 	flag.BoolVar(&m.Autostart, "autostart", m.Autostart, "power on the model VMs")
 	flag.IntVar(&m.DelayConfig.Delay, "delay", 0, "delay every SOAP call by this many ms")
@@ -339,7 +346,7 @@ func (f *faults) admin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ---- fix-ups (vcsim.md section 4.3) -----------------------------------------
+// ---- fix-ups ------------------------------------------------------------------
 
 type fixer struct {
 	next http.Handler
@@ -375,6 +382,8 @@ func (f *fixer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fix = f.vmtxDeploy
 	case p == "/rest/com/vmware/content/subscribed-library":
 		fix = f.subscribedCreate
+	case p == "/rest/com/vmware/vcenter/ovf/library-item":
+		fix = f.ovfCreate
 	}
 	var body obj
 	if fix != nil {
@@ -436,6 +445,35 @@ func (f *fixer) soap(fn func(context.Context, *govmomi.Client) error) error {
 	return fn(ctx, c)
 }
 
+// call sends one more request, with r's REST session, to vcsim and decodes the
+// reply's value into out (if not nil). body is sent as is if []byte, else as JSON.
+func (f *fixer) call(r *http.Request, method, target string, body, out interface{}) error {
+	var b []byte
+	switch v := body.(type) {
+	case nil:
+	case []byte:
+		b = v
+	default:
+		b, _ = json.Marshal(v)
+	}
+	req := httptest.NewRequest(method, target, bytes.NewReader(b))
+	req.Header = r.Header.Clone()
+	req.Header.Del("Content-Length")
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("%s %s: %d %s", method, target, rec.Code, rec.Body)
+	}
+	if out == nil {
+		return nil
+	}
+	var v struct{ Value json.RawMessage }
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		return err
+	}
+	return json.Unmarshal(v.Value, out)
+}
+
 func retrieve(ctx context.Context, c *govmomi.Client, r types.ManagedObjectReference, props []string, dst interface{}) error {
 	return c.PropertyCollector().RetrieveOne(ctx, r, props, dst)
 }
@@ -476,14 +514,9 @@ func (f *fixer) vmtxCreate(w http.ResponseWriter, r *http.Request, body obj) err
 	}
 	rec := f.serve(r, body)
 	if id, desc := rec.value(), str(spec, "description"); id != "" && desc != "" {
-		b, _ := json.Marshal(obj{"update_spec": obj{"description": desc}})
-		req := httptest.NewRequest(http.MethodPatch, "/rest/com/vmware/content/library/item/id:"+id, bytes.NewReader(b))
-		req.Header = r.Header.Clone() // same REST session
-		req.Header.Del("Content-Length")
-		patch := httptest.NewRecorder()
-		f.next.ServeHTTP(patch, req)
-		if patch.Code != http.StatusOK {
-			return fmt.Errorf("patch description of item %s: %d %s", id, patch.Code, patch.Body)
+		upd := obj{"update_spec": obj{"description": desc}}
+		if err := f.call(r, http.MethodPatch, "/rest/com/vmware/content/library/item/id:"+id, upd, nil); err != nil {
+			return err
 		}
 	}
 	rec.copyTo(w)
@@ -557,6 +590,106 @@ func (f *fixer) vmtxDeploy(w http.ResponseWriter, r *http.Request, body obj) err
 		if err != nil {
 			return err
 		}
+	}
+	rec.copyTo(w)
+	return nil
+}
+
+// ovfDescriptor is a minimal OVF (no disks, no NICs) that vcsim's OVF deploy
+// accepts: name, name, guest id, hardware version, CPUs (twice), memory MB (twice).
+const ovfDescriptor = `<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <References/>
+  <VirtualSystem ovf:id="%[1]s">
+    <Info>A virtual machine</Info>
+    <Name>%[1]s</Name>
+    <OperatingSystemSection ovf:id="1" vmw:osType="%[2]s"><Info>The operating system</Info></OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements</Info>
+      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>%[3]s</vssd:VirtualSystemType></System>
+      <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ElementName>%[4]d vCPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>%[4]d</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>%[5]dMB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>%[5]d</rasd:VirtualQuantity></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+`
+
+// ovfCreate: vcsim makes an OVF item captured from a VM without any file, so its
+// deploy fails. Like vCenter's export, give it a <name>.ovf with the VM's guest id,
+// hardware version, numCPU and memoryMB (OVF deploy takes them from the descriptor),
+// uploaded through an update session so that the item's file list names it (deploy
+// opens the file list's .ovf). The item keeps create_spec.description (vcsim does).
+func (f *fixer) ovfCreate(w http.ResponseWriter, r *http.Request, body obj) error {
+	src, lib := sub(body, "source"), str(sub(body, "target"), "library_id")
+	vmID, name := str(src, "id"), str(sub(body, "create_spec"), "name")
+	if t := str(src, "type"); t != "" && t != "VirtualMachine" || vmID == "" || lib == "" {
+		f.serve(r, body).copyTo(w)
+		return nil
+	}
+	var vm mo.VirtualMachine
+	props := []string{"config.guestId", "config.version", "config.hardware.numCPU", "config.hardware.memoryMB"}
+	err := f.soap(func(ctx context.Context, c *govmomi.Client) error {
+		return retrieve(ctx, c, ref("VirtualMachine", vmID), props, &vm)
+	})
+	if err == nil && vm.Config == nil {
+		err = fmt.Errorf("%s has no config", vmID)
+	}
+	if err != nil {
+		return err
+	}
+	rec := f.serve(r, body)
+	var res struct {
+		Value struct {
+			Succeeded bool
+			ID        string `json:"ovf_library_item_id"`
+		}
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &res) != nil || !res.Value.Succeeded {
+		rec.copyTo(w)
+		return nil
+	}
+	var esc strings.Builder
+	xml.EscapeText(&esc, []byte(name))
+	cfg := vm.Config
+	desc := []byte(fmt.Sprintf(ovfDescriptor, esc.String(), cfg.GuestId, cfg.Version, cfg.Hardware.NumCPU, cfg.Hardware.MemoryMB))
+	item, file := res.Value.ID, strings.ReplaceAll(name, "/", "_")+".ovf"
+
+	const items = "/rest/com/vmware/content/library/item"
+	var session string
+	var add struct {
+		Upload struct{ URI string } `json:"upload_endpoint"`
+	}
+	var l struct {
+		Storage []struct {
+			DatastoreID string `json:"datastore_id"`
+		} `json:"storage_backings"`
+	}
+	err = f.call(r, http.MethodPost, items+"/update-session", obj{"create_spec": obj{"library_item_id": item}}, &session)
+	if err == nil {
+		spec := obj{"file_spec": obj{"name": file, "source_type": "PUSH"}}
+		err = f.call(r, http.MethodPost, items+"/updatesession/file/id:"+session+"?~action=add", spec, &add)
+	}
+	if err == nil {
+		err = f.call(r, http.MethodPut, add.Upload.URI, desc, nil)
+	}
+	if err == nil {
+		err = f.call(r, http.MethodPost, items+"/update-session/id:"+session+"?~action=complete", nil, nil)
+	}
+	// The upload lands in the directory of the first library vcsim finds the item in,
+	// which may be a same-instance subscriber's (it shares the publisher's item map),
+	// but deploy reads <datastore dir>/contentlib-<library id>/<item id>/ of the
+	// library that is not SUBSCRIBED: write the file there as well.
+	if err == nil {
+		err = f.call(r, http.MethodGet, "/rest/com/vmware/content/library/id:"+lib, nil, &l)
+	}
+	if err == nil && len(l.Storage) > 0 {
+		dir := filepath.Join(strings.SplitN(l.Storage[0].DatastoreID, "@", 2)[0], "contentlib-"+lib, item)
+		if err = os.MkdirAll(dir, 0o750); err == nil {
+			err = os.WriteFile(filepath.Join(dir, file), desc, 0o644)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("descriptor for item %s: %v", item, err)
 	}
 	rec.copyTo(w)
 	return nil
