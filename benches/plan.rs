@@ -186,8 +186,8 @@ async fn run(
         let (start, cpu_start) = (Instant::now(), cpu_ms());
         let got = golden::gather::read_all(desired, &clients).await?;
         let read = start.elapsed().as_secs_f64() * 1e3;
-        let planned = plan(desired, &got.live, &PlanOptions::default())
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let planned =
+            plan(desired, &got.live, &PlanOptions::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).sum();
         let cpu = cpu_ms() - cpu_start;

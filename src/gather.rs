@@ -271,6 +271,7 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         .filter(|vm| vm.meta.is_some() || wanted.source_vms.contains(&vm.name))
         .map(|vm| (vm.id.clone(), vm.clone()))
         .collect();
-    let site = SiteLive { vcenter: uuid, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
+    let site =
+        SiteLive { vcenter: uuid, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
     Ok(SiteRead { site, vcenter: library, inventory })
 }

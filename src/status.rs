@@ -99,13 +99,12 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
     for (site, s) in &live.sites {
         // The library is the site's vCenter's, shared with the other sites of that vCenter.
         let items = live.vcenter_of(site).into_iter().flat_map(|vc| vc.items.values());
-        let owned =
-            items.filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
-                s.vms
-                    .values()
-                    .filter(|v| !v.snapshots.is_empty())
-                    .filter_map(|v| v.meta.as_ref().map(|m| (m, CopyState::Deployed))),
-            );
+        let owned = items.filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
+            s.vms
+                .values()
+                .filter(|v| !v.snapshots.is_empty())
+                .filter_map(|v| v.meta.as_ref().map(|m| (m, CopyState::Deployed))),
+        );
         for (meta, state) in owned {
             let row =
                 versions.entry((meta.image.to_string(), meta.version.to_string())).or_insert_with(|| {

@@ -414,8 +414,10 @@ impl StepRun<'_> {
         let inventory = vc.inventory().await?;
         // Only this site's datacenter: another site of the same vCenter has copies of its own.
         let here = &target.placement;
-        let owned: Vec<&Vm> =
-            inventory.vms_in(&here.datacenter).filter(|v| is_version(v.meta.as_ref(), image, version)).collect();
+        let owned: Vec<&Vm> = inventory
+            .vms_in(&here.datacenter)
+            .filter(|v| is_version(v.meta.as_ref(), image, version))
+            .collect();
         if let Some(vm) = owned.iter().find(|v| !v.snapshots.is_empty()) {
             return Ok(Outcome::AlreadyDone(format!(
                 "base vm `{}` ({}) of {image}@{version} has snapshot `{}`",
@@ -503,7 +505,9 @@ impl StepRun<'_> {
             .filter(|v| is_version(v.meta.as_ref(), image, version))
             .find_map(|v| v.snapshots.last().map(|s| ImageRef { vm: v.id.clone(), snapshot: s.id.clone() }))
             .ok_or_else(|| {
-                self.failed(format!("no base vm with a snapshot of {image}@{version} in this site's datacenter"))
+                self.failed(format!(
+                    "no base vm with a snapshot of {image}@{version} in this site's datacenter"
+                ))
             })?;
         let image_text = format!("{image}@{version} ({} @ {})", wanted.vm, wanted.snapshot);
 

@@ -22,8 +22,8 @@ use super::{Action, FORMAT_VERSION, Plan, PublishSource, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
-    ImageRef, LibraryId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive, VcenterId,
-    VcenterLive,
+    ImageRef, LibraryId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive,
+    VcenterId, VcenterLive,
 };
 
 /// Inputs of a plan besides the two states.
@@ -365,7 +365,9 @@ fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) 
     let source_site = inputs.source_site;
     let all_needed: BTreeSet<&Key> = needs.values().flat_map(|m| m.keys()).collect();
     for key @ (image, version) in all_needed {
-        let Some(v) = inputs.desired.images.get(image).and_then(|i| i.versions.get(version)) else { continue };
+        let Some(v) = inputs.desired.images.get(image).and_then(|i| i.versions.get(version)) else {
+            continue;
+        };
         let identity = source_identity(&v.source);
         if let Some(copy) = inputs.source_library().and_then(|l| l.copies.get(key)) {
             if let Some(published) = copy.meta_source.filter(|p| *p != identity) {
@@ -392,9 +394,11 @@ fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) 
                 (PublishSource::Vm { vm: vm.clone(), snapshot: snapshot.clone() }, missing)
             }
             Source::LibraryItem { name } => {
-                let found = inputs.source_library().is_some_and(|l| l.live.items.values().any(|i| &i.name == name));
-                let missing = (!found)
-                    .then(|| format!("no item named `{name}` in library `{}`", inputs.desired.settings.library));
+                let found =
+                    inputs.source_library().is_some_and(|l| l.live.items.values().any(|i| &i.name == name));
+                let missing = (!found).then(|| {
+                    format!("no item named `{name}` in library `{}`", inputs.desired.settings.library)
+                });
                 (PublishSource::LibraryItem { name: name.clone() }, missing)
             }
         };
@@ -565,7 +569,9 @@ fn copies<'a>(
         let (image, version) = &m.key;
         let depends_on: Vec<StepId> = match m.replicate_into {
             Some(vc) => replicate_of.get(&(vc, &m.key)).cloned().into_iter().collect(),
-            None if inputs.uses_source_library(m.site) => published.of.get(&m.key).cloned().into_iter().collect(),
+            None if inputs.uses_source_library(m.site) => {
+                published.of.get(&m.key).cloned().into_iter().collect()
+            }
             None => Vec::new(),
         };
         let id = step_id(&["deploy", m.site.as_str(), image.as_str(), version.as_str()]);
@@ -685,8 +691,11 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
         let mut users: BTreeMap<(&ImageName, &VersionName), usize> = BTreeMap::new();
         for p in s_live.pools.values() {
             let current = p.current.as_ref().and_then(|c| version_ref(s_live, c));
-            let pending =
-                p.pending.as_ref().and_then(|x| version_ref(s_live, &x.image)).filter(|k| Some(*k) != current);
+            let pending = p
+                .pending
+                .as_ref()
+                .and_then(|x| version_ref(s_live, &x.image))
+                .filter(|k| Some(*k) != current);
             for key in current.into_iter().chain(pending) {
                 *users.entry(key).or_default() += 1;
             }
@@ -776,7 +785,11 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
                 format!("{image}@{version} is no longer in the repository")
             };
             if !r.item_stays_for.is_empty() {
-                let _ = write!(why, "; its library item stays for {}", list(r.item_stays_for.iter().map(String::as_str)));
+                let _ = write!(
+                    why,
+                    "; its library item stays for {}",
+                    list(r.item_stays_for.iter().map(String::as_str))
+                );
             }
             Step {
                 id: step_id(&["retire", site.as_str(), image.as_str(), version.as_str()]),

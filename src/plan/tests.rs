@@ -44,7 +44,9 @@ impl World {
         for (name, site) in &desired.sites {
             let vcenter = vcenter_id(site);
             w.live.vcenters.entry(vcenter.clone()).or_default();
-            w.live.sites.insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new() });
+            w.live
+                .sites
+                .insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new() });
         }
         let source = desired.settings.source_site.clone();
         for image in desired.images.values() {
@@ -64,14 +66,24 @@ impl World {
                     crate::desired::Source::LibraryItem { name } => {
                         let id = LibraryId::new(format!("item-{name}"));
                         let library = w.library(&source);
-                        let library_id = library.library.get_or_insert_with(|| Library {
-                            id: LibraryId::new("lib-hq"),
-                            name: "golden-images".into(),
-                            kind: LibraryKind::Local { publish_url: None },
-                        }).id.clone();
+                        let library_id = library
+                            .library
+                            .get_or_insert_with(|| Library {
+                                id: LibraryId::new("lib-hq"),
+                                name: "golden-images".into(),
+                                kind: LibraryKind::Local { publish_url: None },
+                            })
+                            .id
+                            .clone();
                         library.items.insert(
                             id.clone(),
-                            LibraryItem { id, library: library_id, name: name.clone(), kind: "ovf".into(), meta: None },
+                            LibraryItem {
+                                id,
+                                library: library_id,
+                                name: name.clone(),
+                                kind: "ovf".into(),
+                                meta: None,
+                            },
                         );
                     }
                 }
@@ -232,7 +244,12 @@ impl World {
                     let library = self.library(&step.site);
                     for i in items {
                         let gone = library.items.remove(&LibraryId::new(i.clone()));
-                        assert!(gone.is_some(), "{}: item {i} is not in the library of {}", step.id, step.site);
+                        assert!(
+                            gone.is_some(),
+                            "{}: item {i} is not in the library of {}",
+                            step.id,
+                            step.site
+                        );
                     }
                     let site = self.site(&step.site);
                     for v in vms {

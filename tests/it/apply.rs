@@ -97,8 +97,11 @@ impl Harness {
         Harness { lab, ctx, readers }
     }
 
+    /// The live state of the repository's sites, as `golden plan` reads it.
     async fn live(&self) -> LiveState {
-        read_all(&self.ctx.desired, &self.readers).await.expect("live state").live
+        let mut readers = self.readers.clone();
+        readers.retain(|site, _| self.ctx.desired.sites.contains_key(site));
+        read_all(&self.ctx.desired, &readers).await.expect("live state").live
     }
 
     async fn plan(&self, options: &PlanOptions) -> Plan {
@@ -229,19 +232,21 @@ async fn apply_converges_then_a_marker_move_and_a_rerun_change_nothing_twice() {
             .filter(|(route, _)| route.starts_with("GET /rest/com/vmware/content/library/item/id:"))
             .map(|(_, n)| n)
             .sum();
-        let others = s.items.keys().filter(|id| !from_vms.contains(id)).count() as u64;
+        let library = again.vcenter_of(site).expect("the site's vCenter was read");
+        let others = library.items.keys().filter(|id| !from_vms.contains(id)).count() as u64;
         assert_eq!(item_reads, others, "{site}: items read one by one");
-        for item in s.items.values() {
+        for item in library.items.values() {
             let read = h.readers[site].vcenter.get_item(&item.id).await.expect("the item reads");
             assert_eq!(&read, item, "{site}: item {} as the live state knows it", item.id);
         }
     }
     // Replication went through subscriptions; the Packer item was adopted, not copied.
     for site in ["eu", "us"] {
-        let library = live.sites[&SiteName::new(site)].library.as_ref().expect("library");
+        let library =
+            live.vcenter_of(&SiteName::new(site)).and_then(|v| v.library.as_ref()).expect("library");
         assert!(matches!(library.kind, golden::live::LibraryKind::Subscribed { .. }), "{site}: {library:?}");
     }
-    let hq = &live.sites[&SiteName::new("hq")];
+    let hq = live.vcenter_of(&SiteName::new("hq")).expect("hq's vCenter");
     let packer = hq.items.values().find(|i| i.name == "win11-2026.11").expect("the Packer item");
     assert_eq!(packer.meta.as_ref().map(|m| m.source.as_str()), Some("library_item:win11-2026.11"));
     assert_eq!(hq.items.len(), 5, "four captures and the adopted item: {:?}", hq.items);
@@ -389,7 +394,7 @@ async fn a_replication_waits_for_a_slow_library_sync() {
     assert!(notes.iter().any(|n| n.starts_with("subscribing library `golden-images`")), "{notes:?}");
     assert!(notes.iter().any(|n| n.starts_with("waiting for library")), "{notes:?}");
     let live = h.live().await;
-    let eu = &live.sites[&SiteName::new("eu")];
+    let eu = live.vcenter_of(&SiteName::new("eu")).expect("eu's vCenter");
     assert!(eu.items.values().any(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10")));
     // Again: the copy is found, no new sync or library.
     let again = run_step(&h.ctx, steps[1], &progress).await.expect("re-run");
@@ -484,7 +489,9 @@ async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
         run_step(&h.ctx, step, &progress).await.expect("copy step runs");
     }
     let live = h.live().await;
-    let copy = live.sites[&SiteName::new("eu")]
+    let copy = live
+        .vcenter_of(&SiteName::new("eu"))
+        .expect("eu's vCenter")
         .items
         .values()
         .find(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10"))

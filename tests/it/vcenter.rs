@@ -210,7 +210,7 @@ async fn inventory_resolves_placement_names(t: &Target) {
     assert!(dc.datastores.iter().any(|d| d.id == placement.datastore && d.name == t.datastore));
     assert!(dc.folders.iter().any(|f| f.id == placement.folder && f.name == t.folder));
     assert!(dc.resource_pools.iter().any(|p| p.id == placement.resource_pool));
-    assert!(dc.vms.contains(&t.vm), "{:?} lacks {}", dc.vms, t.vm);
+    assert!(dc.vms.contains_key(&t.vm), "{:?} lacks {}", dc.vms, t.vm);
     let vm = &inventory.vms[&t.vm];
     assert!(!vm.template);
     let missing =
@@ -296,7 +296,7 @@ async fn ovf_upload_deploy_and_delete(t: &Target) {
     if matches!(t._server, Server::Lab(_)) {
         assert_eq!(deployed.meta, Some(meta("2026.10")), "ownership from the deployment's annotation");
     }
-    assert!(inventory.datacenter(&t.datacenter).expect("dc").vms.contains(&vm));
+    assert!(inventory.datacenter(&t.datacenter).expect("dc").vms.contains_key(&vm));
 
     client.delete_vm(&vm).await.expect("delete vm");
     assert!(!client.inventory().await.expect("inventory").vms.contains_key(&vm), "the VM is gone");
