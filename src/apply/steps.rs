@@ -228,17 +228,21 @@ impl StepRun<'_> {
         let vc = &target.clients.vcenter;
         let _creating = self.ctx.libraries.lock(&vc.instance_uuid().await?).await;
         let name = &self.ctx.desired.settings.library;
-        if let Some(library) = vc.find_library(name).await? {
-            if let LibraryKind::Subscribed { subscription_url, .. } = &library.kind {
-                return Err(self.failed(format!(
-                    "library `{name}` of the source site is subscribed (to {subscription_url}); it must be a local, published library"
-                )));
+        let library = match vc.find_library(name).await? {
+            Some(library) => library,
+            None => {
+                self.note(&format!("creating published library `{name}`"));
+                let id = vc.create_published_library(name, &target.placement.datastore).await?;
+                // Another run may have created it first: go by what it is.
+                vc.get_library(&id).await?
             }
-            return Ok(library);
+        };
+        if let LibraryKind::Subscribed { subscription_url, .. } = &library.kind {
+            return Err(self.failed(format!(
+                "library `{name}` of the source site is subscribed (to {subscription_url}); it must be a local, published library"
+            )));
         }
-        self.note(&format!("creating published library `{name}`"));
-        let id = vc.create_published_library(name, &target.placement.datastore).await?;
-        Ok(vc.get_library(&id).await?)
+        Ok(library)
     }
 
     // ---- replicate ---------------------------------------------------------------------------
@@ -289,36 +293,39 @@ impl StepRun<'_> {
             LibraryKind::Subscribed { .. } => None,
         };
 
-        match existing {
-            None => match publish_url {
-                Some(url) => {
-                    self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
-                    let id = dst.create_subscribed_library(name, &target.placement.datastore, &url).await?;
-                    self.sync_and_wait(dst, &id, image, version).await
-                }
-                None => {
-                    // The source library is not published: nothing to subscribe to, but vCenter
-                    // can still pull the files from its download endpoint.
-                    self.note(&format!(
-                        "library `{name}` at `{from}` is not published; creating a local library to pull into"
-                    ));
-                    let id = dst.create_published_library(name, &target.placement.datastore).await?;
-                    let library = dst.get_library(&id).await?;
-                    self.pull(src, dst, &library, &src_item, image, version).await
-                }
-            },
-            Some(library) => match &library.kind {
-                LibraryKind::Subscribed { subscription_url, .. } => {
-                    if let Some(url) = publish_url.as_ref().filter(|u| *u != subscription_url) {
-                        return Err(self.failed(format!(
-                            "library `{name}` subscribes to {subscription_url}, not to the source library {url}; fix or remove its subscription"
-                        )));
+        let library = match existing {
+            Some(library) => library,
+            None => {
+                let datastore = &target.placement.datastore;
+                let id = match &publish_url {
+                    Some(url) => {
+                        self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
+                        dst.create_subscribed_library(name, datastore, url).await?
                     }
-                    self.sync_and_wait(dst, &library.id, image, version).await
+                    None => {
+                        // The source library is not published: nothing to subscribe to, but
+                        // vCenter can still pull the files from its download endpoint.
+                        self.note(&format!(
+                            "library `{name}` at `{from}` is not published; creating a local library to pull into"
+                        ));
+                        dst.create_published_library(name, datastore).await?
+                    }
+                };
+                // Another run may have created it first, of either kind: go by what it is.
+                dst.get_library(&id).await?
+            }
+        };
+        match &library.kind {
+            LibraryKind::Subscribed { subscription_url, .. } => {
+                if let Some(url) = publish_url.as_ref().filter(|u| *u != subscription_url) {
+                    return Err(self.failed(format!(
+                        "library `{name}` subscribes to {subscription_url}, not to the source library {url}; fix or remove its subscription"
+                    )));
                 }
-                // A local library cannot subscribe: fall back to a PULL.
-                LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
-            },
+                self.sync_and_wait(dst, &library.id, image, version).await
+            }
+            // A local library cannot subscribe: fall back to a PULL.
+            LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
         }
     }
 

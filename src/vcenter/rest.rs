@@ -81,6 +81,8 @@ struct WireTag {
 struct WireCategory {
     id: String,
     name: String,
+    #[serde(default)]
+    associable_types: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -366,8 +368,7 @@ impl VcenterClient {
             "storage_backings": [{"type": "DATASTORE", "datastore_id": datastore.as_str()}],
             "publish_info": {"published": true, "authentication_method": "NONE"},
         }});
-        let op = format!("create published library `{name}`");
-        self.created_id(&op, "/com/vmware/content/local-library", body).await.map(LibraryId::new)
+        self.create_library(name, "/com/vmware/content/local-library", body).await
     }
 
     /// Creates a library subscribed to `subscription_url` that downloads content right away
@@ -390,8 +391,22 @@ impl VcenterClient {
                 "on_demand": false,
             },
         }});
-        let op = format!("create subscribed library `{name}`");
-        self.created_id(&op, "/com/vmware/content/subscribed-library", body).await.map(LibraryId::new)
+        self.create_library(name, "/com/vmware/content/subscribed-library", body).await
+    }
+
+    /// Creates library `name`, or gives the library of that name that exists already: vCenter
+    /// keeps library names unique, and another step or run may have created it a moment ago.
+    /// The caller checks that the library is of the kind it wants.
+    async fn create_library(&self, name: &str, path: &str, body: Value) -> Result<LibraryId, VcenterError> {
+        let op = format!("create library `{name}`");
+        match self.created_id(&op, path, body).await {
+            Ok(id) => Ok(LibraryId::new(id)),
+            Err(e) if is_already_exists(&e) => match self.find_library(name).await? {
+                Some(library) => Ok(library.id),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Asks a subscribed library to sync now (it runs in the background).
@@ -760,13 +775,27 @@ impl VcenterClient {
         let reads = paths.iter().map(|path| self.call_as::<WireCategory>(&op, Method::GET, path, None));
         for category in join_all(reads).await {
             let category = category?;
-            if category.name == name {
-                return Ok(Some(category.id));
+            if category.name != name {
+                continue;
             }
+            let types = category.associable_types.unwrap_or_default();
+            let for_vms = types.is_empty() || types.iter().any(|t| t == "VirtualMachine");
+            if !for_vms {
+                return Err(self.err_failed(
+                    &op,
+                    format!(
+                        "a tag category `{name}` exists for {} only, not for virtual machines; it is not golden's: rename it, or let golden's category be created",
+                        types.join(", ")
+                    ),
+                ));
+            }
+            return Ok(Some(category.id));
         }
         Ok(None)
     }
 
+    /// golden's tag category, created when missing. A category of that name that cannot
+    /// hold tags of VMs is someone else's: an error rather than a guess.
     async fn ensure_category(&self, name: &str) -> Result<String, VcenterError> {
         if let Some(id) = self.find_category(name).await? {
             return Ok(id);
@@ -777,16 +806,10 @@ impl VcenterClient {
             "cardinality": "SINGLE",
             "associable_types": ["VirtualMachine"],
         }});
-        match self
-            .created_id(&format!("create tag category `{name}`"), "/com/vmware/cis/tagging/category", body)
-            .await
-        {
-            // Created at the same moment by another step: use that one.
-            Err(VcenterError::Http { kind: Some(kind), .. }) if kind.ends_with("already_exists") => {
-                self.find_category(name).await?.ok_or_else(|| {
-                    self.err_protocol(&format!("find tag category `{name}`"), "it exists but cannot be found")
-                })
-            }
+        let op = format!("create tag category `{name}`");
+        match self.created_id(&op, "/com/vmware/cis/tagging/category", body).await {
+            // Created at the same moment by another step or run: use that one.
+            Err(e) if is_already_exists(&e) => self.find_category(name).await?.ok_or(e),
             other => other,
         }
     }
@@ -821,21 +844,55 @@ impl VcenterClient {
     pub async fn tag_vm(&self, vm: &Moref, meta: &GoldenMeta) -> Result<(), VcenterError> {
         let category = self.ensure_category(super::OWNER_CATEGORY).await?;
         let name = format!("{}@{}", meta.image, meta.version);
-        let existing = self.category_tags(&category).await?.into_iter().find(|t| t.name == name);
-        let tag = match existing {
-            Some(t) => t.id,
+        let tag = match self.find_tag(&category, &name, meta).await? {
+            Some(id) => id,
             None => {
                 let body = json!({"create_spec": {
                     "name": name,
                     "description": meta_to_description(meta),
                     "category_id": category,
                 }});
-                self.created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body).await?
+                match self
+                    .created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body)
+                    .await
+                {
+                    // Created at the same moment by another step or run: use that one.
+                    Err(e) if is_already_exists(&e) => {
+                        self.find_tag(&category, &name, meta).await?.ok_or(e)?
+                    }
+                    other => other?,
+                }
             }
         };
         let path = format!("/com/vmware/cis/tagging/tag-association/id:{}?~action=attach", seg(&tag));
         let body = json!({"object_id": {"type": "VirtualMachine", "id": vm.as_str()}});
         self.call(&format!("tag vm {vm} as `{name}`"), Method::POST, &path, Some(body)).await.map(drop)
+    }
+
+    /// The tag `name` of golden's category, checked to hold `meta`: a tag of that name with
+    /// other content is not golden's to attach.
+    async fn find_tag(
+        &self,
+        category: &str,
+        name: &str,
+        meta: &GoldenMeta,
+    ) -> Result<Option<String>, VcenterError> {
+        let Some(tag) = self.category_tags(category).await?.into_iter().find(|t| t.name == name) else {
+            return Ok(None);
+        };
+        if meta_from_description(&tag.description).as_ref() != Some(meta) {
+            return Err(self.err_failed(
+                &format!("tag vms as `{name}`"),
+                format!(
+                    "the tag `{name}` ({}) in category `{}` does not hold golden's metadata for {}@{}; delete it so that golden can make its own",
+                    tag.id,
+                    super::OWNER_CATEGORY,
+                    meta.image,
+                    meta.version
+                ),
+            ));
+        }
+        Ok(Some(tag.id))
     }
 
     /// golden's ownership tags and the VMs each is attached to, by tag id. A fixed handful of
@@ -939,4 +996,9 @@ mod tests {
         .expect("json");
         assert_eq!(ovf_error(&v), "no such file");
     }
+}
+
+/// vCenter's answer to creating what exists already (a library, tag or category of that name).
+fn is_already_exists(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { kind: Some(kind), .. } if kind.ends_with("already_exists"))
 }

@@ -156,6 +156,36 @@ impl Target {
         assert!(response.status().is_success(), "fault rule refused: {}", response.status());
     }
 
+    /// The names of the objects a REST collection (`cis/tagging/category`, `content/library`)
+    /// lists, read with requests of the test's own, not golden's client.
+    async fn names_in(&self, collection: &str) -> Vec<String> {
+        let http = reqwest::Client::new();
+        let rest = self.url.join("rest/").expect("rest url");
+        let login = http
+            .post(rest.join("com/vmware/cis/session").expect("url"))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("rest login");
+        let session: Value = serde_json::from_str(&login.text().await.expect("body")).expect("json");
+        let session = session["value"].as_str().expect("a session id").to_owned();
+        let get = |path: String| {
+            let request = http.get(rest.join(&path).expect("url")).header("vmware-api-session-id", &session);
+            async move {
+                let text = request.send().await.expect("get").text().await.expect("body");
+                serde_json::from_str::<Value>(&text).expect("json")["value"].clone()
+            }
+        };
+        let ids = get(collection.to_owned()).await;
+        let mut names = Vec::new();
+        for id in ids.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            names.push(
+                get(format!("{collection}/id:{id}")).await["name"].as_str().unwrap_or_default().to_owned(),
+            );
+        }
+        names
+    }
+
     /// Hit counts of the fault rules, in the order they were added.
     async fn fault_hits(&self) -> Vec<u64> {
         let url = self.url.join("__fault").expect("fault url");
@@ -330,6 +360,38 @@ async fn tags_mark_owned_vms(t: &Target) {
     assert_eq!(client.owned_vms().await.expect("owned").len(), 1);
 }
 
+/// Steps at several sites of one vCenter (or two runs) create golden's tag category, a
+/// version's tag and the library at the same moment: every one succeeds and uses the one
+/// object made, as vCenter keeps their names unique.
+async fn parallel_creation_makes_one_object(t: &Target) {
+    let clients: Vec<VcenterClient> = (0..8).map(|_| t.client()).collect();
+    let placement = clients[0]
+        .inventory()
+        .await
+        .expect("inventory")
+        .placement(&t.datacenter, &t.compute, &t.folder, &t.datastore)
+        .expect("placement");
+    let libraries = futures::future::join_all(
+        clients.iter().map(|c| c.create_published_library("golden-parallel", &placement.datastore)),
+    )
+    .await;
+    let ids: Vec<_> = libraries.into_iter().map(|r| r.expect("every create succeeds")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "one library for all: {ids:?}");
+    let named = t.names_in("com/vmware/content/library").await;
+    assert_eq!(named.iter().filter(|n| *n == "golden-parallel").count(), 1, "{named:?}");
+
+    let version = meta("2026.10");
+    let tagged = futures::future::join_all(clients.iter().map(|c| c.tag_vm(&t.vm, &version))).await;
+    for result in tagged {
+        result.expect("every tagging succeeds");
+    }
+    let categories = t.names_in("com/vmware/cis/tagging/category").await;
+    assert_eq!(categories.iter().filter(|n| *n == "golden").count(), 1, "{categories:?}");
+    let tags = t.names_in("com/vmware/cis/tagging/tag").await;
+    assert_eq!(tags.iter().filter(|n| *n == "win11-ent@2026.10").count(), 1, "{tags:?}");
+    assert_eq!(clients[0].owned_vms().await.expect("owned").get(&t.vm), Some(&meta("2026.10")));
+}
+
 async fn service_unavailable_is_retried(t: &Target) {
     let client = t.client();
     client.login().await.expect("login");
@@ -469,6 +531,7 @@ contract!(
     item_metadata_round_trips,
     ovf_upload_deploy_and_delete,
     tags_mark_owned_vms,
+    parallel_creation_makes_one_object,
     service_unavailable_is_retried,
     subscribed_library_syncs,
     vm_captured_as_items_and_template_deployed,

@@ -178,6 +178,14 @@ pub async fn create_library(State(ctx): State<SiteCtx>, headers: HeaderMap, body
         if !vc.datastores.contains_key(datastore) {
             return invalid(&format!("datastore {datastore} does not exist"));
         }
+        // vCenter keeps library names unique (compared as its find does, without case).
+        if vc.content.libraries.values().any(|l| l.name.eq_ignore_ascii_case(name)) {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "already_exists",
+                &format!("A library with the name {name} already exists."),
+            );
+        }
         let kind = match spec["type"].as_str() {
             Some("SUBSCRIBED") => {
                 let Some(url) = s(spec, &["subscription_info", "subscription_url"]) else {
