@@ -44,7 +44,8 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
     for s in 0..SITES {
         write!(
             golden,
-            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:1\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n"
+            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:{}\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n",
+            10000 + s
         )?;
     }
     std::fs::write(dir.join("golden.toml"), golden)?;
@@ -81,9 +82,13 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
 /// Puts every copy the desired state needs in place, owned by golden, and every pool on it.
 fn steady(desired: &DesiredState, lab: &mut LabState) {
     let now = now_ms();
-    for (site_name, site) in lab.sites.iter_mut() {
-        let vc = &mut site.vcenter;
-        let library = vc.add_local_library("golden-images", site_name == "s0", now).unwrap_or_default();
+    let LabState { vcenters, sites, .. } = lab;
+    for (site_name, site) in sites.iter_mut() {
+        // The bench's sites have a vCenter each.
+        let Some(vc) = vcenters.get_mut(&site.vcenter).map(|v| &mut v.sim) else { continue };
+        let datastore = vc.datastore_in(&site.datacenter).map(|d| d.id.clone()).unwrap_or_default();
+        let library =
+            vc.add_local_library("golden-images", &datastore, site_name == "s0", now).unwrap_or_default();
         let category = "urn:vmomi:InventoryServiceCategory:golden:GLOBAL".to_owned();
         vc.tagging.categories.insert(
             category.clone(),
@@ -116,8 +121,9 @@ fn steady(desired: &DesiredState, lab: &mut LabState) {
                 let deployed_from =
                     ItemRef { id: LibraryId::new(item.id.clone()), name: name.clone(), kind: "ovf".into() };
                 vc.content.items.insert(item.id.clone(), item);
-                let vm =
-                    vc.add_vm(&format!("golden-{}-{}", meta.image, meta.version), None).unwrap_or_default();
+                let vm = vc
+                    .add_vm(&format!("golden-{}-{}", meta.image, meta.version), &site.datacenter, None)
+                    .unwrap_or_default();
                 // As golden deploys them: metadata and the item in the annotation, and a tag.
                 if let Some(v) = vc.vms.get_mut(&vm) {
                     v.annotation = golden::vcenter::deployment_annotation(&meta, &deployed_from);
@@ -182,21 +188,21 @@ async fn run(
     let count = round_count();
     for _ in 0..count {
         let clients = golden::gather::connect_all(desired, &sites, dir, &lookup, &RetryPolicy::default())?;
-        let before: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).sum();
+        let before: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).sum();
         let (start, cpu_start) = (Instant::now(), cpu_ms());
         let got = golden::gather::read_all(desired, &clients).await?;
         let read = start.elapsed().as_secs_f64() * 1e3;
         let planned =
             plan(desired, &got.live, &PlanOptions::default()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
-        let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).sum();
+        let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).sum();
         let cpu = cpu_ms() - cpu_start;
         rounds.push((wall, read, planned.steps.len(), after - before, cpu));
     }
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (wall, read, steps, requests, cpu) = rounds[rounds.len() / 2];
     let per_site =
-        lab.endpoints().iter().map(|e| lab.requests(&e.site, e.product)).max().unwrap_or(0) / count as u64;
+        lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).max().unwrap_or(0) / count as u64;
     let bound = (chain * latency) as f64;
     println!(
         "plan ({label}): {steps} steps, {wall:.0} ms (reading {read:.0} ms; median of {count}, fastest {:.0} ms), {requests} requests (at most {per_site} per endpoint), {cpu:.0} ms of CPU (golden and lab); lower bound {bound:.0} ms ({chain} dependent requests, as counted at {CHECK_LATENCY_MS} ms, × {latency} ms): {:.2}× (target ≤ 1.5×)",

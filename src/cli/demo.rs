@@ -75,7 +75,7 @@ async fn demo() -> anyhow::Result<()> {
     let lookup = |name: &str| env.get(name).cloned();
     say(2, "A lab stands in for every site's vCenter and Horizon:")?;
     for e in lab.endpoints() {
-        writeln!(anstream::stdout(), "    {:<4} {:<8} {}", e.site, e.product, e.url)?;
+        writeln!(anstream::stdout(), "    {:<4} {:<8} {}", e.sites.join(","), e.product, e.url)?;
     }
 
     say(

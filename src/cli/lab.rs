@@ -67,7 +67,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     {
         let mut out = anstream::stdout();
         for e in lab.endpoints() {
-            writeln!(out, "{:<8} {:<8} {}", e.site, e.product, e.url)?;
+            writeln!(out, "{:<8} {:<8} {}", e.sites.join(","), e.product, e.url)?;
         }
         out.flush()?;
     }

@@ -1,12 +1,14 @@
 //! The lab: simulated vCenter and Horizon endpoints on loopback.
 //!
-//! Every site of a repository gets two HTTP endpoints, a vCenter (vSphere REST `/rest` and SOAP
-//! `/sdk`) and a Horizon Connection Server (`/rest`), speaking the same wire format as the real
+//! Every vCenter of a repository gets an HTTP endpoint (vSphere REST `/rest` and SOAP `/sdk`),
+//! and every site a Horizon Connection Server (`/rest`), both speaking the same wire format as the real
 //! products for the subset golden uses. golden's own clients talk to it exactly as they talk to
 //! production, so `golden demo`, the examples and the tests need no VMware software.
 //!
-//! All sites live in one [`LabState`] behind one mutex: cross-site behaviour (a subscribed
-//! library replicating from another site's published library) is a plain read of another site.
+//! All vCenters and sites live in one [`LabState`] behind one lock: cross-vCenter behaviour (a
+//! subscribed library replicating from another vCenter's published library) is a plain read of
+//! another vCenter. Sites whose golden.toml names one vCenter URL share one simulated vCenter,
+//! each in its own datacenter.
 //! Asynchronous behaviour is computed lazily from the wall clock and [`Timings`], so the state
 //! is plain data that can be saved to a file and resumed.
 //!
@@ -65,22 +67,49 @@ impl Timings {
     }
 }
 
-/// The whole lab: every site's simulated vCenter and Horizon.
+/// The whole lab: the simulated vCenters and every site's Horizon.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LabState {
+    /// Every simulated vCenter, by name. Several sites may share one, each in a datacenter of
+    /// its own, as one vCenter with a datacenter per Horizon pod often is in production.
+    pub vcenters: BTreeMap<String, VcenterLab>,
     pub sites: BTreeMap<String, SiteLab>,
     pub timings: Timings,
 }
 
-/// One site: a vCenter and the Horizon pod whose desktops it hosts.
+impl LabState {
+    /// The vCenter `site`'s datacenter is in.
+    pub fn vcenter_of(&self, site: &str) -> Option<&vcenter::VcenterSim> {
+        Some(&self.vcenters.get(&self.sites.get(site)?.vcenter)?.sim)
+    }
+
+    /// [`Self::vcenter_of`], to change.
+    pub fn vcenter_of_mut(&mut self, site: &str) -> Option<&mut vcenter::VcenterSim> {
+        let name = self.sites.get(site)?.vcenter.clone();
+        Some(&mut self.vcenters.get_mut(&name)?.sim)
+    }
+}
+
+/// One simulated vCenter and the URL it is served at.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VcenterLab {
+    pub name: String,
+    pub sim: vcenter::VcenterSim,
+    /// The base URL the endpoint is served at (set when the lab binds), so that one vCenter
+    /// can resolve another's publish URL.
+    pub url: Option<String>,
+}
+
+/// One site: a datacenter of a vCenter, and the Horizon pod whose desktops it hosts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SiteLab {
     pub name: String,
-    pub vcenter: vcenter::VcenterSim,
+    /// The vCenter (a key of [`LabState::vcenters`]) the site's datacenter is in.
+    pub vcenter: String,
+    /// The moref of the site's datacenter in that vCenter.
+    pub datacenter: String,
     pub horizon: horizon::HorizonSim,
-    /// Base URLs the endpoints are served at (set when the lab binds), so one site's vCenter
-    /// can resolve another's publish URL.
-    pub vcenter_url: Option<String>,
+    /// The base URL the Horizon endpoint is served at (set when the lab binds).
     pub horizon_url: Option<String>,
 }
 
@@ -107,11 +136,12 @@ impl Shared {
     }
 }
 
-/// Axum state of one endpoint: the lab plus the site it serves.
+/// Axum state of one endpoint: the lab plus what it serves, a site (a Horizon endpoint) or a
+/// vCenter (a vCenter endpoint), by name.
 #[derive(Clone, Debug)]
 pub struct SiteCtx {
     pub lab: Shared,
-    pub site: String,
+    pub name: String,
 }
 
 impl SiteCtx {

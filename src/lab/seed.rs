@@ -12,12 +12,15 @@ use std::collections::BTreeMap;
 
 use super::horizon::{HorizonSim, PoolKind as SimPoolKind};
 use super::vcenter::{Placement, VcenterSim};
-use super::{LabState, SiteLab, Timings, now_ms};
+use super::{LabState, SiteLab, Timings, VcenterLab, now_ms};
 use crate::desired::{Compute, DesiredState, PoolKind, Source};
 
-/// The lab state for `desired`, with endpoint URLs as golden.toml writes them.
+/// The lab state for `desired`, with endpoint URLs as golden.toml writes them. Sites that name
+/// one vCenter URL share one simulated vCenter, named after the first of them, with a
+/// datacenter each.
 pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
     let now = now_ms();
+    let mut vcenters: BTreeMap<String, VcenterLab> = BTreeMap::new();
     let mut sites = BTreeMap::new();
     for site in desired.sites.values() {
         let (cluster, resource_pool) = match &site.compute {
@@ -31,7 +34,16 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
             folder: &site.folder,
             datastore: &site.datastore,
         };
-        let vcenter = VcenterSim::new(&uuid::Uuid::new_v4().to_string(), &placement);
+        let name = match vcenters.values().find(|v| v.url.as_deref() == Some(site.vcenter.as_str())) {
+            Some(shared) => shared.name.clone(),
+            None => site.name.to_string(),
+        };
+        let lab = vcenters.entry(name.clone()).or_insert_with(|| VcenterLab {
+            name: name.clone(),
+            sim: VcenterSim::new(&uuid::Uuid::new_v4().to_string()),
+            url: Some(site.vcenter.clone()),
+        });
+        let datacenter = lab.sim.add_datacenter(&placement);
         let server = url::Url::parse(&site.vcenter)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
@@ -41,34 +53,36 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
             site.name.to_string(),
             SiteLab {
                 name: site.name.to_string(),
-                vcenter,
+                vcenter: name,
+                datacenter,
                 horizon,
-                vcenter_url: Some(site.vcenter.clone()),
                 horizon_url: Some(site.horizon.clone()),
             },
         );
     }
+    let mut lab = LabState { vcenters, sites, timings };
 
     // Build VMs and their snapshots at the source site, parents before children so that the
     // snapshot tree follows the version tree where they share a VM.
-    if let Some(source) = sites.get_mut(desired.settings.source_site.as_str()) {
+    let source = desired.settings.source_site.as_str();
+    let source_dc = lab.sites.get(source).map(|s| s.datacenter.clone()).unwrap_or_default();
+    if let Some(vc) = lab.vcenter_of_mut(source) {
         let mut library = None;
         for image in desired.images.values() {
             for version in image.versions.values() {
                 if let Source::LibraryItem { name } = &version.source {
-                    let vc = &mut source.vcenter;
                     if library.is_none() {
-                        library = vc.add_local_library(&desired.settings.library, true, now);
+                        let datastore = vc.datastore_in(&source_dc).map(|d| d.id.clone()).unwrap_or_default();
+                        library = vc.add_local_library(&desired.settings.library, &datastore, true, now);
                     }
                     if let Some(lib) = &library {
                         vc.add_ovf_item(lib, name, &format!("built by the {} pipeline", image.name), now);
                     }
                 }
                 if let Source::Vm { vm, snapshot } = &version.source {
-                    let vc = &mut source.vcenter;
-                    let id = match vc.vms.values().find(|v| &v.name == vm) {
+                    let id = match vc.vms.values().find(|v| &v.name == vm && v.datacenter == source_dc) {
                         Some(v) => v.id.clone(),
-                        None => match vc.add_vm(vm, None) {
+                        None => match vc.add_vm(vm, &source_dc, None) {
                             Some(id) => id,
                             None => continue,
                         },
@@ -87,12 +101,12 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
 
     // Pools and farms, each running its site's legacy image of the pool's image.
     for pool in desired.pools.values() {
-        let Some(site) = sites.get_mut(pool.site.as_str()) else { continue };
+        let Some(dc) = lab.sites.get(pool.site.as_str()).map(|s| s.datacenter.clone()) else { continue };
+        let Some(vc) = lab.vcenter_of_mut(pool.site.as_str()) else { continue };
         let legacy = format!("legacy-{}", pool.image);
-        let vc = &mut site.vcenter;
-        let vm = match vc.vms.values().find(|v| v.name == legacy) {
+        let vm = match vc.vms.values().find(|v| v.name == legacy && v.datacenter == dc) {
             Some(v) => v.id.clone(),
-            None => match vc.add_vm(&legacy, None) {
+            None => match vc.add_vm(&legacy, &dc, None) {
                 Some(id) => id,
                 None => continue,
             },
@@ -108,15 +122,15 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
             // Horizon clones from powered-off parents; a parent is never running.
             v.powered_on = false;
         }
-        let dc = vc.datacenter().map(|d| d.id.clone()).unwrap_or_default();
         let kind = match pool.kind {
             PoolKind::DesktopPool => SimPoolKind::DesktopPool,
             PoolKind::Farm => SimPoolKind::Farm,
         };
-        site.horizon.add_pool(kind, &pool.horizon_name, &dc, &vm, &snapshot);
+        if let Some(site) = lab.sites.get_mut(pool.site.as_str()) {
+            site.horizon.add_pool(kind, &pool.horizon_name, &dc, &vm, &snapshot);
+        }
     }
-
-    LabState { sites, timings }
+    lab
 }
 
 #[cfg(test)]
@@ -130,17 +144,17 @@ mod tests {
         let desired = load(&Location::WorkTree { dir }).expect("quickstart is valid");
         let lab = from_desired(&desired, Timings::instant());
         assert_eq!(lab.sites.keys().collect::<Vec<_>>(), ["eu", "hq", "us"]);
-        let hq = &lab.sites["hq"];
-        let build = hq.vcenter.vms.values().find(|v| v.name == "win11-build").expect("build VM at hq");
+        let hq = lab.vcenter_of("hq").expect("hq's vCenter");
+        let build = hq.vms.values().find(|v| v.name == "win11-build").expect("build VM at hq");
         let snaps: Vec<&str> = build.snapshots.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(snaps, ["sealed-2026-09", "sealed-2026-10", "sealed-2026-10-vpn"]);
         assert!(
-            !lab.sites["eu"].vcenter.vms.values().any(|v| v.name == "win11-build"),
+            !lab.vcenter_of("eu").expect("eu's vCenter").vms.values().any(|v| v.name == "win11-build"),
             "builds only at the source"
         );
         let eu_pools: Vec<&str> = lab.sites["eu"].horizon.pools.values().map(|p| p.name.as_str()).collect();
         assert_eq!(eu_pools.len(), 3, "{eu_pools:?}");
         assert!(eu_pools.contains(&"SAP-Farm"));
-        assert_eq!(hq.vcenter_url.as_deref(), Some("http://127.0.0.1:18441"));
+        assert_eq!(lab.vcenters["hq"].url.as_deref(), Some("http://127.0.0.1:18441"));
     }
 }

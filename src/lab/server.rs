@@ -91,7 +91,10 @@ struct Stats {
 /// One served endpoint.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
-    pub site: String,
+    /// The vCenter (a vCenter endpoint) or the site (a Horizon endpoint) it serves.
+    pub name: String,
+    /// The sites it serves: those in the vCenter, or the Horizon's own.
+    pub sites: Vec<String>,
     pub product: Product,
     pub url: String,
     stats: Arc<Mutex<Stats>>,
@@ -118,12 +121,18 @@ impl Lab {
     /// Binds every site's vCenter and Horizon endpoint and starts serving `state`.
     pub async fn start(state: LabState, options: LabOptions) -> anyhow::Result<Lab> {
         let shared = Shared::new(state);
-        let sites: Vec<(String, Option<String>, Option<String>)> = {
+        // What to serve: every vCenter (with the sites in it) and every site's Horizon.
+        let served: Vec<(Product, String, Option<String>, Vec<String>)> = {
             let lab = shared.lock();
-            lab.sites
+            let vcenters = lab.vcenters.values().map(|v| {
+                let sites = lab.sites.values().filter(|s| s.vcenter == v.name).map(|s| s.name.clone());
+                (Product::Vcenter, v.name.clone(), v.url.clone(), sites.collect())
+            });
+            let horizons = lab
+                .sites
                 .values()
-                .map(|s| (s.name.clone(), s.vcenter_url.clone(), s.horizon_url.clone()))
-                .collect()
+                .map(|s| (Product::Horizon, s.name.clone(), s.horizon_url.clone(), vec![s.name.clone()]));
+            vcenters.chain(horizons).collect()
         };
         let (stop, stopped) = watch::channel(false);
         let clock = match options.latency_ms {
@@ -133,56 +142,60 @@ impl Lab {
             ),
         };
         let mut lab = Lab { shared: shared.clone(), endpoints: Vec::new(), stop, tasks: Vec::new() };
-        for (site, vcenter_url, horizon_url) in sites {
-            for (product, configured) in [(Product::Vcenter, vcenter_url), (Product::Horizon, horizon_url)] {
-                let addr = match (&configured, options.free_ports) {
-                    (Some(url), false) => loopback_addr(url)?,
-                    _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        for (product, name, configured, sites) in served {
+            let addr = match (&configured, options.free_ports) {
+                (Some(url), false) => loopback_addr(url)?,
+                _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the {product} of `{name}`: {e}"))?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let stats = Arc::new(Mutex::new(Stats::default()));
+            let ctx = SiteCtx { lab: shared.clone(), name: name.clone() };
+            let routes = match product {
+                Product::Vcenter => super::vcenter::router(),
+                Product::Horizon => super::horizon::router(),
+            };
+            let layer = Layer {
+                stats: stats.clone(),
+                latency: Duration::from_millis(options.latency_ms),
+                clock: clock.clone(),
+            };
+            let app: Router = routes.with_state(ctx).layer(middleware::from_fn_with_state(layer, around));
+            let mut stopped = stopped.clone();
+            lab.tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
                 };
-                let listener = TcpListener::bind(addr).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on {addr} for the {product} of site `{site}`: {e}")
-                })?;
-                let url = format!("http://{}", listener.local_addr()?);
-                let stats = Arc::new(Mutex::new(Stats::default()));
-                let ctx = SiteCtx { lab: shared.clone(), site: site.clone() };
-                let routes = match product {
-                    Product::Vcenter => super::vcenter::router(),
-                    Product::Horizon => super::horizon::router(),
-                };
-                let layer = Layer {
-                    stats: stats.clone(),
-                    latency: Duration::from_millis(options.latency_ms),
-                    clock: clock.clone(),
-                };
-                let app: Router = routes.with_state(ctx).layer(middleware::from_fn_with_state(layer, around));
-                let mut stopped = stopped.clone();
-                lab.tasks.push(tokio::spawn(async move {
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    };
-                    // A make-service hands each connection a clone of the router (one Arc);
-                    // serving the router itself rebuilds its route table per connection.
-                    let app = app.into_make_service();
-                    // No Nagle delay on answers, as vCenter's and Horizon's front ends do not
-                    // have one either: an answer written in parts goes out at once.
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                        tracing::error!("lab endpoint stopped: {e}");
+                // A make-service hands each connection a clone of the router (one Arc);
+                // serving the router itself rebuilds its route table per connection.
+                let app = app.into_make_service();
+                // No Nagle delay on answers, as vCenter's and Horizon's front ends do not
+                // have one either: an answer written in parts goes out at once.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    tracing::error!("lab endpoint stopped: {e}");
+                }
+            }));
+            {
+                let mut state = shared.lock();
+                match product {
+                    Product::Vcenter => {
+                        if let Some(v) = state.vcenters.get_mut(&name) {
+                            v.url = Some(url.clone());
+                        }
                     }
-                }));
-                {
-                    let mut state = shared.lock();
-                    if let Some(s) = state.sites.get_mut(&site) {
-                        match product {
-                            Product::Vcenter => s.vcenter_url = Some(url.clone()),
-                            Product::Horizon => s.horizon_url = Some(url.clone()),
+                    Product::Horizon => {
+                        if let Some(s) = state.sites.get_mut(&name) {
+                            s.horizon_url = Some(url.clone());
                         }
                     }
                 }
-                lab.endpoints.push(Endpoint { site: site.clone(), product, url, stats });
             }
+            lab.endpoints.push(Endpoint { name, sites, product, url, stats });
         }
         Ok(lab)
     }
@@ -196,13 +209,13 @@ impl Lab {
         self.shared.clone()
     }
 
-    /// The base URL of a site's endpoint.
+    /// The base URL of a site's endpoint (for a vCenter, the one its datacenter is in).
     pub fn url(&self, site: &str, product: Product) -> Option<&str> {
         self.endpoint(site, product).map(|e| e.url.as_str())
     }
 
     fn endpoint(&self, site: &str, product: Product) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.site == site && e.product == product)
+        self.endpoints.iter().find(|e| e.product == product && e.sites.iter().any(|s| s == site))
     }
 
     /// Requests an endpoint has served since start (or the last reset), control paths excluded.
@@ -230,22 +243,26 @@ impl Lab {
         }
     }
 
-    /// The environment a client needs: URL overrides and the credentials the lab accepts.
+    /// The environment a client needs: URL overrides and the credentials the lab accepts, for
+    /// every site.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut vars = Vec::new();
         for e in &self.endpoints {
-            let prefix = crate::ids::SiteName::new(e.site.clone()).env_prefix();
             let product = match e.product {
                 Product::Vcenter => "VCENTER",
                 Product::Horizon => "HORIZON",
             };
-            vars.push((format!("{prefix}_{product}_URL"), e.url.clone()));
-            vars.push((format!("{prefix}_{product}_USER"), LAB_USER.to_owned()));
-            vars.push((format!("{prefix}_{product}_PASSWORD"), LAB_PASSWORD.to_owned()));
-            if e.product == Product::Horizon {
-                vars.push((format!("{prefix}_HORIZON_DOMAIN"), LAB_DOMAIN.to_owned()));
+            for site in &e.sites {
+                let prefix = crate::ids::SiteName::new(site.clone()).env_prefix();
+                vars.push((format!("{prefix}_{product}_URL"), e.url.clone()));
+                vars.push((format!("{prefix}_{product}_USER"), LAB_USER.to_owned()));
+                vars.push((format!("{prefix}_{product}_PASSWORD"), LAB_PASSWORD.to_owned()));
+                if e.product == Product::Horizon {
+                    vars.push((format!("{prefix}_HORIZON_DOMAIN"), LAB_DOMAIN.to_owned()));
+                }
             }
         }
+        vars.sort();
         vars
     }
 

@@ -128,14 +128,15 @@ impl Harness {
     /// Per site, names of library items (per library) and of VMs that occur more than once.
     fn duplicates(&self) -> Vec<String> {
         let mut dups = Vec::new();
-        for (site, s) in &self.lab_state().sites {
+        for (site, v) in &self.lab_state().vcenters {
             let mut items: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-            for i in s.vcenter.content.items.values() {
+            for i in v.sim.content.items.values() {
                 *items.entry((i.library_id.as_str(), i.name.as_str())).or_default() += 1;
             }
-            let mut vms: BTreeMap<&str, usize> = BTreeMap::new();
-            for v in s.vcenter.vms.values() {
-                *vms.entry(v.name.as_str()).or_default() += 1;
+            // VM names per folder: sites sharing a vCenter have a folder each.
+            let mut vms: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+            for v in v.sim.vms.values() {
+                *vms.entry((v.folder.as_str(), v.name.as_str())).or_default() += 1;
             }
             dups.extend(
                 items
@@ -144,18 +145,20 @@ impl Harness {
                     .map(|((_, name), n)| format!("{site}: item {name} ×{n}")),
             );
             dups.extend(
-                vms.iter().filter(|(_, n)| **n > 1).map(|(name, n)| format!("{site}: vm {name} ×{n}")),
+                vms.iter()
+                    .filter(|(_, n)| **n > 1)
+                    .map(|((folder, name), n)| format!("{site}: vm {name} ×{n} in folder {folder}")),
             );
         }
         dups
     }
 
     fn count_vms(&self) -> usize {
-        self.lab_state().sites.values().map(|s| s.vcenter.vms.len()).sum()
+        self.lab_state().vcenters.values().map(|v| v.sim.vms.len()).sum()
     }
 
     fn count_items(&self) -> usize {
-        self.lab_state().sites.values().map(|s| s.vcenter.content.items.len()).sum()
+        self.lab_state().vcenters.values().map(|v| v.sim.content.items.len()).sum()
     }
 }
 
@@ -399,7 +402,7 @@ async fn a_replication_waits_for_a_slow_library_sync() {
     // Again: the copy is found, no new sync or library.
     let again = run_step(&h.ctx, steps[1], &progress).await.expect("re-run");
     assert!(matches!(again, Outcome::AlreadyDone(_)), "{again:?}");
-    let libraries = h.lab_state().sites["eu"].vcenter.content.libraries.len();
+    let libraries = h.lab_state().vcenter_of("eu").expect("eu's vCenter").content.libraries.len();
     assert_eq!(libraries, 1);
 }
 
@@ -407,8 +410,10 @@ async fn a_replication_waits_for_a_slow_library_sync() {
 async fn a_site_with_a_local_library_gets_its_copy_pulled_by_vcenter() {
     let timings = Timings { library_sync_ms: 100, ..Timings::instant() };
     let h = Harness::start_with(timings, |state| {
-        let eu = &mut state.sites.get_mut("eu").expect("eu").vcenter;
-        eu.add_local_library("golden-images", false, golden::lab::now_ms()).expect("library");
+        let dc = state.sites["eu"].datacenter.clone();
+        let eu = state.vcenter_of_mut("eu").expect("eu's vCenter");
+        let datastore = eu.datastore_in(&dc).expect("a datastore").id.clone();
+        eu.add_local_library("golden-images", &datastore, false, golden::lab::now_ms()).expect("library");
     })
     .await;
     let progress = Recorder::default();
@@ -423,8 +428,8 @@ async fn a_site_with_a_local_library_gets_its_copy_pulled_by_vcenter() {
     // The copy at eu is an item of eu's local library with the source's files, byte for byte,
     // each pulled by eu's vCenter.
     let state = h.lab_state();
-    let hq = &state.sites["hq"].vcenter.content;
-    let eu = &state.sites["eu"].vcenter.content;
+    let hq = &state.vcenter_of("hq").expect("hq's vCenter").content;
+    let eu = &state.vcenter_of("eu").expect("eu's vCenter").content;
     let source = hq.items.values().find(|i| i.name == "win11-ent-2026.10").expect("source item");
     let copy = eu.items.values().find(|i| i.name == "win11-ent-2026.10").expect("pulled item");
     assert_eq!(eu.libraries.len(), 1, "no subscribed library was added");
@@ -450,7 +455,7 @@ async fn retire_leaves_what_golden_does_not_own() {
     let progress = Recorder::default();
     let (legacy, packer) = {
         let state = h.lab_state();
-        let hq = &state.sites["hq"].vcenter;
+        let hq = state.vcenter_of("hq").expect("hq's vCenter");
         let legacy = hq.vms.values().find(|v| v.name == "legacy-win11-ent").expect("legacy vm").id.clone();
         let packer = hq.content.items.values().find(|i| i.name == "win11-2026.11").expect("item").id.clone();
         (legacy, packer)
@@ -470,9 +475,12 @@ async fn retire_leaves_what_golden_does_not_own() {
     let outcome = run_step(&h.ctx, &step, &progress).await.expect("retire runs");
     assert!(matches!(outcome, Outcome::AlreadyDone(_)), "{outcome:?}");
     let state = h.lab_state();
-    assert!(state.sites["hq"].vcenter.vms.contains_key(&legacy), "the legacy VM is not golden's");
     assert!(
-        state.sites["hq"].vcenter.content.items.contains_key(&packer),
+        state.vcenter_of("hq").expect("hq's vCenter").vms.contains_key(&legacy),
+        "the legacy VM is not golden's"
+    );
+    assert!(
+        state.vcenter_of("hq").expect("hq's vCenter").content.items.contains_key(&packer),
         "an unadopted item is not golden's"
     );
     let notes = progress.notes_of("retire/hq/win11-ent/2026.11");
@@ -532,7 +540,10 @@ async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
         routes.keys().any(|r| r.starts_with("POST /rest/com/vmware/content/library/subscribed-item/")),
         "{routes:?}"
     );
-    assert!(h.lab_state().sites["eu"].vcenter.content.items.contains_key(&copy), "the item itself stays");
+    assert!(
+        h.lab_state().vcenter_of("eu").expect("eu's vCenter").content.items.contains_key(&copy),
+        "the item itself stays"
+    );
 }
 
 /// The step of `plan` with this id.
@@ -613,8 +624,13 @@ async fn a_deploy_adopts_a_tagged_vm_without_snapshot() {
     let notes = progress.notes_of("deploy/hq/win11-ent/2026.10");
     assert!(notes.iter().any(|n| n.starts_with("adopting base vm `golden-win11-ent-2026.10`")), "{notes:?}");
     let state = h.lab_state();
-    let named: Vec<_> =
-        state.sites["hq"].vcenter.vms.values().filter(|v| v.name == "golden-win11-ent-2026.10").collect();
+    let named: Vec<_> = state
+        .vcenter_of("hq")
+        .expect("hq's vCenter")
+        .vms
+        .values()
+        .filter(|v| v.name == "golden-win11-ent-2026.10")
+        .collect();
     assert_eq!(named.len(), 1, "deployed twice");
     assert_eq!(named[0].id, vm.as_str());
     let snaps: Vec<&str> = named[0].snapshots.iter().map(|s| s.name.as_str()).collect();
@@ -645,9 +661,15 @@ async fn a_drifted_pool_is_pushed_back_and_converges() {
     {
         let shared = h.lab.state();
         let mut state = shared.lock();
-        let eu = state.sites.get_mut("eu").expect("eu");
-        let legacy = eu.vcenter.vms.values().find(|v| v.name == "legacy-win11-ent").expect("legacy VM");
+        let legacy = state
+            .vcenter_of("eu")
+            .expect("eu's vCenter")
+            .vms
+            .values()
+            .find(|v| v.name == "legacy-win11-ent")
+            .expect("legacy VM");
         let (vm, snap) = (legacy.id.clone(), legacy.snapshots[0].id.clone());
+        let eu = state.sites.get_mut("eu").expect("eu");
         let id = eu.horizon.pool_id("Office-IC").expect("pool");
         let pool = eu.horizon.pools.get_mut(&id).expect("pool");
         pool.parent_vm_id = vm;
@@ -672,7 +694,12 @@ async fn without_a_rollback_window_the_old_copy_is_retired_and_converges() {
     converge(&h, &plan, &PlanOptions::default(), &progress).await;
     let state = h.lab_state();
     assert!(
-        !state.sites["eu"].vcenter.vms.values().any(|v| v.name == "golden-ws2022-rds-2026.08-hf1"),
+        !state
+            .vcenter_of("eu")
+            .expect("eu's vCenter")
+            .vms
+            .values()
+            .any(|v| v.name == "golden-ws2022-rds-2026.08-hf1"),
         "retired"
     );
 }

@@ -14,7 +14,9 @@ use golden::ids::SiteName;
 use golden::lab::horizon::{HorizonSim, PoolKind as SimKind};
 use golden::lab::server::FaultRule;
 use golden::lab::vcenter::{Placement, VcenterSim};
-use golden::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, LabState, Product, SiteLab, Timings};
+use golden::lab::{
+    LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, LabState, Product, SiteLab, Timings, VcenterLab,
+};
 use golden::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingState};
 use serde_json::{Value, json};
 
@@ -34,20 +36,17 @@ struct World {
 }
 
 async fn world(pools: usize, timings: Timings) -> World {
-    let mut vc = VcenterSim::new(
-        "4d1c3c1e-0000-4000-8000-000000000001",
-        &Placement {
-            datacenter: "DC-HQ",
-            cluster: "Cluster-A",
-            resource_pool: None,
-            folder: "golden",
-            datastore: "vsan-hq",
-        },
-    );
-    let dc = vc.datacenter().expect("datacenter").id.clone();
-    let legacy = vc.add_vm("legacy-win11", None).expect("vm");
+    let mut vc = VcenterSim::new("4d1c3c1e-0000-4000-8000-000000000001");
+    let dc = vc.add_datacenter(&Placement {
+        datacenter: "DC-HQ",
+        cluster: "Cluster-A",
+        resource_pool: None,
+        folder: "golden",
+        datastore: "vsan-hq",
+    });
+    let legacy = vc.add_vm("legacy-win11", &dc, None).expect("vm");
     let initial = vc.add_snapshot(&legacy, "initial", "", 1).expect("snapshot");
-    let build = vc.add_vm("win11-build", None).expect("vm");
+    let build = vc.add_vm("win11-build", &dc, None).expect("vm");
     vc.add_snapshot(&build, "sealed-2026-10", "", 2).expect("snapshot");
     let sealed = vc.add_snapshot(&build, "sealed-2026-11", "", 3).expect("snapshot");
     let mut hz = HorizonSim::new("horizon-vc-1", "vc-hq.lab");
@@ -56,8 +55,14 @@ async fn world(pools: usize, timings: Timings) -> World {
         hz.add_pool(SimKind::DesktopPool, &format!("Pool-{n:04}"), &dc, &legacy, &initial);
     }
     let farm = hz.add_pool(SimKind::Farm, "SAP-Farm", &dc, &legacy, &initial);
-    let site = SiteLab { name: SITE.into(), vcenter: vc, horizon: hz, vcenter_url: None, horizon_url: None };
-    let state = LabState { sites: BTreeMap::from([(SITE.to_owned(), site)]), timings };
+    let site =
+        SiteLab { name: SITE.into(), vcenter: SITE.into(), datacenter: dc, horizon: hz, horizon_url: None };
+    let vcenter = VcenterLab { name: SITE.into(), sim: vc, url: None };
+    let state = LabState {
+        vcenters: BTreeMap::from([(SITE.to_owned(), vcenter)]),
+        sites: BTreeMap::from([(SITE.to_owned(), site)]),
+        timings,
+    };
     let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("lab starts");
     World {
         lab,

@@ -237,5 +237,10 @@ fn seeded_datastore(site: &str) -> String {
     let desired =
         golden::desired::load(&golden::desired::Location::WorkTree { dir }).expect("quickstart loads");
     let lab = golden::lab::seed::from_desired(&desired, golden::lab::Timings::default());
-    lab.sites[site].vcenter.datastores.keys().next().expect("a datastore").clone()
+    lab.vcenter_of(site)
+        .expect("the site's vCenter")
+        .datastore_in(&lab.sites[site].datacenter)
+        .expect("a datastore")
+        .id
+        .clone()
 }

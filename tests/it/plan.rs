@@ -120,7 +120,8 @@ fn big_repo(dir: &Path, sites: usize, pools: usize) {
     let mut golden = String::from("[settings]\nsource_site = \"s0\"\n");
     for s in 0..sites {
         golden.push_str(&format!(
-            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:1\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n"
+            "\n[sites.s{s}]\nvcenter = \"http://127.0.0.1:{}\"\nhorizon = \"http://127.0.0.1:1\"\ndatacenter = \"DC{s}\"\ncluster = \"C{s}\"\nfolder = \"golden\"\ndatastore = \"ds{s}\"\n",
+            10000 + s
         ));
     }
     std::fs::write(dir.join("golden.toml"), golden).expect("write");
@@ -165,7 +166,7 @@ async fn requests_to_read(sites: usize, pools: usize) -> BTreeMap<(String, Produ
     assert!(live.sites.values().all(|s| s.pools.len() == pools));
     let mut counts = BTreeMap::new();
     for e in lab.endpoints() {
-        counts.insert((e.site.clone(), e.product), lab.requests(&e.site, e.product));
+        counts.insert((e.name.clone(), e.product), lab.requests(&e.name, e.product));
     }
     counts
 }
@@ -231,8 +232,10 @@ async fn plan_and_status_end_their_sessions() {
         let shared = lab.state();
         let state = shared.lock();
         let mut open = Vec::new();
+        for (name, vcenter) in &state.vcenters {
+            open.extend(vcenter.sim.sessions.iter().map(|_| format!("{name}: a vCenter session")));
+        }
         for (name, site) in &state.sites {
-            open.extend(site.vcenter.sessions.iter().map(|_| format!("{name}: a vCenter session")));
             open.extend(site.horizon.sessions.keys().map(|_| format!("{name}: a Horizon session")));
         }
         open

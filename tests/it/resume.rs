@@ -92,20 +92,21 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
         last.stdout, second.stdout, second.stderr
     );
 
-    // No duplicates: one library per site, one item and one base VM per version, one push per pool.
+    // No duplicates: one library per vCenter, one item per version and library, one base VM
+    // per version and site (a folder each), one push per pool.
     let shared = lab.state();
     let state = shared.lock();
-    for (name, site) in &state.sites {
-        let libraries = site.vcenter.content.libraries.len();
+    for (name, vcenter) in &state.vcenters {
+        let libraries = vcenter.sim.content.libraries.len();
         assert_eq!(libraries, 1, "{name} has {libraries} libraries");
         let mut items: BTreeMap<&str, usize> = BTreeMap::new();
-        for item in site.vcenter.content.items.values() {
+        for item in vcenter.sim.content.items.values() {
             *items.entry(item.name.as_str()).or_default() += 1;
         }
         assert!(items.values().all(|n| *n == 1), "{name}: duplicate items {items:?}");
-        let mut vms: BTreeMap<&str, usize> = BTreeMap::new();
-        for vm in site.vcenter.vms.values() {
-            *vms.entry(vm.name.as_str()).or_default() += 1;
+        let mut vms: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for vm in vcenter.sim.vms.values() {
+            *vms.entry((vm.folder.as_str(), vm.name.as_str())).or_default() += 1;
         }
         assert!(vms.values().all(|n| *n == 1), "{name}: duplicate VMs {vms:?}");
     }
@@ -114,7 +115,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
         .endpoints()
         .iter()
         .filter(|e| e.product == Product::Horizon)
-        .flat_map(|e| lab.requests_by_route(&e.site, e.product))
+        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
         .filter(|(route, _)| {
             route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
         })

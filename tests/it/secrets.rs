@@ -39,8 +39,10 @@ fn issued(lab: &Lab) -> BTreeSet<String> {
     let shared = lab.state();
     let state = shared.lock();
     let mut out = BTreeSet::new();
+    for vcenter in state.vcenters.values() {
+        out.extend(vcenter.sim.sessions.iter().cloned());
+    }
     for site in state.sites.values() {
-        out.extend(site.vcenter.sessions.iter().cloned());
         out.extend(site.horizon.sessions.keys().cloned());
         out.extend(site.horizon.access_tokens.keys().cloned());
     }

@@ -71,7 +71,8 @@ impl Target {
         let (vm, expected) = {
             let shared = lab.state();
             let state = shared.lock();
-            let vc = &state.sites["hq"].vcenter;
+            let vc = state.vcenter_of("hq").expect("hq's vCenter");
+            let dc = &state.sites["hq"].datacenter;
             let vm = vc.vms.values().find(|v| v.name == "win11-build").expect("the build VM is seeded at hq");
             let pool = match &hq.compute {
                 Compute::Cluster(name) => {
@@ -83,8 +84,8 @@ impl Target {
             };
             let datastore = vc.datastores.values().find(|d| d.name == hq.datastore).expect("datastore");
             let expected = Placement {
-                datacenter: Moref::new(vc.datacenter().expect("datacenter").id.clone()),
-                folder: Moref::new(vc.vm_folder_named(&hq.folder).expect("folder").id.clone()),
+                datacenter: Moref::new(dc.clone()),
+                folder: Moref::new(vc.vm_folder_named(dc, &hq.folder).expect("folder").id.clone()),
                 resource_pool: Moref::new(pool),
                 datastore: Moref::new(datastore.id.clone()),
             };

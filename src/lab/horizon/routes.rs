@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::view::{self, Placement};
-use super::{PoolKind, PoolSource, Push};
-use crate::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, SiteCtx, SiteLab, Timings, now_ms};
+use super::{HorizonSim, PoolKind, PoolSource, Push};
+use crate::lab::vcenter::VcenterSim;
+use crate::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, SiteCtx, Timings, now_ms};
 
 /// The Horizon endpoint's routes: `/rest/...`.
 pub fn router() -> Router<SiteCtx> {
@@ -85,29 +86,39 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// A site as the Horizon handlers see it: its pod, and the vCenter its datacenter is in.
+struct Pod<'a, H> {
+    horizon: H,
+    vcenter: &'a VcenterSim,
+    /// The moref of the site's datacenter in that vCenter.
+    datacenter: &'a str,
+}
+
 /// Runs `f` on this endpoint's site with the lab locked, after settling the pod at the clock.
 fn with_site<T>(
     ctx: &SiteCtx,
-    f: impl FnOnce(&mut SiteLab, &Timings, i64) -> Result<T, ApiError>,
+    f: impl FnOnce(Pod<'_, &mut HorizonSim>, &Timings, i64) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     let mut lab = ctx.lock();
-    let LabState { sites, timings } = &mut *lab;
-    let Some(site) = sites.get_mut(&ctx.site) else { return Err(site_missing()) };
+    let LabState { vcenters, sites, timings } = &mut *lab;
+    let Some(site) = sites.get_mut(&ctx.name) else { return Err(site_missing()) };
+    let Some(vcenter) = vcenters.get(&site.vcenter) else { return Err(site_missing()) };
     let now = now_ms();
     site.horizon.settle(now, timings);
-    f(site, timings, now)
+    f(Pod { horizon: &mut site.horizon, vcenter: &vcenter.sim, datacenter: &site.datacenter }, timings, now)
 }
 
 /// [`with_site`] for a handler that only reads: the site is settled to now, then read
 /// alongside other readers.
 fn read_site<T>(
     ctx: &SiteCtx,
-    f: impl FnOnce(&SiteLab, &Timings, i64) -> Result<T, ApiError>,
+    f: impl FnOnce(Pod<'_, &HorizonSim>, &Timings, i64) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     let now = with_site(ctx, |_, _, now| Ok(now))?;
     let lab = ctx.read();
-    let Some(site) = lab.sites.get(&ctx.site) else { return Err(site_missing()) };
-    f(site, &lab.timings, now)
+    let Some(site) = lab.sites.get(&ctx.name) else { return Err(site_missing()) };
+    let Some(vcenter) = lab.vcenters.get(&site.vcenter) else { return Err(site_missing()) };
+    f(Pod { horizon: &site.horizon, vcenter: &vcenter.sim, datacenter: &site.datacenter }, &lab.timings, now)
 }
 
 fn site_missing() -> ApiError {
@@ -316,7 +327,7 @@ fn render<T>(
     render: fn(&super::Pool, &str, &Placement, i64, &Timings) -> T,
 ) -> Result<Vec<T>, ApiError> {
     read_site(ctx, |site, t, now| {
-        let place = Placement::of(&site.vcenter);
+        let place = Placement::of(site.vcenter, site.datacenter);
         let sim = &site.horizon;
         let items: Vec<T> = sim
             .pools
@@ -414,7 +425,7 @@ struct MaintenanceBody {
 /// §6, §7 and §13 for the rules mimicked here.
 fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResult {
     with_site(ctx, |site, _, now| {
-        let SiteLab { vcenter, horizon, .. } = site;
+        let Pod { vcenter, horizon, .. } = site;
         let pool =
             horizon.pools.get_mut(id).filter(|p| p.kind == kind).ok_or_else(|| pool_not_found(kind, id))?;
         let logoff = match body.logoff_policy.as_deref() {
@@ -595,10 +606,10 @@ async fn cancel_maintenance(
 // ---- external inventory (the site's lab vCenter) and virtual centers ----
 
 /// Checks the `vcenter_id` every external API requires.
-fn vcenter_param(query: &HashMap<String, String>, site: &SiteLab) -> Result<(), ApiError> {
+fn vcenter_param(query: &HashMap<String, String>, horizon: &HorizonSim) -> Result<(), ApiError> {
     match query.get("vcenter_id") {
         None => Err(ApiError::bad_request("vcenter.id.required", "vcenter_id is required.")),
-        Some(id) if *id == site.horizon.vcenter_id => Ok(()),
+        Some(id) if *id == horizon.vcenter_id => Ok(()),
         Some(id) => {
             Err(ApiError::not_found("vcenter.not.found", format!("Virtual center {id} does not exist.")))
         }
@@ -611,7 +622,7 @@ async fn datacenters(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let items = with_site(&ctx, |site, _, _| {
-        vcenter_param(&query, site)?;
+        vcenter_param(&query, site.horizon)?;
         Ok(site
             .vcenter
             .datacenters
@@ -628,7 +639,7 @@ async fn base_vms(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let items = with_site(&ctx, |site, _, _| {
-        vcenter_param(&query, site)?;
+        vcenter_param(&query, site.horizon)?;
         let datacenter = query.get("datacenter_id");
         let compatible_only = query.get("filter_incompatible_vms").is_some_and(|v| v == "true");
         let vc = &site.vcenter;
@@ -649,7 +660,7 @@ async fn base_snapshots(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let items = with_site(&ctx, |site, _, _| {
-        vcenter_param(&query, site)?;
+        vcenter_param(&query, site.horizon)?;
         let Some(vm_id) = query.get("base_vm_id") else {
             return Err(ApiError::bad_request("base.vm.id.required", "base_vm_id is required."));
         };

@@ -10,7 +10,7 @@ use super::{FailedImage, Phase, Pool, PoolKind, PoolSource, Push};
 use crate::lab::Timings;
 use crate::lab::vcenter::{Snapshot, VcenterSim, Vm};
 
-/// Placement objects every pool reports; the lab's vCenter has one of each.
+/// Placement objects every pool reports: the first cluster of the site's datacenter.
 #[derive(Debug, Default)]
 pub struct Placement {
     pub host_or_cluster_id: Option<String>,
@@ -19,12 +19,12 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn of(vc: &VcenterSim) -> Placement {
-        let cluster = vc.clusters.values().next();
+    pub fn of(vc: &VcenterSim, datacenter: &str) -> Placement {
+        let cluster = vc.cluster_in(datacenter);
         Placement {
             host_or_cluster_id: cluster.map(|c| c.id.clone()),
             resource_pool_id: cluster.map(|c| c.resource_pool.clone()),
-            vm_folder_id: vc.datacenter().map(|d| d.vm_folder.clone()),
+            vm_folder_id: vc.datacenters.get(datacenter).map(|d| d.vm_folder.clone()),
         }
     }
 }

@@ -139,37 +139,38 @@ impl Library {
     }
 }
 
-/// Resolves a URL served by one of the lab's vCenters: `(site, path)`.
+/// Resolves a URL served by one of the lab's vCenters: `(vcenter, path)`.
 pub fn resolve_url<'a>(lab: &'a LabState, uri: &str) -> Option<(&'a str, String)> {
     let url = url::Url::parse(uri).ok()?;
     let origin = format!("{}://{}", url.scheme(), url.host_str()?);
     let port = url.port_or_known_default()?;
-    lab.sites.values().find_map(|s| {
-        let base = url::Url::parse(s.vcenter_url.as_deref()?).ok()?;
+    lab.vcenters.values().find_map(|v| {
+        let base = url::Url::parse(v.url.as_deref()?).ok()?;
         let same = format!("{}://{}", base.scheme(), base.host_str()?) == origin
             && base.port_or_known_default()? == port;
-        same.then(|| (s.name.as_str(), url.path().to_owned()))
+        same.then(|| (v.name.as_str(), url.path().to_owned()))
     })
 }
 
-/// Advances every site's asynchronous library work that is due at `now`: subscribed-library
+/// Advances every vCenter's asynchronous library work that is due at `now`: subscribed-library
 /// syncs and PULL transfers. Called at the start of each vCenter request.
 pub fn settle(lab: &mut LabState, now: i64) {
     let delay = lab.timings.library_sync_ms as i64;
     // Collect the work first: it reads one site and writes another.
     let mut syncs = Vec::new();
     let mut pulls = Vec::new();
-    for site in lab.sites.values() {
-        for lib in site.vcenter.content.libraries.values() {
+    for vcenter in lab.vcenters.values() {
+        let site = &vcenter.sim;
+        for lib in site.content.libraries.values() {
             if let LibraryKind::Subscribed { subscription_url, sync_started_ms: Some(started), .. } =
                 &lib.kind
             {
                 if now >= started + delay {
-                    syncs.push((site.name.clone(), lib.id.clone(), subscription_url.clone()));
+                    syncs.push((vcenter.name.clone(), lib.id.clone(), subscription_url.clone()));
                 }
             }
         }
-        for session in site.vcenter.content.update_sessions.values() {
+        for session in site.content.update_sessions.values() {
             for file in session.files.values() {
                 if file.source_type == "PULL"
                     && file.bytes.is_none()
@@ -177,7 +178,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
                     && now >= file.started_ms + delay
                 {
                     pulls.push((
-                        site.name.clone(),
+                        vcenter.name.clone(),
                         session.id.clone(),
                         file.name.clone(),
                         file.source_uri.clone(),
@@ -188,7 +189,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
     }
     for (site, library, url) in syncs {
         let items = published_items(lab, &url);
-        let Some(vc) = lab.sites.get_mut(&site).map(|s| &mut s.vcenter) else { continue };
+        let Some(vc) = lab.vcenters.get_mut(&site).map(|v| &mut v.sim) else { continue };
         match items {
             Some(items) => {
                 for source in items {
@@ -227,7 +228,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
     }
     for (site, session, name, uri) in pulls {
         let fetched = uri.as_deref().and_then(|u| download(lab, u));
-        let Some(vc) = lab.sites.get_mut(&site).map(|s| &mut s.vcenter) else { continue };
+        let Some(vc) = lab.vcenters.get_mut(&site).map(|v| &mut v.sim) else { continue };
         if let Some(file) = vc.content.update_sessions.get_mut(&session).and_then(|s| s.files.get_mut(&name))
         {
             match fetched {
@@ -242,7 +243,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
 fn published_items(lab: &LabState, url: &str) -> Option<Vec<Item>> {
     let (site, path) = resolve_url(lab, url)?;
     let id = path.strip_prefix("/cls/vcsp/lib/")?.trim_end_matches("/lib.json").trim_end_matches('/');
-    let vc = &lab.sites.get(site)?.vcenter;
+    let vc = &lab.vcenters.get(site)?.sim;
     let lib = vc.content.libraries.get(id)?;
     if !matches!(lib.kind, LibraryKind::Local { published: true }) {
         return None;
@@ -255,7 +256,7 @@ pub fn download(lab: &LabState, uri: &str) -> Option<Vec<u8>> {
     let (site, path) = resolve_url(lab, uri)?;
     let rest = path.strip_prefix("/rest/com/vmware/cis/data/")?;
     let (data_id, name) = rest.split_once('/')?;
-    let content = &lab.sites.get(site)?.vcenter.content;
+    let content = &lab.vcenters.get(site)?.sim.content;
     let session = content
         .download_sessions
         .values()
@@ -279,10 +280,16 @@ mod base64_bytes {
 }
 
 impl super::VcenterSim {
-    /// Creates a local library on the first datastore, as an admin would in the vSphere
-    /// client. Returns its id.
-    pub fn add_local_library(&mut self, name: &str, published: bool, now: i64) -> Option<String> {
-        let datastore = self.datastores.keys().next()?.clone();
+    /// Creates a local library on `datastore`, as an admin would in the vSphere client.
+    /// Returns its id.
+    pub fn add_local_library(
+        &mut self,
+        name: &str,
+        datastore: &str,
+        published: bool,
+        now: i64,
+    ) -> Option<String> {
+        let datastore = self.datastores.get(datastore)?.id.clone();
         let id = uuid::Uuid::new_v4().to_string();
         self.content.libraries.insert(
             id.clone(),

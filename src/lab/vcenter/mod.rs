@@ -198,22 +198,22 @@ pub struct Placement<'a> {
 }
 
 impl VcenterSim {
-    /// A vCenter with one datacenter holding a cluster of two hosts, a VM folder, a datastore
-    /// and a network, named as `placement` says.
-    pub fn new(instance_uuid: &str, placement: &Placement<'_>) -> VcenterSim {
+    /// A vCenter with nothing but its root folder; [`Self::add_datacenter`] fills it.
+    pub fn new(instance_uuid: &str) -> VcenterSim {
         let mut vc =
             VcenterSim { instance_uuid: instance_uuid.to_owned(), next_id: 1, ..VcenterSim::default() };
         let root = vc.moref("group-d");
         vc.folders.insert(
             root.clone(),
-            Folder {
-                id: root.clone(),
-                name: "Datacenters".into(),
-                parent: None,
-                kind: FolderKind::Datacenter,
-            },
+            Folder { id: root, name: "Datacenters".into(), parent: None, kind: FolderKind::Datacenter },
         );
-        let dc = vc.moref("datacenter-");
+        vc
+    }
+
+    /// Adds a datacenter holding a cluster of two hosts, a VM folder, a datastore and a
+    /// network, named as `placement` says. Returns the datacenter's moref.
+    pub fn add_datacenter(&mut self, placement: &Placement<'_>) -> String {
+        let dc = self.moref("datacenter-");
         let folder = |vc: &mut VcenterSim, prefix: &str, name: &str, parent: &str, kind| {
             let id = vc.moref(prefix);
             vc.folders.insert(
@@ -222,12 +222,12 @@ impl VcenterSim {
             );
             id
         };
-        let vm_folder = folder(&mut vc, "group-v", "vm", &dc, FolderKind::Vm);
-        let host_folder = folder(&mut vc, "group-h", "host", &dc, FolderKind::Host);
-        let datastore_folder = folder(&mut vc, "group-s", "datastore", &dc, FolderKind::Datastore);
-        let network_folder = folder(&mut vc, "group-n", "network", &dc, FolderKind::Network);
-        folder(&mut vc, "group-v", placement.folder, &vm_folder, FolderKind::Vm);
-        vc.datacenters.insert(
+        let vm_folder = folder(self, "group-v", "vm", &dc, FolderKind::Vm);
+        let host_folder = folder(self, "group-h", "host", &dc, FolderKind::Host);
+        let datastore_folder = folder(self, "group-s", "datastore", &dc, FolderKind::Datastore);
+        let network_folder = folder(self, "group-n", "network", &dc, FolderKind::Network);
+        folder(self, "group-v", placement.folder, &vm_folder, FolderKind::Vm);
+        self.datacenters.insert(
             dc.clone(),
             Datacenter {
                 id: dc.clone(),
@@ -238,9 +238,9 @@ impl VcenterSim {
                 network_folder,
             },
         );
-        let cluster = vc.moref("domain-c");
-        let root_pool = vc.moref("resgroup-");
-        vc.resource_pools.insert(
+        let cluster = self.moref("domain-c");
+        let root_pool = self.moref("resgroup-");
+        self.resource_pools.insert(
             root_pool.clone(),
             ResourcePool {
                 id: root_pool.clone(),
@@ -250,16 +250,16 @@ impl VcenterSim {
             },
         );
         if let Some(pool) = placement.resource_pool {
-            let id = vc.moref("resgroup-");
-            vc.resource_pools.insert(
+            let id = self.moref("resgroup-");
+            self.resource_pools.insert(
                 id.clone(),
                 ResourcePool { id, name: pool.into(), parent: root_pool.clone(), cluster: cluster.clone() },
             );
         }
         let mut hosts = Vec::new();
         for n in 0..2 {
-            let id = vc.moref("host-");
-            vc.hosts.insert(
+            let id = self.moref("host-");
+            self.hosts.insert(
                 id.clone(),
                 Host {
                     id: id.clone(),
@@ -269,7 +269,7 @@ impl VcenterSim {
             );
             hosts.push(id);
         }
-        vc.clusters.insert(
+        self.clusters.insert(
             cluster.clone(),
             Cluster {
                 id: cluster,
@@ -279,14 +279,15 @@ impl VcenterSim {
                 hosts,
             },
         );
-        let ds = vc.moref("datastore-");
-        vc.datastores.insert(
+        let ds = self.moref("datastore-");
+        self.datastores.insert(
             ds.clone(),
             Datastore { id: ds, name: placement.datastore.into(), datacenter: dc.clone() },
         );
-        let net = vc.moref("network-");
-        vc.networks.insert(net.clone(), Network { id: net, name: "VM Network".into(), datacenter: dc });
-        vc
+        let net = self.moref("network-");
+        self.networks
+            .insert(net.clone(), Network { id: net, name: "VM Network".into(), datacenter: dc.clone() });
+        dc
     }
 
     /// A fresh moref with the given prefix (`vm-`, `snapshot-`, ...).
@@ -296,17 +297,36 @@ impl VcenterSim {
         id
     }
 
-    /// The first datacenter (a lab vCenter has exactly one).
-    pub fn datacenter(&self) -> Option<&Datacenter> {
-        self.datacenters.values().next()
+    /// The datacenter an inventory object (a folder, or a datacenter itself) is in.
+    pub fn datacenter_of(&self, id: &str) -> Option<&Datacenter> {
+        let mut at = Some(id.to_owned());
+        for _ in 0..64 {
+            let current = at?;
+            if let Some(dc) = self.datacenters.get(&current) {
+                return Some(dc);
+            }
+            at = self.folders.get(&current)?.parent.clone();
+        }
+        None
     }
 
-    /// Adds a powered-on VM in folder `folder` (default: the datacenter's VM root folder),
-    /// on the first cluster's first host and the first datastore. Returns its moref.
-    pub fn add_vm(&mut self, name: &str, folder: Option<&str>) -> Option<String> {
-        let dc = self.datacenter()?.clone();
-        let cluster = self.clusters.values().next()?.clone();
-        let datastore = self.datastores.keys().next()?.clone();
+    /// The first cluster of a datacenter.
+    pub fn cluster_in(&self, datacenter: &str) -> Option<&Cluster> {
+        self.clusters.values().find(|c| c.datacenter == datacenter)
+    }
+
+    /// The first datastore of a datacenter.
+    pub fn datastore_in(&self, datacenter: &str) -> Option<&Datastore> {
+        self.datastores.values().find(|d| d.datacenter == datacenter)
+    }
+
+    /// Adds a powered-on VM to datacenter `datacenter`, in folder `folder` (default: the
+    /// datacenter's VM root folder), on its first cluster's first host and its first datastore.
+    /// Returns its moref.
+    pub fn add_vm(&mut self, name: &str, datacenter: &str, folder: Option<&str>) -> Option<String> {
+        let dc = self.datacenters.get(datacenter)?.clone();
+        let cluster = self.cluster_in(datacenter)?.clone();
+        let datastore = self.datastore_in(datacenter)?.id.clone();
         let id = self.moref("vm-");
         self.vms.insert(
             id.clone(),
@@ -378,9 +398,13 @@ impl VcenterSim {
         format!("/{}", parts.join("/"))
     }
 
-    /// The folder named `name` anywhere under the VM root folder.
-    pub fn vm_folder_named(&self, name: &str) -> Option<&Folder> {
-        self.folders.values().find(|f| f.kind == FolderKind::Vm && f.name == name && f.parent.is_some())
+    /// The VM folder named `name` anywhere in datacenter `datacenter`.
+    pub fn vm_folder_named(&self, datacenter: &str, name: &str) -> Option<&Folder> {
+        self.folders.values().find(|f| {
+            f.kind == FolderKind::Vm
+                && f.name == name
+                && self.datacenter_of(&f.id).is_some_and(|dc| dc.id == datacenter)
+        })
     }
 }
 
@@ -390,24 +414,30 @@ mod tests {
 
     #[test]
     fn a_new_vcenter_has_the_placement_objects() {
-        let mut vc = VcenterSim::new(
-            "uuid",
-            &Placement {
-                datacenter: "DC-EU",
-                cluster: "C",
-                resource_pool: Some("VDI"),
-                folder: "golden",
-                datastore: "ds",
-            },
-        );
-        assert_eq!(vc.datacenter().map(|d| d.name.as_str()), Some("DC-EU"));
+        let mut vc = VcenterSim::new("uuid");
+        let place = |datacenter| Placement {
+            datacenter,
+            cluster: "C",
+            resource_pool: Some("VDI"),
+            folder: "golden",
+            datastore: "ds",
+        };
+        let eu = vc.add_datacenter(&place("DC-EU"));
+        let us = vc.add_datacenter(&place("DC-US"));
+        assert_eq!(vc.datacenters.len(), 2);
         assert!(vc.resource_pools.values().any(|p| p.name == "VDI"));
-        let folder = vc.vm_folder_named("golden").map(|f| f.id.clone());
-        let vm = vc.add_vm("win11-build", folder.as_deref()).expect("vm");
+        let folder = vc.vm_folder_named(&eu, "golden").map(|f| f.id.clone());
+        assert_ne!(
+            folder,
+            vc.vm_folder_named(&us, "golden").map(|f| f.id.clone()),
+            "a folder per datacenter"
+        );
+        let vm = vc.add_vm("win11-build", &eu, folder.as_deref()).expect("vm");
         let s1 = vc.add_snapshot(&vm, "a", "", 1).expect("snapshot");
         let s2 = vc.add_snapshot(&vm, "b", "", 2).expect("snapshot");
         let vm = &vc.vms[&vm];
         assert_eq!(vc.vm_path(vm), "/DC-EU/vm/golden/win11-build");
+        assert_eq!(vm.datacenter, eu);
         assert_eq!(VcenterSim::snapshot_path(vm, &s2), "/a/b");
         assert_eq!(vm.snapshots[1].parent.as_deref(), Some(s1.as_str()));
     }

@@ -55,11 +55,11 @@ fn with_session(
 ) -> Response {
     let mut lab = ctx.lock();
     content::settle(&mut lab, now_ms());
-    let Some(site) = lab.sites.get(&ctx.site) else { return not_found("site") };
-    if !has_session(&site.vcenter, headers) {
+    let Some(vcenter) = lab.vcenters.get(&ctx.name) else { return not_found("vcenter") };
+    if !has_session(&vcenter.sim, headers) {
         return api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "this method requires authentication");
     }
-    f(&mut lab, &ctx.site)
+    f(&mut lab, &ctx.name)
 }
 
 fn has_session(vc: &VcenterSim, headers: &HeaderMap) -> bool {
@@ -70,9 +70,9 @@ fn has_session(vc: &VcenterSim, headers: &HeaderMap) -> bool {
     from_header.or(from_cookie).is_some_and(|id| vc.sessions.contains(&id))
 }
 
-fn vc<'a>(lab: &'a mut LabState, site: &str) -> &'a mut VcenterSim {
-    // The site exists: `with_session` checked it under the same lock.
-    &mut lab.sites.get_mut(site).expect("site checked under the lock").vcenter
+fn vc<'a>(lab: &'a mut LabState, vcenter: &str) -> &'a mut VcenterSim {
+    // The vCenter exists: `with_session` checked it under the same lock.
+    &mut lab.vcenters.get_mut(vcenter).expect("vcenter checked under the lock").sim
 }
 
 fn body_json(body: &Bytes) -> Value {
@@ -118,8 +118,8 @@ pub async fn login(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut lab = ctx.lock();
-    let Some(site) = lab.sites.get_mut(&ctx.site) else { return not_found("site") };
-    site.vcenter.sessions.insert(id.clone());
+    let Some(vcenter) = lab.vcenters.get_mut(&ctx.name) else { return not_found("vcenter") };
+    vcenter.sim.sessions.insert(id.clone());
     let mut response = value(&id);
     if let Ok(cookie) = format!("vmware-api-session-id={id};Path=/rest;HttpOnly").parse() {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -268,7 +268,7 @@ pub async fn library_by_id(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
+    let base = ctx.lock().vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(lib) = vc.content.libraries.get_mut(&id) else { return not_found(&format!("library {id}")) };
@@ -593,7 +593,7 @@ pub async fn update_session_file(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
+    let base = ctx.lock().vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(session) = vc.content.update_sessions.get_mut(&id) else {
@@ -663,7 +663,7 @@ pub async fn download_session_file(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    let base = ctx.lock().sites.get(&ctx.site).and_then(|s| s.vcenter_url.clone()).unwrap_or_default();
+    let base = ctx.lock().vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(session) = vc.content.download_sessions.get(&id).cloned() else {
@@ -697,8 +697,8 @@ pub async fn data(
     body: Bytes,
 ) -> Response {
     let mut lab = ctx.lock();
-    let Some(site) = lab.sites.get_mut(&ctx.site) else { return not_found("site") };
-    let content = &mut site.vcenter.content;
+    let Some(vcenter) = lab.vcenters.get_mut(&ctx.name) else { return not_found("vcenter") };
+    let content = &mut vcenter.sim.content;
     match method.as_str() {
         "PUT" | "POST" => {
             let file = content
@@ -845,18 +845,28 @@ fn place_vm(
     let pool =
         vc.resource_pools.get(pool).ok_or(format!("managed object not found: ResourcePool:{pool}"))?.clone();
     let cluster = vc.clusters.get(&pool.cluster).ok_or("resource pool has no cluster")?.clone();
+    let dc = cluster.datacenter.clone();
     let folder = match folder {
         Some(f) if vc.folders.get(f).is_some_and(|x| x.kind == super::FolderKind::Vm) => f.to_owned(),
         Some(f) => return Err(format!("managed object not found: Folder:{f}")),
-        None => {
-            vc.datacenters.get(&cluster.datacenter).map(|d| d.vm_folder.clone()).ok_or("no datacenter")?
-        }
+        None => vc.datacenters.get(&dc).map(|d| d.vm_folder.clone()).ok_or("no datacenter")?,
     };
     let datastore = match datastore {
         Some(d) if vc.datastores.contains_key(d) => d.to_owned(),
         Some(d) => return Err(format!("managed object not found: Datastore:{d}")),
-        None => vc.datastores.keys().next().cloned().ok_or("no datastore")?,
+        None => vc.datastore_in(&dc).map(|d| d.id.clone()).ok_or("no datastore")?,
     };
+    // A VM lives in one datacenter: its folder, resource pool and datastore all belong to it.
+    if vc.datacenter_of(&folder).map(|d| &d.id) != Some(&dc) {
+        return Err(format!("folder {folder} is not in the datacenter of resource pool {}", pool.id));
+    }
+    if vc.datastores.get(&datastore).map(|d| &d.datacenter) != Some(&dc) {
+        return Err(format!("datastore {datastore} is not in the datacenter of resource pool {}", pool.id));
+    }
+    // VM names are unique per folder.
+    if vc.vms.values().any(|v| v.folder == folder && v.name == new.name) {
+        return Err(format!("The name '{}' already exists.", new.name));
+    }
     let id = vc.moref("vm-");
     vc.vms.insert(
         id.clone(),

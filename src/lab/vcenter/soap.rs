@@ -76,12 +76,16 @@ pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) ->
     // Reads share the lab with other readers; the rest have it to themselves.
     if matches!(method, "RetrieveServiceContent" | "RetrievePropertiesEx") {
         let lab = ctx.read();
-        let Some(site) = lab.sites.get(&ctx.site) else { return fault("InvalidRequest", "no such site", "") };
-        return read(&site.vcenter, &headers, method, call);
+        let Some(vcenter) = lab.vcenters.get(&ctx.name) else {
+            return fault("InvalidRequest", "no such vcenter", "");
+        };
+        return read(&vcenter.sim, &headers, method, call);
     }
     let mut lab = ctx.lock();
-    let Some(site) = lab.sites.get_mut(&ctx.site) else { return fault("InvalidRequest", "no such site", "") };
-    let vc = &mut site.vcenter;
+    let Some(vcenter) = lab.vcenters.get_mut(&ctx.name) else {
+        return fault("InvalidRequest", "no such vcenter", "");
+    };
+    let vc = &mut vcenter.sim;
     if method == "Login" {
         let user = call.text_of("userName").unwrap_or_default();
         let password = call.text_of("password").unwrap_or_default();
@@ -555,9 +559,10 @@ mod tests {
             folder: "golden",
             datastore: "ds",
         };
-        let mut vc = VcenterSim::new("uuid", &place);
-        let folder = vc.vm_folder_named("golden").map(|f| f.id.clone());
-        vc.add_vm("base", folder.as_deref()).expect("vm");
+        let mut vc = VcenterSim::new("uuid");
+        let dc = vc.add_datacenter(&place);
+        let folder = vc.vm_folder_named(&dc, "golden").map(|f| f.id.clone());
+        vc.add_vm("base", &dc, folder.as_deref()).expect("vm");
         vc
     }
 
