@@ -74,13 +74,13 @@ async fn demo() -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = lab.env().into_iter().collect();
     let lookup = |name: &str| env.get(name).cloned();
     say(2, "A lab stands in for every site's vCenter and Horizon:")?;
-    for e in lab.endpoints() {
-        writeln!(anstream::stdout(), "    {:<4} {:<8} {}", e.sites.join(","), e.product, e.url)?;
+    for (site, product, url) in lab.site_endpoints() {
+        writeln!(anstream::stdout(), "    {site:<4} {product:<8} {url}")?;
     }
 
     say(
         3,
-        "golden plan: first deploy. Publish at hq, replicate to eu and us, deploy base VMs, push pools in waves.",
+        "golden plan: first deploy. Publish at hq, replicate once into the library eu and us share (one vCenter), deploy base VMs in each datacenter, push pools in waves.",
     )?;
     round(dir.path(), &lookup, true).await?;
     say(4, "golden status: every pool runs the version its marker names.")?;

@@ -66,8 +66,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     }
     {
         let mut out = anstream::stdout();
-        for e in lab.endpoints() {
-            writeln!(out, "{:<8} {:<8} {}", e.sites.join(","), e.product, e.url)?;
+        for (site, product, url) in lab.site_endpoints() {
+            writeln!(out, "{site:<8} {product:<8} {url}")?;
         }
         out.flush()?;
     }

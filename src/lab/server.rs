@@ -204,6 +204,18 @@ impl Lab {
         &self.endpoints
     }
 
+    /// Every site's endpoints as `(site, product, URL)`, sorted: sites that share a vCenter
+    /// show the same vCenter URL.
+    pub fn site_endpoints(&self) -> Vec<(&str, Product, &str)> {
+        let mut out: Vec<(&str, Product, &str)> = self
+            .endpoints
+            .iter()
+            .flat_map(|e| e.sites.iter().map(move |s| (s.as_str(), e.product, e.url.as_str())))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The shared state, for tests that arrange or inspect the lab directly.
     pub fn state(&self) -> Shared {
         self.shared.clone()

@@ -34,7 +34,7 @@ async fn first_deploy_plan_of_the_quickstart() {
         golden_with(&lab, &repo_root().join("examples/quickstart"), &["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.code, 2, "changes present: {}", out.stderr);
     assert!(
-        out.stdout.ends_with("Plan: 5 publish, 4 replicate, 7 deploy, 8 push (24 steps).\n"),
+        out.stdout.ends_with("Plan: 5 publish, 3 replicate, 7 deploy, 8 push (23 steps).\n"),
         "{}",
         out.stdout
     );
@@ -63,7 +63,7 @@ async fn json_plan_validates_against_the_schema_and_saves() {
         validator.iter_errors(&plan).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "plan does not match schema/plan.schema.json: {errors:#?}");
     assert_eq!(plan["format_version"], 1);
-    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(24));
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(23));
     assert!(plan["fingerprints"].as_object().is_some_and(|f| f.keys().any(|k| k.starts_with("eu/pool/"))));
     let on_disk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&saved).expect("--out wrote the plan")).expect("JSON");

@@ -7,6 +7,8 @@
 //     hosts, pools, networks and VMs with their morefs) and then -url-file (base URL),
 //     both written atomically, the URL file last;
 //   - fix-ups for vcsim 0.24 quirks in the content-library API (-fixups, default on):
+//     local- and subscribed-library create refuse a name another library already has
+//     (compared case-insensitively, like find; 400 already_exists, nothing created),
 //     VMTX create fills a missing placement from the source VM and keeps the description,
 //     VMTX deploy accepts cluster/host placement and yields a real (powered-on) VM,
 //     subscribed-library create accepts a subscription_url ending in /lib.json,
@@ -30,6 +32,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -349,8 +352,9 @@ func (f *faults) admin(w http.ResponseWriter, r *http.Request) {
 // ---- fix-ups ------------------------------------------------------------------
 
 type fixer struct {
-	next http.Handler
-	sdk  *url.URL // /sdk URL with credentials, for the SOAP calls the fix-ups make
+	next  http.Handler
+	sdk   *url.URL   // /sdk URL with credentials, for the SOAP calls the fix-ups make
+	libMu sync.Mutex // serializes library creates: name check + create (libraryCreate)
 }
 
 type obj = map[string]interface{}
@@ -380,7 +384,9 @@ func (f *fixer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fix = f.vmtxCreate
 	case strings.HasPrefix(p, vmtx+"/") && r.URL.Query().Get("action") == "deploy":
 		fix = f.vmtxDeploy
-	case p == "/rest/com/vmware/content/subscribed-library":
+	case p == "/rest/com/vmware/content/local-library" && r.URL.Query().Get("~action") == "":
+		fix = f.libraryCreate
+	case p == "/rest/com/vmware/content/subscribed-library" && r.URL.Query().Get("~action") == "":
 		fix = f.subscribedCreate
 	case p == "/rest/com/vmware/vcenter/ovf/library-item":
 		fix = f.ovfCreate
@@ -445,8 +451,20 @@ func (f *fixer) soap(fn func(context.Context, *govmomi.Client) error) error {
 	return fn(ctx, c)
 }
 
+// callError is call's error for a reply that is not 200.
+type callError struct {
+	method, target string
+	code           int
+	body           string
+}
+
+func (e *callError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.method, e.target, e.code, e.body)
+}
+
 // call sends one more request, with r's REST session, to vcsim and decodes the
 // reply's value into out (if not nil). body is sent as is if []byte, else as JSON.
+// A reply that is not 200 gives a *callError.
 func (f *fixer) call(r *http.Request, method, target string, body, out interface{}) error {
 	var b []byte
 	switch v := body.(type) {
@@ -462,7 +480,7 @@ func (f *fixer) call(r *http.Request, method, target string, body, out interface
 	rec := httptest.NewRecorder()
 	f.next.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", method, target, rec.Code, rec.Body)
+		return &callError{method, target, rec.Code, rec.Body.String()}
 	}
 	if out == nil {
 		return nil
@@ -485,7 +503,48 @@ func (f *fixer) subscribedCreate(w http.ResponseWriter, r *http.Request, body ob
 	if u := str(si, "subscription_url"); u != "" {
 		si["subscription_url"] = strings.TrimSuffix(u, "/lib.json")
 	}
-	f.serve(r, body).copyTo(w)
+	return f.libraryCreate(w, r, body)
+}
+
+// libraryCreate: vCenter refuses to create a library (local or subscribed) whose
+// name another library already has, compared case-insensitively as its find does,
+// with 400 already_exists; vcsim 0.24 creates the duplicate. Ask vcsim's find
+// (case-insensitive too) and create only if it finds nothing. libMu makes
+// "find + create" atomic, so concurrent creates of one name yield one library.
+func (f *fixer) libraryCreate(w http.ResponseWriter, r *http.Request, body obj) error {
+	name := str(sub(body, "create_spec"), "name")
+	if name == "" { // find would match every library: let vcsim answer
+		f.serve(r, body).copyTo(w)
+		return nil
+	}
+	f.libMu.Lock()
+	var ids []string
+	err := f.call(r, http.MethodPost, "/rest/com/vmware/content/library?~action=find",
+		obj{"spec": obj{"name": name}}, &ids)
+	var ce *callError
+	if errors.As(err, &ce) && ce.code == http.StatusUnauthorized {
+		err = nil // no valid session: vcsim refuses the create below with 401
+	}
+	var rec recorder
+	if err == nil && len(ids) == 0 {
+		rec = f.serve(r, body)
+	}
+	f.libMu.Unlock()
+	switch {
+	case err != nil:
+		return fmt.Errorf("find library %q: %v", name, err)
+	case len(ids) > 0: // the REST (/rest) error shape, with vCenter's message
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.Encode(obj{"type": "com.vmware.vapi.std.errors.already_exists",
+			"value": obj{"messages": []obj{{"args": []string{},
+				"default_message": "A library with the name " + name + " already exists.",
+				"id":              "com.vmware.vdcs.cls-main.duplicate_library_name"}}}})
+	default:
+		rec.copyTo(w)
+	}
 	return nil
 }
 
