@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let lab = Lab::start(
         golden::lab::seed::from_desired(&desired, timings),
-        LabOptions { free_ports: true, latency_ms: 20 },
+        LabOptions { free_ports: true, latency_ms: 20, ..LabOptions::default() },
     )
     .await?;
     let env: BTreeMap<String, String> = lab.env().into_iter().collect();

@@ -165,7 +165,7 @@ async fn run(
     // one of them waits the full latency, so the count is the whole part of the quotient, as
     // long as the work (here on a cold process) stays under one latency.
     let measured = {
-        let slow = LabOptions { free_ports: true, latency_ms: CHECK_LATENCY_MS };
+        let slow = LabOptions { free_ports: true, latency_ms: CHECK_LATENCY_MS, ..LabOptions::default() };
         let lab = lab_runtime.spawn(Lab::start(state.clone(), slow)).await??;
         let env: BTreeMap<String, String> = lab.env().into_iter().collect();
         let lookup = |name: &str| env.get(name).cloned();
@@ -178,7 +178,7 @@ async fn run(
         anyhow::bail!("{label}: the read waited for {measured} dependent requests, not the {chain} reasoned");
     }
     let latency = latency_ms();
-    let options = LabOptions { free_ports: true, latency_ms: latency };
+    let options = LabOptions { free_ports: true, latency_ms: latency, ..LabOptions::default() };
     let lab = lab_runtime.spawn(Lab::start(state, options)).await??;
     let env: BTreeMap<String, String> = lab.env().into_iter().collect();
     let lookup = |name: &str| env.get(name).cloned();

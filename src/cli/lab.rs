@@ -51,7 +51,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let state = initial_state(&args)?;
-    let lab = Lab::start(state, LabOptions { latency_ms: args.latency, free_ports: args.free_ports }).await?;
+    let lab = Lab::start(
+        state,
+        LabOptions { latency_ms: args.latency, free_ports: args.free_ports, ..LabOptions::default() },
+    )
+    .await?;
     // The env file first: whoever waits for the endpoint lines may read it at once.
     if let Some(path) = &args.env_file {
         let mut text = String::new();

@@ -16,9 +16,11 @@
 //! - [`horizon`]: the Horizon simulator (auth, pools, farms, push-image state machine).
 //! - [`server`]: binding, per-request latency, request counters and fault injection.
 //! - [`seed`]: building a lab from a repository's desired state.
+//! - [`remote`]: Horizon in front of a vCenter the lab does not simulate (vcsim in the tests).
 
 mod clock;
 pub mod horizon;
+pub mod remote;
 pub mod seed;
 pub mod server;
 pub mod vcenter;

@@ -53,6 +53,10 @@ pub struct LabOptions {
     pub latency_ms: u64,
     /// Bind free loopback ports instead of the URLs recorded in the state (`SiteLab::*_url`).
     pub free_ports: bool,
+    /// vCenters of the state that are not simulated but served elsewhere (vcsim, or a real
+    /// one), by name: the lab serves no endpoint for them, and the Horizon of each of their
+    /// sites reads base VMs and snapshots from them (see [`super::remote`]).
+    pub remote_vcenters: BTreeMap<String, super::remote::RemoteVcenter>,
 }
 
 /// A rule of fault injection. Matches on method, path prefix and body text; answers with
@@ -124,10 +128,11 @@ impl Lab {
         // What to serve: every vCenter (with the sites in it) and every site's Horizon.
         let served: Vec<(Product, String, Option<String>, Vec<String>)> = {
             let lab = shared.lock();
-            let vcenters = lab.vcenters.values().map(|v| {
-                let sites = lab.sites.values().filter(|s| s.vcenter == v.name).map(|s| s.name.clone());
-                (Product::Vcenter, v.name.clone(), v.url.clone(), sites.collect())
-            });
+            let vcenters =
+                lab.vcenters.values().filter(|v| !options.remote_vcenters.contains_key(&v.name)).map(|v| {
+                    let sites = lab.sites.values().filter(|s| s.vcenter == v.name).map(|s| s.name.clone());
+                    (Product::Vcenter, v.name.clone(), v.url.clone(), sites.collect())
+                });
             let horizons = lab
                 .sites
                 .values()
@@ -162,7 +167,20 @@ impl Lab {
                 latency: Duration::from_millis(options.latency_ms),
                 clock: clock.clone(),
             };
-            let app: Router = routes.with_state(ctx).layer(middleware::from_fn_with_state(layer, around));
+            let mut routes = routes.with_state(ctx);
+            // A Horizon whose vCenter is remote refreshes its mirror of it before each request.
+            let remote = match product {
+                Product::Horizon => {
+                    let vcenter = shared.read().sites.get(&name).map(|s| s.vcenter.clone());
+                    vcenter.and_then(|v| Some((options.remote_vcenters.get(&v)?, v)))
+                }
+                Product::Vcenter => None,
+            };
+            if let Some((remote, vcenter)) = remote {
+                let mirror = super::remote::Mirror::new(shared.clone(), &vcenter, remote);
+                routes = routes.layer(middleware::from_fn_with_state(mirror, super::remote::refresh_first));
+            }
+            let app: Router = routes.layer(middleware::from_fn_with_state(layer, around));
             let mut stopped = stopped.clone();
             lab.tasks.push(tokio::spawn(async move {
                 let shutdown = async move {

@@ -977,6 +977,11 @@ fn collect_messages(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// vCenter's answer to creating what exists already (a library, tag or category of that name).
+fn is_already_exists(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { kind: Some(kind), .. } if kind.ends_with("already_exists"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -996,9 +1001,4 @@ mod tests {
         .expect("json");
         assert_eq!(ovf_error(&v), "no such file");
     }
-}
-
-/// vCenter's answer to creating what exists already (a library, tag or category of that name).
-fn is_already_exists(e: &VcenterError) -> bool {
-    matches!(e, VcenterError::Http { kind: Some(kind), .. } if kind.ends_with("already_exists"))
 }

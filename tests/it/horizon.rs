@@ -63,7 +63,9 @@ async fn world(pools: usize, timings: Timings) -> World {
         sites: BTreeMap::from([(SITE.to_owned(), site)]),
         timings,
     };
-    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("lab starts");
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true, ..LabOptions::default() })
+        .await
+        .expect("lab starts");
     World {
         lab,
         pool: HorizonId::new(pool),
@@ -381,7 +383,9 @@ async fn the_quickstart_lab_serves_pools_base_vms_snapshots_and_virtual_centers(
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let desired = load(&Location::WorkTree { dir }).expect("quickstart loads");
     let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("lab starts");
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true, ..LabOptions::default() })
+        .await
+        .expect("lab starts");
 
     let eu = client_with(&lab, "eu", LAB_PASSWORD, retry());
     let pools = eu.pools().await.expect("lists");
@@ -434,7 +438,9 @@ async fn a_push_in_flight_survives_saving_and_resuming_the_lab() {
     client(&w.lab).push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Wait)).await.expect("accepted");
     let saved = serde_json::to_string(&w.lab.shutdown().await).expect("state is plain data");
     let state: LabState = serde_json::from_str(&saved).expect("and reads back");
-    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true }).await.expect("resumes");
+    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true, ..LabOptions::default() })
+        .await
+        .expect("resumes");
     let c = client(&lab);
     assert_eq!(c.desktop_pool(&w.pool).await.expect("reads").operation, Operation::PushImage);
     sim(&lab, |h| h.fast_forward(2 * MINUTE as i64));

@@ -679,7 +679,7 @@ async fn base_snapshots(
 async fn virtual_centers_config(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
     let item = with_site(&ctx, |site, _, _| {
         let h = &site.horizon;
-        Ok(view::virtual_center_config(&site.vcenter, &h.vcenter_id, &h.vcenter_server))
+        Ok(view::virtual_center_config(site.vcenter, &h.vcenter_id, &h.vcenter_server))
     })?;
     Ok(axum::Json(vec![item]).into_response())
 }
