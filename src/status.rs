@@ -1,5 +1,8 @@
 //! `golden status`: where every version has copies, and what every pool runs against what it
 //! should run. A pure view of (desired, live, git history), rendered as text, markdown or JSON.
+//!
+//! Copies are shown per site (a base VM and its snapshot in the site's datacenter) and per
+//! library (one per vCenter, shared by the sites in that vCenter).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +11,7 @@ use serde::Serialize;
 
 use crate::desired::DesiredState;
 use crate::ids::SiteName;
-use crate::live::{ImageRef, LiveState, SiteLive};
+use crate::live::{ImageRef, LiveState, SiteLive, VcenterId};
 use crate::plan::PlanOptions;
 use crate::plan::planner::{self, Provenance};
 
@@ -16,10 +19,8 @@ use crate::plan::planner::{self, Provenance};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CopyState {
-    /// Neither library item nor base VM.
+    /// No base VM.
     Missing,
-    /// A library item, no base VM yet.
-    InLibrary,
     /// A base VM and its snapshot (ready for pools).
     Deployed,
 }
@@ -31,7 +32,17 @@ pub struct VersionRow {
     pub markers: Vec<String>,
     /// False for copies golden owns of a version no longer in the repository.
     pub in_repo: bool,
+    /// The base VM at each site read.
     pub sites: BTreeMap<SiteName, CopyState>,
+    /// The libraries (by vCenter instance UUID, see [`Status::libraries`]) holding an item of it.
+    pub libraries: Vec<VcenterId>,
+}
+
+/// One vCenter's library and the sites that share it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LibraryRow {
+    pub vcenter: VcenterId,
+    pub sites: Vec<SiteName>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +79,8 @@ pub enum PoolState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub versions: Vec<VersionRow>,
+    /// Every vCenter read, with the sites in it: its library is theirs.
+    pub libraries: Vec<LibraryRow>,
     pub pools: Vec<PoolRow>,
 }
 
@@ -80,6 +93,7 @@ fn image_name(site: &SiteLive, image: &ImageRef) -> String {
 
 /// The status view of `live` against `desired`.
 pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> Status {
+    let missing = || live.sites.keys().map(|s| (s.clone(), CopyState::Missing)).collect();
     let mut versions: BTreeMap<(String, String), VersionRow> = BTreeMap::new();
     for image in desired.images.values() {
         for v in image.versions.keys() {
@@ -91,37 +105,50 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                     version: v.to_string(),
                     markers,
                     in_repo: true,
-                    sites: live.sites.keys().map(|s| (s.clone(), CopyState::Missing)).collect(),
+                    sites: missing(),
+                    libraries: Vec::new(),
                 },
             );
         }
     }
+    // A row for each version golden has copies of, in the repository or not.
+    fn row<'a>(
+        versions: &'a mut BTreeMap<(String, String), VersionRow>,
+        meta: &crate::live::GoldenMeta,
+        missing: impl Fn() -> BTreeMap<SiteName, CopyState>,
+    ) -> &'a mut VersionRow {
+        versions.entry((meta.image.to_string(), meta.version.to_string())).or_insert_with(|| VersionRow {
+            image: meta.image.to_string(),
+            version: meta.version.to_string(),
+            markers: Vec::new(),
+            in_repo: false,
+            sites: missing(),
+            libraries: Vec::new(),
+        })
+    }
     for (site, s) in &live.sites {
-        // The library is the site's vCenter's, shared with the other sites of that vCenter.
-        let items = live.vcenter_of(site).into_iter().flat_map(|vc| vc.items.values());
-        let owned = items.filter_map(|i| i.meta.as_ref().map(|m| (m, CopyState::InLibrary))).chain(
-            s.vms
-                .values()
-                .filter(|v| !v.snapshots.is_empty())
-                .filter_map(|v| v.meta.as_ref().map(|m| (m, CopyState::Deployed))),
-        );
-        for (meta, state) in owned {
-            let row =
-                versions.entry((meta.image.to_string(), meta.version.to_string())).or_insert_with(|| {
-                    VersionRow {
-                        image: meta.image.to_string(),
-                        version: meta.version.to_string(),
-                        markers: Vec::new(),
-                        in_repo: false,
-                        sites: live.sites.keys().map(|s| (s.clone(), CopyState::Missing)).collect(),
-                    }
-                });
-            let cell = row.sites.entry(site.clone()).or_insert(CopyState::Missing);
-            if state == CopyState::Deployed || *cell == CopyState::Missing {
-                *cell = state;
+        for vm in s.vms.values().filter(|v| !v.snapshots.is_empty()) {
+            if let Some(meta) = &vm.meta {
+                row(&mut versions, meta, missing).sites.insert(site.clone(), CopyState::Deployed);
             }
         }
     }
+    for (vcenter, v) in &live.vcenters {
+        for meta in v.items.values().filter_map(|i| i.meta.as_ref()) {
+            let libraries = &mut row(&mut versions, meta, missing).libraries;
+            if !libraries.contains(vcenter) {
+                libraries.push(vcenter.clone());
+            }
+        }
+    }
+    let libraries = live
+        .vcenters
+        .keys()
+        .map(|vcenter| LibraryRow {
+            vcenter: vcenter.clone(),
+            sites: live.sites.iter().filter(|(_, s)| &s.vcenter == vcenter).map(|(n, _)| n.clone()).collect(),
+        })
+        .collect();
 
     let mut pools = Vec::new();
     for (site, s) in &live.sites {
@@ -171,7 +198,7 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
             });
         }
     }
-    Status { versions: versions.into_values().collect(), pools }
+    Status { versions: versions.into_values().collect(), libraries, pools }
 }
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -195,18 +222,21 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 fn copy_cell(state: CopyState) -> &'static str {
     match state {
         CopyState::Missing => "-",
-        CopyState::InLibrary => "library",
         CopyState::Deployed => "deployed",
     }
 }
 
-/// Rows of both tables, shared by the text and markdown renderings.
+/// The header and rows of the copies table, and the rows of the pools table, shared by the
+/// text and markdown renderings. The copies table has a column per site (its base VM) and one
+/// per library (named by the sites that share it).
 fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
-    let sites: Vec<String> = status
-        .versions
-        .first()
-        .map(|v| v.sites.keys().map(ToString::to_string).collect())
-        .unwrap_or_default();
+    let sites: Vec<&SiteName> = status.versions.first().map(|v| v.sites.keys().collect()).unwrap_or_default();
+    let mut header: Vec<String> = vec!["version".into(), "markers".into()];
+    header.extend(sites.iter().map(|s| s.to_string()));
+    header.extend(status.libraries.iter().map(|l| {
+        let names: Vec<&str> = l.sites.iter().map(SiteName::as_str).collect();
+        format!("library {}", names.join("+"))
+    }));
     let versions = status
         .versions
         .iter()
@@ -216,6 +246,12 @@ fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
                 v.markers.join(","),
             ];
             row.extend(v.sites.values().map(|s| copy_cell(*s).to_owned()));
+            row.extend(
+                status
+                    .libraries
+                    .iter()
+                    .map(|l| if v.libraries.contains(&l.vcenter) { "item" } else { "-" }.to_owned()),
+            );
             row
         })
         .collect();
@@ -239,15 +275,14 @@ fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
             ]
         })
         .collect();
-    (sites, versions, pools)
+    (header, versions, pools)
 }
 
 const POOL_HEADER: [&str; 7] = ["site", "horizon pool", "binding", "current", "pending", "desired", ""];
 
 pub fn text(status: &Status) -> String {
-    let (sites, versions, pools) = rows(status);
-    let mut header = vec!["version", "markers"];
-    header.extend(sites.iter().map(String::as_str));
+    let (header, versions, pools) = rows(status);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let count = |state: PoolState| status.pools.iter().filter(|p| p.state == state).count();
     format!(
         "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} behind, {} drifted, {} not managed\n",
@@ -263,7 +298,7 @@ pub fn text(status: &Status) -> String {
 }
 
 pub fn markdown(status: &Status) -> String {
-    let (sites, versions, pools) = rows(status);
+    let (header, versions, pools) = rows(status);
     let md = |header: Vec<&str>, rows: &[Vec<String>]| -> String {
         let mut out = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
         for r in rows {
@@ -272,8 +307,7 @@ pub fn markdown(status: &Status) -> String {
         }
         out
     };
-    let mut header = vec!["version", "markers"];
-    header.extend(sites.iter().map(String::as_str));
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     format!(
         "### golden status\n\n#### copies\n\n{}\n#### pools\n\n{}",
         md(header, &versions),
@@ -301,6 +335,36 @@ mod tests {
         let view = status(&f.desired, &f.live, &f.options);
         let row = view.pools.iter().find(|p| p.site.as_str() == site && p.horizon_name == horizon_name);
         row.unwrap_or_else(|| panic!("{fixture}: no pool {horizon_name} at {site}")).state
+    }
+
+    /// Sites of one vCenter share a library: status shows it once, named by its sites, beside
+    /// each site's own base VMs.
+    #[test]
+    fn copies_are_shown_per_site_and_per_library() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/sites-sharing-a-vcenter");
+        let f = fixtures::read(&dir);
+        let view = status(&f.desired, &f.live, &f.options);
+        let libraries: Vec<(&str, Vec<&str>)> = view
+            .libraries
+            .iter()
+            .map(|l| (l.vcenter.as_str(), l.sites.iter().map(SiteName::as_str).collect()))
+            .collect();
+        assert_eq!(libraries, [("uuid-hq", vec!["hq"]), ("uuid-shared", vec!["eu", "us"])]);
+        let v10 = view.versions.iter().find(|v| v.version == "2026.10").expect("2026.10");
+        let held: Vec<&str> = v10.libraries.iter().map(VcenterId::as_str).collect();
+        assert_eq!(held, ["uuid-hq", "uuid-shared"]);
+        let at = |site: &str| v10.sites[&SiteName::new(site)];
+        assert_eq!(
+            (at("eu"), at("hq"), at("us")),
+            (CopyState::Deployed, CopyState::Missing, CopyState::Deployed)
+        );
+        let text = text(&view);
+        let row = text.lines().find(|l| l.contains("win11-ent@2026.11")).expect("a row for 2026.11");
+        assert!(text.contains("library eu+us"), "{text}");
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["win11-ent@2026.11", "prod", "-", "-", "-", "item", "-"]
+        );
     }
 
     #[test]

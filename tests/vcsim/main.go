@@ -17,6 +17,12 @@
 //     version, numCPU and memoryMB, listed in the item's files, so that it can be
 //     deployed (stock vcsim creates the item without files, and deploy fails with
 //     "no such file");
+//     OVF deploy (POST /rest/com/vmware/vcenter/ovf/library-item/id:<item>?~action=deploy)
+//     refuses, as a failed deploy (200, no VM created), a target folder, default
+//     datastore and resource pool that are not all in one datacenter (invalid_argument)
+//     and a VM name that a VM in the target folder (default: the pool's datacenter's
+//     VM folder) already has (already_exists, vim.fault.DuplicateName); vcsim 0.24
+//     deploys both, the second VM of a name with directory "<name> (0)";
 //   - /__fault: POST a rule to inject HTTP errors/delays, GET lists rules with hit
 //     counts, DELETE clears them (no auth);
 //   - cleanup on SIGINT/SIGTERM: the server is closed and the datastore temp dirs
@@ -53,8 +59,12 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
-	_ "github.com/vmware/govmomi/vapi/simulator" // registers the /rest endpoints
+	"github.com/vmware/govmomi/vapi/rest"
+	vapi "github.com/vmware/govmomi/vapi/simulator" // registers the /rest endpoints
+	"github.com/vmware/govmomi/vapi/vcenter"
+	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -355,6 +365,7 @@ type fixer struct {
 	next  http.Handler
 	sdk   *url.URL   // /sdk URL with credentials, for the SOAP calls the fix-ups make
 	libMu sync.Mutex // serializes library creates: name check + create (libraryCreate)
+	ovfMu sync.Mutex // serializes OVF deploys: placement and name checks + deploy (ovfDeploy)
 }
 
 type obj = map[string]interface{}
@@ -390,6 +401,8 @@ func (f *fixer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fix = f.subscribedCreate
 	case p == "/rest/com/vmware/vcenter/ovf/library-item":
 		fix = f.ovfCreate
+	case strings.HasPrefix(p, "/rest/com/vmware/vcenter/ovf/library-item/id:") && r.URL.Query().Get("~action") == "deploy":
+		fix = f.ovfDeploy
 	}
 	var body obj
 	if fix != nil {
@@ -751,5 +764,138 @@ func (f *fixer) ovfCreate(w http.ResponseWriter, r *http.Request, body obj) erro
 		return fmt.Errorf("descriptor for item %s: %v", item, err)
 	}
 	rec.copyTo(w)
+	return nil
+}
+
+// ovfDeploy: vCenter refuses an OVF deploy whose target folder, default datastore and
+// resource pool are not all in one datacenter, and one whose VM name a VM in the
+// target folder already has (VM names are unique per folder); vcsim 0.24 deploys
+// both (into the given folder, whatever the pool's datacenter; a second VM of a
+// name gets directory "<name> (0)"). Check both over SOAP and answer like a failed
+// deploy, in vcsim's own shape (200, no "succeeded"), without deploying. ovfMu makes
+// "check + deploy" atomic, so concurrent deploys of one name into one folder yield
+// one VM. What the checks cannot judge (no session, unknown item or object, no pool
+// or name) is left to vcsim, which answers as it always does.
+func (f *fixer) ovfDeploy(w http.ResponseWriter, r *http.Request, body obj) error {
+	target, _ := body["target"].(obj)
+	spec, _ := body["deployment_spec"].(obj)
+	poolID, folderID := str(target, "resource_pool_id"), str(target, "folder_id")
+	dsID, name := str(spec, "default_datastore_id"), str(spec, "name")
+	// The same item lookup (and session check) as deploy's: 401/404 stay vcsim's.
+	if poolID == "" || f.call(r, http.MethodPost, r.URL.Path+"?~action=filter", obj{}, nil) != nil {
+		f.next.ServeHTTP(w, r)
+		return nil
+	}
+	f.ovfMu.Lock()
+	defer f.ovfMu.Unlock()
+	var refusal *vcenter.Error
+	err := f.soap(func(ctx context.Context, c *govmomi.Client) error {
+		type placed struct {
+			what   string
+			ref    types.ManagedObjectReference
+			name   string
+			dc     mo.Datacenter // zero if the object is in no datacenter
+			inside bool
+		}
+		objs := []*placed{{what: "resource pool", ref: ref("ResourcePool", poolID)}}
+		if folderID != "" {
+			objs = append(objs, &placed{what: "folder", ref: ref("Folder", folderID)})
+		}
+		if dsID != "" {
+			objs = append(objs, &placed{what: "datastore", ref: ref("Datastore", dsID)})
+		}
+		for _, o := range objs {
+			// Walk parent up to the Datacenter; a resource pool from its owner
+			// (cluster or standalone compute resource).
+			var e mo.ManagedEntity
+			if err := retrieve(ctx, c, o.ref, []string{"name", "parent"}, &e); err != nil {
+				return err
+			}
+			o.name = e.Name
+			next := e.Parent
+			if o.ref.Type == "ResourcePool" {
+				var rp mo.ResourcePool
+				if err := retrieve(ctx, c, o.ref, []string{"owner"}, &rp); err != nil {
+					return err
+				}
+				next = &rp.Owner
+			}
+			for next != nil && next.Type != "Datacenter" {
+				e = mo.ManagedEntity{}
+				if err := retrieve(ctx, c, *next, []string{"parent"}, &e); err != nil {
+					return err
+				}
+				next = e.Parent
+			}
+			if next != nil {
+				if err := retrieve(ctx, c, *next, []string{"name", "vmFolder"}, &o.dc); err != nil {
+					return err
+				}
+				o.inside = true
+			}
+		}
+		same := objs[0].inside
+		for _, o := range objs[1:] {
+			same = same && o.inside && o.dc.Self == objs[0].dc.Self
+		}
+		if !same {
+			var where []string
+			for _, o := range objs {
+				in := "in no datacenter"
+				if o.inside {
+					in = fmt.Sprintf("in datacenter '%s' (%s)", o.dc.Name, o.dc.Self.Value)
+				}
+				where = append(where, fmt.Sprintf("%s '%s' (%s) is %s", o.what, o.name, o.ref.Value, in))
+			}
+			refusal = &vcenter.Error{Class: "com.vmware.vapi.std.errors.invalid_argument",
+				Messages: []rest.LocalizableMessage{{DefaultMessage: "The target " +
+					"resource pool, folder and datastore must be in one datacenter: " +
+					strings.Join(where, ", ") + "."}}}
+			return nil
+		}
+		if name == "" {
+			return nil
+		}
+		// The VMs (and templates) directly in the target folder.
+		folder := objs[0].dc.VmFolder
+		if folderID != "" {
+			folder = objs[1].ref
+		}
+		v, err := view.NewManager(c.Client).CreateContainerView(ctx, folder, []string{"VirtualMachine"}, false)
+		if err != nil {
+			return err
+		}
+		defer v.Destroy(ctx)
+		var vms []mo.VirtualMachine
+		if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+			return err
+		}
+		for _, vm := range vms {
+			if vm.Name == name {
+				refusal = &vcenter.Error{Class: "com.vmware.vapi.std.errors.already_exists",
+					Messages: []rest.LocalizableMessage{{
+						DefaultMessage: "The name '" + name + "' already exists.",
+						ID:             "vim.fault.DuplicateName"}}}
+				break
+			}
+		}
+		return nil
+	})
+	if soap.IsSoapFault(err) {
+		if _, ok := soap.ToSoapFault(err).VimFault().(types.ManagedObjectNotFound); ok {
+			err = nil // unknown pool, folder or datastore: vcsim answers
+		}
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("check deploy target: %v", err)
+	case refusal != nil: // written as vcsim writes a failed deploy
+		vapi.OK(w, vcenter.Deployment{Error: &vcenter.DeploymentError{
+			Errors: []vcenter.OVFError{{Category: "SERVER", Error: refusal}}}})
+	default:
+		rec := recorder{httptest.NewRecorder()}
+		f.next.ServeHTTP(rec, r)
+		rec.copyTo(w)
+	}
 	return nil
 }
