@@ -55,6 +55,8 @@ struct Target {
     vm: Moref,
     /// What the placement names must resolve to, from the server's own records.
     expected: Placement,
+    /// The VM folder of another datacenter of the same vCenter.
+    other_folder: Moref,
     _server: Server,
 }
 
@@ -62,7 +64,18 @@ impl Target {
     async fn lab() -> Target {
         let dir = repo_root().join("examples/quickstart");
         let desired = load(&Location::WorkTree { dir }).expect("the quickstart is valid");
-        let state = golden::lab::seed::from_desired(&desired, Timings::instant());
+        let mut state = golden::lab::seed::from_desired(&desired, Timings::instant());
+        let other_folder = {
+            let vc = state.vcenter_of_mut("hq").expect("hq's vCenter");
+            let dc = vc.add_datacenter(&golden::lab::vcenter::Placement {
+                datacenter: "DC-OTHER",
+                cluster: "Cluster-Other",
+                resource_pool: None,
+                folder: "other",
+                datastore: "ds-other",
+            });
+            Moref::new(vc.datacenters[&dc].vm_folder.clone())
+        };
         let lab = Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() })
             .await
             .expect("the lab starts");
@@ -101,12 +114,13 @@ impl Target {
             datastore: hq.datastore.clone(),
             vm,
             expected,
+            other_folder,
             _server: Server::Lab(lab),
         }
     }
 
     fn vcsim() -> Option<Target> {
-        let sim = Vcsim::start(&["-username", VCSIM_USER, "-password", VCSIM_PASSWORD])?;
+        let sim = Vcsim::start(&["-username", VCSIM_USER, "-password", VCSIM_PASSWORD, "-dc", "2"])?;
         let dc = &sim.inventory.datacenters[0];
         let cluster = &dc.clusters[0];
         // A VM in the cluster (the model names them <cluster>_RP0_VMn).
@@ -127,6 +141,7 @@ impl Target {
             datastore: dc.datastores[0].name.clone(),
             vm: Moref::new(vm.id.clone()),
             expected,
+            other_folder: Moref::new(sim.inventory.datacenters[1].vm_folder.clone()),
             _server: Server::Vcsim(sim),
         })
     }
@@ -157,9 +172,8 @@ impl Target {
         assert!(response.status().is_success(), "fault rule refused: {}", response.status());
     }
 
-    /// The names of the objects a REST collection (`cis/tagging/category`, `content/library`)
-    /// lists, read with requests of the test's own, not golden's client.
-    async fn names_in(&self, collection: &str) -> Vec<String> {
+    /// A REST session of the test's own (not golden's client), and the `/rest/` base URL.
+    async fn rest_session(&self) -> (reqwest::Client, url::Url, String) {
         let http = reqwest::Client::new();
         let rest = self.url.join("rest/").expect("rest url");
         let login = http
@@ -170,6 +184,22 @@ impl Target {
             .expect("rest login");
         let session: Value = serde_json::from_str(&login.text().await.expect("body")).expect("json");
         let session = session["value"].as_str().expect("a session id").to_owned();
+        (http, rest, session)
+    }
+
+    /// `POST /rest/<path>` with `body` on a session of the test's own: the status and the JSON.
+    async fn raw_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (http, rest, session) = self.rest_session().await;
+        let request = http.post(rest.join(path).expect("url")).header("vmware-api-session-id", &session);
+        let response = request.json(&body).send().await.expect("post");
+        let status = response.status().as_u16();
+        (status, serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null))
+    }
+
+    /// The names of the objects a REST collection (`cis/tagging/category`, `content/library`)
+    /// lists, read with requests of the test's own, not golden's client.
+    async fn names_in(&self, collection: &str) -> Vec<String> {
+        let (http, rest, session) = self.rest_session().await;
         let get = |path: String| {
             let request = http.get(rest.join(&path).expect("url")).header("vmware-api-session-id", &session);
             async move {
@@ -335,6 +365,33 @@ async fn ovf_upload_deploy_and_delete(t: &Target) {
     assert!(client.list_items(&library).await.expect("list").is_empty(), "the item is gone");
 }
 
+/// vCenter keeps VM names unique per folder and a VM inside one datacenter: a deployment of a
+/// taken name, or into a folder of another datacenter than its resource pool and datastore, is
+/// refused and makes nothing (vcsim needs the wrapper's fix-ups for both).
+async fn a_deployment_stays_in_one_datacenter_and_takes_a_free_name(t: &Target) {
+    let client = t.client();
+    let inventory = client.inventory().await.expect("inventory");
+    let placement =
+        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let library =
+        client.create_published_library("golden-place", &placement.datastore).await.expect("library");
+    let item =
+        client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    client.upload_file(&item, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let spec = placement.deploy("placed");
+    client.deploy_ovf(&item, &spec).await.expect("the first deployment");
+    let again = client.deploy_ovf(&item, &spec).await.expect_err("the name is taken in the folder");
+    assert!(again.to_string().contains("already exists"), "{again}");
+    let mut across = placement.deploy("placed-across");
+    across.folder = t.other_folder.clone();
+    let across = client.deploy_ovf(&item, &across).await.expect_err("a folder of another datacenter");
+    assert!(across.to_string().contains("datacenter"), "{across}");
+    let inventory = client.inventory().await.expect("inventory");
+    let names: Vec<&str> =
+        inventory.vms.values().map(|v| v.name.as_str()).filter(|n| n.starts_with("placed")).collect();
+    assert_eq!(names, ["placed"]);
+}
+
 async fn logout_ends_both_sessions(t: &Target) {
     let client = t.client();
     client.login().await.expect("login");
@@ -391,6 +448,33 @@ async fn parallel_creation_makes_one_object(t: &Target) {
     let tags = t.names_in("com/vmware/cis/tagging/tag").await;
     assert_eq!(tags.iter().filter(|n| *n == "win11-ent@2026.10").count(), 1, "{tags:?}");
     assert_eq!(clients[0].owned_vms().await.expect("owned").get(&t.vm), Some(&meta("2026.10")));
+}
+
+/// vCenter keeps library names unique (without case, as its find compares them): a second
+/// create of a taken name is refused with `already_exists` and makes nothing. vcsim needs the
+/// wrapper's fix-up for this; the lab does it itself.
+async fn a_library_name_is_taken_once(t: &Target) {
+    let client = t.client();
+    let placement = client
+        .inventory()
+        .await
+        .expect("inventory")
+        .placement(&t.datacenter, &t.compute, &t.folder, &t.datastore)
+        .expect("placement");
+    let spec = |name: &str| {
+        json!({"create_spec": {"name": name, "type": "LOCAL",
+            "storage_backings": [{"type": "DATASTORE", "datastore_id": placement.datastore.as_str()}],
+            "publish_info": {"published": true, "authentication_method": "NONE"}}})
+    };
+    let (status, _) = t.raw_post("com/vmware/content/local-library", spec("golden-once")).await;
+    assert_eq!(status, 200, "the first create");
+    for name in ["golden-once", "GOLDEN-ONCE"] {
+        let (status, body) = t.raw_post("com/vmware/content/local-library", spec(name)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body["type"], "com.vmware.vapi.std.errors.already_exists", "{name}: {body}");
+    }
+    let named = t.names_in("com/vmware/content/library").await;
+    assert_eq!(named.iter().filter(|n| n.eq_ignore_ascii_case("golden-once")).count(), 1, "{named:?}");
 }
 
 async fn service_unavailable_is_retried(t: &Target) {
@@ -533,6 +617,8 @@ contract!(
     ovf_upload_deploy_and_delete,
     tags_mark_owned_vms,
     parallel_creation_makes_one_object,
+    a_library_name_is_taken_once,
+    a_deployment_stays_in_one_datacenter_and_takes_a_free_name,
     service_unavailable_is_retried,
     subscribed_library_syncs,
     vm_captured_as_items_and_template_deployed,
