@@ -125,7 +125,9 @@ impl EventSink for Journal {
     fn emit(&self, event: &Event) {
         let mut value = serde_json::to_value(event).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
-            map.insert("time_ms".into(), serde_json::json!(crate::lab::now_ms()));
+            // Milliseconds since the Unix epoch: when the event was written.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            map.insert("time_ms".into(), serde_json::json!(now.map_or(0, |d| d.as_millis())));
         }
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(file, "{value}");

@@ -18,8 +18,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::desired::LoadError;
 use crate::desired::Location;
-use crate::desired::load::LoadError;
 
 /// GitOps for VDI golden images: versions, markers and pools of VMware Horizon, from git.
 #[derive(Debug, Parser)]

@@ -8,13 +8,19 @@
 //! build left them.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use golden::connect::{Credentials, RetryPolicy, Secret};
 use golden::ids::SiteName;
 use golden::lab::horizon::{HorizonSim, PoolKind};
 use golden::lab::remote::RemoteVcenter;
+use golden::lab::vcenter::{
+    Cluster, Datacenter, Datastore, Folder, FolderKind, ResourcePool, VcenterSim, Vm,
+};
 use golden::lab::{Lab, LabOptions, LabState, Product, SiteLab, Timings, VcenterLab};
 use golden::live::{GoldenMeta, Moref, Snapshot};
 use golden::vcenter::{Inventory, VcenterClient};
@@ -149,11 +155,7 @@ async fn on_vcsim() -> Option<World> {
         sites,
         timings: Timings::instant(),
     };
-    let remote = RemoteVcenter {
-        url: sim.url.clone(),
-        user: VCSIM_USER.into(),
-        password: Secret::new(VCSIM_PASSWORD),
-    };
+    let remote: Arc<dyn RemoteVcenter> = Arc::new(Vcsim3(client(&sim.url, VCSIM_USER, VCSIM_PASSWORD)));
     let options = LabOptions {
         free_ports: true,
         remote_vcenters: BTreeMap::from([("vcsim".to_owned(), remote)]),
@@ -168,6 +170,114 @@ async fn on_vcsim() -> Option<World> {
         env.push((format!("{prefix}_VCENTER_PASSWORD"), VCSIM_PASSWORD.into()));
     }
     Some(World { lab, env, vcenter, places, source_vm, _vcsim: Some(sim) })
+}
+
+/// vcsim as the lab's Horizon sees it, read through golden's own client.
+#[derive(Debug)]
+struct Vcsim3(VcenterClient);
+
+impl RemoteVcenter for Vcsim3 {
+    fn read(&self) -> Pin<Box<dyn Future<Output = Result<VcenterSim, String>> + Send + '_>> {
+        Box::pin(async move {
+            let (inventory, uuid) = tokio::join!(self.0.inventory(), self.0.instance_uuid());
+            let (inventory, uuid) = (inventory.map_err(|e| e.to_string())?, uuid.map_err(|e| e.to_string())?);
+            Ok(mirror(&inventory, uuid.as_str()))
+        })
+    }
+}
+
+/// The mirror of an inventory: what Horizon reads of it, as the lab's model.
+fn mirror(inventory: &Inventory, instance_uuid: &str) -> VcenterSim {
+    let mut sim = VcenterSim::new(instance_uuid);
+    for dc in inventory.datacenters.values() {
+        sim.datacenters.insert(
+            dc.id.to_string(),
+            Datacenter {
+                id: dc.id.to_string(),
+                name: dc.name.clone(),
+                vm_folder: dc.vm_folder.to_string(),
+                host_folder: String::new(),
+                datastore_folder: String::new(),
+                network_folder: String::new(),
+            },
+        );
+        // Folder parents are not read: every folder hangs below the root VM folder, which is
+        // all Horizon's paths need.
+        for f in &dc.folders {
+            let parent = if f.id == dc.vm_folder { dc.id.to_string() } else { dc.vm_folder.to_string() };
+            sim.folders.insert(
+                f.id.to_string(),
+                Folder {
+                    id: f.id.to_string(),
+                    name: f.name.clone(),
+                    parent: Some(parent),
+                    kind: FolderKind::Vm,
+                },
+            );
+        }
+        for c in &dc.clusters {
+            sim.clusters.insert(
+                c.id.to_string(),
+                Cluster {
+                    id: c.id.to_string(),
+                    name: c.name.clone(),
+                    datacenter: dc.id.to_string(),
+                    resource_pool: c.resource_pool.to_string(),
+                    hosts: Vec::new(),
+                },
+            );
+        }
+        for p in &dc.resource_pools {
+            let id = p.id.to_string();
+            let pool = ResourcePool {
+                id: id.clone(),
+                name: p.name.clone(),
+                parent: String::new(),
+                cluster: String::new(),
+            };
+            sim.resource_pools.insert(id, pool);
+        }
+        for d in &dc.datastores {
+            let id = d.id.to_string();
+            sim.datastores
+                .insert(id.clone(), Datastore { id, name: d.name.clone(), datacenter: dc.id.to_string() });
+        }
+        for (id, folder) in &dc.vms {
+            let Some(vm) = inventory.vms.get(id) else { continue };
+            let snapshots: Vec<golden::lab::vcenter::Snapshot> = vm
+                .snapshots
+                .iter()
+                .zip(1..)
+                .map(|(s, num)| golden::lab::vcenter::Snapshot {
+                    id: s.id.to_string(),
+                    num,
+                    name: s.name.clone(),
+                    description: String::new(),
+                    parent: s.parent.as_ref().map(ToString::to_string),
+                    created_ms: 0,
+                })
+                .collect();
+            sim.vms.insert(
+                id.to_string(),
+                Vm {
+                    id: id.to_string(),
+                    name: vm.name.clone(),
+                    datacenter: dc.id.to_string(),
+                    folder: folder.to_string(),
+                    resource_pool: None,
+                    host: String::new(),
+                    datastore: String::new(),
+                    template: vm.template,
+                    powered_on: vm.powered_on,
+                    guest_id: "windows9_64Guest".into(),
+                    annotation: String::new(),
+                    current_snapshot: snapshots.last().map(|s| s.id.clone()),
+                    snapshots,
+                },
+            );
+        }
+    }
+    sim
 }
 
 /// The lab alone, seeded from the same repository: one simulated vCenter for the three sites.

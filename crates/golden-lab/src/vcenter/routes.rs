@@ -4,7 +4,7 @@ use axum::Router;
 use axum::routing::{delete, get, post, put};
 
 use super::{rest, soap};
-use crate::lab::SiteCtx;
+use crate::SiteCtx;
 
 /// The vCenter endpoint's routes.
 pub fn router() -> Router<SiteCtx> {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::LabState;
+use crate::LabState;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Content {

@@ -17,7 +17,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::files::{GoldenFile, ImageFile, PoolsFile, SiteFile, VersionFile};
-use super::load::SourceText;
+use super::layout::SourceText;
 use super::{Compute, DesiredState, Image, Pool, RepoFiles, Settings, Site, Source, Version};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ids::{ImageName, MarkerName, NameKind, PoolName, SiteName, VersionName, check_name};

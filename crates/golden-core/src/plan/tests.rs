@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::render;
 use super::*;
-use crate::desired::{DesiredState, Location, PoolKind as DesiredKind, load};
+use crate::desired::{DesiredState, PoolKind as DesiredKind, load_dir};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
     GoldenMeta, HorizonId, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, LiveState,
@@ -18,8 +18,7 @@ use crate::live::{
 };
 
 fn quickstart() -> DesiredState {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    let mut d = load(&Location::WorkTree { dir }).expect("quickstart is valid");
+    let mut d = load_dir(&crate::repo_root().join("examples/quickstart")).expect("quickstart is valid");
     // Scenarios must not depend on the commit the test runs at.
     d.revision = None;
     d
@@ -286,7 +285,7 @@ pub(crate) mod fixtures {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::desired::load::LoadError;
+    use crate::desired::layout::LoadError;
     use crate::ids::PoolName;
 
     pub(crate) struct Fixture {
@@ -325,7 +324,7 @@ pub(crate) mod fixtures {
     }
 
     fn dirs() -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan");
+        let root = crate::repo_root().join("tests/fixtures/plan");
         let entries =
             std::fs::read_dir(&root).unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()));
         let mut dirs: Vec<PathBuf> = entries
@@ -340,7 +339,7 @@ pub(crate) mod fixtures {
     pub(crate) fn read(dir: &Path) -> Fixture {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let here = format!("fixture tests/fixtures/plan/{name}");
-        let mut desired = match load(&Location::WorkTree { dir: dir.to_owned() }) {
+        let mut desired = match load_dir(dir) {
             Ok(d) => d,
             Err(LoadError::Invalid(diagnostics)) => {
                 let mut text = Vec::new();
@@ -521,7 +520,7 @@ pub(crate) mod fixtures {
     /// shows golden never pushed the pool there.
     #[test]
     fn push_reasons_claim_drift_only_on_evidence() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/marker-move");
+        let dir = crate::repo_root().join("tests/fixtures/plan/marker-move");
         let Fixture { desired, live, .. } = read(&dir);
         let reason = |marker_history: &[&str], pool_history| {
             let prod = (ImageName::new("win11-ent"), MarkerName::new("prod"));

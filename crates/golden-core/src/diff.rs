@@ -204,12 +204,12 @@ pub fn render(d: &Diff, markdown: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Location, load};
+    use crate::desired::load_dir;
 
     #[test]
     fn a_marker_move_names_the_pools_it_moves() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        let old = load(&Location::WorkTree { dir }).expect("quickstart");
+        let dir = crate::repo_root().join("examples/quickstart");
+        let old = load_dir(&dir).expect("quickstart");
         let mut new = old.clone();
         let image = new.images.get_mut(&ImageName::new("win11-ent")).expect("image");
         image.markers.insert(MarkerName::new("prod"), VersionName::new("2026.11"));

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::content::{self, File, Item, Library, LibraryKind, PendingFile, UpdateSession};
 use super::{Tag, VcenterSim, Vm};
-use crate::lab::{LAB_PASSWORD, LAB_USER, LabState, SiteCtx, now_ms};
+use crate::{LAB_PASSWORD, LAB_USER, LabState, SiteCtx, now_ms};
 
 type Q = Query<BTreeMap<String, String>>;
 

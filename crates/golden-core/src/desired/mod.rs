@@ -1,12 +1,12 @@
 //! The desired state: what the git repository says the world should look like.
 //!
-//! [`load`] reads a repository (a working tree, or any git ref without checking it out) and
-//! [`validate`] checks it before any network call, producing a [`DesiredState`] whose every
+//! [`layout`] reads a repository's files (a working tree here; the `golden` binary also reads
+//! any git ref without checking it out) and [`validate`] checks them before any network call, producing a [`DesiredState`] whose every
 //! cross-reference is known to resolve: markers point at versions, parents exist and form a tree,
 //! pools name known sites, images and markers. Later stages can rely on that and never re-check.
 
 pub mod files;
-pub mod load;
+pub mod layout;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
 
-pub use load::{Location, RepoFiles, load};
+pub use layout::{RepoFiles, load_dir};
 
 /// A validated desired state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::xml::{self, Element, escape};
 use super::{Task, VcenterSim, Vm};
-use crate::lab::{LAB_PASSWORD, LAB_USER, SiteCtx, now_ms};
+use crate::{LAB_PASSWORD, LAB_USER, SiteCtx, now_ms};
 
 const ENVELOPE_OPEN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>";
 const ENVELOPE_CLOSE: &str = "</soapenv:Body></soapenv:Envelope>";
@@ -549,7 +549,7 @@ fn snapshot_info(vm: &Vm) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::vcenter::Placement;
+    use crate::vcenter::Placement;
 
     fn lab_vcenter() -> VcenterSim {
         let place = Placement {
@@ -581,8 +581,27 @@ mod tests {
     fn traversal_specs_walk_the_inventory_once_per_object() {
         let vc = lab_vcenter();
         let root = vc.folders.values().find(|f| f.parent.is_none()).map(|f| f.id.clone()).expect("root");
-        // golden's own walk, as the client writes it.
-        let set = crate::vcenter::VcenterClient::inventory_object_set(&root);
+        // The walk golden's client sends for its inventory read: down from the root folder
+        // through folders, datacenters' folders and compute resources' pools.
+        let spec = |name: &str, kind: &str, path: &str, then: &[&str]| {
+            let then: String = then
+                .iter()
+                .map(|n| format!("<vim25:selectSet><vim25:name>{n}</vim25:name></vim25:selectSet>"))
+                .collect();
+            format!(
+                "<vim25:selectSet xsi:type=\"vim25:TraversalSpec\"><vim25:name>{name}</vim25:name><vim25:type>{kind}</vim25:type><vim25:path>{path}</vim25:path><vim25:skip>false</vim25:skip>{then}</vim25:selectSet>"
+            )
+        };
+        let follow = ["folder", "vmFolder", "hostFolder", "datastoreFolder", "computePool"];
+        let set = format!(
+            "<vim25:objectSet xmlns:vim25=\"urn:vim25\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><vim25:obj type=\"Folder\">{root}</vim25:obj><vim25:skip>true</vim25:skip>{}{}{}{}{}{}</vim25:objectSet>",
+            spec("folder", "Folder", "childEntity", &follow),
+            spec("vmFolder", "Datacenter", "vmFolder", &["folder"]),
+            spec("hostFolder", "Datacenter", "hostFolder", &["folder"]),
+            spec("datastoreFolder", "Datacenter", "datastoreFolder", &["folder"]),
+            spec("computePool", "ComputeResource", "resourcePool", &["resourcePool"]),
+            spec("resourcePool", "ResourcePool", "resourcePool", &["resourcePool"]),
+        );
         let objects = objects_of(&vc, &object_set(&set)).expect("walks");
         assert_eq!(
             kinds(&objects),

@@ -54,7 +54,7 @@ pub fn describe(step: &Step) -> String {
 
 /// `1 VM`, `2 VMs`.
 /// `1 step`, `2 steps`: a number and the noun in the right number.
-pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -323,14 +323,13 @@ pub fn json(status: &Status) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
     use crate::plan::tests::fixtures;
 
     /// The state `golden status` gives the pool `horizon_name` at `site` of a planner fixture.
     fn state_in(fixture: &str, site: &str, horizon_name: &str) -> PoolState {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan").join(fixture);
+        let dir = crate::repo_root().join("tests/fixtures/plan").join(fixture);
         let f = fixtures::read(&dir);
         let view = status(&f.desired, &f.live, &f.options);
         let row = view.pools.iter().find(|p| p.site.as_str() == site && p.horizon_name == horizon_name);
@@ -341,7 +340,7 @@ mod tests {
     /// each site's own base VMs.
     #[test]
     fn copies_are_shown_per_site_and_per_library() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/sites-sharing-a-vcenter");
+        let dir = crate::repo_root().join("tests/fixtures/plan/sites-sharing-a-vcenter");
         let f = fixtures::read(&dir);
         let view = status(&f.desired, &f.live, &f.options);
         let libraries: Vec<(&str, Vec<&str>)> = view

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::view::{self, Placement};
 use super::{HorizonSim, PoolKind, PoolSource, Push};
-use crate::lab::vcenter::VcenterSim;
-use crate::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, SiteCtx, Timings, now_ms};
+use crate::vcenter::VcenterSim;
+use crate::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, SiteCtx, Timings, now_ms};
 
 /// The Horizon endpoint's routes: `/rest/...`.
 pub fn router() -> Router<SiteCtx> {

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{FailedImage, Phase, Pool, PoolKind, PoolSource, Push};
-use crate::lab::Timings;
-use crate::lab::vcenter::{Snapshot, VcenterSim, Vm};
+use crate::Timings;
+use crate::vcenter::{Snapshot, VcenterSim, Vm};
 
 /// Placement objects every pool reports: the first cluster of the site's datacenter.
 #[derive(Debug, Default)]

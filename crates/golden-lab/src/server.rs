@@ -56,7 +56,7 @@ pub struct LabOptions {
     /// vCenters of the state that are not simulated but served elsewhere (vcsim, or a real
     /// one), by name: the lab serves no endpoint for them, and the Horizon of each of their
     /// sites reads base VMs and snapshots from them (see [`super::remote`]).
-    pub remote_vcenters: BTreeMap<String, super::remote::RemoteVcenter>,
+    pub remote_vcenters: BTreeMap<String, Arc<dyn super::remote::RemoteVcenter>>,
 }
 
 /// A rule of fault injection. Matches on method, path prefix and body text; answers with
@@ -177,7 +177,7 @@ impl Lab {
                 Product::Vcenter => None,
             };
             if let Some((remote, vcenter)) = remote {
-                let mirror = super::remote::Mirror::new(shared.clone(), &vcenter, remote);
+                let mirror = super::remote::Mirror::new(shared.clone(), &vcenter, remote.clone());
                 routes = routes.layer(middleware::from_fn_with_state(mirror, super::remote::refresh_first));
             }
             let app: Router = routes.layer(middleware::from_fn_with_state(layer, around));
@@ -283,7 +283,7 @@ impl Lab {
                 Product::Horizon => "HORIZON",
             };
             for site in &e.sites {
-                let prefix = crate::ids::SiteName::new(site.clone()).env_prefix();
+                let prefix = golden_core::ids::SiteName::new(site.clone()).env_prefix();
                 vars.push((format!("{prefix}_{product}_URL"), e.url.clone()));
                 vars.push((format!("{prefix}_{product}_USER"), LAB_USER.to_owned()));
                 vars.push((format!("{prefix}_{product}_PASSWORD"), LAB_PASSWORD.to_owned()));

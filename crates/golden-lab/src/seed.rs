@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::horizon::{HorizonSim, PoolKind as SimPoolKind};
 use super::vcenter::{Placement, VcenterSim};
 use super::{LabState, SiteLab, Timings, VcenterLab, now_ms};
-use crate::desired::{Compute, DesiredState, PoolKind, Source};
+use golden_core::desired::{Compute, DesiredState, PoolKind, Source};
 
 /// The lab state for `desired`, with endpoint URLs as golden.toml writes them. Sites that name
 /// one vCenter URL share one simulated vCenter, named after the first of them, with a
@@ -136,12 +136,12 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Location, load};
+    use golden_core::desired::load_dir;
 
     #[test]
     fn the_quickstart_seeds_sites_build_vms_and_pools() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        let desired = load(&Location::WorkTree { dir }).expect("quickstart is valid");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+        let desired = load_dir(&dir).expect("quickstart is valid");
         let lab = from_desired(&desired, Timings::instant());
         assert_eq!(lab.sites.keys().collect::<Vec<_>>(), ["eu", "hq", "us"]);
         let hq = lab.vcenter_of("hq").expect("hq's vCenter");
