@@ -100,7 +100,7 @@ pub enum Format {
     Json,
 }
 
-/// The process exit codes of SPEC.md.
+/// The process exit codes, as the README documents them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// Success; with `--detailed-exitcode`: no changes.

@@ -3,9 +3,9 @@
 //! golden asks Horizon three things: which image each instant-clone desktop pool and farm
 //! runs (and what it is being moved to), which VMs and snapshots of the site's vCenter Horizon
 //! can use as images, and to push a new image (pools) or schedule an immediate maintenance
-//! onto one (farms). The calls and their wire format follow `shared/reference/horizon-rest.md`
-//! (Horizon 8.1 / 2012 and later: `/inventory/v2` pools, `/inventory/v2` farms from 2103,
-//! v1 push-image and schedule-maintenance actions).
+//! onto one (farms). The calls and their wire format follow VMware's Horizon Server REST API
+//! documentation (Horizon 8.1 / 2012 and later: `/inventory/v2` pools, `/inventory/v2` farms
+//! from 2103, the v1 `schedule-push-image` and `schedule-maintenance` actions).
 //!
 //! - [`HorizonClient`] (`client`): login with refresh-then-relogin on 401, paging by
 //!   `HAS_MORE_RECORDS`, every call under the shared [`crate::connect::RetryPolicy`].

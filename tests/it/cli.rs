@@ -1,4 +1,4 @@
-//! The command-line surface: every command of SPEC.md exists with its flags.
+//! The command-line surface: every command the README lists exists with its flags.
 
 use super::common::{golden, repo_root, run};
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::common::repo_root;
 use super::vcsim::Vcsim;
 
-/// The minimal OVF vcsim accepts (no disks): reference/vcsim.md §4.4.
+/// The smallest OVF descriptor vcsim deploys (no disks: CPU and memory only).
 const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"

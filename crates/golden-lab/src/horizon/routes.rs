@@ -1,4 +1,4 @@
-//! HTTP routes of the lab's Horizon: `/rest/...` as the reference documents it, plus the lab's
+//! HTTP routes of the lab's Horizon: `/rest/...` as VMware documents it, plus the lab's
 //! own controls under `/__lab/horizon/...` (token expiry, failure injection, clock).
 //!
 //! Every error uses the 2203+ envelope (`status`, `timestamp`, `errors[]`); requests with a
@@ -421,8 +421,12 @@ struct MaintenanceBody {
     push: PushBody,
 }
 
-/// Validates and records a push (pools) or immediate maintenance (farms); see the reference
-/// §6, §7 and §13 for the rules mimicked here.
+/// Validates and records a push (pools) or immediate maintenance (farms), with Horizon's
+/// documented rules: a logoff policy is required; the image is a parent VM and snapshot (or an
+/// image-catalog stream and tag); only instant-clone pools and farms take one; the VM must be
+/// a VM (not a template) in the pool's datacenter and own the snapshot; a second request while
+/// one is under way is refused, except that a pool's not yet started push may be rescheduled
+/// and a farm's not yet started maintenance replaced.
 fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResult {
     with_site(ctx, |site, _, now| {
         let Pod { vcenter, horizon, .. } = site;

@@ -1,6 +1,7 @@
 //! The JSON documents the lab's Horizon returns, rendered from the model: `DesktopPoolInfo`
 //! (v1), `DesktopPoolInfoV2`, `FarmInfoV2`, `BaseVMInfo`, `BaseSnapshotInfo`, the virtual
-//! center views and the error envelope. Field names and enum values follow the reference.
+//! center views and the error envelope. Field names and enum values follow the Horizon Server
+//! REST API documentation.
 
 use axum::http::StatusCode;
 use serde::Serialize;

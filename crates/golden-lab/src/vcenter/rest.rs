@@ -1,5 +1,5 @@
 //! The lab vCenter's vSphere Automation REST API (`/rest`), in the wire format of vCenter 6.5+
-//! as vcsim.md records it: `{"value": ...}` envelopes, `id:` path prefixes, `~action=` queries,
+//! (and of vcsim, which the contract tests compare it with): `{"value": ...}` envelopes, `id:` path prefixes, `~action=` queries,
 //! `com.vmware.vapi.std.errors.*` error types.
 //!
 //! Where vcsim deviates from real vCenter (text/plain JSON, `null` for empty lists), the lab
