@@ -1,6 +1,6 @@
 //! The lab's Horizon Connection Server: the subset of the Horizon Server REST API golden uses,
 //! built strictly from VMware's documentation of that API (request and answer shapes, the push
-image state machine `PENDING_PUBLISH` → `PUBLISHING` → `READY`, and the documented refusals).
+//! image state machine `PENDING_PUBLISH` → `PUBLISHING` → `READY`, and the documented refusals).
 //!
 //! The model here is plain data (it is saved with the rest of the lab and resumed): pools and
 //! farms with their current image, the one push or maintenance in flight per pool, and the
