@@ -21,4 +21,5 @@ pub mod gather;
 pub mod git;
 pub mod history;
 pub mod horizon;
+pub mod load;
 pub mod vcenter;

@@ -1,21 +1,21 @@
 //! `golden apply`: execute a saved plan, or plan and execute.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
 
-use super::plan::{Observed, observe};
 use super::{Exit, RepoArgs};
 use crate::apply::display::{Bars, Journal, Lines, summary_table};
 use crate::apply::executor::{EventSink, Events, execute};
-use crate::apply::{Context, Target, Timeouts, steps};
+use crate::apply::steps;
 use crate::desired::{self, DesiredState};
 use crate::gather::{self, SiteClients};
 use crate::ids::SiteName;
-use crate::plan::{FORMAT_VERSION, Plan, render};
+use crate::load::{Observed, apply_context, check_fresh, observe, read_plan};
+use crate::plan::{Plan, render};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -33,13 +33,6 @@ pub struct ApplyArgs {
     /// Write every event of the run as JSON lines to FILE (for CI artifacts)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-}
-
-/// A saved plan no longer matches the repository or the live state (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("the saved plan is stale: {}", .changes.join("; "))]
-pub struct StalePlan {
-    pub changes: Vec<String>,
 }
 
 /// The apply did not finish: some steps failed or were skipped (exit code 1).
@@ -85,7 +78,7 @@ async fn apply_observed(
 ) -> anyhow::Result<Exit> {
     let plan = match saved {
         Some(saved) => {
-            check_fresh(&saved, &observed, &desired)?;
+            check_fresh(&saved, &observed.plan, &desired)?;
             saved
         }
         None => observed.plan.clone(),
@@ -100,7 +93,7 @@ async fn apply_observed(
     }
     confirm(&plan, args.auto_approve)?;
 
-    let ctx = context(desired, observed)?;
+    let ctx = apply_context(desired, observed)?;
     let mut subscribers: Vec<Box<dyn EventSink>> = Vec::new();
     if std::io::stderr().is_terminal() {
         subscribers.push(Box::new(Bars::new(&plan)));
@@ -124,50 +117,6 @@ async fn apply_observed(
     }
 }
 
-fn read_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a plan (not JSON)", path.display()))?;
-    let format = value.get("format_version").and_then(serde_json::Value::as_u64);
-    let written_by =
-        value.get("golden_version").and_then(serde_json::Value::as_str).unwrap_or("an unknown version");
-    if format != Some(u64::from(FORMAT_VERSION)) || written_by != env!("CARGO_PKG_VERSION") {
-        anyhow::bail!(
-            "{} was written by golden {written_by} (plan format {}); this is golden {} (plan format {FORMAT_VERSION}): plan again",
-            path.display(),
-            format.map_or("?".to_owned(), |f| f.to_string()),
-            env!("CARGO_PKG_VERSION")
-        );
-    }
-    serde_json::from_value(value).with_context(|| format!("{} is not a valid plan", path.display()))
-}
-
-/// Refuses a saved plan whose commit or live objects changed since it was made.
-fn check_fresh(saved: &Plan, observed: &Observed, desired: &DesiredState) -> anyhow::Result<()> {
-    let mut changes = Vec::new();
-    let now = desired.revision.as_ref().map(|r| r.commit.clone());
-    if saved.desired_commit != now {
-        changes.push(format!(
-            "the desired state is now at commit {}, the plan was made at {}",
-            now.as_deref().map_or("(none)", |c| &c[..c.len().min(12)]),
-            saved.desired_commit.as_deref().map_or("(none)", |c| &c[..c.len().min(12)])
-        ));
-    }
-    let current = &observed.plan.fingerprints;
-    for (key, print) in &saved.fingerprints {
-        match current.get(key) {
-            None => changes.push(format!("{key} is gone")),
-            Some(p) if p != print => changes.push(format!("{key} changed")),
-            Some(_) => {}
-        }
-    }
-    for key in current.keys().filter(|k| !saved.fingerprints.contains_key(*k)) {
-        changes.push(format!("{key} appeared"));
-    }
-    if changes.is_empty() { Ok(()) } else { Err(StalePlan { changes }.into()) }
-}
-
 fn confirm(plan: &Plan, auto_approve: bool) -> anyhow::Result<()> {
     if auto_approve {
         return Ok(());
@@ -184,21 +133,4 @@ fn confirm(plan: &Plan, auto_approve: bool) -> anyhow::Result<()> {
         anyhow::bail!("apply cancelled; nothing was changed");
     }
     Ok(())
-}
-
-/// The apply context: every read site with its clients and resolved placement.
-pub(super) fn context(desired: DesiredState, observed: Observed) -> anyhow::Result<Context> {
-    let mut targets = BTreeMap::new();
-    let Observed { clients, inventories, .. } = observed;
-    for (name, clients) in clients {
-        let Some(site) = desired.sites.get(&name).cloned() else { continue };
-        let Some(inventory) = inventories.get(&name) else { continue };
-        let placement = inventory
-            .placement(&site.datacenter, &site.compute, &site.folder, &site.datastore)
-            .with_context(|| {
-            format!("cannot place base VMs at site `{name}`; check its placement in golden.toml")
-        })?;
-        targets.insert(name, Target::new(site, clients, placement));
-    }
-    Ok(Context { desired, targets, timeouts: Timeouts::default(), libraries: Default::default() })
 }

@@ -12,14 +12,13 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::Exit;
-use super::apply::context;
-use super::plan::{Observed, observe};
 use crate::apply::display::{Lines, summary_table};
 use crate::apply::executor::{Events, execute};
 use crate::apply::steps;
 use crate::desired::{self, DesiredState, Location};
 use crate::gather::{self, SiteClients};
 use crate::lab::{Lab, LabOptions, Timings};
+use crate::load::{Observed, apply_context, observe};
 use crate::plan::{Plan, render};
 
 #[derive(Debug, Args)]
@@ -134,7 +133,7 @@ async fn plan_and_apply(desired: DesiredState, observed: Observed, apply: bool) 
     if apply && plan.has_changes() {
         writeln!(anstream::stdout(), "\n    golden apply --auto-approve")?;
         let parallelism = desired.settings.parallelism as usize;
-        let ctx = context(desired, observed)?;
+        let ctx = apply_context(desired, observed)?;
         let events = Events::new(vec![Box::new(Lines)]);
         let summary =
             execute(&plan, parallelism, |step, progress| steps::run_step(&ctx, step, progress), &events)

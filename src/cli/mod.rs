@@ -124,7 +124,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let code = match run(cli) {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Success,
-        Err(err) if err.is::<apply::StalePlan>() => {
+        Err(err) if err.is::<crate::load::StalePlan>() => {
             let _ = report(&err, &mut anstream::stderr());
             Exit::StalePlan
         }
@@ -191,7 +191,7 @@ fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{red}error{red:#}: {diags}; nothing was contacted")?;
         return Ok(());
     }
-    if let Some(errors) = err.downcast_ref::<plan::PlanErrors>() {
+    if let Some(errors) = err.downcast_ref::<crate::load::PlanErrors>() {
         for e in &errors.0 {
             writeln!(out, "{red}error{red:#}: {e}\n  {cyan}hint{cyan:#}: {}", e.hint())?;
         }
@@ -233,7 +233,7 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(LoadError::Git(e)) = e.downcast_ref::<LoadError>() {
             return e.hint();
         }
-        if e.downcast_ref::<apply::StalePlan>().is_some() {
+        if e.downcast_ref::<crate::load::StalePlan>().is_some() {
             return Some(
                 "the world moved since the plan was made: run `golden plan` again and apply the new plan"
                     .to_owned(),

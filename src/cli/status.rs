@@ -41,7 +41,7 @@ pub(super) async fn view(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<status::Status> {
-    let history = super::plan::HistoryRead::start(dir, None);
+    let history = crate::load::HistoryRead::start(dir, None);
     let sites: BTreeSet<_> = desired.sites.keys().cloned().collect();
     let clients = gather::connect_all(desired, &sites, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await;
