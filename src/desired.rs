@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use golden_core::desired::layout::{ReadError, Tree, WorkTree};
 pub use golden_core::desired::*;
 use golden_core::diag::Diagnostics;
+use golden_core::ids::CommitId;
 
 use crate::git::{self, GitError, RefTree};
 
@@ -51,12 +52,16 @@ pub fn load(location: &Location) -> Result<DesiredState, LoadError> {
 pub fn read(location: &Location) -> Result<RepoFiles, LoadError> {
     match location {
         Location::WorkTree { dir } => {
-            let revision = git::head_commit(dir).map(|commit| Revision { commit, reference: None });
+            let revision = git::head_commit(dir)
+                .map(|commit| Revision { commit: CommitId::new(commit), reference: None });
             Ok(RepoFiles::read(&WorkTree { dir }, revision)?)
         }
         Location::GitRef { dir, reference } => {
             let tree = RefTree::open(dir, reference)?;
-            let revision = Some(Revision { commit: tree.commit_id(), reference: Some(reference.clone()) });
+            let revision = Some(Revision {
+                commit: CommitId::new(tree.commit_id()),
+                reference: Some(reference.clone()),
+            });
             Ok(RepoFiles::read(&GitTree { tree, reference: reference.clone() }, revision)?)
         }
     }

@@ -15,7 +15,7 @@ use crate::apply::{Context, Target, Timeouts};
 use crate::connect::RetryPolicy;
 use crate::desired::DesiredState;
 use crate::gather::{self, SiteClients};
-use crate::ids::SiteName;
+use crate::ids::{CommitId, SiteName};
 use crate::plan::{self, FORMAT_VERSION, Plan, PlanError, PlanOptions};
 use crate::vcenter::Inventory;
 
@@ -140,8 +140,8 @@ pub fn check_fresh(saved: &Plan, fresh: &Plan, desired: &DesiredState) -> Result
     if saved.desired_commit != now {
         changes.push(format!(
             "the desired state is now at commit {}, the plan was made at {}",
-            now.as_deref().map_or("(none)", |c| &c[..c.len().min(12)]),
-            saved.desired_commit.as_deref().map_or("(none)", |c| &c[..c.len().min(12)])
+            now.as_ref().map_or("(none)", CommitId::short),
+            saved.desired_commit.as_ref().map_or("(none)", CommitId::short)
         ));
     }
     let current = &fresh.fingerprints;
@@ -183,7 +183,7 @@ mod tests {
         Plan {
             format_version: FORMAT_VERSION,
             golden_version: env!("CARGO_PKG_VERSION").to_owned(),
-            desired_commit: commit.map(str::to_owned),
+            desired_commit: commit.map(CommitId::new),
             sites: Vec::new(),
             fingerprints: prints.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             steps: Vec::new(),
@@ -194,7 +194,7 @@ mod tests {
     fn desired_at(commit: &str) -> DesiredState {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
         let mut desired = crate::desired::load_dir(&dir).expect("the quickstart loads");
-        desired.revision = Some(crate::desired::Revision { commit: commit.to_owned(), reference: None });
+        desired.revision = Some(crate::desired::Revision { commit: CommitId::new(commit), reference: None });
         desired
     }
 

@@ -17,7 +17,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
     let state = desired::load(&args.repo.location())?;
     let at = match (&state.revision, &args.repo.reference) {
         (Some(rev), Some(reference)) => {
-            format!(" at {reference} ({})", &rev.commit[..rev.commit.len().min(12)])
+            format!(" at {reference} ({})", rev.commit.short())
         }
         _ => String::new(),
     };

@@ -42,6 +42,18 @@ macro_rules! string_id {
 pub(crate) use string_id;
 
 string_id!(
+    /// A git commit id, in full hex.
+    CommitId
+);
+
+impl CommitId {
+    /// The first 12 characters, as commits are shown to people.
+    pub fn short(&self) -> &str {
+        self.0.char_indices().nth(12).map_or(&self.0, |(end, _)| &self.0[..end])
+    }
+}
+
+string_id!(
     /// A site: one Horizon pod plus the vCenter that hosts its desktops (`[sites.<name>]`).
     SiteName
 );
@@ -126,6 +138,14 @@ impl SiteName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_is_shown_by_its_first_twelve_characters() {
+        assert_eq!(CommitId::new("0123456789abcdef0123").short(), "0123456789ab");
+        assert_eq!(CommitId::new("abc").short(), "abc");
+        // Never a slice through a character, whatever a plan file holds.
+        assert_eq!(CommitId::new("ééééééééééééé").short(), "éééééééééééé");
+    }
 
     #[test]
     fn names_are_checked_per_kind() {

@@ -15,7 +15,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
+use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
 
 pub use layout::{RepoFiles, load_dir};
 
@@ -34,7 +34,7 @@ pub struct DesiredState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revision {
     /// Full hex object id of the commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// The ref given with `--ref`, or `None` for the working tree.
     pub reference: Option<String>,
 }

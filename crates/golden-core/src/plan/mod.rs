@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind};
-use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
+use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
 
 pub use planner::{PlanError, PlanOptions, plan};
 
@@ -29,7 +29,7 @@ pub struct Plan {
     /// The golden release that wrote the plan.
     pub golden_version: String,
     /// The desired-state commit, when the repository is in git.
-    pub desired_commit: Option<String>,
+    pub desired_commit: Option<CommitId>,
     /// The sites the plan covers (all sites unless narrowed with `--site`).
     pub sites: Vec<SiteName>,
     /// A fingerprint of every live object the plan relied on, by object key

@@ -81,7 +81,7 @@ pub fn text(plan: &Plan) -> String {
     let bold = Style::new().bold();
     let dim = Style::new().dimmed();
     if let Some(commit) = &plan.desired_commit {
-        let _ = writeln!(out, "desired state at commit {}\n", &commit[..commit.len().min(12)]);
+        let _ = writeln!(out, "desired state at commit {}\n", commit.short());
     }
     for (site, steps) in by_site(plan) {
         let _ = writeln!(out, "{bold}{site}{bold:#}");
@@ -116,7 +116,7 @@ fn cell(text: &str) -> String {
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::from("### golden plan\n\n");
     if let Some(commit) = &plan.desired_commit {
-        let _ = writeln!(out, "Desired state at `{}`.\n", &commit[..commit.len().min(12)]);
+        let _ = writeln!(out, "Desired state at `{}`.\n", commit.short());
     }
     let _ = writeln!(out, "{}\n", summary(plan));
     if plan.has_changes() {
