@@ -22,8 +22,7 @@ use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{
     GoldenMeta, ImageRef, ItemRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, PendingState, Vm,
 };
-use crate::plan::planner::source_identity;
-use crate::plan::{Action, PublishSource, Step, StepId};
+use crate::plan::{Action, Step, StepId};
 use crate::vcenter::{VcenterClient, VcenterError};
 
 /// Polls in a row that may show no pending image right after a push was accepted, before
@@ -105,7 +104,7 @@ impl StepRun<'_> {
             .images
             .get(image)
             .and_then(|i| i.versions.get(version))
-            .map(|v| source_identity(&v.source))
+            .map(|v| v.source.identity())
             .ok_or_else(|| self.failed(format!("{image}@{version} is not in the repository")))?;
         Ok(GoldenMeta { image: image.clone(), version: version.clone(), source })
     }
@@ -149,15 +148,11 @@ impl StepRun<'_> {
         &self,
         image: &ImageName,
         version: &VersionName,
-        source: &PublishSource,
+        source: &Source,
     ) -> Result<Outcome, StepError> {
         let target = self.target(&self.step.site)?;
         let vc = &target.clients.vcenter;
-        let identity = source_identity(&match source {
-            PublishSource::Vm { vm, snapshot } => Source::Vm { vm: vm.clone(), snapshot: snapshot.clone() },
-            PublishSource::LibraryItem { name } => Source::LibraryItem { name: name.clone() },
-        });
-        let meta = GoldenMeta { image: image.clone(), version: version.clone(), source: identity };
+        let meta = GoldenMeta { image: image.clone(), version: version.clone(), source: source.identity() };
         let library = self.ensure_published_library(target).await?;
 
         if let Some(item) = find_version_item(vc, &library.id, image, version).await? {
@@ -172,7 +167,7 @@ impl StepRun<'_> {
         }
 
         match source {
-            PublishSource::Vm { vm, snapshot } => {
+            Source::Vm { vm, snapshot } => {
                 let inventory = vc.inventory().await?;
                 let candidates: Vec<&Vm> = inventory
                     .vms_in(&target.placement.datacenter)
@@ -206,7 +201,7 @@ impl StepRun<'_> {
                 let id = vc.create_ovf_from_vm(&library.id, &found.id, &name, &meta).await?;
                 Ok(Outcome::Done(format!("captured vm `{vm}` as item `{name}` ({id})")))
             }
-            PublishSource::LibraryItem { name } => {
+            Source::LibraryItem { name } => {
                 let Some(item) = vc.find_item(&library.id, name).await? else {
                     return Err(self.failed(format!("no item named `{name}` in library `{}`", library.name)));
                 };

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::desired::{DesiredState, Pool};
 use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
-use crate::plan::planner::source_identity;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Diff {
@@ -91,8 +90,7 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Diff {
                 (Some(_), None) => d.versions_removed.push((image.clone(), v.clone())),
                 (Some(a), Some(b)) => {
                     if a.source != b.source {
-                        let what =
-                            format!("source {} → {}", source_identity(&a.source), source_identity(&b.source));
+                        let what = format!("source {} → {}", a.source.identity(), b.source.identity());
                         d.versions_changed.push((image.clone(), v.clone(), what));
                     }
                     if a.parent != b.parent {

@@ -83,14 +83,28 @@ pub struct Version {
     pub notes: Option<String>,
 }
 
-/// Where a version's bytes come from at the source site.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Where a version's bytes come from at the source site. A plan's publish step carries it as
+/// is (`{"type":"vm","vm":…,"snapshot":…}` or `{"type":"library_item","name":…}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Source {
     /// Capture a VM, at a snapshot or at its current state.
     Vm { vm: String, snapshot: Option<String> },
     /// Adopt an item already in the source library.
     LibraryItem { name: String },
+}
+
+impl Source {
+    /// The identity golden records for the source in what it publishes, e.g.
+    /// `vm:win11-build@sealed-2026-10`: a published version whose recorded source differs from
+    /// the repository's is an error, since published versions are immutable.
+    pub fn identity(&self) -> String {
+        match self {
+            Source::Vm { vm, snapshot: Some(s) } => format!("vm:{vm}@{s}"),
+            Source::Vm { vm, snapshot: None } => format!("vm:{vm}"),
+            Source::LibraryItem { name } => format!("library_item:{name}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

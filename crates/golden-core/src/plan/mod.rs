@@ -14,7 +14,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{Logoff, PoolKind};
+use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
 
 pub use planner::{PlanError, PlanOptions, plan};
@@ -93,7 +93,7 @@ pub struct Step {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Put a version into the source site's library, capturing a VM or adopting an item.
-    Publish { image: ImageName, version: VersionName, source: PublishSource },
+    Publish { image: ImageName, version: VersionName, source: Source },
     /// Copy a version into a site's library from the source site.
     Replicate { image: ImageName, version: VersionName, from: SiteName },
     /// Deploy a version's base VM from the site's library item and snapshot it.
@@ -111,16 +111,6 @@ pub enum Action {
     },
     /// Delete a copy (library item, base VM) no marker, pool or rollback window needs.
     Retire { image: ImageName, version: VersionName, items: Vec<String>, vms: Vec<String> },
-}
-
-/// Where a published version comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum PublishSource {
-    /// Capture this VM (at this snapshot, or its current state).
-    Vm { vm: String, snapshot: Option<String> },
-    /// Adopt this existing library item.
-    LibraryItem { name: String },
 }
 
 impl Action {

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::{Action, FORMAT_VERSION, Plan, PublishSource, Step, StepId};
+use super::{Action, FORMAT_VERSION, Plan, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
@@ -83,15 +83,6 @@ impl PlanError {
                 "check the site's credentials and that it is reachable".to_owned()
             }
         }
-    }
-}
-
-/// The identity golden records for a version's source, e.g. `vm:win11-build@sealed-2026-10`.
-pub fn source_identity(source: &Source) -> String {
-    match source {
-        Source::Vm { vm, snapshot: Some(s) } => format!("vm:{vm}@{s}"),
-        Source::Vm { vm, snapshot: None } => format!("vm:{vm}"),
-        Source::LibraryItem { name } => format!("library_item:{name}"),
     }
 }
 
@@ -368,7 +359,7 @@ fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) 
         let Some(v) = inputs.desired.images.get(image).and_then(|i| i.versions.get(version)) else {
             continue;
         };
-        let identity = source_identity(&v.source);
+        let identity = v.source.identity();
         if let Some(copy) = inputs.source_library().and_then(|l| l.copies.get(key)) {
             if let Some(published) = copy.meta_source.filter(|p| *p != identity) {
                 errors.push(PlanError::SourceChanged {
@@ -381,25 +372,23 @@ fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) 
             continue;
         }
         let src = inputs.site(source_site);
-        let (source, missing) = match &v.source {
+        let missing = match &v.source {
             Source::Vm { vm, snapshot } => {
                 let found = src.and_then(|s| s.vms.values().find(|x| &x.name == vm && x.meta.is_none()));
-                let missing = match (found, snapshot) {
+                match (found, snapshot) {
                     (None, _) => Some(format!("no VM named `{vm}`")),
                     (Some(x), Some(s)) if !x.snapshots.iter().any(|y| &y.name == s) => {
                         Some(format!("VM `{vm}` has no snapshot named `{s}`"))
                     }
                     _ => None,
-                };
-                (PublishSource::Vm { vm: vm.clone(), snapshot: snapshot.clone() }, missing)
+                }
             }
             Source::LibraryItem { name } => {
                 let found =
                     inputs.source_library().is_some_and(|l| l.live.items.values().any(|i| &i.name == name));
-                let missing = (!found).then(|| {
+                (!found).then(|| {
                     format!("no item named `{name}` in library `{}`", inputs.desired.settings.library)
-                });
-                (PublishSource::LibraryItem { name: name.clone() }, missing)
+                })
             }
         };
         if let Some(what) = missing {
@@ -419,7 +408,11 @@ fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<PlanError>) 
         out.steps.push(Step {
             id,
             site: source_site.clone(),
-            action: Action::Publish { image: image.clone(), version: version.clone(), source },
+            action: Action::Publish {
+                image: image.clone(),
+                version: version.clone(),
+                source: v.source.clone(),
+            },
             reason: format!("{image}@{version} is not published yet; needed by {}", list(users)),
             depends_on: Vec::new(),
         });

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{Action, Plan, PublishSource, Step};
+use super::{Action, Plan, Step};
+use crate::desired::Source;
 use crate::ids::SiteName;
 
 /// `+` creates, `~` changes, `-` removes.
@@ -23,9 +24,9 @@ pub fn describe(step: &Step) -> String {
     match &step.action {
         Action::Publish { image, version, source } => {
             let from = match source {
-                PublishSource::Vm { vm, snapshot: Some(s) } => format!("capture VM {vm} at snapshot {s}"),
-                PublishSource::Vm { vm, snapshot: None } => format!("capture VM {vm}"),
-                PublishSource::LibraryItem { name } => format!("adopt library item {name}"),
+                Source::Vm { vm, snapshot: Some(s) } => format!("capture VM {vm} at snapshot {s}"),
+                Source::Vm { vm, snapshot: None } => format!("capture VM {vm}"),
+                Source::LibraryItem { name } => format!("adopt library item {name}"),
             };
             format!("{image}@{version} ({from})")
         }

@@ -163,7 +163,7 @@ impl World {
             .images
             .get(image)
             .and_then(|i| i.versions.get(version))
-            .map(|v| planner::source_identity(&v.source))
+            .map(|v| v.source.identity())
             .unwrap_or_default();
         GoldenMeta { image: image.clone(), version: version.clone(), source }
     }
