@@ -203,32 +203,44 @@ impl LiveState {
     /// since.
     pub fn fingerprints(&self, sites: &[&SiteName]) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
+        let mut hasher = Hasher(Vec::with_capacity(4096));
         let mut vcenters = BTreeSet::new();
         for (site, s) in sites.iter().filter_map(|site| Some((*site, self.sites.get(*site)?))) {
             for (name, pool) in &s.pools {
-                out.insert(format!("{site}/pool/{name}"), fingerprint(pool));
+                out.insert(format!("{site}/pool/{name}"), hasher.hash(pool));
             }
             for (id, vm) in &s.vms {
-                out.insert(format!("{site}/vm/{id}"), fingerprint(vm));
+                out.insert(format!("{site}/vm/{id}"), hasher.hash(vm));
             }
             vcenters.insert(&s.vcenter);
         }
         for (uuid, vc) in vcenters.into_iter().filter_map(|id| Some((id, self.vcenters.get(id)?))) {
             for (id, item) in &vc.items {
-                out.insert(format!("vcenter/{uuid}/item/{id}"), fingerprint(item));
+                out.insert(format!("vcenter/{uuid}/item/{id}"), hasher.hash(item));
             }
             if let Some(lib) = &vc.library {
-                out.insert(format!("vcenter/{uuid}/library/{}", lib.id), fingerprint(lib));
+                out.insert(format!("vcenter/{uuid}/library/{}", lib.id), hasher.hash(lib));
             }
         }
         out
     }
 }
 
-/// The first 8 bytes of the SHA-256 of an object's JSON, in hex (a live object always
-/// serialises).
-fn fingerprint(value: &impl Serialize) -> String {
-    use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(value).unwrap_or_default();
-    Sha256::digest(&json)[..8].iter().map(|b| format!("{b:02x}")).collect()
+/// Fingerprints objects: the first 8 bytes of the SHA-256 of an object's JSON, in hex, written
+/// into one buffer reused for every object (a live object always serialises).
+struct Hasher(Vec<u8>);
+
+impl Hasher {
+    fn hash(&mut self, value: &impl Serialize) -> String {
+        use sha2::{Digest, Sha256};
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.0.clear();
+        let _ = serde_json::to_writer(&mut self.0, value);
+        let digest = Sha256::digest(&self.0);
+        digest[..8]
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .map(char::from)
+            .collect()
+    }
 }
