@@ -1,10 +1,14 @@
 //! Planner scenarios and the convergence property.
 //!
-//! [`World`] is a small model of the live state that applies plan steps the way a successful
-//! apply would. The scenarios are fixtures under `tests/fixtures/plan/` (a desired-state
-//! repository and a live state each): each renders its plan as text (an insta snapshot), then
-//! applies it to the model and checks that planning again gives no changes. A property test
-//! does the same for random repositories and live states.
+//! [`World`] is a small model of the live state that applies plan steps the way golden's steps
+//! do. The scenarios are fixtures under `tests/fixtures/plan/` (a desired-state repository and
+//! a live state each): each renders its plan as text (an insta snapshot), then applies it to
+//! the model and checks that planning again gives no changes. A property test runs random
+//! repositories over random site-to-vCenter layouts through apply runs with faults (random
+//! dependency-respecting orders, failed steps and pushes, killed runs) until a plan is empty,
+//! and then checks the contract on the world itself, not on the planner's view of it: every
+//! bound pool runs its marker's version from its own site, the rollback window is warm, and no
+//! retirement ever removed an image a pool runs or is moving to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -206,55 +210,148 @@ impl World {
         World { live, next }
     }
 
-    /// Applies the plan's steps as a successful apply would.
+    /// Applies the plan's steps as a successful apply would, in plan order.
     fn apply(&mut self, plan: &Plan, desired: &DesiredState) {
         for step in &plan.steps {
-            match &step.action {
-                Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
-                    self.add_item(&step.site, World::meta(image, version, desired));
+            self.apply_step(step, desired);
+        }
+    }
+
+    /// One step done, as the real step does it, with the checks golden's steps make: a push
+    /// only to a base VM of the pool's own site, a retirement only of its site's objects and
+    /// never of an image a pool runs or is moving to.
+    fn apply_step(&mut self, step: &Step, desired: &DesiredState) {
+        match &step.action {
+            Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
+                self.add_item(&step.site, World::meta(image, version, desired));
+            }
+            Action::Deploy { image, version } => {
+                let id = self.id("vm");
+                let snap = self.id("snapshot");
+                self.site(&step.site).vms.insert(
+                    id.clone(),
+                    Vm {
+                        id,
+                        name: format!("golden-{image}-{version}"),
+                        template: false,
+                        powered_on: false,
+                        meta: Some(World::meta(image, version, desired)),
+                        deployed_from: None,
+                        snapshots: vec![Snapshot { id: snap, name: "golden".into(), parent: None }],
+                    },
+                );
+            }
+            Action::Push { horizon_name, image, version, .. } => {
+                // The base VM of the pool's own site: never another datacenter's.
+                let base = self.base(&step.site, image, version);
+                assert!(base.is_some(), "{}: no base VM of {image}@{version} at {}", step.id, step.site);
+                let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
+                pool.current = base;
+                pool.pending = None;
+                pool.operation = Operation::None;
+            }
+            Action::Retire { items, vms, .. } => {
+                // Only objects of the step's own site and of the library it uses.
+                let library = self.library(&step.site);
+                for i in items {
+                    let gone = library.items.remove(&LibraryId::new(i.clone()));
+                    assert!(gone.is_some(), "{}: item {i} is not in the library of {}", step.id, step.site);
                 }
-                Action::Deploy { image, version } => {
-                    let id = self.id("vm");
-                    let snap = self.id("snapshot");
-                    self.site(&step.site).vms.insert(
-                        id.clone(),
-                        Vm {
-                            id,
-                            name: format!("golden-{image}-{version}"),
-                            template: false,
-                            powered_on: false,
-                            meta: Some(World::meta(image, version, desired)),
-                            deployed_from: None,
-                            snapshots: vec![Snapshot { id: snap, name: "golden".into(), parent: None }],
-                        },
+                let site = self.site(&step.site);
+                for v in vms {
+                    let in_use = site.pools.values().find(|p| {
+                        p.current.as_ref().is_some_and(|c| c.vm.as_str() == v)
+                            || p.pending.as_ref().is_some_and(|x| {
+                                x.image.vm.as_str() == v && x.state != crate::live::PendingState::Failed
+                            })
+                    });
+                    assert!(
+                        in_use.is_none(),
+                        "{}: vm {v} is the image of pool {:?}",
+                        step.id,
+                        in_use.map(|p| &p.name)
                     );
+                    let gone = site.vms.remove(&Moref::new(v.clone()));
+                    assert!(gone.is_some(), "{}: vm {v} is not at {}", step.id, step.site);
                 }
-                Action::Push { horizon_name, image, version, .. } => {
-                    // The base VM of the pool's own site: never another datacenter's.
-                    let base = self.base(&step.site, image, version);
-                    assert!(base.is_some(), "{}: no base VM of {image}@{version} at {}", step.id, step.site);
+            }
+        }
+    }
+
+    /// One run of apply as the executor makes it: the steps in a random order that respects
+    /// every dependency (a `wave/N` dependency is every push of wave N), any step may fail (a
+    /// failed push leaves Horizon's pending image `FAILED`) and its dependents are then never
+    /// started, and the run may be killed at a random moment. The choices come off `t`; an
+    /// exhausted tape means no more faults.
+    fn run(&mut self, plan: &Plan, desired: &DesiredState, t: &mut property::Tape<'_>) {
+        let waves: BTreeMap<u32, Vec<&StepId>> = plan.steps.iter().fold(BTreeMap::new(), |mut m, s| {
+            if let Action::Push { wave, .. } = s.action {
+                m.entry(wave).or_default().push(&s.id);
+            }
+            m
+        });
+        let kill_at = (t.pick(4) == 3).then(|| t.pick(plan.steps.len() + 1));
+        let mut done: BTreeSet<&StepId> = BTreeSet::new();
+        let mut waiting: Vec<&Step> = plan.steps.iter().collect();
+        for ran in 0.. {
+            let ready: Vec<usize> = (0..waiting.len())
+                .filter(|i| {
+                    waiting[*i].depends_on.iter().all(|d| match d.as_wave() {
+                        Some(w) => waves.get(&w).is_none_or(|ids| ids.iter().all(|id| done.contains(id))),
+                        None => done.contains(d),
+                    })
+                })
+                .collect();
+            if ready.is_empty() || kill_at == Some(ran) {
+                return;
+            }
+            let step = waiting.remove(ready[t.pick(ready.len())]);
+            if t.pick(8) == 7 {
+                if let Action::Push { horizon_name, image, version, .. } = &step.action {
+                    let base = self.base(&step.site, image, version).expect("a pushed base VM");
                     let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
-                    pool.current = base;
-                    pool.pending = None;
-                    pool.operation = Operation::None;
+                    pool.pending = Some(crate::live::PendingImage {
+                        image: base,
+                        state: crate::live::PendingState::Failed,
+                        progress: None,
+                        error: Some("the model failed it".into()),
+                    });
                 }
-                Action::Retire { items, vms, .. } => {
-                    // Only objects of the step's own site and of the library it uses.
-                    let library = self.library(&step.site);
-                    for i in items {
-                        let gone = library.items.remove(&LibraryId::new(i.clone()));
-                        assert!(
-                            gone.is_some(),
-                            "{}: item {i} is not in the library of {}",
-                            step.id,
-                            step.site
-                        );
-                    }
-                    let site = self.site(&step.site);
-                    for v in vms {
-                        let gone = site.vms.remove(&Moref::new(v.clone()));
-                        assert!(gone.is_some(), "{}: vm {v} is not at {}", step.id, step.site);
-                    }
+                continue;
+            }
+            self.apply_step(step, desired);
+            done.insert(&step.id);
+        }
+    }
+
+    /// The contract, checked on the world itself: every bound pool runs the version its
+    /// marker points at, from a base VM of its own site, and every version a bound marker
+    /// pointed at in its last `keep_previous` moves has a base VM at the site, when it is
+    /// published.
+    fn check_contract(&self, desired: &DesiredState, options: &PlanOptions) {
+        let keep = desired.settings.keep_previous as usize;
+        for pool in desired.pools.values() {
+            let image = &desired.images[&pool.image];
+            let target = &image.markers[&pool.marker];
+            let live = &self.live.sites[&pool.site].pools[&pool.horizon_name];
+            let base = self.base(&pool.site, &pool.image, target);
+            assert!(base.is_some(), "{}: no base VM of {}@{target}", pool.name, pool.image);
+            assert_eq!(live.current, base, "{} runs its marker's version {}@{target}", pool.name, pool.image);
+            let history = options.marker_history.get(&(pool.image.clone(), pool.marker.clone()));
+            for earlier in history.into_iter().flatten().filter(|v| *v != target).take(keep) {
+                let meta = World::meta(&pool.image, earlier, desired);
+                let source = &self.live.sites[&desired.settings.source_site].vcenter;
+                let published =
+                    self.live.vcenters[source].items.values().any(|i| i.meta.as_ref() == Some(&meta));
+                if published {
+                    let warm = self.base(&pool.site, &pool.image, earlier);
+                    assert!(
+                        warm.is_some(),
+                        "{}: {}@{earlier} is not kept warm at {}",
+                        pool.name,
+                        pool.image,
+                        pool.site
+                    );
                 }
             }
         }
@@ -268,15 +365,6 @@ fn plain(plan: &Plan) -> String {
 
 fn plan_of(desired: &DesiredState, world: &World, options: &PlanOptions) -> Plan {
     plan(desired, &world.live, options).unwrap_or_else(|e| panic!("plan failed: {e:?}"))
-}
-
-/// Plans, applies to the model, and checks that the next plan is empty; returns the first plan.
-fn converge(desired: &DesiredState, world: &mut World, options: &PlanOptions) -> Plan {
-    let first = plan_of(desired, world, options);
-    world.apply(&first, desired);
-    let again = plan_of(desired, world, options);
-    assert!(!again.has_changes(), "plan after apply is not empty:\n{}", render::text(&again));
-    first
 }
 
 /// The planner scenarios: one directory per scenario under `tests/fixtures/plan/` (see the
@@ -609,10 +697,10 @@ mod property {
     use crate::ids::PoolName;
 
     /// Reads choices off a tape of random bytes (proptest shrinks the tape).
-    struct Tape<'a>(std::slice::Iter<'a, u8>);
+    pub(super) struct Tape<'a>(pub(super) std::slice::Iter<'a, u8>);
 
     impl Tape<'_> {
-        fn pick(&mut self, n: usize) -> usize {
+        pub(super) fn pick(&mut self, n: usize) -> usize {
             if n == 0 { 0 } else { usize::from(*self.0.next().unwrap_or(&0)) % n }
         }
     }
@@ -710,6 +798,25 @@ mod property {
         (next, PlanOptions { marker_history: history, ..PlanOptions::default() })
     }
 
+    /// Plans and runs apply (with faults and kills) until a plan is empty, then checks the
+    /// contract on the world. Faults stop once the tape is used up, so this ends.
+    fn converge_under_faults(
+        desired: &DesiredState,
+        world: &mut World,
+        options: &PlanOptions,
+        t: &mut Tape<'_>,
+    ) {
+        for _ in 0..64 {
+            let plan = plan_of(desired, world, options);
+            if !plan.has_changes() {
+                world.check_contract(desired, options);
+                return;
+            }
+            world.run(&plan, desired, t);
+        }
+        panic!("no empty plan after 64 runs of apply");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -719,11 +826,8 @@ mod property {
             let desired = random_desired(&mut t);
             let mut world = World::before_golden(&desired);
 
-            // A partial earlier apply: a random prefix of the first plan's steps.
-            let first = plan_of(&desired, &world, &PlanOptions::default());
-            let cut = t.pick(first.steps.len() + 1);
-            world.apply(&Plan { steps: first.steps[..cut].to_vec(), ..first.clone() }, &desired);
-            converge(&desired, &mut world, &PlanOptions::default());
+            // Runs with faults and kills until a plan is empty; then the contract holds.
+            converge_under_faults(&desired, &mut world, &PlanOptions::default(), &mut t);
 
             // Then marker moves (and their rollback windows), possibly with drift.
             let (moved, options) = move_markers(&mut t, &desired);
@@ -741,7 +845,7 @@ mod property {
                     world.site(&s).pools.get_mut(&pool).expect("pool").current = Some(base);
                 }
             }
-            converge(&moved, &mut world, &options);
+            converge_under_faults(&moved, &mut world, &options, &mut t);
         }
     }
 }
