@@ -15,7 +15,7 @@ use golden::desired::{DesiredState, Location, load};
 use golden::lab::vcenter::content::{File, Item};
 use golden::lab::vcenter::{Category, Tag};
 use golden::lab::{Lab, LabOptions, LabState, Timings, now_ms};
-use golden::live::{GoldenMeta, ItemRef, LibraryId};
+use golden::live::{GoldenMeta, ItemId, ItemRef};
 use golden::plan::{PlanOptions, plan};
 
 /// The allocator the `golden` binary uses, so that the figures are the binary's.
@@ -119,7 +119,7 @@ fn steady(desired: &DesiredState, lab: &mut LabState) {
                 let name = format!("{}-{}", meta.image, meta.version);
                 let item = Item::new(&library, &name, "ovf", &description, files, now);
                 let deployed_from =
-                    ItemRef { id: LibraryId::new(item.id.clone()), name: name.clone(), kind: "ovf".into() };
+                    ItemRef { id: ItemId::new(item.id.clone()), name: name.clone(), kind: "ovf".into() };
                 vc.content.items.insert(item.id.clone(), item);
                 let vm = vc
                     .add_vm(&format!("golden-{}-{}", meta.image, meta.version), &site.datacenter, None)

@@ -20,7 +20,8 @@ use crate::desired::{Logoff, PoolKind, Source};
 use crate::horizon::PushSpec;
 use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{
-    GoldenMeta, ImageRef, ItemRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, PendingState, Vm,
+    GoldenMeta, ImageRef, ItemId, ItemRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, Moref,
+    PendingState, Vm,
 };
 use crate::plan::{Action, Step, StepId};
 use crate::vcenter::{VcenterClient, VcenterError};
@@ -606,15 +607,15 @@ impl StepRun<'_> {
         &self,
         image: &ImageName,
         version: &VersionName,
-        items: &[String],
-        vms: &[String],
+        items: &[ItemId],
+        vms: &[Moref],
     ) -> Result<Outcome, StepError> {
         let target = self.target(&self.step.site)?;
         let (vc, hz) = (&target.clients.vcenter, &target.clients.horizon);
         let mut deleted = Vec::new();
 
-        for id in items.iter().map(LibraryId::new) {
-            let item = match vc.get_item(&id).await {
+        for id in items {
+            let item = match vc.get_item(id).await {
                 Ok(item) => item,
                 Err(e) if is_not_found(&e) => {
                     self.note(&format!("library item {id} is already gone"));
@@ -629,7 +630,7 @@ impl StepRun<'_> {
                 ));
                 continue;
             }
-            match vc.delete_item(&item.library, &id).await {
+            match vc.delete_item(&item.library, id).await {
                 Ok(()) => deleted.push(format!("item `{}`", item.name)),
                 // vCenter refuses to delete an item of a subscribed library: it follows the
                 // publisher. Its content (the disk space) can be evicted, which is what a
@@ -639,7 +640,7 @@ impl StepRun<'_> {
                         "item `{}` ({id}) is in a subscribed library and cannot be deleted; evicting its content",
                         item.name
                     ));
-                    vc.evict_item(&id).await?;
+                    vc.evict_item(id).await?;
                     deleted.push(format!("the content of item `{}`", item.name));
                 }
                 Err(e) => return Err(e.into()),
@@ -651,7 +652,7 @@ impl StepRun<'_> {
             let (inventory, pools) = (inventory?, pools?);
             for id in vms {
                 let here = &target.placement.datacenter;
-                let Some(vm) = inventory.vms_in(here).find(|v| v.id.as_str() == id) else {
+                let Some(vm) = inventory.vms_in(here).find(|v| &v.id == id) else {
                     self.note(&format!("vm {id} is already gone (or not in this site's datacenter)"));
                     continue;
                 };

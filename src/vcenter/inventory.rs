@@ -14,7 +14,7 @@ use super::xml::Element;
 use super::{VcenterClient, VcenterError};
 use crate::desired::Compute;
 use crate::ids::SiteName;
-use crate::live::{GoldenMeta, ItemRef, LibraryId, Moref, Snapshot, Vm};
+use crate::live::{GoldenMeta, ItemId, ItemRef, Moref, Snapshot, Vm};
 
 /// A named object of the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,7 +187,7 @@ impl InventoryObjects {
 
     /// The library items base VMs were deployed from, each with the version's metadata, as
     /// the VMs' annotations record them.
-    pub fn deployed_items(&self) -> BTreeMap<LibraryId, (ItemRef, GoldenMeta)> {
+    pub fn deployed_items(&self) -> BTreeMap<ItemId, (ItemRef, GoldenMeta)> {
         self.annotated
             .values()
             .filter_map(|(meta, item)| Some((item.as_ref()?.id.clone(), (item.clone()?, meta.clone()))))

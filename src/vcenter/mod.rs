@@ -246,7 +246,7 @@ mod tests {
             source: "library_item:win11-2026.10".into(),
         };
         let item = ItemRef {
-            id: crate::live::LibraryId::new("5e3c-item"),
+            id: crate::live::ItemId::new("5e3c-item"),
             name: "win11-ent-2026.10".into(),
             kind: "ovf".into(),
         };

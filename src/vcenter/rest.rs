@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{VcenterClient, VcenterError, lock, meta_from_description, meta_to_description};
-use crate::live::{GoldenMeta, Library, LibraryId, LibraryItem, LibraryKind, Moref};
+use crate::live::{GoldenMeta, ItemId, Library, LibraryId, LibraryItem, LibraryKind, Moref};
 
 const SESSION_HEADER: &str = "vmware-api-session-id";
 
@@ -418,10 +418,10 @@ impl VcenterClient {
 
     // ---- items -------------------------------------------------------------------------------
 
-    pub async fn list_items(&self, library: &LibraryId) -> Result<Vec<LibraryId>, VcenterError> {
+    pub async fn list_items(&self, library: &LibraryId) -> Result<Vec<ItemId>, VcenterError> {
         let path = format!("/com/vmware/content/library/item?library_id={}", q(library.as_str()));
         let ids = self.ids(&format!("list items of library {library}"), Method::GET, &path, None).await?;
-        Ok(ids.into_iter().map(LibraryId::new).collect())
+        Ok(ids.into_iter().map(ItemId::new).collect())
     }
 
     /// The item named `name` in `library`.
@@ -436,7 +436,7 @@ impl VcenterClient {
             self.ids(&op, Method::POST, "/com/vmware/content/library/item?~action=find", Some(body)).await?;
         let mut found = Vec::new();
         for id in ids {
-            let item = self.get_item_in(Some(library), &LibraryId::new(id)).await?;
+            let item = self.get_item_in(Some(library), &ItemId::new(id)).await?;
             if item.name == name {
                 found.push(item);
             }
@@ -454,7 +454,7 @@ impl VcenterClient {
     }
 
     /// An item, with golden's metadata when its description holds it.
-    pub async fn get_item(&self, item: &LibraryId) -> Result<LibraryItem, VcenterError> {
+    pub async fn get_item(&self, item: &ItemId) -> Result<LibraryItem, VcenterError> {
         self.get_item_in(None, item).await
     }
 
@@ -463,7 +463,7 @@ impl VcenterClient {
     async fn get_item_in(
         &self,
         library: Option<&LibraryId>,
-        item: &LibraryId,
+        item: &ItemId,
     ) -> Result<LibraryItem, VcenterError> {
         let op = format!("read library item {item}");
         let mut path = format!("/com/vmware/content/library/item/id:{}", seg(item.as_str()));
@@ -472,7 +472,7 @@ impl VcenterClient {
         }
         let wire: WireItem = self.call_as(&op, Method::GET, &path, None).await?;
         Ok(LibraryItem {
-            id: LibraryId::new(wire.id),
+            id: ItemId::new(wire.id),
             library: LibraryId::new(wire.library_id),
             name: wire.name,
             kind: wire.kind,
@@ -487,7 +487,7 @@ impl VcenterClient {
         name: &str,
         kind: &str,
         meta: &GoldenMeta,
-    ) -> Result<LibraryId, VcenterError> {
+    ) -> Result<ItemId, VcenterError> {
         let body = json!({"create_spec": {
             "library_id": library.as_str(),
             "name": name,
@@ -495,17 +495,17 @@ impl VcenterClient {
             "description": meta_to_description(meta),
         }});
         let op = format!("create library item `{name}` in library {library}");
-        self.created_id(&op, "/com/vmware/content/library/item", body).await.map(LibraryId::new)
+        self.created_id(&op, "/com/vmware/content/library/item", body).await.map(ItemId::new)
     }
 
     /// Rewrites an item's metadata (its description).
-    pub async fn set_item_meta(&self, item: &LibraryId, meta: &GoldenMeta) -> Result<(), VcenterError> {
+    pub async fn set_item_meta(&self, item: &ItemId, meta: &GoldenMeta) -> Result<(), VcenterError> {
         let path = format!("/com/vmware/content/library/item/id:{}", seg(item.as_str()));
         let body = json!({"update_spec": {"description": meta_to_description(meta)}});
         self.call(&format!("update library item {item}"), Method::PATCH, &path, Some(body)).await.map(drop)
     }
 
-    pub async fn delete_item(&self, library: &LibraryId, item: &LibraryId) -> Result<(), VcenterError> {
+    pub async fn delete_item(&self, library: &LibraryId, item: &ItemId) -> Result<(), VcenterError> {
         let path = format!(
             "/com/vmware/content/library/item/id:{}?library_id={}",
             seg(item.as_str()),
@@ -515,7 +515,7 @@ impl VcenterClient {
     }
 
     /// The names of an item's files, sorted (`/com/vmware/content/library/item/file`).
-    pub async fn list_files(&self, item: &LibraryId) -> Result<Vec<String>, VcenterError> {
+    pub async fn list_files(&self, item: &ItemId) -> Result<Vec<String>, VcenterError> {
         #[derive(Deserialize)]
         struct WireFile {
             name: String,
@@ -529,14 +529,14 @@ impl VcenterClient {
 
     /// Evicts the cached content of an item of a subscribed library: what vCenter allows
     /// instead of deleting it (the item itself goes when the publisher's item goes).
-    pub async fn evict_item(&self, item: &LibraryId) -> Result<(), VcenterError> {
+    pub async fn evict_item(&self, item: &ItemId) -> Result<(), VcenterError> {
         let path =
             format!("/com/vmware/content/library/subscribed-item/id:{}?~action=evict", seg(item.as_str()));
         self.call(&format!("evict library item {item}"), Method::POST, &path, None).await.map(drop)
     }
 
     /// Asks a subscribed library to fetch one item's content now.
-    pub async fn sync_item(&self, library: &LibraryId, item: &LibraryId) -> Result<(), VcenterError> {
+    pub async fn sync_item(&self, library: &LibraryId, item: &ItemId) -> Result<(), VcenterError> {
         // library_id is required in practice: vcsim picks a random library without it.
         let path = format!(
             "/com/vmware/content/library/subscribed-item/id:{}?~action=sync&library_id={}",
@@ -549,7 +549,7 @@ impl VcenterClient {
 
     // ---- update and download sessions -----------------------------------------------------
 
-    async fn update_session(&self, item: &LibraryId, op: &str) -> Result<String, VcenterError> {
+    async fn update_session(&self, item: &ItemId, op: &str) -> Result<String, VcenterError> {
         let body = json!({"create_spec": {"library_item_id": item.as_str()}});
         self.created_id(op, "/com/vmware/content/library/item/update-session", body).await
     }
@@ -570,7 +570,7 @@ impl VcenterClient {
     /// golden, so this is for small files (an OVF descriptor) and the explicit stream copy.
     pub async fn upload_file(
         &self,
-        item: &LibraryId,
+        item: &ItemId,
         file_name: &str,
         bytes: Vec<u8>,
     ) -> Result<(), VcenterError> {
@@ -609,7 +609,7 @@ impl VcenterClient {
     /// site's download endpoint: the bytes never pass through golden.
     pub async fn pull_file(
         &self,
-        item: &LibraryId,
+        item: &ItemId,
         file_name: &str,
         source_uri: &str,
         wait: std::time::Duration,
@@ -650,7 +650,7 @@ impl VcenterClient {
     }
 
     /// The URL a file of an item can be downloaded from (a download session's endpoint).
-    pub async fn download_url(&self, item: &LibraryId, file_name: &str) -> Result<String, VcenterError> {
+    pub async fn download_url(&self, item: &ItemId, file_name: &str) -> Result<String, VcenterError> {
         let op = format!("prepare download of `{file_name}` from library item {item}");
         let body = json!({"create_spec": {"library_item_id": item.as_str()}});
         let session = self.created_id(&op, "/com/vmware/content/library/item/download-session", body).await?;
@@ -674,7 +674,7 @@ impl VcenterClient {
         vm: &Moref,
         name: &str,
         meta: &GoldenMeta,
-    ) -> Result<LibraryId, VcenterError> {
+    ) -> Result<ItemId, VcenterError> {
         let op = format!("capture vm {vm} as ovf item `{name}` in library {library}");
         let body = json!({
             "source": {"type": "VirtualMachine", "id": vm.as_str()},
@@ -689,12 +689,12 @@ impl VcenterClient {
         value
             .get("ovf_library_item_id")
             .and_then(Value::as_str)
-            .map(LibraryId::new)
+            .map(ItemId::new)
             .ok_or_else(|| self.err_protocol(&op, "no ovf_library_item_id in the answer"))
     }
 
     /// Deploys an OVF item as a new VM; returns its moref.
-    pub async fn deploy_ovf(&self, item: &LibraryId, spec: &DeploySpec) -> Result<Moref, VcenterError> {
+    pub async fn deploy_ovf(&self, item: &ItemId, spec: &DeploySpec) -> Result<Moref, VcenterError> {
         let op = format!("deploy ovf item {item} as vm `{}`", spec.name);
         let path = format!("/com/vmware/vcenter/ovf/library-item/id:{}?~action=deploy", seg(item.as_str()));
         let body = json!({
@@ -727,7 +727,7 @@ impl VcenterClient {
         vm: &Moref,
         placement: &DeploySpec,
         meta: &GoldenMeta,
-    ) -> Result<LibraryId, VcenterError> {
+    ) -> Result<ItemId, VcenterError> {
         let op = format!("capture vm {vm} as vm-template item `{}` in library {library}", placement.name);
         let body = json!({"spec": {
             "source_vm": vm.as_str(),
@@ -737,15 +737,11 @@ impl VcenterClient {
             "placement": {"folder": placement.folder.as_str(), "resource_pool": placement.resource_pool.as_str()},
             "vm_home_storage": {"datastore": placement.datastore.as_str()},
         }});
-        self.created_id(&op, "/vcenter/vm-template/library-items", body).await.map(LibraryId::new)
+        self.created_id(&op, "/vcenter/vm-template/library-items", body).await.map(ItemId::new)
     }
 
     /// Deploys a VM-template item as a new, powered-off VM; returns its moref.
-    pub async fn deploy_vm_template(
-        &self,
-        item: &LibraryId,
-        spec: &DeploySpec,
-    ) -> Result<Moref, VcenterError> {
+    pub async fn deploy_vm_template(&self, item: &ItemId, spec: &DeploySpec) -> Result<Moref, VcenterError> {
         let op = format!("deploy vm-template item {item} as vm `{}`", spec.name);
         // folder and resource_pool always: vcsim panics without the folder and needs the pool.
         let body = json!({"spec": {

@@ -16,7 +16,7 @@ use golden::horizon::PushSpec;
 use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
 use golden::lab::server::FaultRule;
 use golden::lab::{Lab, LabOptions, LabState, Product, Timings};
-use golden::live::{ImageRef, LibraryId, LiveState};
+use golden::live::{ImageRef, ItemId, LiveState, Moref};
 use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
 
 use super::common::repo_root;
@@ -230,7 +230,7 @@ async fn apply_converges_then_a_marker_move_and_a_rerun_change_nothing_twice() {
     // an item named by a base VM anywhere in that vCenter is known without a read.
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     for (site, s) in &again.sites {
-        let from_vms: BTreeSet<&LibraryId> = again
+        let from_vms: BTreeSet<&ItemId> = again
             .sites
             .values()
             .filter(|other| other.vcenter == s.vcenter)
@@ -482,8 +482,8 @@ async fn retire_leaves_what_golden_does_not_own() {
         action: Action::Retire {
             image: ImageName::new("win11-ent"),
             version: VersionName::new("2026.11"),
-            items: vec![packer.clone(), "no-such-item".into()],
-            vms: vec![legacy.clone(), "vm-99999".into()],
+            items: vec![ItemId::new(packer.clone()), ItemId::new("no-such-item")],
+            vms: vec![Moref::new(legacy.clone()), Moref::new("vm-99999")],
         },
         reason: "test".into(),
         depends_on: Vec::new(),
@@ -541,7 +541,7 @@ async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
         action: Action::Retire {
             image: ImageName::new("win11-ent"),
             version: VersionName::new("2026.10"),
-            items: vec![copy.clone()],
+            items: vec![ItemId::new(copy.clone())],
             vms: Vec::new(),
         },
         reason: "test".into(),

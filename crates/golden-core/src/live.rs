@@ -17,8 +17,13 @@ string_id!(
     Moref
 );
 string_id!(
-    /// A Content Library or library item id (a UUID in vCenter).
+    /// A Content Library id (a UUID in vCenter).
     LibraryId
+);
+string_id!(
+    /// A library item id (a UUID in vCenter); never a library's, so that the two cannot be
+    /// swapped in a call.
+    ItemId
 );
 string_id!(
     /// A vCenter's instance UUID (`ServiceContent.about.instanceUuid`). Sites whose vCenters
@@ -75,7 +80,7 @@ pub enum LibraryKind {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LibraryItem {
-    pub id: LibraryId,
+    pub id: ItemId,
     pub library: LibraryId,
     pub name: String,
     /// `ovf` or `vm-template`.
@@ -102,7 +107,7 @@ pub struct Vm {
 /// it, since its metadata is the VM's own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemRef {
-    pub id: LibraryId,
+    pub id: ItemId,
     pub name: String,
     pub kind: String,
 }
@@ -180,7 +185,7 @@ pub struct VcenterLive {
     /// The library named by `settings.library`, if it exists in this vCenter.
     pub library: Option<Library>,
     /// Library items in that library, by id.
-    pub items: BTreeMap<LibraryId, LibraryItem>,
+    pub items: BTreeMap<ItemId, LibraryItem>,
 }
 
 /// Live state of every site that was read, and of their vCenters.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
+use crate::live::{ItemId, Moref};
 
 pub use planner::{PlanError, PlanOptions, plan};
 
@@ -110,7 +111,7 @@ pub enum Action {
         logoff: Logoff,
     },
     /// Delete a copy (library item, base VM) no marker, pool or rollback window needs.
-    Retire { image: ImageName, version: VersionName, items: Vec<String>, vms: Vec<String> },
+    Retire { image: ImageName, version: VersionName, items: Vec<ItemId>, vms: Vec<Moref> },
 }
 
 impl Action {

@@ -22,8 +22,8 @@ use super::{Action, FORMAT_VERSION, Plan, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
-    ImageRef, LibraryId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive,
-    VcenterId, VcenterLive,
+    ImageRef, ItemId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive, VcenterId,
+    VcenterLive,
 };
 
 /// Inputs of a plan besides the two states.
@@ -148,7 +148,7 @@ fn in_scope(options: &PlanOptions, site: &SiteName) -> bool {
 /// golden's items of one version in one library.
 #[derive(Default)]
 struct LibraryCopy<'a> {
-    items: Vec<&'a LibraryId>,
+    items: Vec<&'a ItemId>,
     /// The source the first item's metadata records.
     meta_source: Option<&'a str>,
 }
@@ -658,8 +658,8 @@ fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mut Vec<Strin
 /// library when it is the site that retires them.
 #[derive(Default)]
 struct Retirement {
-    items: Vec<String>,
-    vms: Vec<String>,
+    items: Vec<ItemId>,
+    vms: Vec<Moref>,
     /// Sites that still hold the version, for which the library's item stays.
     item_stays_for: BTreeSet<String>,
     /// Where the version is no longer needed, for the reason.
@@ -720,7 +720,7 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
                 continue;
             }
             let r = out.entry((*site, key.clone())).or_default();
-            r.vms = copy.vms.iter().map(|v| v.to_string()).collect();
+            r.vms = copy.vms.iter().map(|v| (*v).clone()).collect();
             r.depends_on.extend(waits_of(&[*site], key));
             r.at = site.to_string();
             if let Some(l) = library.filter(|l| l.has(key)) {
@@ -757,7 +757,7 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
                 continue;
             }
             let r = out.entry((*site, key.clone())).or_default();
-            r.items = copy.items.iter().map(|i| i.to_string()).collect();
+            r.items = copy.items.iter().map(|i| (*i).clone()).collect();
             r.item_stays_for.clear();
             r.depends_on.extend(waits_of(users, key));
             r.at = if !library.is_source && library.sites.len() > 1 {

@@ -17,8 +17,8 @@ use super::*;
 use crate::desired::{DesiredState, PoolKind as DesiredKind, load_dir};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
-    GoldenMeta, HorizonId, ImageRef, Library, LibraryId, LibraryItem, LibraryKind, LivePool, LiveState,
-    Moref, Operation, SiteLive, Snapshot, VcenterId, VcenterLive, Vm,
+    GoldenMeta, HorizonId, ImageRef, ItemId, Library, LibraryId, LibraryItem, LibraryKind, LivePool,
+    LiveState, Moref, Operation, SiteLive, Snapshot, VcenterId, VcenterLive, Vm,
 };
 
 fn quickstart() -> DesiredState {
@@ -67,7 +67,7 @@ impl World {
                         }
                     }
                     crate::desired::Source::LibraryItem { name } => {
-                        let id = LibraryId::new(format!("item-{name}"));
+                        let id = ItemId::new(format!("item-{name}"));
                         let library = w.library(&source);
                         let library_id = library
                             .library
@@ -176,7 +176,7 @@ impl World {
     /// second replicate or publish into one library would be work done twice.
     fn add_item(&mut self, site: &SiteName, meta: GoldenMeta) {
         self.next += 1;
-        let id = LibraryId::new(format!("item-{}", self.next));
+        let id = ItemId::new(format!("item-{}", self.next));
         let library = self.library(site);
         let twice = library.items.values().any(|i| i.meta.as_ref() == Some(&meta));
         assert!(!twice, "{site}: a second copy of {}@{} into one library", meta.image, meta.version);
@@ -193,7 +193,7 @@ impl World {
     /// The world as a fixture's live state describes it. New objects get numbers above every
     /// id in it, so they never collide with the fixture's own.
     fn from_live(live: LiveState) -> World {
-        let items = live.vcenters.values().flat_map(|vc| vc.items.keys().map(LibraryId::as_str));
+        let items = live.vcenters.values().flat_map(|vc| vc.items.keys().map(ItemId::as_str));
         let next = live
             .sites
             .values()
@@ -254,15 +254,15 @@ impl World {
                 // Only objects of the step's own site and of the library it uses.
                 let library = self.library(&step.site);
                 for i in items {
-                    let gone = library.items.remove(&LibraryId::new(i.clone()));
+                    let gone = library.items.remove(i);
                     assert!(gone.is_some(), "{}: item {i} is not in the library of {}", step.id, step.site);
                 }
                 let site = self.site(&step.site);
                 for v in vms {
                     let in_use = site.pools.values().find(|p| {
-                        p.current.as_ref().is_some_and(|c| c.vm.as_str() == v)
+                        p.current.as_ref().is_some_and(|c| &c.vm == v)
                             || p.pending.as_ref().is_some_and(|x| {
-                                x.image.vm.as_str() == v && x.state != crate::live::PendingState::Failed
+                                &x.image.vm == v && x.state != crate::live::PendingState::Failed
                             })
                     });
                     assert!(
@@ -271,7 +271,7 @@ impl World {
                         step.id,
                         in_use.map(|p| &p.name)
                     );
-                    let gone = site.vms.remove(&Moref::new(v.clone()));
+                    let gone = site.vms.remove(v);
                     assert!(gone.is_some(), "{}: vm {v} is not at {}", step.id, step.site);
                 }
             }
@@ -858,8 +858,8 @@ fn retire_lines_count_in_the_singular_and_the_plural() {
         action: Action::Retire {
             image: ImageName::new("win11-ent"),
             version: VersionName::new("2026.09"),
-            items: items.iter().map(|s| (*s).to_owned()).collect(),
-            vms: vms.iter().map(|s| (*s).to_owned()).collect(),
+            items: items.iter().map(|s| ItemId::new(*s)).collect(),
+            vms: vms.iter().map(|s| Moref::new(*s)).collect(),
         },
         reason: String::new(),
         depends_on: Vec::new(),
