@@ -1,0 +1,106 @@
+//! Publish: capture the source VM, or adopt the library item it names, into the source site's
+//! library, carrying golden's metadata.
+
+use super::{StepRun, find_version_item, item_name};
+use crate::apply::{Outcome, StepError, Target};
+use crate::desired::Source;
+use crate::ids::{ImageName, VersionName};
+use crate::live::{GoldenMeta, Library, LibraryKind, Vm};
+
+impl StepRun<'_> {
+    pub(super) async fn publish(
+        &self,
+        image: &ImageName,
+        version: &VersionName,
+        source: &Source,
+    ) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let vc = &target.clients.vcenter;
+        let meta = GoldenMeta { image: image.clone(), version: version.clone(), source: source.identity() };
+        let library = self.ensure_published_library(target).await?;
+
+        if let Some(item) = find_version_item(vc, &library.id, image, version).await? {
+            let published = item.meta.as_ref().map(|m| m.source.as_str()).unwrap_or_default();
+            if published != meta.source {
+                return Err(self.failed(format!(
+                    "{image}@{version} is already published from `{published}` (item {}), not from `{}`",
+                    item.id, meta.source
+                )));
+            }
+            return Ok(Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id)));
+        }
+
+        match source {
+            Source::Vm { vm, snapshot } => {
+                let inventory = vc.inventory().await?;
+                let candidates: Vec<&Vm> = inventory
+                    .vms_in(&target.placement.datacenter)
+                    .filter(|v| &v.name == vm && v.meta.is_none())
+                    .collect();
+                let found = match candidates.as_slice() {
+                    [one] => *one,
+                    [] => return Err(self.failed(format!("no vm named `{vm}` to capture"))),
+                    many => {
+                        return Err(
+                            self.failed(format!("{} vms are named `{vm}`; rename all but one", many.len()))
+                        );
+                    }
+                };
+                if let Some(s) = snapshot {
+                    if !found.snapshots.iter().any(|x| &x.name == s) {
+                        return Err(self.failed(format!("vm `{vm}` has no snapshot named `{s}`")));
+                    }
+                }
+                let name = item_name(image, version);
+                if let Some(other) = vc.find_item(&library.id, &name).await? {
+                    return Err(self.failed(format!(
+                        "library `{}` already holds an item named `{name}` ({}) that golden does not own",
+                        library.name, other.id
+                    )));
+                }
+                // The OVF export captures the VM's current state: the API cannot export at a
+                // snapshot. The snapshot is part of the source identity recorded in the item,
+                // so the build pipeline must leave the VM at (reverted to) that snapshot.
+                self.note(&format!("capturing vm `{vm}` as item `{name}` in library `{}`", library.name));
+                let id = vc.create_ovf_from_vm(&library.id, &found.id, &name, &meta).await?;
+                Ok(Outcome::Done(format!("captured vm `{vm}` as item `{name}` ({id})")))
+            }
+            Source::LibraryItem { name } => {
+                let Some(item) = vc.find_item(&library.id, name).await? else {
+                    return Err(self.failed(format!("no item named `{name}` in library `{}`", library.name)));
+                };
+                if let Some(other) = &item.meta {
+                    return Err(self.failed(format!(
+                        "item `{name}` ({}) already holds {}@{}; a library item is one version",
+                        item.id, other.image, other.version
+                    )));
+                }
+                self.note(&format!("adopting item `{name}` ({}) as {image}@{version}", item.id));
+                vc.set_item_meta(&item.id, &meta).await?;
+                Ok(Outcome::Done(format!("adopted item `{name}` ({}) as {image}@{version}", item.id)))
+            }
+        }
+    }
+
+    /// The source library, created published on the site's datastore when missing.
+    async fn ensure_published_library(&self, target: &Target) -> Result<Library, StepError> {
+        let vc = &target.clients.vcenter;
+        let _creating = self.ctx.libraries.lock(&vc.instance_uuid().await?).await;
+        let name = &self.ctx.desired.settings.library;
+        let library = match vc.find_library(name).await? {
+            Some(library) => library,
+            None => {
+                self.note(&format!("creating published library `{name}`"));
+                let id = vc.create_published_library(name, &target.placement.datastore).await?;
+                // Another run may have created it first: go by what it is.
+                vc.get_library(&id).await?
+            }
+        };
+        if let LibraryKind::Subscribed { subscription_url, .. } = &library.kind {
+            return Err(self.failed(format!(
+                "library `{name}` of the source site is subscribed (to {subscription_url}); it must be a local, published library"
+            )));
+        }
+        Ok(library)
+    }
+}

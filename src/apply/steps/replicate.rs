@@ -1,0 +1,177 @@
+//! Replicate: get a version into a vCenter's library, by a subscription sync or a PULL the
+//! target vCenter runs against the source's download endpoint.
+
+use std::time::Instant;
+
+use super::{StepRun, find_version_item, item_name};
+use crate::apply::{Outcome, StepError};
+use crate::ids::{ImageName, SiteName, VersionName};
+use crate::live::{Library, LibraryId, LibraryItem, LibraryKind};
+use crate::vcenter::VcenterClient;
+
+impl StepRun<'_> {
+    pub(super) async fn replicate(
+        &self,
+        image: &ImageName,
+        version: &VersionName,
+        from: &SiteName,
+    ) -> Result<Outcome, StepError> {
+        let target = self.target(&self.step.site)?;
+        let source = self.target(from)?;
+        let (dst, src) = (&target.clients.vcenter, &source.clients.vcenter);
+        let name = &self.ctx.desired.settings.library;
+
+        // One replicate at a time per vCenter: they share the vCenter's library, which the
+        // first may have to create. With a subscription, one sync brings every version, so the
+        // steps queued behind it find their copy already there.
+        let _library = self.ctx.libraries.lock(&dst.instance_uuid().await?).await;
+        let existing = dst.find_library(name).await?;
+        if let Some(library) = &existing {
+            if let Some(item) = find_version_item(dst, &library.id, image, version).await? {
+                let complete = match &library.kind {
+                    LibraryKind::Subscribed { .. } => true,
+                    // A pulled copy is complete once every file of the source is there.
+                    LibraryKind::Local { .. } => {
+                        self.missing_files(src, dst, image, version, &item).await?.is_empty()
+                    }
+                };
+                if complete {
+                    return Ok(Outcome::AlreadyDone(format!(
+                        "{image}@{version} is in library `{name}` as item {}",
+                        item.id
+                    )));
+                }
+            }
+        }
+
+        let src_library = src
+            .find_library(name)
+            .await?
+            .ok_or_else(|| self.failed(format!("source site `{from}` has no library `{name}`")))?;
+        let src_item = find_version_item(src, &src_library.id, image, version).await?.ok_or_else(|| {
+            self.failed(format!("{image}@{version} is not published in library `{name}` at `{from}`"))
+        })?;
+        let publish_url = match &src_library.kind {
+            LibraryKind::Local { publish_url } => publish_url.clone(),
+            LibraryKind::Subscribed { .. } => None,
+        };
+
+        let library = match existing {
+            Some(library) => library,
+            None => {
+                let datastore = &target.placement.datastore;
+                let id = match &publish_url {
+                    Some(url) => {
+                        self.note(&format!("subscribing library `{name}` to the source library at `{from}`"));
+                        dst.create_subscribed_library(name, datastore, url).await?
+                    }
+                    None => {
+                        // The source library is not published: nothing to subscribe to, but
+                        // vCenter can still pull the files from its download endpoint.
+                        self.note(&format!(
+                            "library `{name}` at `{from}` is not published; creating a local library to pull into"
+                        ));
+                        dst.create_published_library(name, datastore).await?
+                    }
+                };
+                // Another run may have created it first, of either kind: go by what it is.
+                dst.get_library(&id).await?
+            }
+        };
+        match &library.kind {
+            LibraryKind::Subscribed { subscription_url, .. } => {
+                if let Some(url) = publish_url.as_ref().filter(|u| *u != subscription_url) {
+                    return Err(self.failed(format!(
+                        "library `{name}` subscribes to {subscription_url}, not to the source library {url}; fix or remove its subscription"
+                    )));
+                }
+                self.sync_and_wait(dst, &library.id, image, version).await
+            }
+            // A local library cannot subscribe: fall back to a PULL.
+            LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
+        }
+    }
+
+    async fn sync_and_wait(
+        &self,
+        dst: &VcenterClient,
+        library: &LibraryId,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<Outcome, StepError> {
+        dst.sync_library(library).await?;
+        self.note(&format!("waiting for library {library} to sync {image}@{version}"));
+        let started = Instant::now();
+        loop {
+            if let Some(item) = find_version_item(dst, library, image, version).await? {
+                return Ok(Outcome::Done(format!(
+                    "synced {image}@{version} into library {library} as item {}",
+                    item.id
+                )));
+            }
+            self.wait(started, self.ctx.timeouts.replication, &format!("the sync of {image}@{version}"))
+                .await?;
+        }
+    }
+
+    /// Source files of the version missing from `item`.
+    async fn missing_files(
+        &self,
+        src: &VcenterClient,
+        dst: &VcenterClient,
+        image: &ImageName,
+        version: &VersionName,
+        item: &LibraryItem,
+    ) -> Result<Vec<String>, StepError> {
+        let name = &self.ctx.desired.settings.library;
+        let Some(src_library) = src.find_library(name).await? else { return Ok(Vec::new()) };
+        let Some(src_item) = find_version_item(src, &src_library.id, image, version).await? else {
+            return Ok(Vec::new());
+        };
+        let have = dst.list_files(&item.id).await?;
+        Ok(src.list_files(&src_item.id).await?.into_iter().filter(|f| !have.contains(f)).collect())
+    }
+
+    /// The fallback for a site whose library cannot subscribe: the target vCenter pulls each
+    /// file from the source's download endpoint into an item carrying the metadata.
+    async fn pull(
+        &self,
+        src: &VcenterClient,
+        dst: &VcenterClient,
+        library: &Library,
+        src_item: &LibraryItem,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<Outcome, StepError> {
+        let meta = src_item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
+        let item = match find_version_item(dst, &library.id, image, version).await? {
+            Some(item) => {
+                self.note(&format!("resuming the copy of {image}@{version} into item {}", item.id));
+                item.id
+            }
+            None => {
+                let name = item_name(image, version);
+                if let Some(other) = dst.find_item(&library.id, &name).await? {
+                    return Err(self.failed(format!(
+                        "library `{}` already holds an item named `{name}` ({}) that golden does not own",
+                        library.name, other.id
+                    )));
+                }
+                dst.create_item(&library.id, &name, &src_item.kind, &meta).await?
+            }
+        };
+        let have = dst.list_files(&item).await?;
+        let files = src.list_files(&src_item.id).await?;
+        let mut pulled = 0;
+        for file in files.iter().filter(|f| !have.contains(f)) {
+            let url = src.download_url(&src_item.id, file).await?;
+            self.note(&format!("waiting for vcenter to pull `{file}` of {image}@{version} into item {item}"));
+            dst.pull_file(&item, file, &url, self.ctx.timeouts.replication).await?;
+            pulled += 1;
+        }
+        Ok(Outcome::Done(format!(
+            "pulled {pulled} file(s) of {image}@{version} into item {item} of local library `{}`",
+            library.name
+        )))
+    }
+}
