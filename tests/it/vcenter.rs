@@ -172,6 +172,14 @@ impl Target {
         assert!(response.status().is_success(), "fault rule refused: {}", response.status());
     }
 
+    /// Where the target's placement names resolve, read through `client`.
+    async fn placement(&self, client: &VcenterClient) -> Placement {
+        let inventory = client.inventory().await.expect("inventory");
+        inventory
+            .placement(&self.datacenter, &self.compute, &self.folder, &self.datastore)
+            .expect("placement")
+    }
+
     /// A REST session of the test's own (not golden's client), and the `/rest/` base URL.
     async fn rest_session(&self) -> (reqwest::Client, url::Url, String) {
         let http = reqwest::Client::new();
@@ -299,9 +307,7 @@ async fn snapshots_appear_in_the_tree(t: &Target) {
 
 async fn library_create_and_find(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     assert_eq!(client.find_library("golden-contract").await.expect("find"), None);
     let id = client.create_published_library("golden-contract", &placement.datastore).await.expect("create");
     let found = client.find_library("golden-contract").await.expect("find").expect("found");
@@ -316,9 +322,7 @@ async fn library_create_and_find(t: &Target) {
 
 async fn item_metadata_round_trips(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-meta", &placement.datastore).await.expect("library");
     assert!(client.list_items(&library).await.expect("list").is_empty());
@@ -337,9 +341,7 @@ async fn item_metadata_round_trips(t: &Target) {
 
 async fn ovf_upload_deploy_and_delete(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let library = client.create_published_library("golden-ovf", &placement.datastore).await.expect("library");
     let item =
         client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
@@ -370,9 +372,7 @@ async fn ovf_upload_deploy_and_delete(t: &Target) {
 /// refused and makes nothing (vcsim needs the wrapper's fix-ups for both).
 async fn a_deployment_stays_in_one_datacenter_and_takes_a_free_name(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-place", &placement.datastore).await.expect("library");
     let item =
@@ -423,12 +423,7 @@ async fn tags_mark_owned_vms(t: &Target) {
 /// object made, as vCenter keeps their names unique.
 async fn parallel_creation_makes_one_object(t: &Target) {
     let clients: Vec<VcenterClient> = (0..8).map(|_| t.client()).collect();
-    let placement = clients[0]
-        .inventory()
-        .await
-        .expect("inventory")
-        .placement(&t.datacenter, &t.compute, &t.folder, &t.datastore)
-        .expect("placement");
+    let placement = t.placement(&clients[0]).await;
     let libraries = futures::future::join_all(
         clients.iter().map(|c| c.create_published_library("golden-parallel", &placement.datastore)),
     )
@@ -455,12 +450,7 @@ async fn parallel_creation_makes_one_object(t: &Target) {
 /// wrapper's fix-up for this; the lab does it itself.
 async fn a_library_name_is_taken_once(t: &Target) {
     let client = t.client();
-    let placement = client
-        .inventory()
-        .await
-        .expect("inventory")
-        .placement(&t.datacenter, &t.compute, &t.folder, &t.datastore)
-        .expect("placement");
+    let placement = t.placement(&client).await;
     let spec = |name: &str| {
         json!({"create_spec": {"name": name, "type": "LOCAL",
             "storage_backings": [{"type": "DATASTORE", "datastore_id": placement.datastore.as_str()}],
@@ -504,9 +494,7 @@ async fn service_unavailable_is_retried(t: &Target) {
 
 async fn subscribed_library_syncs(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let publisher =
         client.create_published_library("golden-pub", &placement.datastore).await.expect("publisher");
     client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
@@ -545,9 +533,7 @@ async fn subscribed_library_syncs(t: &Target) {
 
 async fn vm_captured_as_items_and_template_deployed(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-capture", &placement.datastore).await.expect("library");
     let ovf =
@@ -570,9 +556,7 @@ async fn vm_captured_as_items_and_template_deployed(t: &Target) {
 
 async fn files_move_by_download_url_and_pull(t: &Target) {
     let client = t.client();
-    let inventory = client.inventory().await.expect("inventory");
-    let placement =
-        inventory.placement(&t.datacenter, &t.compute, &t.folder, &t.datastore).expect("placement");
+    let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-files", &placement.datastore).await.expect("library");
     let source = client.create_item(&library, "source", "ovf", &meta("2026.10")).await.expect("item");
