@@ -41,12 +41,12 @@ pub struct ApplyArgs {
     "apply did not finish: {} failed, {skipped} skipped; plan again to see what is left",
     crate::plan::render::count(*.failed, "step", "steps")
 )]
-pub struct ApplyFailed {
+pub(super) struct ApplyFailed {
     pub failed: usize,
     pub skipped: usize,
 }
 
-pub fn run(args: ApplyArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: ApplyArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(apply(args, desired))

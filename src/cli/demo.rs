@@ -34,7 +34,7 @@ const EXAMPLE: &[(&str, &str)] = &[
     ("pools/us.toml", include_str!("../../examples/quickstart/pools/us.toml")),
 ];
 
-pub fn run(_args: DemoArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(_args: DemoArgs) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(demo())?;
     Ok(Exit::Success)

@@ -24,7 +24,7 @@ pub struct DiffArgs {
     pub format: Format,
 }
 
-pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: DiffArgs) -> anyhow::Result<Exit> {
     let at = |reference: &str| Location::GitRef { dir: args.dir.clone(), reference: reference.to_owned() };
     let old = desired::load(&at(&args.from))?;
     let new = desired::load(&at(&args.to))?;

@@ -31,7 +31,7 @@ pub enum HistoryFormat {
     Mermaid,
 }
 
-pub fn run(args: HistoryArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: HistoryArgs) -> anyhow::Result<Exit> {
     let mut history = history::read(&args.dir, &args.reference)?;
     if let Some(image) = &args.image {
         history.images.retain(|name, _| name.as_str() == image);

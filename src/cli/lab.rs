@@ -35,7 +35,7 @@ pub struct ServeArgs {
     pub env_file: Option<PathBuf>,
 }
 
-pub fn run(command: LabCommand) -> anyhow::Result<Exit> {
+pub(super) fn run(command: LabCommand) -> anyhow::Result<Exit> {
     match command {
         LabCommand::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

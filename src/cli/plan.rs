@@ -30,7 +30,7 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let scope = load::sites_in_scope(&desired, &args.sites)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -21,7 +21,7 @@ pub struct StatusArgs {
     pub format: Format,
 }
 
-pub fn run(args: StatusArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let env = |name: &str| std::env::var(name).ok();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -13,7 +13,7 @@ pub struct ValidateArgs {
     pub repo: RepoArgs,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
+pub(super) fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
     let state = desired::load(&args.repo.location())?;
     let at = match (&state.revision, &args.repo.reference) {
         (Some(rev), Some(reference)) => {

@@ -36,11 +36,11 @@ pub(super) struct ObjectContent {
 }
 
 impl ObjectContent {
-    pub fn text(&self, prop: &str) -> Option<&str> {
+    pub(super) fn text(&self, prop: &str) -> Option<&str> {
         self.props.get(prop).map(|v| v.text.trim())
     }
 
-    pub fn moref(&self, prop: &str) -> Option<Moref> {
+    pub(super) fn moref(&self, prop: &str) -> Option<Moref> {
         self.text(prop).filter(|t| !t.is_empty()).map(Moref::new)
     }
 }

@@ -10,14 +10,14 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 use quick_xml::name::PrefixDeclaration;
 
-pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+pub(super) const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// An element of a SOAP answer: its local name, the attributes golden reads, its children and
 /// its text. A property-collector answer has tens of thousands of elements, nearly all with
 /// short names and values, so strings are [`CompactString`]s: up to 24 bytes they need no
 /// allocation.
 #[derive(Debug, Default)]
-pub struct Element {
+pub(super) struct Element {
     pub name: CompactString,
     /// Attributes without a namespace (such as a moref's `type`): (name, value).
     pub attrs: Vec<(CompactString, CompactString)>,
@@ -28,26 +28,26 @@ pub struct Element {
 }
 
 impl Element {
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub(super) fn child(&self, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.name == name)
     }
 
-    pub fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub(super) fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
 
     /// The text of the child `name`, trimmed.
-    pub fn child_text(&self, name: &str) -> Option<&str> {
+    pub(super) fn child_text(&self, name: &str) -> Option<&str> {
         self.child(name).map(|c| c.text.trim())
     }
 
     /// An attribute without a namespace (such as a moref's `type`).
-    pub fn attr(&self, name: &str) -> Option<&str> {
+    pub(super) fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The local part of `xsi:type`, whatever prefix the server bound the namespace to.
-    pub fn xsi_type(&self) -> Option<&str> {
+    pub(super) fn xsi_type(&self) -> Option<&str> {
         self.xsi_type.as_deref()
     }
 }
@@ -61,7 +61,7 @@ impl Element {
 /// scope by scope: a SOAP answer binds that namespace (to `xsi` or, in vcsim, to
 /// `XMLSchema-instance`) and never binds the same prefix to another one. This spares resolving
 /// every name of an answer with tens of thousands of elements.
-pub fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
+pub(super) fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
     let mut reader = Reader::from_str(text);
     let mut xsi_prefixes: Vec<Vec<u8>> = Vec::new();
     let mut stack: Vec<Element> = Vec::new();

@@ -5,18 +5,18 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 
 /// The repository root (where Cargo.toml is).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `golden` with a cleared environment: no colour, no user settings, no credentials.
-pub fn golden(dir: &Path) -> Command {
+pub(crate) fn golden(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("golden").expect("the golden binary is built for tests");
     cmd.env_clear().env("NO_COLOR", "1").current_dir(dir);
     cmd
 }
 
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -24,14 +24,14 @@ pub struct Output {
 
 /// Runs `golden ARGS` in `dir` with the lab's environment (URLs and credentials), off the
 /// async workers so the in-process lab keeps serving.
-pub async fn golden_with(lab: &golden::lab::Lab, dir: &Path, args: &[&str]) -> Output {
+pub(crate) async fn golden_with(lab: &golden::lab::Lab, dir: &Path, args: &[&str]) -> Output {
     let env = lab.env();
     let dir = dir.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
 }
 
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("golden runs");
     Output {
         code: out.status.code().unwrap_or(-1),
@@ -41,7 +41,7 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// Copies a directory tree (fixtures into temp repos).
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create target dir");
     for entry in std::fs::read_dir(from).expect("read fixture dir") {
         let entry = entry.expect("dir entry");
@@ -55,36 +55,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A temp git repository driven through git2, so tests need no git binary or user config.
-pub struct TempRepo {
+pub(crate) struct TempRepo {
     pub dir: tempfile::TempDir,
     pub repo: git2::Repository,
 }
 
 impl TempRepo {
-    pub fn new() -> TempRepo {
+    pub(crate) fn new() -> TempRepo {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = git2::Repository::init(dir.path()).expect("git init");
         TempRepo { dir, repo }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("mkdir");
         std::fs::write(path, text).expect("write file");
     }
 
     /// Stages everything and commits now as Ada Admin; returns the commit id.
-    pub fn commit(&self, message: &str) -> git2::Oid {
+    pub(crate) fn commit(&self, message: &str) -> git2::Oid {
         let sig = git2::Signature::now("Ada Admin", "ada@corp.example").expect("signature");
         self.commit_as(message, &sig)
     }
 
     /// Stages everything and commits with a fixed author and time, so commit ids are stable.
-    pub fn commit_at(&self, message: &str, author: &str, unix_time: i64) -> git2::Oid {
+    pub(crate) fn commit_at(&self, message: &str, author: &str, unix_time: i64) -> git2::Oid {
         let email = format!("{}@corp.example", author.split(' ').next().unwrap_or("admin").to_lowercase());
         let sig = git2::Signature::new(author, &email, &git2::Time::new(unix_time, 0)).expect("signature");
         self.commit_as(message, &sig)

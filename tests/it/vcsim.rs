@@ -18,24 +18,24 @@ use serde::Deserialize;
 use super::common::repo_root;
 
 #[derive(Debug, Deserialize)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     pub datacenters: Vec<Datacenter>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Named {
+pub(crate) struct Named {
     pub name: String,
     pub id: String,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub name: String,
     pub resource_pool: String,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Datacenter {
+pub(crate) struct Datacenter {
     pub name: String,
     pub id: String,
     pub vm_folder: String,
@@ -45,7 +45,7 @@ pub struct Datacenter {
 }
 
 /// A running vcsim.
-pub struct Vcsim {
+pub(crate) struct Vcsim {
     child: Child,
     pub url: url::Url,
     pub inventory: Inventory,
@@ -56,7 +56,7 @@ pub struct Vcsim {
 impl Vcsim {
     /// Starts vcsim with extra wrapper flags (e.g. `-username u -password p -dc 2`); `None`
     /// when the binary is missing outside CI.
-    pub fn start(args: &[&str]) -> Option<Vcsim> {
+    pub(crate) fn start(args: &[&str]) -> Option<Vcsim> {
         let binary = std::env::var_os("GOLDEN_VCSIM")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target/vcsim/vcsim"));

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 /// A handle to the clock thread; the thread ends when the last handle is dropped.
 #[derive(Clone, Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     requests: mpsc::Sender<Wake>,
 }
 
@@ -47,14 +47,14 @@ impl Ord for Wake {
 
 impl Clock {
     /// Starts the clock thread.
-    pub fn start() -> std::io::Result<Clock> {
+    pub(crate) fn start() -> std::io::Result<Clock> {
         let (requests, incoming) = mpsc::channel::<Wake>();
         std::thread::Builder::new().name("lab-clock".into()).spawn(move || run(&incoming))?;
         Ok(Clock { requests })
     }
 
     /// Waits until `at`. Should the clock thread be gone, returns at once.
-    pub async fn sleep_until(&self, at: Instant) {
+    pub(crate) async fn sleep_until(&self, at: Instant) {
         let (wake, woken) = oneshot::channel();
         if self.requests.send(Wake { at, seq: 0, wake }).is_ok() {
             let _ = woken.await;

@@ -13,14 +13,14 @@ use crate::vcenter::{Snapshot, VcenterSim, Vm};
 
 /// Placement objects every pool reports: the first cluster of the site's datacenter.
 #[derive(Debug, Default)]
-pub struct Placement {
+pub(super) struct Placement {
     pub host_or_cluster_id: Option<String>,
     pub resource_pool_id: Option<String>,
     pub vm_folder_id: Option<String>,
 }
 
 impl Placement {
-    pub fn of(vc: &VcenterSim, datacenter: &str) -> Placement {
+    pub(super) fn of(vc: &VcenterSim, datacenter: &str) -> Placement {
         let cluster = vc.cluster_in(datacenter);
         Placement {
             host_or_cluster_id: cluster.map(|c| c.id.clone()),
@@ -31,7 +31,7 @@ impl Placement {
 }
 
 /// The error envelope of Horizon 2203+: `status` is the HTTP status name in UPPER_SNAKE.
-pub fn error_envelope(status: StatusCode, key: &str, message: &str, now: i64) -> Value {
+pub(super) fn error_envelope(status: StatusCode, key: &str, message: &str, now: i64) -> Value {
     let name = status.canonical_reason().unwrap_or("ERROR").to_ascii_uppercase().replace([' ', '-'], "_");
     json!({
         "status": name,
@@ -50,7 +50,7 @@ fn source_name(source: PoolSource) -> &'static str {
 
 /// `DesktopPoolInfo` (v1): no provisioning data at all.
 #[derive(Debug, Serialize)]
-pub struct PoolV1 {
+pub(super) struct PoolV1 {
     id: String,
     name: String,
     display_name: String,
@@ -61,7 +61,7 @@ pub struct PoolV1 {
     source: &'static str,
 }
 
-pub fn pool_v1(pool: &Pool) -> PoolV1 {
+pub(super) fn pool_v1(pool: &Pool) -> PoolV1 {
     PoolV1 {
         id: pool.id.clone(),
         name: pool.name.clone(),
@@ -76,7 +76,7 @@ pub fn pool_v1(pool: &Pool) -> PoolV1 {
 /// `DesktopPoolInfoV2`. The documents are typed rather than built as `serde_json::Value`:
 /// a listing renders thousands of them while holding the lab's lock.
 #[derive(Debug, Serialize)]
-pub struct PoolV2 {
+pub(super) struct PoolV2 {
     id: String,
     name: String,
     display_name: String,
@@ -95,7 +95,7 @@ pub struct PoolV2 {
     provisioning_status_data: Option<StatusData>,
 }
 
-pub fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> PoolV2 {
+pub(super) fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> PoolV2 {
     let instant = pool.source == PoolSource::InstantClone;
     PoolV2 {
         id: pool.id.clone(),
@@ -119,7 +119,7 @@ pub fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &T
 /// `FarmInfoV2`: no `source` (absent in farm v2–v6); the image lives in
 /// `automated_farm_settings`.
 #[derive(Debug, Serialize)]
-pub struct FarmV2 {
+pub(super) struct FarmV2 {
     id: String,
     name: String,
     display_name: String,
@@ -143,7 +143,7 @@ struct AutomatedFarmSettings {
     provisioning_status_data: StatusData,
 }
 
-pub fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> FarmV2 {
+pub(super) fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64, t: &Timings) -> FarmV2 {
     let mut status = status_data(pool, now, t);
     status.instant_clone_operation_time = Some(pool.push.as_ref().map(|p| p.scheduled_at));
     status.instant_clone_scheduled_maintenance_data = Some(maintenance_data(pool.push.as_ref()));
@@ -324,7 +324,7 @@ fn maintenance_data(push: Option<&Push>) -> Value {
 }
 
 /// `BaseVMInfo`.
-pub fn base_vm(vc: &VcenterSim, vcenter_id: &str, vm: &Vm) -> Value {
+pub(super) fn base_vm(vc: &VcenterSim, vcenter_id: &str, vm: &Vm) -> Value {
     let (os, os_name) = match vm.guest_id.as_str() {
         "windows9_64Guest" | "windows9Guest" => ("WINDOWS_10", "Windows 10"),
         "windows11_64Guest" => ("WINDOWS_11", "Windows 11"),
@@ -346,12 +346,12 @@ pub fn base_vm(vc: &VcenterSim, vcenter_id: &str, vm: &Vm) -> Value {
     })
 }
 
-pub fn incompatible_reasons(vm: &Vm) -> Vec<&'static str> {
+pub(super) fn incompatible_reasons(vm: &Vm) -> Vec<&'static str> {
     if vm.snapshots.is_empty() { vec!["NO_SNAPSHOTS"] } else { Vec::new() }
 }
 
 /// `BaseSnapshotInfo`.
-pub fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> Value {
+pub(super) fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> Value {
     json!({
         "id": snapshot.id,
         "name": snapshot.name,
@@ -373,7 +373,7 @@ pub fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> Value {
 }
 
 /// `VirtualCenterInfo` of `/config/v1/virtual-centers`.
-pub fn virtual_center_config(vc: &VcenterSim, vcenter_id: &str, server: &str) -> Value {
+pub(super) fn virtual_center_config(vc: &VcenterSim, vcenter_id: &str, server: &str) -> Value {
     json!({
         "id": vcenter_id,
         "server_name": server,
@@ -390,7 +390,7 @@ pub fn virtual_center_config(vc: &VcenterSim, vcenter_id: &str, server: &str) ->
 }
 
 /// The `/monitor/v2/virtual-centers` view of the same vCenter.
-pub fn virtual_center_monitor(vcenter_id: &str, server: &str, now: i64) -> Value {
+pub(super) fn virtual_center_monitor(vcenter_id: &str, server: &str, now: i64) -> Value {
     json!({
         "id": vcenter_id,
         "name": server,

@@ -21,17 +21,17 @@ use crate::{LAB_PASSWORD, LAB_USER, LabState, SiteCtx, now_ms};
 type Q = Query<BTreeMap<String, String>>;
 
 /// `{"value": v}` with 200.
-pub fn value(v: impl serde::Serialize) -> Response {
+pub(super) fn value(v: impl serde::Serialize) -> Response {
     axum::Json(json!({ "value": v })).into_response()
 }
 
 /// 200 with an empty body, as vCenter answers calls that return nothing.
-pub fn empty() -> Response {
+pub(super) fn empty() -> Response {
     StatusCode::OK.into_response()
 }
 
 /// A vAPI error: `{"type":"com.vmware.vapi.std.errors.<kind>","value":{"messages":[...]}}`.
-pub fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(super) fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = json!({
         "type": format!("com.vmware.vapi.std.errors.{kind}"),
         "value": {"messages": [{"id": format!("vapi.lab.{kind}"), "default_message": message, "args": []}]},
@@ -84,7 +84,7 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// A `{id}` path segment in vAPI form, `id:<value>`; anything else gets vCenter's plain 404.
-pub struct VapiId(String);
+pub(super) struct VapiId(String);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for VapiId {
     type Rejection = Response;
@@ -105,7 +105,7 @@ fn action(q: &BTreeMap<String, String>) -> &str {
 
 // ---- session ----
 
-pub async fn login(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
+pub(super) async fn login(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
     let ok = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -127,7 +127,7 @@ pub async fn login(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
     response
 }
 
-pub async fn logout(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
     let id =
         headers.get("vmware-api-session-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     with_session(&ctx, &headers, |lab, site| {
@@ -166,7 +166,7 @@ fn library_json(lib: &Library, base: &str) -> Value {
     v
 }
 
-pub async fn create_library(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn create_library(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
     let body = body_json(&body);
     let spec = &body["create_spec"];
     with_session(&ctx, &headers, |lab, site| {
@@ -220,13 +220,13 @@ pub async fn create_library(State(ctx): State<SiteCtx>, headers: HeaderMap, body
     })
 }
 
-pub async fn list_libraries(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
+pub(super) async fn list_libraries(State(ctx): State<SiteCtx>, headers: HeaderMap) -> Response {
     with_session(&ctx, &headers, |lab, site| {
         value(vc(lab, site).content.libraries.keys().collect::<Vec<_>>())
     })
 }
 
-pub async fn library_collection_action(
+pub(super) async fn library_collection_action(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     Query(q): Q,
@@ -259,7 +259,7 @@ pub async fn library_collection_action(
     })
 }
 
-pub async fn library_by_id(
+pub(super) async fn library_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -325,7 +325,7 @@ fn item_json(item: &Item) -> Value {
     v
 }
 
-pub async fn list_items(State(ctx): State<SiteCtx>, headers: HeaderMap, Query(q): Q) -> Response {
+pub(super) async fn list_items(State(ctx): State<SiteCtx>, headers: HeaderMap, Query(q): Q) -> Response {
     let Some(library) = q.get("library_id").cloned() else { return invalid("library_id is required") };
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -338,7 +338,7 @@ pub async fn list_items(State(ctx): State<SiteCtx>, headers: HeaderMap, Query(q)
     })
 }
 
-pub async fn item_collection(
+pub(super) async fn item_collection(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     Query(q): Q,
@@ -396,7 +396,7 @@ pub async fn item_collection(
     })
 }
 
-pub async fn item_by_id(
+pub(super) async fn item_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -438,7 +438,7 @@ pub async fn item_by_id(
     })
 }
 
-pub async fn list_item_files(State(ctx): State<SiteCtx>, headers: HeaderMap, Query(q): Q) -> Response {
+pub(super) async fn list_item_files(State(ctx): State<SiteCtx>, headers: HeaderMap, Query(q): Q) -> Response {
     let Some(id) = q.get("library_item_id").cloned() else { return invalid("library_item_id is required") };
     with_session(&ctx, &headers, |lab, site| {
         let Some(item) = vc(lab, site).content.items.get(&id) else {
@@ -453,7 +453,7 @@ pub async fn list_item_files(State(ctx): State<SiteCtx>, headers: HeaderMap, Que
     })
 }
 
-pub async fn sync_subscribed_item(
+pub(super) async fn sync_subscribed_item(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     VapiId(id): VapiId,
@@ -483,7 +483,11 @@ fn session_item<'a>(vc: &VcenterSim, body: &'a Value) -> Result<&'a str, Box<Res
     Ok(item)
 }
 
-pub async fn create_update_session(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn create_update_session(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -532,7 +536,7 @@ fn pending_file_json(f: &PendingFile, base: &str) -> Value {
     v
 }
 
-pub async fn update_session_by_id(
+pub(super) async fn update_session_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -585,7 +589,7 @@ pub async fn update_session_by_id(
     })
 }
 
-pub async fn update_session_file(
+pub(super) async fn update_session_file(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     VapiId(id): VapiId,
@@ -634,7 +638,7 @@ pub async fn update_session_file(
     })
 }
 
-pub async fn create_download_session(
+pub(super) async fn create_download_session(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     body: Bytes,
@@ -655,7 +659,7 @@ pub async fn create_download_session(
     })
 }
 
-pub async fn download_session_file(
+pub(super) async fn download_session_file(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     VapiId(id): VapiId,
@@ -690,7 +694,7 @@ pub async fn download_session_file(
 
 /// `PUT` uploads a PUSH file; `GET` downloads a prepared file. The session id alone (in the
 /// URL) authorises the transfer, as vCenter's data endpoints do for the session header too.
-pub async fn data(
+pub(super) async fn data(
     State(ctx): State<SiteCtx>,
     method: axum::http::Method,
     Path((data_id, name)): Path<(String, String)>,
@@ -743,7 +747,7 @@ fn ovf_for(vm: &Vm) -> String {
     )
 }
 
-pub async fn ovf_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn ovf_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -787,7 +791,7 @@ fn deploy_failure(message: &str) -> Response {
     )
 }
 
-pub async fn ovf_deploy(
+pub(super) async fn ovf_deploy(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     VapiId(id): VapiId,
@@ -889,7 +893,7 @@ fn place_vm(
     Ok(id)
 }
 
-pub async fn vmtx_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn vmtx_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
     let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
@@ -942,7 +946,7 @@ pub async fn vmtx_create(State(ctx): State<SiteCtx>, headers: HeaderMap, body: B
     })
 }
 
-pub async fn vmtx_deploy(
+pub(super) async fn vmtx_deploy(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -980,7 +984,11 @@ pub async fn vmtx_deploy(
     })
 }
 
-pub async fn delete_vm(State(ctx): State<SiteCtx>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub(super) async fn delete_vm(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         vc.vms.remove(&id);
@@ -993,7 +1001,7 @@ pub async fn delete_vm(State(ctx): State<SiteCtx>, headers: HeaderMap, Path(id):
 
 // ---- tagging ----
 
-pub async fn category_collection(
+pub(super) async fn category_collection(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -1033,7 +1041,7 @@ pub async fn category_collection(
     })
 }
 
-pub async fn category_by_id(
+pub(super) async fn category_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -1060,7 +1068,7 @@ pub async fn category_by_id(
     })
 }
 
-pub async fn tag_collection(
+pub(super) async fn tag_collection(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -1100,7 +1108,7 @@ pub async fn tag_collection(
     })
 }
 
-pub async fn tag_by_id(
+pub(super) async fn tag_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     method: axum::http::Method,
@@ -1129,7 +1137,7 @@ fn object_id(v: &Value) -> Option<(String, String)> {
     Some((v["type"].as_str()?.to_owned(), v["id"].as_str()?.to_owned()))
 }
 
-pub async fn tag_association(
+pub(super) async fn tag_association(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     Query(q): Q,
@@ -1194,7 +1202,7 @@ pub async fn tag_association(
     })
 }
 
-pub async fn tag_association_by_id(
+pub(super) async fn tag_association_by_id(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     VapiId(id): VapiId,
@@ -1237,7 +1245,7 @@ pub async fn tag_association_by_id(
 }
 
 /// ISO 8601 UTC with milliseconds, as vCenter writes `creation_time`.
-pub fn iso(ms: i64) -> String {
+pub(super) fn iso(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }

@@ -64,7 +64,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-pub async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
     let envelope = match xml::parse(&body) {
         Ok(e) => e,
         Err(e) => return fault("InvalidRequest", &format!("malformed request: {e}"), ""),

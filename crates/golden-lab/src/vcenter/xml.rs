@@ -5,7 +5,7 @@ use quick_xml::events::Event;
 use quick_xml::reader::NsReader;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Element {
+pub(super) struct Element {
     pub name: String,
     /// Attributes by local name (`type`, and `xsi:type` as `type` too, so look at `attr_ns`).
     pub attrs: Vec<(String, String)>,
@@ -14,26 +14,26 @@ pub struct Element {
 }
 
 impl Element {
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub(super) fn child(&self, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.name == name)
     }
 
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub(super) fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
 
-    pub fn attr(&self, name: &str) -> Option<&str> {
+    pub(super) fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The text of child `name`, trimmed.
-    pub fn text_of(&self, name: &str) -> Option<&str> {
+    pub(super) fn text_of(&self, name: &str) -> Option<&str> {
         self.child(name).map(|c| c.text.trim())
     }
 }
 
 /// Parses `xml` into its root element.
-pub fn parse(xml: &[u8]) -> Result<Element, String> {
+pub(super) fn parse(xml: &[u8]) -> Result<Element, String> {
     let mut reader = NsReader::from_reader(xml);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
@@ -96,7 +96,7 @@ fn element(e: &quick_xml::events::BytesStart<'_>) -> Element {
 }
 
 /// Escapes text for an XML element or attribute.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     quick_xml::escape::escape(text)
 }
 
