@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use compact_str::CompactString;
 use quick_xml::escape::escape;
 use reqwest::StatusCode;
 
@@ -32,7 +31,7 @@ pub(super) struct ServiceContent {
 pub(super) struct ObjectContent {
     pub id: Moref,
     pub kind: String,
-    pub props: BTreeMap<CompactString, Element>,
+    pub props: BTreeMap<String, Element>,
 }
 
 impl ObjectContent {
@@ -420,7 +419,7 @@ fn object_content(objects: Element) -> Option<ObjectContent> {
                 let mut val = None;
                 for part in child.children {
                     match part.name.as_str() {
-                        "name" => name = Some(CompactString::from(part.text.trim())),
+                        "name" => name = Some(String::from(part.text.trim())),
                         "val" => val = Some(part),
                         _ => {}
                     }
