@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use quick_xml::escape::escape;
 use reqwest::StatusCode;
 
@@ -31,7 +32,7 @@ pub(super) struct ServiceContent {
 pub(super) struct ObjectContent {
     pub id: Moref,
     pub kind: String,
-    pub props: BTreeMap<String, Element>,
+    pub props: BTreeMap<CompactString, Element>,
 }
 
 impl ObjectContent {
@@ -419,7 +420,7 @@ fn object_content(objects: Element) -> Option<ObjectContent> {
                 let mut val = None;
                 for part in child.children {
                     match part.name.as_str() {
-                        "name" => name = Some(String::from(part.text.trim())),
+                        "name" => name = Some(CompactString::from(part.text.trim())),
                         "val" => val = Some(part),
                         _ => {}
                     }

@@ -5,6 +5,7 @@
 //! matter, and `xsi:type` by the namespace its prefix is bound to: vcsim writes
 //! `XMLSchema-instance:type` where vCenter writes `xsi:type`, and both are read here.
 
+use compact_str::CompactString;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use quick_xml::name::PrefixDeclaration;
@@ -12,16 +13,18 @@ use quick_xml::name::PrefixDeclaration;
 pub(super) const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// An element of a SOAP answer: its local name, the attributes golden reads, its children and
-/// its text.
+/// its text. A property-collector answer has tens of thousands of elements, nearly all with
+/// short names and values, so strings are [`CompactString`]s: up to 24 bytes they need no
+/// allocation.
 #[derive(Debug, Default)]
 pub(super) struct Element {
-    pub name: String,
+    pub name: CompactString,
     /// Attributes without a namespace (such as a moref's `type`): (name, value).
-    pub attrs: Vec<(String, String)>,
+    pub attrs: Vec<(CompactString, CompactString)>,
     /// The local part of `xsi:type`, whatever prefix the server bound the namespace to.
-    xsi_type: Option<String>,
+    xsi_type: Option<CompactString>,
     pub children: Vec<Element>,
-    pub text: String,
+    pub text: CompactString,
 }
 
 impl Element {
@@ -93,7 +96,9 @@ pub(super) fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String
                     match attr.key.prefix() {
                         None => {
                             let value = attr.unescape_value().map_err(|e| e.to_string())?;
-                            element.attrs.push((utf8(attr.key.as_ref())?, String::from(value.as_ref())));
+                            element
+                                .attrs
+                                .push((utf8(attr.key.as_ref())?, CompactString::from(value.as_ref())));
                         }
                         Some(prefix)
                             if attr.key.local_name().as_ref() == b"type"
@@ -101,7 +106,7 @@ pub(super) fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String
                         {
                             let value = attr.unescape_value().map_err(|e| e.to_string())?;
                             let local = value.rsplit(':').next().unwrap_or(&value);
-                            element.xsi_type = Some(String::from(local));
+                            element.xsi_type = Some(CompactString::from(local));
                         }
                         // Other namespaced attributes are never read.
                         Some(_) => {}
@@ -148,8 +153,8 @@ pub(super) fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String
     }
 }
 
-fn utf8(bytes: &[u8]) -> Result<String, String> {
-    std::str::from_utf8(bytes).map(String::from).map_err(|e| format!("a name is not utf-8: {e}"))
+fn utf8(bytes: &[u8]) -> Result<CompactString, String> {
+    std::str::from_utf8(bytes).map(CompactString::from).map_err(|e| format!("a name is not utf-8: {e}"))
 }
 
 fn push_text(stack: &mut [Element], text: &str) {
