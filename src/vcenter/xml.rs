@@ -15,7 +15,8 @@ pub(super) const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// An element of a SOAP answer: its local name, the attributes golden reads, its children and
 /// its text. A property-collector answer has tens of thousands of elements, nearly all with
 /// short names and values, so strings are [`CompactString`]s: up to 24 bytes they need no
-/// allocation.
+/// allocation. Measured on the plan bench (20 sites read at once): plain `String`s made the
+/// first deploy about 10% slower (2026-12-02), so this fitting stays.
 #[derive(Debug, Default)]
 pub(super) struct Element {
     pub name: CompactString,
