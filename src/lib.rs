@@ -23,3 +23,4 @@ pub mod history;
 pub mod horizon;
 pub mod load;
 pub mod vcenter;
+pub mod wait;

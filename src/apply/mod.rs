@@ -68,7 +68,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            task: Duration::from_secs(30 * 60),
+            task: crate::vcenter::TASK_TIMEOUT,
             replication: Duration::from_secs(4 * 60 * 60),
             push: Duration::from_secs(8 * 60 * 60),
             poll: Duration::from_secs(5),

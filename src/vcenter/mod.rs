@@ -38,7 +38,7 @@ pub use rest::DeploySpec;
 pub const OWNER_CATEGORY: &str = "golden";
 
 /// How long a vCenter task (a snapshot) may run before golden gives up waiting.
-const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// One site's vCenter. Clones share the sessions, so a clone can be moved into a task.
 #[derive(Clone)]

@@ -620,7 +620,7 @@ impl VcenterClient {
         self.add_file(&op, &session, spec).await?;
         // vCenter moves the bytes itself; completing the session before the transfer is done
         // is refused, so wait for the file to be READY (or to fail) first.
-        let started = std::time::Instant::now();
+        let waiting = crate::wait::Waiting::new(wait, std::time::Duration::from_secs(2));
         let path =
             format!("/com/vmware/content/library/item/updatesession/file/id:{}?~action=get", seg(&session));
         loop {
@@ -636,14 +636,14 @@ impl VcenterClient {
                         .to_owned();
                     return Err(VcenterError::Failed { site: self.site.clone(), operation: op, message });
                 }
-                _ if started.elapsed() >= wait => {
+                _ if !waiting.next().await => {
                     return Err(VcenterError::Timeout {
                         site: self.site.clone(),
                         operation: op,
                         timeout: wait,
                     });
                 }
-                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                _ => {}
             }
         }
         self.complete_session(&op, &session).await

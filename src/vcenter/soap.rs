@@ -5,7 +5,7 @@
 //! a `NotAuthenticated` fault means it expired, and the call logs in again once.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compact_str::CompactString;
 use quick_xml::escape::escape;
@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use super::xml::{self, Element};
 use super::{TASK_TIMEOUT, VcenterClient, VcenterError, lock};
 use crate::live::Moref;
+use crate::wait::Waiting;
 
 const COOKIE: &str = "vmware_soap_session";
 
@@ -347,8 +348,7 @@ impl VcenterClient {
         task: &str,
         timeout: Duration,
     ) -> Result<Option<String>, VcenterError> {
-        let start = Instant::now();
-        let mut wait = Duration::from_millis(100);
+        let waiting = Waiting::new(timeout, Duration::from_secs(2));
         loop {
             let info = self
                 .retrieve_one(op, "Task", task, &["info.state", "info.result", "info.error"])
@@ -372,15 +372,13 @@ impl VcenterClient {
                 }
                 _ => {}
             }
-            if start.elapsed() >= timeout {
+            if !waiting.next().await {
                 return Err(VcenterError::Timeout {
                     site: self.site.clone(),
                     operation: op.to_owned(),
                     timeout,
                 });
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
         }
     }
 }

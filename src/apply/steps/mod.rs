@@ -20,7 +20,7 @@ mod push;
 mod replicate;
 mod retire;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -30,6 +30,7 @@ use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::{GoldenMeta, LibraryId, LibraryItem};
 use crate::plan::{Action, Step, StepId};
 use crate::vcenter::{VcenterClient, VcenterError};
+use crate::wait::Waiting;
 
 /// Runs one step. Safe to repeat: a step that finds its work done reports `AlreadyDone`.
 pub async fn run_step(ctx: &Context, step: &Step, progress: &dyn Progress) -> Result<Outcome, StepError> {
@@ -111,20 +112,21 @@ impl StepRun<'_> {
         Ok(GoldenMeta { image: image.clone(), version: version.clone(), source })
     }
 
-    async fn wait(&self, started: Instant, limit: Duration, what: &str) -> Result<(), StepError> {
-        if started.elapsed() >= limit {
-            return Err(StepError::Timeout {
-                what: format!("{what} (step {}, site `{}`)", self.step.id, self.step.site),
-                timeout: limit,
-            });
+    /// A wait of this step for something slow, giving up after `limit`.
+    fn waiting(&self, limit: Duration) -> Waiting {
+        Waiting::new(limit, self.ctx.timeouts.poll)
+    }
+
+    /// Pauses before the next look of `waiting`; a timeout naming `what` once its limit is
+    /// reached.
+    async fn wait(&self, waiting: &Waiting, limit: Duration, what: &str) -> Result<(), StepError> {
+        if waiting.next().await {
+            return Ok(());
         }
-        // Look again soon at first, then less often: quick operations finish quickly, and a
-        // long wait does not flood the server.
-        let elapsed = started.elapsed();
-        let poll = self.ctx.timeouts.poll;
-        let interval = (elapsed / 4).min(poll).max(poll.min(Duration::from_millis(50)));
-        tokio::time::sleep(interval).await;
-        Ok(())
+        Err(StepError::Timeout {
+            what: format!("{what} (step {}, site `{}`)", self.step.id, self.step.site),
+            timeout: limit,
+        })
     }
 
     /// Runs one vCenter task under `timeouts.task`. A task given up on may still finish in

@@ -1,8 +1,6 @@
 //! Push: move a pool (schedule-push-image) or farm (immediate maintenance) to the base VM and
 //! snapshot of a version at its site, and follow Horizon until the new image is current.
 
-use std::time::Instant;
-
 use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::PoolKind;
@@ -74,7 +72,8 @@ impl StepRun<'_> {
     ) -> Result<Outcome, StepError> {
         let hz = &target.clients.horizon;
         let (kind, name) = (pool.kind, &pool.name);
-        let started = Instant::now();
+        let limit = self.ctx.timeouts.push;
+        let waiting = self.waiting(limit);
         let mut missing = 0;
         let mut last_percent = None;
         loop {
@@ -122,8 +121,7 @@ impl StepRun<'_> {
                     }
                 }
             }
-            self.wait(started, self.ctx.timeouts.push, &format!("{kind} `{name}` to run {image_text}"))
-                .await?;
+            self.wait(&waiting, limit, &format!("{kind} `{name}` to run {image_text}")).await?;
         }
     }
 }

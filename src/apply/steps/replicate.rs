@@ -1,8 +1,6 @@
 //! Replicate: get a version into a vCenter's library, by a subscription sync or a PULL the
 //! target vCenter runs against the source's download endpoint.
 
-use std::time::Instant;
-
 use super::{StepRun, find_version_item, item_name};
 use crate::apply::{Outcome, StepError};
 use crate::ids::{ImageName, SiteName, VersionName};
@@ -101,7 +99,8 @@ impl StepRun<'_> {
     ) -> Result<Outcome, StepError> {
         dst.sync_library(library).await?;
         self.note(&format!("waiting for library {library} to sync {image}@{version}"));
-        let started = Instant::now();
+        let limit = self.ctx.timeouts.replication;
+        let waiting = self.waiting(limit);
         loop {
             if let Some(item) = find_version_item(dst, library, image, version).await? {
                 return Ok(Outcome::Done(format!(
@@ -109,8 +108,7 @@ impl StepRun<'_> {
                     item.id
                 )));
             }
-            self.wait(started, self.ctx.timeouts.replication, &format!("the sync of {image}@{version}"))
-                .await?;
+            self.wait(&waiting, limit, &format!("the sync of {image}@{version}")).await?;
         }
     }
 
