@@ -142,7 +142,7 @@ fn steady(desired: &DesiredState, lab: &mut LabState) {
                 vc.tagging.attached.entry(tag).or_default().insert(("VirtualMachine".to_owned(), vm.clone()));
                 (vm, snapshot)
             });
-            let id = site.horizon.pool_id(&pool.horizon_name).unwrap_or_default();
+            let id = site.horizon.pool_id(pool.horizon_name.as_str()).unwrap_or_default();
             if let Some(p) = site.horizon.pools.get_mut(&id) {
                 p.parent_vm_id = base.0.clone();
                 p.base_snapshot_id = base.1.clone();

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::desired::files::{ImageFile, PoolsFile};
 use crate::git::GitError;
-use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
 use crate::plan::planner::{EarlierBinding, PoolKey};
 
 /// Who changed something, and when.
@@ -159,7 +159,8 @@ fn bindings_in(text: &str) -> Vec<(PoolKey, (ImageName, MarkerName))> {
         .into_iter()
         .map(|(name, p)| {
             let horizon_name = p.horizon_name.unwrap_or(name);
-            ((SiteName::new(p.site), horizon_name), (ImageName::new(p.image), MarkerName::new(p.marker)))
+            let key = (SiteName::new(p.site), HorizonName::new(horizon_name));
+            (key, (ImageName::new(p.image), MarkerName::new(p.marker)))
         })
         .collect()
 }

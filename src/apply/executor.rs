@@ -237,7 +237,7 @@ mod tests {
             site: SiteName::new(site),
             action: Action::Push {
                 pool: PoolName::new(pool),
-                horizon_name: pool.to_owned(),
+                horizon_name: crate::ids::HorizonName::new(pool),
                 pool_kind: PoolKind::DesktopPool,
                 image: ImageName::new("img"),
                 marker: MarkerName::new("prod"),

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind};
+use crate::ids::HorizonName;
 use crate::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingImage, PendingState};
 
 /// `AuthTokens` from `/login`; `/refresh` returns only the access token.
@@ -240,7 +241,7 @@ fn live_pool(
     };
     LivePool {
         id: HorizonId::new(id),
-        name: name.unwrap_or_default(),
+        name: HorizonName::new(name.unwrap_or_default()),
         kind,
         instant_clone,
         current,

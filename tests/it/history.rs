@@ -91,7 +91,7 @@ fn earlier_pool_bindings_come_from_git_history_and_the_working_tree() {
     let history = golden::history::read(repo.path(), "HEAD").expect("history reads");
     let pools = history.pool_history_for(&desired);
     let earlier = |site: &str, name: &str| -> Vec<(String, Vec<String>)> {
-        let key = (golden::ids::SiteName::new(site), name.to_owned());
+        let key = (golden::ids::SiteName::new(site), golden::ids::HorizonName::new(name));
         let bindings = pools.get(&key).map(Vec::as_slice).unwrap_or_default();
         bindings
             .iter()

@@ -416,7 +416,7 @@ async fn the_quickstart_lab_serves_pools_base_vms_snapshots_and_virtual_centers(
     // Base VMs come from the site's own vCenter: the build VM exists at hq only.
     let eu_vc = eu.virtual_centers().await.expect("lists")[0].id.clone();
     assert!(eu.base_vms(&eu_vc).await.expect("lists").iter().all(|v| v.name != "win11-build"));
-    let finance = pools.iter().find(|p| p.name == "Finance-IC").expect("pool");
+    let finance = pools.iter().find(|p| p.name.as_str() == "Finance-IC").expect("pool");
     let err =
         eu.push_image(&finance.id, &PushSpec::now(image.clone(), Logoff::Wait)).await.expect_err("not at eu");
     // Morefs are per vCenter: at eu the same id is another VM (or none), so the push is refused.

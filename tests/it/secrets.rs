@@ -122,7 +122,7 @@ fn no_credential_reaches_a_log_line_at_trace_level() {
         hz.login().await.expect("horizon login");
         let pools = hz.pools().await.expect("pools");
         secrets.extend(issued(&lab));
-        let pool = pools.iter().find(|p| p.name == "Office-IC").expect("pool");
+        let pool = pools.iter().find(|p| p.name.as_str() == "Office-IC").expect("pool");
         let current = pool.current.clone().expect("current image");
         hz.push_image(
             &pool.id,

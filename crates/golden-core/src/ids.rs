@@ -54,6 +54,12 @@ impl CommitId {
 }
 
 string_id!(
+    /// A desktop pool or farm as Horizon names it (`horizon_name`); one per site, compared
+    /// without case by Horizon.
+    HorizonName
+);
+
+string_id!(
     /// A site: one Horizon pod plus the vCenter that hosts its desktops (`[sites.<name>]`).
     SiteName
 );

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::PoolKind;
-use crate::ids::{ImageName, SiteName, VersionName, string_id};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName, string_id};
 
 string_id!(
     /// A vCenter managed object reference value (`vm-42`, `snapshot-7`, `group-v3`, or a
@@ -59,7 +59,7 @@ pub struct SiteLive {
     /// whatever its metadata says.
     pub vms: BTreeMap<Moref, Vm>,
     /// Desktop pools and farms, by their Horizon name.
-    pub pools: BTreeMap<String, LivePool>,
+    pub pools: BTreeMap<HorizonName, LivePool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ pub struct ImageRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LivePool {
     pub id: HorizonId,
-    pub name: String,
+    pub name: HorizonName,
     pub kind: PoolKind,
     /// False for pools golden cannot push to (not instant clone, not automated).
     pub instant_clone: bool,

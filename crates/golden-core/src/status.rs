@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::desired::DesiredState;
-use crate::ids::SiteName;
+use crate::ids::{HorizonName, SiteName};
 use crate::live::{ImageRef, LiveState, SiteLive, VcenterId};
 use crate::plan::PlanOptions;
 use crate::plan::planner::{self, Provenance};
@@ -48,7 +48,7 @@ pub struct LibraryRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PoolRow {
     pub site: SiteName,
-    pub horizon_name: String,
+    pub horizon_name: HorizonName,
     /// The binding in the repository; `None` for a pool golden does not manage.
     pub pool: Option<String>,
     pub current: String,
@@ -261,7 +261,7 @@ fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
         .map(|p| {
             vec![
                 p.site.to_string(),
-                p.horizon_name.clone(),
+                p.horizon_name.to_string(),
                 p.pool.clone().unwrap_or_else(|| "(not managed)".to_owned()),
                 p.current.clone(),
                 p.pending.clone().unwrap_or_else(|| "-".to_owned()),
@@ -332,7 +332,8 @@ mod tests {
         let dir = crate::repo_root().join("tests/fixtures/plan").join(fixture);
         let f = fixtures::read(&dir);
         let view = status(&f.desired, &f.live, &f.options);
-        let row = view.pools.iter().find(|p| p.site.as_str() == site && p.horizon_name == horizon_name);
+        let row =
+            view.pools.iter().find(|p| p.site.as_str() == site && p.horizon_name.as_str() == horizon_name);
         row.unwrap_or_else(|| panic!("{fixture}: no pool {horizon_name} at {site}")).state
     }
 

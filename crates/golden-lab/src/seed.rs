@@ -127,7 +127,7 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
             PoolKind::Farm => SimPoolKind::Farm,
         };
         if let Some(site) = lab.sites.get_mut(pool.site.as_str()) {
-            site.horizon.add_pool(kind, &pool.horizon_name, &dc, &vm, &snapshot);
+            site.horizon.add_pool(kind, pool.horizon_name.as_str(), &dc, &vm, &snapshot);
         }
     }
     lab

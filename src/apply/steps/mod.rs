@@ -26,7 +26,7 @@ use futures::future::join_all;
 
 use super::{Context, Outcome, Progress, StepError, Target};
 use crate::desired::{Logoff, PoolKind};
-use crate::ids::{ImageName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName};
 use crate::live::{GoldenMeta, LibraryId, LibraryItem};
 use crate::plan::{Action, Step, StepId};
 use crate::vcenter::{VcenterClient, VcenterError};
@@ -55,7 +55,7 @@ struct StepRun<'a> {
 }
 
 struct PushTarget<'a> {
-    horizon_name: &'a str,
+    horizon_name: &'a HorizonName,
     kind: PoolKind,
     image: &'a ImageName,
     version: &'a VersionName,

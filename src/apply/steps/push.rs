@@ -19,7 +19,7 @@ impl StepRun<'_> {
         let (pools, inventory) = tokio::join!(hz.pools(), vc.inventory());
         let pool = pools?
             .into_iter()
-            .find(|p| p.name == name && p.kind == kind)
+            .find(|p| &p.name == name && p.kind == kind)
             .ok_or_else(|| self.failed(format!("horizon has no {kind} named `{name}`")))?;
         if !pool.instant_clone {
             return Err(self.failed(format!(

@@ -15,7 +15,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
+use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
 
 pub use layout::{RepoFiles, load_dir};
 
@@ -112,7 +112,7 @@ pub struct Pool {
     pub name: PoolName,
     pub site: SiteName,
     pub kind: PoolKind,
-    pub horizon_name: String,
+    pub horizon_name: HorizonName,
     pub image: ImageName,
     pub marker: MarkerName,
     pub wave: u32,

@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind, Source};
-use crate::ids::{CommitId, ImageName, MarkerName, PoolName, SiteName, VersionName};
+use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
 use crate::live::{ItemId, Moref};
 
 pub use planner::{PlanError, PlanOptions, plan};
@@ -102,7 +102,7 @@ pub enum Action {
     /// Move a pool or farm to a version.
     Push {
         pool: PoolName,
-        horizon_name: String,
+        horizon_name: HorizonName,
         pool_kind: PoolKind,
         image: ImageName,
         marker: MarkerName,

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use super::{Action, FORMAT_VERSION, Plan, Step, StepId};
 use crate::desired::{DesiredState, Pool, Source};
-use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
     ImageRef, ItemId, LibraryKind, LivePool, LiveState, Moref, Operation, PendingState, SiteLive, VcenterId,
     VcenterLive,
@@ -43,7 +43,7 @@ pub struct PlanOptions {
 }
 
 /// A pool or farm as Horizon knows it: its site and its Horizon name.
-pub type PoolKey = (SiteName, String);
+pub type PoolKey = (SiteName, HorizonName);
 
 /// A marker a pool was bound to before its current binding.
 #[derive(Clone, Debug, PartialEq, Eq)]

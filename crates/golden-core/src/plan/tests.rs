@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::render;
 use super::*;
 use crate::desired::{DesiredState, PoolKind as DesiredKind, load_dir};
-use crate::ids::{ImageName, MarkerName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
 use crate::live::{
     GoldenMeta, HorizonId, ImageRef, ItemId, Library, LibraryId, LibraryItem, LibraryKind, LivePool,
     LiveState, Moref, Operation, SiteLive, Snapshot, VcenterId, VcenterLive, Vm,
@@ -760,7 +760,7 @@ mod property {
                     name,
                     site: site_list[t.pick(site_list.len())].clone(),
                     kind: if t.pick(4) == 0 { DesiredKind::Farm } else { DesiredKind::DesktopPool },
-                    horizon_name: format!("P{p}"),
+                    horizon_name: HorizonName::new(format!("P{p}")),
                     image: image.name.clone(),
                     marker: markers[t.pick(markers.len())].clone(),
                     wave: 1 + t.pick(3) as u32,
@@ -838,7 +838,7 @@ mod property {
                     .filter(|v| v.meta.is_some())
                     .filter_map(|v| Some(ImageRef { vm: v.id.clone(), snapshot: v.snapshots.last()?.id.clone() }))
                     .collect();
-                let pools: Vec<String> = world.live.sites[&s].pools.keys().cloned().collect();
+                let pools: Vec<HorizonName> = world.live.sites[&s].pools.keys().cloned().collect();
                 if !bases.is_empty() && !pools.is_empty() {
                     let pool = pools[t.pick(pools.len())].clone();
                     let base = bases[t.pick(bases.len())].clone();

@@ -7,7 +7,7 @@ use super::parse::{At, Parsed};
 use super::{Known, Validator, list, one_of};
 use crate::desired::Pool;
 use crate::desired::files::PoolsFile;
-use crate::ids::{ImageName, MarkerName, NameKind, PoolName, SiteName, check_name};
+use crate::ids::{HorizonName, ImageName, MarkerName, NameKind, PoolName, SiteName, check_name};
 
 /// Horizon limits pool and farm names to 64 characters.
 const HORIZON_NAME_MAX: usize = 64;
@@ -126,7 +126,7 @@ impl Validator {
                             name: PoolName::new(name.clone()),
                             site: SiteName::new(raw.site.clone()),
                             kind: raw.kind,
-                            horizon_name,
+                            horizon_name: HorizonName::new(horizon_name),
                             image: ImageName::new(raw.image.clone()),
                             marker: MarkerName::new(raw.marker.clone()),
                             wave: raw.wave,
