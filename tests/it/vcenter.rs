@@ -393,9 +393,20 @@ async fn a_deployment_stays_in_one_datacenter_and_takes_a_free_name(t: &Target) 
 }
 
 async fn logout_ends_both_sessions(t: &Target) {
+    // The server's own count of open sessions, where the test can see it (the lab's state).
+    let open = || match &t._server {
+        Server::Lab(lab) => lab.state().read().vcenter_of("hq").map(|v| v.sessions.len()),
+        Server::Vcsim(_) => None,
+    };
     let client = t.client();
     client.login().await.expect("login");
+    if let Some(n) = open() {
+        assert_eq!(n, 2, "a REST and a SOAP session after login");
+    }
     client.logout().await.expect("log out of both APIs");
+    if let Some(n) = open() {
+        assert_eq!(n, 0, "logout ends both sessions at the server");
+    }
     client.logout().await.expect("a second logout has nothing to end");
     // The next calls log in again.
     client.list_libraries().await.expect("a REST call after logout");
