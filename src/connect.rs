@@ -75,21 +75,6 @@ pub enum ConnectError {
     Client { site: SiteName, source: reqwest::Error },
 }
 
-impl ConnectError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            ConnectError::MissingVariable { name, .. } => Some(format!(
-                "export {name}=...; in CI, store it as a secret and pass it in the job's environment"
-            )),
-            ConnectError::BadUrl { .. } => {
-                Some("give the base URL, e.g. https://vc-eu.corp.example".to_owned())
-            }
-            ConnectError::CaFile { .. } => Some("ca_file is relative to the repository root".to_owned()),
-            ConnectError::Client { .. } => None,
-        }
-    }
-}
-
 impl SiteConnection {
     /// Resolves a site's connection from its desired state and the environment `env`.
     ///

@@ -21,22 +21,6 @@ pub enum GitError {
     Read { action: String, repo: PathBuf, source: git2::Error },
 }
 
-impl GitError {
-    /// What the user can do about the error.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            GitError::NotARepository { .. } => {
-                Some("run `git init`, or drop `--ref` to read the working tree".to_owned())
-            }
-            GitError::RefNotFound { .. } => Some(
-                "give a branch, tag, commit id or expression such as HEAD~1; `git log --oneline` lists commits"
-                    .to_owned(),
-            ),
-            GitError::OutsideWorkTree { .. } | GitError::Read { .. } => None,
-        }
-    }
-}
-
 /// The tree of one commit, seen from the directory the user named.
 pub struct RefTree {
     repo: Repository,

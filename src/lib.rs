@@ -17,6 +17,7 @@ pub mod apply;
 pub mod cli;
 pub mod connect;
 pub mod desired;
+pub mod error;
 pub mod gather;
 pub mod git;
 pub mod history;

@@ -102,6 +102,17 @@ pub enum Outcome {
     AlreadyDone(String),
 }
 
+/// The apply did not finish: some steps failed or were skipped (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "apply did not finish: {} failed, {skipped} skipped; plan again to see what is left",
+    crate::plan::render::count(*.failed, "step", "steps")
+)]
+pub struct ApplyFailed {
+    pub failed: usize,
+    pub skipped: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error(transparent)]

@@ -35,17 +35,6 @@ pub struct ApplyArgs {
     pub report: Option<PathBuf>,
 }
 
-/// The apply did not finish: some steps failed or were skipped (exit code 1).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "apply did not finish: {} failed, {skipped} skipped; plan again to see what is left",
-    crate::plan::render::count(*.failed, "step", "steps")
-)]
-pub(super) struct ApplyFailed {
-    pub failed: usize,
-    pub skipped: usize,
-}
-
 pub(super) fn run(args: ApplyArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -113,7 +102,7 @@ async fn apply_observed(
     if summary.succeeded() {
         Ok(Exit::Success)
     } else {
-        Err(ApplyFailed { failed: summary.failed.len(), skipped: summary.skipped.len() }.into())
+        Err(crate::apply::ApplyFailed { failed: summary.failed.len(), skipped: summary.skipped.len() }.into())
     }
 }
 

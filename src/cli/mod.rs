@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::desired::LoadError;
 use crate::desired::Location;
+use golden_core::explain::Kind;
 
 /// GitOps for VDI golden images: versions, markers and pools of VMware Horizon, from git.
 #[derive(Debug, Parser)]
@@ -124,13 +125,12 @@ pub fn main(cli: Cli) -> ExitCode {
     let code = match run(cli) {
         Ok(exit) => exit,
         Err(err) if is_broken_pipe(&err) => Exit::Success,
-        Err(err) if err.is::<crate::load::StalePlan>() => {
-            let _ = report(&err, &mut anstream::stderr());
-            Exit::StalePlan
-        }
         Err(err) => {
             let _ = report(&err, &mut anstream::stderr());
-            Exit::Failure
+            match crate::error::kind(&err) {
+                Kind::StalePlan => Exit::StalePlan,
+                Kind::Failure => Exit::Failure,
+            }
         }
     };
     ExitCode::from(code as u8)
@@ -177,10 +177,17 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
-/// Prints an error: diagnostics one per line, anything else as its cause chain plus a hint.
+/// Prints an error: diagnostics one per line, anything else as its cause chain plus its hints
+/// (every error's explanation, [`crate::error::explain`]).
 fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
     let red = anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Red.into()));
     let cyan = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Cyan.into()));
+    let hints = |out: &mut dyn Write, hints: Vec<String>| -> io::Result<()> {
+        for hint in hints {
+            writeln!(out, "  {cyan}hint{cyan:#}: {hint}")?;
+        }
+        Ok(())
+    };
     // `LoadError::Invalid` is transparent, so the diagnostics are found through it.
     let diagnostics = err.chain().find_map(|e| match e.downcast_ref::<LoadError>() {
         Some(LoadError::Invalid(d)) => Some(d),
@@ -191,57 +198,31 @@ fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{red}error{red:#}: {diags}; nothing was contacted")?;
         return Ok(());
     }
-    if let Some(errors) = err.downcast_ref::<crate::load::PlanErrors>() {
-        for e in &errors.0 {
-            writeln!(out, "{red}error{red:#}: {e}\n  {cyan}hint{cyan:#}: {}", e.hint())?;
-        }
-        writeln!(out, "{red}error{red:#}: {err}")?;
-        return Ok(());
-    }
-    if let Some(errors) = err.downcast_ref::<crate::gather::GatherErrors>() {
-        for e in &errors.0 {
+    // Several errors at once: each with its own causes and hints, then the summary.
+    let (many, summary): (Vec<&(dyn std::error::Error + 'static)>, &str) =
+        if let Some(errors) = err.downcast_ref::<crate::load::PlanErrors>() {
+            (errors.0.iter().map(|e| e as _).collect(), "")
+        } else if let Some(errors) = err.downcast_ref::<crate::gather::GatherErrors>() {
+            (errors.0.iter().map(|e| e as _).collect(), "; nothing was changed")
+        } else {
+            (Vec::new(), "")
+        };
+    if !many.is_empty() {
+        for e in many {
             writeln!(out, "{red}error{red:#}: {e}")?;
-            let mut cause = std::error::Error::source(e);
+            let mut cause = e.source();
             while let Some(c) = cause {
                 writeln!(out, "  caused by: {c}")?;
                 cause = c.source();
             }
-            if let crate::gather::GatherError::Connect(c) = e {
-                if let Some(h) = c.hint() {
-                    writeln!(out, "  {cyan}hint{cyan:#}: {h}")?;
-                }
-            }
+            hints(out, crate::error::explain(e).map(|x| x.hints()).unwrap_or_default())?;
         }
-        writeln!(out, "{red}error{red:#}: {err}; nothing was changed")?;
+        writeln!(out, "{red}error{red:#}: {err}{summary}")?;
         return Ok(());
     }
     writeln!(out, "{red}error{red:#}: {err}")?;
     for cause in err.chain().skip(1) {
         writeln!(out, "  caused by: {cause}")?;
     }
-    if let Some(hint) = hint(err) {
-        writeln!(out, "  {cyan}hint{cyan:#}: {hint}")?;
-    }
-    Ok(())
-}
-
-fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| {
-        if let Some(e) = e.downcast_ref::<crate::git::GitError>() {
-            return e.hint();
-        }
-        if let Some(LoadError::Git(e)) = e.downcast_ref::<LoadError>() {
-            return e.hint();
-        }
-        if e.downcast_ref::<crate::load::StalePlan>().is_some() {
-            return Some(
-                "the world moved since the plan was made: run `golden plan` again and apply the new plan"
-                    .to_owned(),
-            );
-        }
-        if e.downcast_ref::<apply::ApplyFailed>().is_some() {
-            return Some("every step is safe to repeat: fix the cause, then `golden apply` again".to_owned());
-        }
-        None
-    })
+    hints(out, crate::error::hints(err))
 }
