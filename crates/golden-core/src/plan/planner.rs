@@ -678,8 +678,13 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
     let mut waits: BTreeMap<(&SiteName, Key), Vec<StepId>> = BTreeMap::new();
     for site in inputs.desired.sites.keys() {
         let holds = held.entry(site).or_default();
+        // Thousands of pools share a handful of versions: a key is cloned only when new.
         let keys = inputs.pools_of(site).iter().filter_map(|(_, k)| k.as_ref());
-        holds.extend(keys.chain(inputs.window_of(site).map(|(k, _)| k)).cloned());
+        for key in keys.chain(inputs.window_of(site).map(|(k, _)| k)) {
+            if !holds.contains(key) {
+                holds.insert(key.clone());
+            }
+        }
         let Some(s_live) = inputs.site(site) else { continue };
         let mut users: BTreeMap<(&ImageName, &VersionName), usize> = BTreeMap::new();
         for p in s_live.pools.values() {
@@ -703,8 +708,12 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
             }
         }
     }
-    let holders = |sites: &mut dyn Iterator<Item = &SiteName>, key: &Key| -> BTreeSet<String> {
-        sites.filter(|s| held.get(s).is_some_and(|h| h.contains(key))).map(|s| s.to_string()).collect()
+    let holders = |sites: &[&SiteName], key: &Key| -> BTreeSet<String> {
+        sites
+            .iter()
+            .filter(|s| held.get(*s).is_some_and(|h| h.contains(key)))
+            .map(|s| s.to_string())
+            .collect()
     };
     let waits_of = |sites: &[&SiteName], key: &Key| -> Vec<StepId> {
         sites.iter().filter_map(|s| waits.get(&(*s, key.clone()))).flatten().cloned().collect()
@@ -725,7 +734,7 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
             r.at = site.to_string();
             if let Some(l) = library.filter(|l| l.has(key)) {
                 let users = if l.is_source { &every_site } else { &l.sites };
-                r.item_stays_for = holders(&mut users.iter().copied(), key);
+                r.item_stays_for = holders(users, key);
             }
         }
     }
@@ -737,7 +746,7 @@ fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &mut Vec<Stri
         }
         let users = if library.is_source { &every_site } else { &library.sites };
         for (key @ (image, version), copy) in &library.copies {
-            if !holders(&mut users.iter().copied(), key).is_empty() {
+            if !holders(users, key).is_empty() {
                 continue;
             }
             // A site this plan did not read may still run a version nothing else needs (its
