@@ -117,26 +117,11 @@ fn q(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// A vCenter RFC 3339 time as milliseconds since the epoch (`None` when unparseable).
+/// A vCenter time (RFC 3339 in UTC, as vCenter and vcsim write it) as milliseconds since the
+/// epoch; `None` when unparseable.
 fn time_ms(text: &str) -> Option<i64> {
-    // "2026-11-26T20:51:48.927Z": enough of RFC 3339 for vCenter's and vcsim's formats.
-    let (date, rest) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = rest.trim_end_matches('Z');
-    let time = time.split(['+']).next()?;
-    let mut t = time.split(':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0) as i64)
+    let at = humantime::parse_rfc3339_weak(text).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
 impl VcenterClient {
@@ -298,11 +283,6 @@ impl VcenterClient {
     }
 
     // ---- libraries ---------------------------------------------------------------------------
-
-    pub async fn list_libraries(&self) -> Result<Vec<LibraryId>, VcenterError> {
-        let ids = self.ids("list libraries", Method::GET, "/com/vmware/content/library", None).await?;
-        Ok(ids.into_iter().map(LibraryId::new).collect())
-    }
 
     /// The library named `name` (vCenter compares names without case); an error when several are.
     pub async fn find_library(&self, name: &str) -> Result<Option<Library>, VcenterError> {
@@ -564,45 +544,6 @@ impl VcenterClient {
         let path =
             format!("/com/vmware/content/library/item/update-session/id:{}?~action=complete", seg(session));
         self.call(op, Method::POST, &path, None).await.map(drop)
-    }
-
-    /// Uploads one file into an item through an update session (PUSH): the bytes go through
-    /// golden, so this is for small files (an OVF descriptor) and the explicit stream copy.
-    pub async fn upload_file(
-        &self,
-        item: &ItemId,
-        file_name: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(), VcenterError> {
-        let op = format!("upload `{file_name}` into library item {item}");
-        let session = self.update_session(item, &op).await?;
-        let added = self.add_file(&op, &session, json!({"name": file_name, "source_type": "PUSH"})).await?;
-        let endpoint = added
-            .pointer("/upload_endpoint/uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| self.err_protocol(&op, "no upload_endpoint in the answer"))?
-            .to_owned();
-        self.retry
-            .run(&op, || async {
-                let session_id = lock(&self.rest_session).clone().unwrap_or_default();
-                let response = self
-                    .http
-                    .put(&endpoint)
-                    .header(SESSION_HEADER, session_id)
-                    .body(bytes.clone())
-                    .send()
-                    .await
-                    .map_err(|e| self.err_transport(&op, e))?;
-                let status = response.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    let text = response.text().await.unwrap_or_default();
-                    Err(self.status_error(&op, status, &text))
-                }
-            })
-            .await?;
-        self.complete_session(&op, &session).await
     }
 
     /// Has vCenter itself fetch a file into an item from `source_uri` (PULL), e.g. another
@@ -929,13 +870,6 @@ impl VcenterClient {
     ) -> Result<BTreeMap<String, GoldenMeta>, VcenterError> {
         let tags = self.get_tags(ids).await?;
         Ok(tags.into_iter().filter_map(|t| Some((t.id, meta_from_description(&t.description)?))).collect())
-    }
-
-    /// Every VM carrying one of golden's ownership tags, with the metadata of that tag.
-    pub async fn owned_vms(&self) -> Result<BTreeMap<Moref, GoldenMeta>, VcenterError> {
-        let attached = self.tag_attachments().await?;
-        let metas = self.tag_metas(attached.keys()).await?;
-        Ok(owners(&attached, &metas))
     }
 }
 

@@ -100,7 +100,7 @@ fn no_credential_reaches_a_log_line_at_trace_level() {
                 ..FaultRule::default()
             },
         );
-        vc.list_libraries().await.expect("list after re-login");
+        vc.find_library("golden-none").await.expect("a call after re-login");
         let bad = VcenterClient::new(
             site.clone(),
             url(Product::Vcenter),

@@ -12,25 +12,11 @@ use golden::lab::{LAB_PASSWORD, LAB_USER, Lab, LabOptions, Product, Timings};
 use golden::live::{GoldenMeta, LibraryKind, Moref};
 use golden::vcenter::{Placement, VcenterClient, VcenterError};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::common::repo_root;
 use super::vcsim::Vcsim;
-
-/// The smallest OVF descriptor vcsim deploys (no disks: CPU and memory only).
-const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
- xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
- xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
-  <References/>
-  <VirtualSystem ovf:id="golden"><Info>A virtual machine</Info><Name>golden</Name>
-    <OperatingSystemSection ovf:id="1" vmw:osType="windows9_64Guest"><Info>os</Info></OperatingSystemSection>
-    <VirtualHardwareSection><Info>hw</Info>
-      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType></System>
-      <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ElementName>2 vCPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
-      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>4096MB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>4096</rasd:VirtualQuantity></Item>
-    </VirtualHardwareSection></VirtualSystem></Envelope>
-"#;
 
 const VCSIM_USER: &str = "golden-test";
 const VCSIM_PASSWORD: &str = "vcsim-S3cret!";
@@ -248,9 +234,9 @@ fn meta(version: &str) -> GoldenMeta {
 async fn session_logs_in_again_after_401(t: &Target) {
     let client = t.client();
     client.login().await.expect("login");
-    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 401, "count": 1}))
+    t.fault(json!({"method": "POST", "path_prefix": "/rest/com/vmware/content/library", "status": 401, "count": 1}))
         .await;
-    client.list_libraries().await.expect("the call succeeds after logging in again");
+    client.find_library("golden-none").await.expect("the call succeeds after logging in again");
     let fault = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The session is not authenticated.</faultstring><detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"><object type="Folder">group-d1</object><privilegeId>System.View</privilegeId></NotAuthenticatedFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
     t.fault(json!({"path_prefix": "/sdk", "body_contains": "RetrievePropertiesEx", "status": 500, "body": fault, "count": 1}))
         .await;
@@ -317,7 +303,7 @@ async fn library_create_and_find(t: &Target) {
         matches!(&found.kind, LibraryKind::Local { publish_url: Some(url) } if !url.is_empty()),
         "{found:?}"
     );
-    assert!(client.list_libraries().await.expect("list").contains(&id));
+    assert!(t.names_in("com/vmware/content/library").await.contains(&"golden-contract".to_owned()));
 }
 
 async fn item_metadata_round_trips(t: &Target) {
@@ -339,13 +325,14 @@ async fn item_metadata_round_trips(t: &Target) {
     assert_eq!(client.get_item(&item).await.expect("get").meta, Some(meta("2026.11")));
 }
 
-async fn ovf_upload_deploy_and_delete(t: &Target) {
+async fn ovf_capture_deploy_and_delete(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
     let library = client.create_published_library("golden-ovf", &placement.datastore).await.expect("library");
-    let item =
-        client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
-    client.upload_file(&item, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let item = client
+        .create_ovf_from_vm(&library, &t.vm, "win11-ent-2026.10", &meta("2026.10"))
+        .await
+        .expect("capture");
     let mut spec = placement.deploy("win11-ent-2026.10-base");
     spec.annotation = Some(golden::vcenter::meta_to_description(&meta("2026.10")));
     let vm = client.deploy_ovf(&item, &spec).await.expect("deploy");
@@ -375,9 +362,10 @@ async fn a_deployment_stays_in_one_datacenter_and_takes_a_free_name(t: &Target) 
     let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-place", &placement.datastore).await.expect("library");
-    let item =
-        client.create_item(&library, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
-    client.upload_file(&item, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
+    let item = client
+        .create_ovf_from_vm(&library, &t.vm, "win11-ent-2026.10", &meta("2026.10"))
+        .await
+        .expect("capture");
     let spec = placement.deploy("placed");
     client.deploy_ovf(&item, &spec).await.expect("the first deployment");
     let again = client.deploy_ovf(&item, &spec).await.expect_err("the name is taken in the folder");
@@ -409,16 +397,22 @@ async fn logout_ends_both_sessions(t: &Target) {
     }
     client.logout().await.expect("a second logout has nothing to end");
     // The next calls log in again.
-    client.list_libraries().await.expect("a REST call after logout");
+    client.find_library("golden-none").await.expect("a REST call after logout");
     client.inventory().await.expect("a SOAP read after logout");
     client.logout().await.expect("log out again");
 }
 
+/// The VMs golden owns, by the inventory (which reads the ownership tags).
+async fn owned_vms(client: &VcenterClient) -> BTreeMap<Moref, GoldenMeta> {
+    let inventory = client.inventory().await.expect("inventory");
+    inventory.vms.into_values().filter_map(|vm| Some((vm.id, vm.meta?))).collect()
+}
+
 async fn tags_mark_owned_vms(t: &Target) {
     let client = t.client();
-    assert!(client.owned_vms().await.expect("owned").is_empty());
+    assert!(owned_vms(&client).await.is_empty());
     client.tag_vm(&t.vm, &meta("2026.10")).await.expect("tag");
-    let owned = client.owned_vms().await.expect("owned");
+    let owned = owned_vms(&client).await;
     assert_eq!(owned.get(&t.vm), Some(&meta("2026.10")));
     assert_eq!(owned.len(), 1);
     let inventory = client.inventory().await.expect("inventory");
@@ -426,7 +420,7 @@ async fn tags_mark_owned_vms(t: &Target) {
     assert!(inventory.vms.values().filter(|v| v.id != t.vm).all(|v| v.meta.is_none()));
     // Tagging again reuses the category and tag.
     client.tag_vm(&t.vm, &meta("2026.10")).await.expect("tag again");
-    assert_eq!(client.owned_vms().await.expect("owned").len(), 1);
+    assert_eq!(owned_vms(&client).await.len(), 1);
 }
 
 /// Steps at several sites of one vCenter (or two runs) create golden's tag category, a
@@ -453,7 +447,7 @@ async fn parallel_creation_makes_one_object(t: &Target) {
     assert_eq!(categories.iter().filter(|n| *n == "golden").count(), 1, "{categories:?}");
     let tags = t.names_in("com/vmware/cis/tagging/tag").await;
     assert_eq!(tags.iter().filter(|n| *n == "win11-ent@2026.10").count(), 1, "{tags:?}");
-    assert_eq!(clients[0].owned_vms().await.expect("owned").get(&t.vm), Some(&meta("2026.10")));
+    assert_eq!(owned_vms(&clients[0]).await.get(&t.vm), Some(&meta("2026.10")));
 }
 
 /// vCenter keeps library names unique (without case, as its find compares them): a second
@@ -482,10 +476,10 @@ async fn service_unavailable_is_retried(t: &Target) {
     let client = t.client();
     client.login().await.expect("login");
     let unavailable = r#"{"type":"com.vmware.vapi.std.errors.service_unavailable","value":{}}"#;
-    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
+    t.fault(json!({"method": "POST", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
         "body": unavailable, "count": 1}))
         .await;
-    client.list_libraries().await.expect("retried after a 503");
+    client.find_library("golden-none").await.expect("retried after a 503");
     t.fault(
         json!({"path_prefix": "/sdk", "body_contains": "RetrievePropertiesEx", "status": 503, "count": 1}),
     )
@@ -494,13 +488,13 @@ async fn service_unavailable_is_retried(t: &Target) {
     assert_eq!(t.fault_hits().await, [1, 1]);
 
     // Without retries the same fault surfaces, as a retryable error naming the operation.
-    t.fault(json!({"method": "GET", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
+    t.fault(json!({"method": "POST", "path_prefix": "/rest/com/vmware/content/library", "status": 503,
         "body": unavailable, "count": 1}))
         .await;
     let once = t.client_with(&t.password, RetryPolicy::none());
-    let err = once.list_libraries().await.expect_err("no retry");
+    let err = once.find_library("golden-none").await.expect_err("no retry");
     assert!(err.is_retryable(), "{err:?}");
-    assert!(err.to_string().starts_with("site `hq`: list libraries: vcenter answered HTTP 503"), "{err}");
+    assert!(err.to_string().starts_with("site `hq`: find library `golden-none`: vcenter answered HTTP 503"), "{err}");
 }
 
 async fn subscribed_library_syncs(t: &Target) {
@@ -570,12 +564,19 @@ async fn files_move_by_download_url_and_pull(t: &Target) {
     let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-files", &placement.datastore).await.expect("library");
-    let source = client.create_item(&library, "source", "ovf", &meta("2026.10")).await.expect("item");
-    client.upload_file(&source, "golden.ovf", OVF.as_bytes().to_vec()).await.expect("upload");
-    let url = client.download_url(&source, "golden.ovf").await.expect("download url");
+    let source = client.create_ovf_from_vm(&library, &t.vm, "source", &meta("2026.10")).await.expect("capture");
+    let files = client.list_files(&source).await.expect("files");
+    let descriptor = files.iter().find(|f| f.ends_with(".ovf")).expect("the capture has a descriptor");
+    let url = client.download_url(&source, descriptor).await.expect("download url");
     assert!(url.starts_with("http"), "{url}");
     let target = client.create_item(&library, "target", "ovf", &meta("2026.10")).await.expect("item");
-    client.pull_file(&target, "golden.ovf", &url, Duration::from_secs(10)).await.expect("pull");
+    assert!(client.list_files(&target).await.expect("files").is_empty());
+    client.pull_file(&target, descriptor, &url, Duration::from_secs(10)).await.expect("pull");
+    assert_eq!(
+        client.list_files(&target).await.expect("files"),
+        [descriptor.clone()],
+        "the pulled file lands in the item"
+    );
 }
 
 macro_rules! contract {
@@ -609,7 +610,7 @@ contract!(
     snapshots_appear_in_the_tree,
     library_create_and_find,
     item_metadata_round_trips,
-    ovf_upload_deploy_and_delete,
+    ovf_capture_deploy_and_delete,
     tags_mark_owned_vms,
     parallel_creation_makes_one_object,
     a_library_name_is_taken_once,

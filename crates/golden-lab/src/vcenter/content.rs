@@ -109,11 +109,8 @@ pub struct UpdateSession {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingFile {
     pub name: String,
-    /// `PUSH` (the client uploads) or `PULL` (the lab fetches `source_uri`).
-    pub source_type: String,
-    /// The id in the upload URL `/rest/com/vmware/cis/data/{id}/{name}` (PUSH).
-    pub data_id: String,
-    pub source_uri: Option<String>,
+    /// Where the lab fetches the file from (a `PULL` transfer).
+    pub source_uri: String,
     pub started_ms: i64,
     pub bytes: Option<File>,
     pub error: Option<String>,
@@ -172,8 +169,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
         }
         for session in site.content.update_sessions.values() {
             for file in session.files.values() {
-                if file.source_type == "PULL"
-                    && file.bytes.is_none()
+                if file.bytes.is_none()
                     && file.error.is_none()
                     && now >= file.started_ms + delay
                 {
@@ -227,13 +223,13 @@ pub fn settle(lab: &mut LabState, now: i64) {
         }
     }
     for (site, session, name, uri) in pulls {
-        let fetched = uri.as_deref().and_then(|u| download(lab, u));
+        let fetched = download(lab, &uri);
         let Some(vc) = lab.vcenters.get_mut(&site).map(|v| &mut v.sim) else { continue };
         if let Some(file) = vc.content.update_sessions.get_mut(&session).and_then(|s| s.files.get_mut(&name))
         {
             match fetched {
                 Some(bytes) => file.bytes = Some(File { bytes }),
-                None => file.error = Some(format!("cannot fetch {}", uri.unwrap_or_default())),
+                None => file.error = Some(format!("cannot fetch {uri}")),
             }
         }
     }

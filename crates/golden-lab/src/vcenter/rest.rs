@@ -513,20 +513,17 @@ fn file_status(f: &PendingFile) -> &'static str {
     match (&f.bytes, &f.error) {
         (_, Some(_)) => "ERROR",
         (Some(_), None) => "READY",
-        (None, None) if f.source_type == "PULL" => "TRANSFERRING",
-        (None, None) => "WAITING_FOR_TRANSFER",
+        (None, None) => "TRANSFERRING",
     }
 }
 
-fn pending_file_json(f: &PendingFile, base: &str) -> Value {
-    let mut v = json!({"name": f.name, "source_type": f.source_type, "status": file_status(f)});
-    if f.source_type == "PUSH" {
-        v["upload_endpoint"] =
-            json!({"uri": format!("{base}/rest/com/vmware/cis/data/{}/{}", f.data_id, f.name)});
-    }
-    if let Some(uri) = &f.source_uri {
-        v["source_endpoint"] = json!({"uri": uri});
-    }
+fn pending_file_json(f: &PendingFile) -> Value {
+    let mut v = json!({
+        "name": f.name,
+        "source_type": "PULL",
+        "status": file_status(f),
+        "source_endpoint": {"uri": f.source_uri},
+    });
     if let Some(e) = &f.error {
         v["error_message"] = json!({"id": "lab.transfer", "default_message": e, "args": []});
     }
@@ -597,7 +594,6 @@ pub(super) async fn update_session_file(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    let base = ctx.lock().vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default();
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
         let Some(session) = vc.content.update_sessions.get_mut(&id) else {
@@ -608,29 +604,32 @@ pub(super) async fn update_session_file(
                 let spec = &body["file_spec"];
                 let Some(name) = s(spec, &["name"]) else { return invalid("file_spec.name is required") };
                 let source_type = s(spec, &["source_type"]).unwrap_or("PUSH").to_owned();
-                let source_uri = s(spec, &["source_endpoint", "uri"]).map(str::to_owned);
-                if source_type == "PULL" && source_uri.is_none() {
-                    return invalid("file_spec.source_endpoint.uri is required for PULL");
+                // golden only has vCenter fetch files (PULL); uploads through the client (PUSH)
+                // are not simulated.
+                if source_type != "PULL" {
+                    return invalid("the lab simulates PULL transfers only");
                 }
+                let Some(source_uri) = s(spec, &["source_endpoint", "uri"]).map(str::to_owned) else {
+                    return invalid("file_spec.source_endpoint.uri is required for PULL");
+                };
+
                 let file = PendingFile {
                     name: name.to_owned(),
-                    source_type,
-                    data_id: uuid::Uuid::new_v4().to_string(),
                     source_uri,
                     started_ms: now_ms(),
                     bytes: None,
                     error: None,
                 };
-                let out = pending_file_json(&file, &base);
+                let out = pending_file_json(&file);
                 session.files.insert(name.to_owned(), file);
                 value(out)
             }
-            "list" => value(session.files.values().map(|f| pending_file_json(f, &base)).collect::<Vec<_>>()),
+            "list" => value(session.files.values().map(|f| pending_file_json(f)).collect::<Vec<_>>()),
             "get" => {
                 let name = s(&body, &["file_name"]).unwrap_or_default();
                 session.files.get(name).map_or_else(
                     || not_found(&format!("file {name}")),
-                    |f| value(pending_file_json(f, &base)),
+                    |f| value(pending_file_json(f)),
                 )
             }
             other => invalid(&format!("unknown action {other}")),
@@ -692,33 +691,17 @@ pub(super) async fn download_session_file(
     })
 }
 
-/// `PUT` uploads a PUSH file; `GET` downloads a prepared file. The session id alone (in the
-/// URL) authorises the transfer, as vCenter's data endpoints do for the session header too.
+/// `GET` downloads a prepared file. The session id alone (in the URL) authorises the
+/// transfer, as vCenter's data endpoints do for the session header too.
 pub(super) async fn data(
     State(ctx): State<SiteCtx>,
     method: axum::http::Method,
     Path((data_id, name)): Path<(String, String)>,
-    body: Bytes,
 ) -> Response {
     let mut lab = ctx.lock();
     let Some(vcenter) = lab.vcenters.get_mut(&ctx.name) else { return not_found("vcenter") };
     let content = &mut vcenter.sim.content;
     match method.as_str() {
-        "PUT" | "POST" => {
-            let file = content
-                .update_sessions
-                .values_mut()
-                .filter(|s| s.state == "ACTIVE")
-                .flat_map(|s| s.files.values_mut())
-                .find(|f| f.data_id == data_id && f.name == name && f.source_type == "PUSH");
-            match file {
-                Some(f) => {
-                    f.bytes = Some(File { bytes: body.to_vec() });
-                    empty()
-                }
-                None => not_found(&format!("upload endpoint {data_id}/{name}")),
-            }
-        }
         "GET" => {
             let bytes = content
                 .download_sessions

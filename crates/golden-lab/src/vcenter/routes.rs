@@ -1,7 +1,7 @@
 //! HTTP routes of the lab's vCenter: vSphere REST under `/rest` and SOAP at `/sdk`.
 
 use axum::Router;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, post};
 
 use super::{rest, soap};
 use crate::SiteCtx;
@@ -45,7 +45,7 @@ pub fn router() -> Router<SiteCtx> {
         .route(&format!("{CL}/library/item/updatesession/file/{{id}}"), post(rest::update_session_file))
         .route(&format!("{CL}/library/item/download-session"), post(rest::create_download_session))
         .route(&format!("{CL}/library/item/downloadsession/file/{{id}}"), post(rest::download_session_file))
-        .route("/rest/com/vmware/cis/data/{data_id}/{name}", put(rest::data).post(rest::data).get(rest::data))
+        .route("/rest/com/vmware/cis/data/{data_id}/{name}", get(rest::data))
         .route("/rest/com/vmware/vcenter/ovf/library-item", post(rest::ovf_create))
         .route("/rest/com/vmware/vcenter/ovf/library-item/{id}", post(rest::ovf_deploy))
         .route("/rest/vcenter/vm-template/library-items", post(rest::vmtx_create))
