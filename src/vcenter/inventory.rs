@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
-use super::xml::Element;
+use golden_xml::Element;
 use super::{VcenterClient, VcenterError};
 use crate::desired::Compute;
 use crate::ids::SiteName;
@@ -358,7 +358,7 @@ fn snapshots(info: &Element) -> Vec<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vcenter::xml::parse_pruned;
+    use golden_xml::parse_pruned;
 
     #[test]
     fn snapshot_trees_flatten_parents_first() {

@@ -20,7 +20,6 @@
 mod inventory;
 mod rest;
 mod soap;
-mod xml;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

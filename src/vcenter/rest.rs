@@ -562,13 +562,15 @@ impl VcenterClient {
         // vCenter moves the bytes itself; completing the session before the transfer is done
         // is refused, so wait for the file to be READY (or to fail) first.
         let waiting = crate::wait::Waiting::new(wait, std::time::Duration::from_secs(2));
-        let path =
-            format!("/com/vmware/content/library/item/updatesession/file/id:{}?~action=get", seg(&session));
+        // The session's file list (`GET ...?update_session_id=`): vcsim answers the `get` action
+        // with the session rather than the file.
+        let path = format!("/com/vmware/content/library/item/updatesession/file?update_session_id={}", q(&session));
         loop {
-            let file = self.call(&op, Method::POST, &path, Some(json!({"file_name": file_name}))).await?;
+            let files: Vec<Value> = self.call_as(&op, Method::GET, &path, None).await?;
+            let file = files.into_iter().find(|f| f.get("name").and_then(Value::as_str) == Some(file_name));
+            let file = file.ok_or_else(|| self.err_protocol(&op, "the file is not in its update session"))?;
             match file.get("status").and_then(Value::as_str) {
-                // vcsim answers `get` with the session rather than the file: no status to wait on.
-                Some("READY") | None => break,
+                Some("READY") => break,
                 Some("ERROR") => {
                     let message = file
                         .pointer("/error_message/default_message")

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use compact_str::CompactString;
-use quick_xml::escape::escape;
+use golden_xml::CompactString;
+use golden_xml::escape;
 use reqwest::StatusCode;
 
-use super::xml::{self, Element};
+use golden_xml::{self as xml, Element};
 use super::{TASK_TIMEOUT, VcenterClient, VcenterError, lock};
 use crate::live::Moref;
 use crate::wait::Waiting;

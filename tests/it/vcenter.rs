@@ -574,7 +574,7 @@ async fn files_move_by_download_url_and_pull(t: &Target) {
     client.pull_file(&target, descriptor, &url, Duration::from_secs(10)).await.expect("pull");
     assert_eq!(
         client.list_files(&target).await.expect("files"),
-        [descriptor.clone()],
+        std::slice::from_ref(descriptor),
         "the pulled file lands in the item"
     );
 }

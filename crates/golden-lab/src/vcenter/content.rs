@@ -306,7 +306,7 @@ impl super::VcenterSim {
     pub fn add_ovf_item(&mut self, library: &str, name: &str, description: &str, now: i64) -> String {
         let ovf = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:vmw=\"http://www.vmware.com/schema/ovf\">\n  <VirtualSystem ovf:id=\"{name}\"><Info>A virtual machine</Info><Name>{name}</Name>\n    <OperatingSystemSection ovf:id=\"1\" vmw:osType=\"windows9_64Guest\"><Info>os</Info></OperatingSystemSection>\n  </VirtualSystem>\n</Envelope>\n",
-            name = super::xml::escape(name)
+            name = golden_xml::escape(name)
         );
         let files = BTreeMap::from([
             (format!("{name}.ovf"), File { bytes: ovf.into_bytes() }),

@@ -9,7 +9,6 @@ pub mod content;
 mod rest;
 mod routes;
 mod soap;
-mod xml;
 
 use std::collections::BTreeMap;
 

@@ -624,7 +624,6 @@ pub(super) async fn update_session_file(
                 session.files.insert(name.to_owned(), file);
                 value(out)
             }
-            "list" => value(session.files.values().map(|f| pending_file_json(f)).collect::<Vec<_>>()),
             "get" => {
                 let name = s(&body, &["file_name"]).unwrap_or_default();
                 session.files.get(name).map_or_else(
@@ -634,6 +633,22 @@ pub(super) async fn update_session_file(
             }
             other => invalid(&format!("unknown action {other}")),
         }
+    })
+}
+
+/// `GET .../updatesession/file?update_session_id=`: the files of an update session, with the
+/// status of their transfer.
+pub(super) async fn list_update_session_files(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Response {
+    let Some(id) = q.get("update_session_id").cloned() else {
+        return invalid("update_session_id is required");
+    };
+    with_session(&ctx, &headers, |lab, site| match vc(lab, site).content.update_sessions.get(&id) {
+        Some(session) => value(session.files.values().map(pending_file_json).collect::<Vec<_>>()),
+        None => not_found(&format!("update session {id}")),
     })
 }
 
@@ -725,8 +740,8 @@ pub(super) async fn data(
 fn ovf_for(vm: &Vm) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:vmw=\"http://www.vmware.com/schema/ovf\">\n  <References><File ovf:href=\"disk-0.vmdk\" ovf:id=\"file1\"/></References>\n  <VirtualSystem ovf:id=\"{name}\"><Info>A virtual machine</Info><Name>{name}</Name>\n    <OperatingSystemSection ovf:id=\"1\" vmw:osType=\"{guest}\"><Info>os</Info></OperatingSystemSection>\n  </VirtualSystem>\n</Envelope>\n",
-        name = super::xml::escape(&vm.name),
-        guest = super::xml::escape(&vm.guest_id),
+        name = golden_xml::escape(&vm.name),
+        guest = golden_xml::escape(&vm.guest_id),
     )
 }
 

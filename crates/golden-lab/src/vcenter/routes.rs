@@ -42,6 +42,7 @@ pub fn router() -> Router<SiteCtx> {
                 .post(rest::update_session_by_id)
                 .delete(rest::update_session_by_id),
         )
+        .route(&format!("{CL}/library/item/updatesession/file"), get(rest::list_update_session_files))
         .route(&format!("{CL}/library/item/updatesession/file/{{id}}"), post(rest::update_session_file))
         .route(&format!("{CL}/library/item/download-session"), post(rest::create_download_session))
         .route(&format!("{CL}/library/item/downloadsession/file/{{id}}"), post(rest::download_session_file))

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::xml::{self, Element, escape};
+use golden_xml::{self as xml, Element, escape};
 use super::{Task, VcenterSim, Vm};
 use crate::{LAB_PASSWORD, LAB_USER, SiteCtx, now_ms};
 
@@ -65,7 +65,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: Bytes) -> Response {
-    let envelope = match xml::parse(&body) {
+    let envelope = match std::str::from_utf8(&body).map_err(|e| e.to_string()).and_then(xml::parse) {
         Ok(e) => e,
         Err(e) => return fault("InvalidRequest", &format!("malformed request: {e}"), ""),
     };
@@ -87,8 +87,8 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
     };
     let vc = &mut vcenter.sim;
     if method == "Login" {
-        let user = call.text_of("userName").unwrap_or_default();
-        let password = call.text_of("password").unwrap_or_default();
+        let user = call.child_text("userName").unwrap_or_default();
+        let password = call.child_text("password").unwrap_or_default();
         if user != LAB_USER || password != LAB_PASSWORD {
             return fault(
                 "InvalidLogin",
@@ -122,9 +122,9 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
             fault("InvalidArgument", "the token is not valid: results are never paged", "")
         }
         "CreateSnapshot_Task" => {
-            let vm = call.text_of("_this").unwrap_or_default().to_owned();
-            let name = call.text_of("name").unwrap_or_default().to_owned();
-            let description = call.text_of("description").unwrap_or_default().to_owned();
+            let vm = call.child_text("_this").unwrap_or_default().to_owned();
+            let name = call.child_text("name").unwrap_or_default().to_owned();
+            let description = call.child_text("description").unwrap_or_default().to_owned();
             if !vc.vms.contains_key(&vm) {
                 return not_found("VirtualMachine", &vm);
             }
@@ -213,9 +213,9 @@ enum Refused {
 /// defined anywhere in the objectSet. Each object is reported once.
 fn objects_of(vc: &VcenterSim, object_set: &Element) -> Result<Vec<(String, String)>, Refused> {
     fn define<'a>(selects: &'a Element, named: &mut BTreeMap<&'a str, &'a Element>) {
-        for spec in selects.children_named("selectSet") {
+        for spec in selects.children("selectSet") {
             if spec.child("path").is_some() {
-                named.insert(spec.text_of("name").unwrap_or_default(), spec);
+                named.insert(spec.child_text("name").unwrap_or_default(), spec);
             }
             define(spec, named);
         }
@@ -229,22 +229,22 @@ fn objects_of(vc: &VcenterSim, object_set: &Element) -> Result<Vec<(String, Stri
     }
     impl<'a> Walk<'a> {
         fn from(&mut self, ty: &str, id: &str, selects: &'a Element) -> Result<(), Refused> {
-            for select in selects.children_named("selectSet") {
+            for select in selects.children("selectSet") {
                 let spec = if select.child("path").is_some() {
                     select
                 } else {
-                    let name = select.text_of("name").unwrap_or_default();
+                    let name = select.child_text("name").unwrap_or_default();
                     *self.named.get(name).ok_or_else(|| Refused::UnknownSpec(name.to_owned()))?
                 };
-                if !is_a(ty, spec.text_of("type").unwrap_or_default()) {
+                if !is_a(ty, spec.child_text("type").unwrap_or_default()) {
                     continue;
                 }
-                let path = spec.text_of("path").unwrap_or_default();
+                let path = spec.child_text("path").unwrap_or_default();
                 // A spec is followed once from each object, whatever the path to it.
                 if !self.walked.insert((format!("{ty}:{id}"), path)) {
                     continue;
                 }
-                let skip = spec.text_of("skip") == Some("true");
+                let skip = spec.child_text("skip") == Some("true");
                 for (child_ty, child_id) in children(self.vc, ty, id, path) {
                     if !skip && self.seen.insert((child_ty.to_owned(), child_id.clone())) {
                         self.out.push((child_ty.to_owned(), child_id.clone()));
@@ -260,7 +260,7 @@ fn objects_of(vc: &VcenterSim, object_set: &Element) -> Result<Vec<(String, Stri
     let mut named = BTreeMap::new();
     define(object_set, &mut named);
     let mut walk = Walk { vc, named, walked: BTreeSet::new(), seen: BTreeSet::new(), out: Vec::new() };
-    if object_set.text_of("skip") != Some("true") {
+    if object_set.child_text("skip") != Some("true") {
         walk.seen.insert((ty.to_owned(), id.to_owned()));
         walk.out.push((ty.to_owned(), id.to_owned()));
     }
@@ -343,17 +343,17 @@ fn children(vc: &VcenterSim, ty: &str, id: &str, path: &str) -> Vec<(&'static st
 /// The `<objects>` of a RetrievePropertiesEx.
 fn retrieve(vc: &VcenterSim, call: &Element) -> Result<String, Refused> {
     let mut out = String::new();
-    for spec in call.children_named("specSet") {
+    for spec in call.children("specSet") {
         let prop_sets: Vec<(String, Vec<String>, bool)> = spec
-            .children_named("propSet")
+            .children("propSet")
             .map(|p| {
-                let ty = p.text_of("type").unwrap_or_default().to_owned();
-                let paths = p.children_named("pathSet").map(|x| x.text.trim().to_owned()).collect();
-                let all = p.text_of("all") == Some("true");
+                let ty = p.child_text("type").unwrap_or_default().to_owned();
+                let paths = p.children("pathSet").map(|x| x.text.trim().to_owned()).collect();
+                let all = p.child_text("all") == Some("true");
                 (ty, paths, all)
             })
             .collect();
-        for object_set in spec.children_named("objectSet") {
+        for object_set in spec.children("objectSet") {
             for (ty, id) in objects_of(vc, object_set)? {
                 let Some((_, paths, all)) = prop_sets.iter().find(|p| p.0 == ty) else { continue };
                 let want = |path: &str| *all || paths.iter().any(|p| p == path);
@@ -567,7 +567,7 @@ mod tests {
     }
 
     fn object_set(xml: &str) -> Element {
-        xml::parse(xml.as_bytes()).expect("xml")
+        xml::parse(xml).expect("xml")
     }
 
     fn kinds(objects: &[(String, String)]) -> Vec<&str> {
