@@ -1,0 +1,287 @@
+//! OVF and VM-template items and the VMs deployed from them: capture, deploy and delete
+//! (`/rest/com/vmware/vcenter/ovf/library-item`, `/rest/vcenter/vm-template/library-items`,
+//! `/rest/vcenter/vm`).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Q, VapiId, action, api_error, body_json, empty, invalid, not_found, s, value, vc, with_session};
+use crate::vcenter::content::{File, Item, LibraryKind};
+use crate::vcenter::{VcenterSim, Vm};
+use crate::{SiteCtx, now_ms};
+
+/// The OVF descriptor the lab writes when it captures a VM (and reads back on deploy).
+fn ovf_for(vm: &Vm) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1\" xmlns:vmw=\"http://www.vmware.com/schema/ovf\">\n  <References><File ovf:href=\"disk-0.vmdk\" ovf:id=\"file1\"/></References>\n  <VirtualSystem ovf:id=\"{name}\"><Info>A virtual machine</Info><Name>{name}</Name>\n    <OperatingSystemSection ovf:id=\"1\" vmw:osType=\"{guest}\"><Info>os</Info></OperatingSystemSection>\n  </VirtualSystem>\n</Envelope>\n",
+        name = golden_xml::escape(&vm.name),
+        guest = golden_xml::escape(&vm.guest_id),
+    )
+}
+
+pub(in crate::vcenter) async fn ovf_create(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = body_json(&body);
+    with_session(&ctx, &headers, |lab, site| {
+        let vc = vc(lab, site);
+        let (Some(vm), Some(library), Some(name)) = (
+            s(&body, &["source", "id"]),
+            s(&body, &["target", "library_id"]),
+            s(&body, &["create_spec", "name"]),
+        ) else {
+            return invalid("source.id, target.library_id and create_spec.name are required");
+        };
+        let Some(vm) = vc.vms.get(vm).cloned() else { return not_found(&format!("VirtualMachine:{vm}")) };
+        if !matches!(vc.content.libraries.get(library).map(|l| &l.kind), Some(LibraryKind::Local { .. })) {
+            return not_found(&format!("local library {library}"));
+        }
+        let existing = s(&body, &["target", "library_item_id"]).map(str::to_owned);
+        if existing.is_none() && vc.content.items.values().any(|i| i.library_id == library && i.name == name)
+        {
+            return value(
+                json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.already_exists", "messages": [{"default_message": format!("an item named {name} already exists")}]}}]}}),
+            );
+        }
+        let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut files = BTreeMap::new();
+        files.insert(format!("{name}.ovf"), File { bytes: ovf_for(&vm).into_bytes() });
+        // The lab does not simulate disk contents; the disk stands for the captured state.
+        let snapshot = vm.current_snapshot.clone().unwrap_or_default();
+        files.insert(
+            "disk-0.vmdk".to_owned(),
+            File { bytes: format!("lab disk of {} at {snapshot}\n", vm.id).into_bytes() },
+        );
+        let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
+        let item = Item { id: id.clone(), ..Item::new(library, name, "ovf", description, files, now_ms()) };
+        vc.content.items.insert(id.clone(), item);
+        value(json!({"succeeded": true, "ovf_library_item_id": id}))
+    })
+}
+
+fn deploy_failure(message: &str) -> Response {
+    value(
+        json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.error", "messages": [{"default_message": message}]}}]}}),
+    )
+}
+
+pub(in crate::vcenter) async fn ovf_deploy(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    VapiId(id): VapiId,
+    Query(q): Q,
+    body: Bytes,
+) -> Response {
+    let body = body_json(&body);
+    with_session(&ctx, &headers, |lab, site| {
+        let vc = vc(lab, site);
+        if action(&q) != "deploy" {
+            return invalid("unknown action");
+        }
+        let Some(item) = vc.content.items.get(&id).cloned() else { return not_found(&format!("item {id}")) };
+        let Some(ovf) = item.files.iter().find(|(n, _)| n.ends_with(".ovf")).map(|(_, f)| f) else {
+            return deploy_failure(&format!("item {id} has no OVF descriptor"));
+        };
+        let guest = String::from_utf8_lossy(&ovf.bytes)
+            .split("osType=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("otherGuest64")
+            .to_owned();
+        let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default();
+        let Some(name) = s(&body, &["deployment_spec", "name"]) else {
+            return invalid("deployment_spec.name is required");
+        };
+        let pool = s(&body, &["target", "resource_pool_id"]).map(str::to_owned);
+        let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
+        let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
+        let new = NewVm { name, annotation, guest: &guest, powered_on: false };
+        match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
+            Ok(vm) => value(json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}})),
+            Err(e) => deploy_failure(&e),
+        }
+    })
+}
+
+/// What a deployment makes, apart from where.
+struct NewVm<'a> {
+    name: &'a str,
+    annotation: &'a str,
+    guest: &'a str,
+    powered_on: bool,
+}
+
+/// Creates a VM at the given placement; every moref must exist and belong to the datacenter.
+fn place_vm(
+    vc: &mut VcenterSim,
+    new: &NewVm<'_>,
+    pool: Option<&str>,
+    folder: Option<&str>,
+    datastore: Option<&str>,
+) -> Result<String, String> {
+    let pool = pool.ok_or("a resource pool is required")?;
+    let pool =
+        vc.resource_pools.get(pool).ok_or(format!("managed object not found: ResourcePool:{pool}"))?.clone();
+    let cluster = vc.clusters.get(&pool.cluster).ok_or("resource pool has no cluster")?.clone();
+    let dc = cluster.datacenter.clone();
+    let folder = match folder {
+        Some(f) if vc.folders.get(f).is_some_and(|x| x.kind == crate::vcenter::FolderKind::Vm) => {
+            f.to_owned()
+        }
+        Some(f) => return Err(format!("managed object not found: Folder:{f}")),
+        None => vc.datacenters.get(&dc).map(|d| d.vm_folder.clone()).ok_or("no datacenter")?,
+    };
+    let datastore = match datastore {
+        Some(d) if vc.datastores.contains_key(d) => d.to_owned(),
+        Some(d) => return Err(format!("managed object not found: Datastore:{d}")),
+        None => vc.datastore_in(&dc).map(|d| d.id.clone()).ok_or("no datastore")?,
+    };
+    // A VM lives in one datacenter: its folder, resource pool and datastore all belong to it.
+    if vc.datacenter_of(&folder).map(|d| &d.id) != Some(&dc) {
+        return Err(format!("folder {folder} is not in the datacenter of resource pool {}", pool.id));
+    }
+    if vc.datastores.get(&datastore).map(|d| &d.datacenter) != Some(&dc) {
+        return Err(format!("datastore {datastore} is not in the datacenter of resource pool {}", pool.id));
+    }
+    // VM names are unique per folder.
+    if vc.vms.values().any(|v| v.folder == folder && v.name == new.name) {
+        return Err(format!("The name '{}' already exists.", new.name));
+    }
+    let id = vc.moref("vm-");
+    vc.vms.insert(
+        id.clone(),
+        Vm {
+            id: id.clone(),
+            name: new.name.to_owned(),
+            datacenter: cluster.datacenter.clone(),
+            folder,
+            resource_pool: Some(pool.id.clone()),
+            host: cluster.hosts.first().cloned().unwrap_or_default(),
+            datastore,
+            template: false,
+            powered_on: new.powered_on,
+            guest_id: new.guest.to_owned(),
+            annotation: new.annotation.to_owned(),
+            snapshots: Vec::new(),
+            current_snapshot: None,
+        },
+    );
+    Ok(id)
+}
+
+pub(in crate::vcenter) async fn vmtx_create(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = body_json(&body);
+    with_session(&ctx, &headers, |lab, site| {
+        let vc = vc(lab, site);
+        let spec = &body["spec"];
+        let (Some(source), Some(name), Some(library)) =
+            (s(spec, &["source_vm"]), s(spec, &["name"]), s(spec, &["library"]))
+        else {
+            return invalid("spec.source_vm, spec.name and spec.library are required");
+        };
+        let Some(vm) = vc.vms.get(source).cloned() else {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                &format!("managed object not found: VirtualMachine:{source}"),
+            );
+        };
+        if !matches!(vc.content.libraries.get(library).map(|l| &l.kind), Some(LibraryKind::Local { .. })) {
+            return not_found(&format!("local library {library}"));
+        }
+        if vc.content.items.values().any(|i| i.library_id == library && i.name == name) {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "already_exists",
+                &format!("an item named {name} already exists"),
+            );
+        }
+        let template = vc.moref("vm-");
+        vc.vms.insert(
+            template.clone(),
+            Vm {
+                id: template.clone(),
+                name: name.to_owned(),
+                template: true,
+                powered_on: false,
+                resource_pool: None,
+                snapshots: Vec::new(),
+                current_snapshot: None,
+                ..vm.clone()
+            },
+        );
+        let files = BTreeMap::from([(format!("{name}.vmtx"), File { bytes: ovf_for(&vm).into_bytes() })]);
+        let description = s(spec, &["description"]).unwrap_or_default();
+        let item = Item {
+            template_vm: Some(template),
+            ..Item::new(library, name, "vm-template", description, files, now_ms())
+        };
+        let id = item.id.clone();
+        vc.content.items.insert(id.clone(), item);
+        value(id)
+    })
+}
+
+pub(in crate::vcenter) async fn vmtx_deploy(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Q,
+    body: Bytes,
+) -> Response {
+    let body = body_json(&body);
+    with_session(&ctx, &headers, |lab, site| {
+        let vc = vc(lab, site);
+        if action(&q) != "deploy" {
+            return (StatusCode::NOT_FOUND, "404 page not found").into_response();
+        }
+        let Some(item) = vc.content.items.get(&id).cloned() else { return not_found(&format!("item {id}")) };
+        let guest = item
+            .template_vm
+            .as_ref()
+            .and_then(|t| vc.vms.get(t))
+            .map(|v| v.guest_id.clone())
+            .unwrap_or_else(|| "otherGuest64".into());
+        let spec = &body["spec"];
+        let Some(name) = s(spec, &["name"]) else { return invalid("spec.name is required") };
+        let pool = s(spec, &["placement", "resource_pool"]).map(str::to_owned).or_else(|| {
+            s(spec, &["placement", "cluster"])
+                .and_then(|c| vc.clusters.get(c))
+                .map(|c| c.resource_pool.clone())
+        });
+        let folder = s(spec, &["placement", "folder"]).map(str::to_owned);
+        let datastore = s(spec, &["disk_storage", "datastore"]).map(str::to_owned);
+        let powered_on = spec["powered_on"].as_bool().unwrap_or(false);
+        let new = NewVm { name, annotation: "", guest: &guest, powered_on };
+        match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
+            Ok(vm) => value(vm),
+            Err(e) => invalid(&e),
+        }
+    })
+}
+
+pub(in crate::vcenter) async fn delete_vm(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    with_session(&ctx, &headers, |lab, site| {
+        let vc = vc(lab, site);
+        vc.vms.remove(&id);
+        for set in vc.tagging.attached.values_mut() {
+            set.retain(|(_, o)| *o != id);
+        }
+        empty()
+    })
+}

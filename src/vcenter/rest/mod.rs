@@ -1,0 +1,228 @@
+//! The vSphere REST half (`/rest`): session, Content Library, OVF and VM-template items, VMs
+//! and tagging. This module holds the shared plumbing (URLs, the session login and logout at
+//! `/rest/com/vmware/cis/session`, calls with retries and relogin, error mapping); each API area
+//! has its own file: [`library`], [`item`], [`transfer`], [`ovf`] and [`tagging`].
+//!
+//! Answers are read leniently, as vcsim and the real product differ: JSON may come as
+//! `text/plain`, an empty list may be `{"value":null}`, a call may answer 200 with an empty
+//! body, and objects carry fields golden does not know (vcsim's `Item`, `Template`, ...).
+
+mod item;
+mod library;
+mod ovf;
+mod tagging;
+mod transfer;
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{VcenterClient, VcenterError, lock};
+
+pub use ovf::DeploySpec;
+pub(super) use tagging::owners;
+
+const SESSION_HEADER: &str = "vmware-api-session-id";
+
+/// A percent-encoded path segment; keeps what a path may hold as is (`:` in `id:urn:...`).
+fn seg(id: &str) -> String {
+    let mut out = String::new();
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A percent-encoded query value.
+fn q(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A vCenter time (RFC 3339 in UTC, as vCenter and vcsim write it) as milliseconds since the
+/// epoch; `None` when unparseable.
+fn time_ms(text: &str) -> Option<i64> {
+    let at = humantime::parse_rfc3339_weak(text).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
+}
+
+impl VcenterClient {
+    fn rest_url(&self, path: &str) -> String {
+        format!("{}/rest{path}", self.base)
+    }
+
+    /// `POST /rest/com/vmware/cis/session` with basic auth; stores the session id.
+    pub(super) async fn rest_login(&self) -> Result<String, VcenterError> {
+        let op = "log in to the rest api";
+        let response = self
+            .http
+            .post(self.rest_url("/com/vmware/cis/session"))
+            .basic_auth(&self.credentials.user, Some(self.credentials.password.expose()))
+            .header("vmware-use-header-authn", "true")
+            .send()
+            .await
+            .map_err(|e| self.err_transport(op, e))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(VcenterError::Login { site: self.site.clone(), user: self.credentials.user.clone() });
+        }
+        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        if !status.is_success() {
+            return Err(self.status_error(op, status, &text));
+        }
+        let id = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("value").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| self.err_protocol(op, "no session id in the answer"))?;
+        *lock(&self.rest_session) = Some(id.clone());
+        Ok(id)
+    }
+
+    /// `DELETE /rest/com/vmware/cis/session`: ends the REST session, if there is one. Not
+    /// retried, and never logs in to log out.
+    pub(super) async fn rest_logout(&self) -> Result<(), VcenterError> {
+        let op = "log out of the rest api";
+        let Some(session) = lock(&self.rest_session).take() else { return Ok(()) };
+        let response = self
+            .http
+            .delete(self.rest_url("/com/vmware/cis/session"))
+            .header(SESSION_HEADER, &session)
+            .send()
+            .await
+            .map_err(|e| self.err_transport(op, e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        // 401: the session had already ended.
+        if status.is_success() || status == StatusCode::UNAUTHORIZED {
+            Ok(())
+        } else {
+            Err(self.status_error(op, status, &text))
+        }
+    }
+
+    fn status_error(&self, op: &str, status: StatusCode, body: &str) -> VcenterError {
+        // vAPI errors: {"type":"com.vmware.vapi.std.errors.x","value":{"messages":[{"default_message":…}]}}
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let kind = parsed.as_ref().and_then(|v| v.get("type")).and_then(Value::as_str).map(str::to_owned);
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.pointer("/value/messages/0/default_message"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let t = body.trim();
+                (parsed.is_none() && !t.is_empty() && t.len() < 300).then(|| t.to_owned())
+            });
+        self.err_http(op, status.as_u16(), kind, message)
+    }
+
+    /// One REST call with retries; logs in first when needed, and once more on a 401.
+    /// Returns the answer's `value` (or the whole body when it has none; `Null` when empty).
+    async fn call(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, VcenterError> {
+        self.retry
+            .run(op, || {
+                let method = method.clone();
+                let body = body.clone();
+                async move {
+                    let mut relogged = false;
+                    loop {
+                        let existing = lock(&self.rest_session).clone();
+                        let session = match existing {
+                            Some(s) => s,
+                            None => self.rest_login().await?,
+                        };
+                        let mut request = self
+                            .http
+                            .request(method.clone(), self.rest_url(path))
+                            .header(SESSION_HEADER, &session);
+                        if let Some(b) = &body {
+                            request = request.json(b);
+                        }
+                        let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
+                        let status = response.status();
+                        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+                        if status == StatusCode::UNAUTHORIZED && !relogged {
+                            relogged = true;
+                            let mut current = lock(&self.rest_session);
+                            if current.as_deref() == Some(session.as_str()) {
+                                *current = None;
+                            }
+                            continue;
+                        }
+                        if !status.is_success() {
+                            return Err(self.status_error(op, status, &text));
+                        }
+                        if text.trim().is_empty() {
+                            return Ok(Value::Null);
+                        }
+                        let value: Value = serde_json::from_str(&text)
+                            .map_err(|e| self.err_protocol(op, format!("invalid json: {e}")))?;
+                        return Ok(match value {
+                            Value::Object(mut map) if map.contains_key("value") => {
+                                map.remove("value").unwrap_or(Value::Null)
+                            }
+                            other => other,
+                        });
+                    }
+                }
+            })
+            .await
+    }
+
+    /// [`Self::call`] decoding the value; `null` decodes as the type's "empty" when it has one.
+    async fn call_as<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, VcenterError> {
+        let value = self.call(op, method, path, body).await?;
+        serde_json::from_value(value).map_err(|e| self.err_protocol(op, e.to_string()))
+    }
+
+    /// A list of ids; `null` is an empty list and duplicates (vcsim's find) are dropped.
+    async fn ids(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Vec<String>, VcenterError> {
+        let ids: Option<Vec<String>> = self.call_as(op, method, path, body).await?;
+        Ok(ids.unwrap_or_default().into_iter().collect::<BTreeSet<_>>().into_iter().collect())
+    }
+
+    async fn created_id(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {
+        let id: Option<String> = self.call_as(op, Method::POST, path, Some(body)).await?;
+        id.filter(|s| !s.is_empty()).ok_or_else(|| self.err_protocol(op, "no id in the answer"))
+    }
+}
+
+/// vCenter's answer to creating what exists already (a library, tag or category of that name).
+fn is_already_exists(e: &VcenterError) -> bool {
+    matches!(e, VcenterError::Http { kind: Some(kind), .. } if kind.ends_with("already_exists"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_segments() {
+        assert_eq!(time_ms("1970-01-02T00:00:01.5Z"), Some(86_401_500));
+        assert_eq!(time_ms("garbage"), None);
+        assert_eq!(seg("urn:vmomi:InventoryServiceTag:a b/c"), "urn:vmomi:InventoryServiceTag:a%20b%2Fc");
+    }
+}

@@ -1,0 +1,226 @@
+//! Tagging: golden's tag category, its tags, and their attachments to VMs, which mark the VMs
+//! golden owns (`/rest/com/vmware/cis/tagging/category`, `.../tagging/tag`,
+//! `.../tagging/tag-association`).
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{is_already_exists, seg};
+use crate::live::{GoldenMeta, Moref};
+use crate::vcenter::{VcenterClient, VcenterError, meta_from_description, meta_to_description};
+
+#[derive(Deserialize)]
+struct WireTag {
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+struct WireCategory {
+    id: String,
+    name: String,
+    #[serde(default)]
+    associable_types: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct ObjectId {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct TagObjects {
+    tag_id: String,
+    #[serde(default)]
+    object_ids: Option<Vec<ObjectId>>,
+}
+
+impl VcenterClient {
+    async fn find_category(&self, name: &str) -> Result<Option<String>, VcenterError> {
+        let op = format!("find tag category `{name}`");
+        let ids = self.ids(&op, Method::GET, "/com/vmware/cis/tagging/category", None).await?;
+        let paths: Vec<String> =
+            ids.iter().map(|id| format!("/com/vmware/cis/tagging/category/id:{}", seg(id))).collect();
+        let reads = paths.iter().map(|path| self.call_as::<WireCategory>(&op, Method::GET, path, None));
+        for category in join_all(reads).await {
+            let category = category?;
+            if category.name != name {
+                continue;
+            }
+            let types = category.associable_types.unwrap_or_default();
+            let for_vms = types.is_empty() || types.iter().any(|t| t == "VirtualMachine");
+            if !for_vms {
+                return Err(self.err_failed(
+                    &op,
+                    format!(
+                        "a tag category `{name}` exists for {} only, not for virtual machines; it is not golden's: rename it, or let golden's category be created",
+                        types.join(", ")
+                    ),
+                ));
+            }
+            return Ok(Some(category.id));
+        }
+        Ok(None)
+    }
+
+    /// golden's tag category, created when missing. A category of that name that cannot
+    /// hold tags of VMs is someone else's: an error rather than a guess.
+    async fn ensure_category(&self, name: &str) -> Result<String, VcenterError> {
+        if let Some(id) = self.find_category(name).await? {
+            return Ok(id);
+        }
+        let body = json!({"create_spec": {
+            "name": name,
+            "description": "golden: base VMs golden owns, one tag per image version",
+            "cardinality": "SINGLE",
+            "associable_types": ["VirtualMachine"],
+        }});
+        let op = format!("create tag category `{name}`");
+        match self.created_id(&op, "/com/vmware/cis/tagging/category", body).await {
+            // Created at the same moment by another step or run: use that one.
+            Err(e) if is_already_exists(&e) => self.find_category(name).await?.ok_or(e),
+            other => other,
+        }
+    }
+
+    async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {
+        let ids = self.category_tag_ids(category).await?;
+        self.get_tags(ids.iter()).await
+    }
+
+    /// The ids of the tags in `category`.
+    async fn category_tag_ids(&self, category: &str) -> Result<Vec<String>, VcenterError> {
+        let op = format!("list the tags of category {category}");
+        let path = format!("/com/vmware/cis/tagging/tag/id:{}?~action=list-tags-for-category", seg(category));
+        self.ids(&op, Method::POST, &path, None).await
+    }
+
+    /// The tags `ids`: one request per tag (the API has no bulk read), all at once.
+    async fn get_tags<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Vec<WireTag>, VcenterError> {
+        let paths: Vec<String> =
+            ids.into_iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
+        join_all(paths.iter().map(|path| self.call_as::<WireTag>("read a tag", Method::GET, path, None)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Marks `vm` as golden's base VM of `meta`'s version: attaches the version's tag in the
+    /// [`crate::vcenter::OWNER_CATEGORY`] category, creating category and tag when missing.
+    pub async fn tag_vm(&self, vm: &Moref, meta: &GoldenMeta) -> Result<(), VcenterError> {
+        let category = self.ensure_category(crate::vcenter::OWNER_CATEGORY).await?;
+        let name = format!("{}@{}", meta.image, meta.version);
+        let tag = match self.find_tag(&category, &name, meta).await? {
+            Some(id) => id,
+            None => {
+                let body = json!({"create_spec": {
+                    "name": name,
+                    "description": meta_to_description(meta),
+                    "category_id": category,
+                }});
+                match self
+                    .created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body)
+                    .await
+                {
+                    // Created at the same moment by another step or run: use that one.
+                    Err(e) if is_already_exists(&e) => {
+                        self.find_tag(&category, &name, meta).await?.ok_or(e)?
+                    }
+                    other => other?,
+                }
+            }
+        };
+        let path = format!("/com/vmware/cis/tagging/tag-association/id:{}?~action=attach", seg(&tag));
+        let body = json!({"object_id": {"type": "VirtualMachine", "id": vm.as_str()}});
+        self.call(&format!("tag vm {vm} as `{name}`"), Method::POST, &path, Some(body)).await.map(drop)
+    }
+
+    /// The tag `name` of golden's category, checked to hold `meta`: a tag of that name with
+    /// other content is not golden's to attach.
+    async fn find_tag(
+        &self,
+        category: &str,
+        name: &str,
+        meta: &GoldenMeta,
+    ) -> Result<Option<String>, VcenterError> {
+        let Some(tag) = self.category_tags(category).await?.into_iter().find(|t| t.name == name) else {
+            return Ok(None);
+        };
+        if meta_from_description(&tag.description).as_ref() != Some(meta) {
+            return Err(self.err_failed(
+                &format!("tag vms as `{name}`"),
+                format!(
+                    "the tag `{name}` ({}) in category `{}` does not hold golden's metadata for {}@{}; delete it so that golden can make its own",
+                    tag.id,
+                    crate::vcenter::OWNER_CATEGORY,
+                    meta.image,
+                    meta.version
+                ),
+            ));
+        }
+        Ok(Some(tag.id))
+    }
+
+    /// golden's ownership tags and the VMs each is attached to, by tag id. A fixed handful of
+    /// requests however many tags there are: the category, its tag ids, and one bulk read of
+    /// their attachments. The tags' names and metadata are read by [`Self::tag_metas`], only for
+    /// the tags that are needed.
+    pub async fn tag_attachments(&self) -> Result<BTreeMap<String, Vec<Moref>>, VcenterError> {
+        let Some(category) = self.find_category(crate::vcenter::OWNER_CATEGORY).await? else {
+            return Ok(BTreeMap::new());
+        };
+        let tags = self.category_tag_ids(&category).await?;
+        if tags.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let body = json!({ "tag_ids": tags });
+        let attached: Option<Vec<TagObjects>> = self
+            .call_as(
+                "list the vms golden owns",
+                Method::POST,
+                "/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags",
+                Some(body),
+            )
+            .await?;
+        let mut vms: BTreeMap<String, Vec<Moref>> = BTreeMap::new();
+        for entry in attached.unwrap_or_default() {
+            let objects = entry.object_ids.unwrap_or_default().into_iter();
+            let on = objects.filter(|o| o.kind == "VirtualMachine").map(|o| Moref::new(o.id));
+            vms.entry(entry.tag_id).or_default().extend(on);
+        }
+        Ok(vms)
+    }
+
+    /// The golden metadata of each of the tags `ids`, one request per tag, all at once; tags
+    /// without golden metadata in their description are left out.
+    pub async fn tag_metas<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, GoldenMeta>, VcenterError> {
+        let tags = self.get_tags(ids).await?;
+        Ok(tags.into_iter().filter_map(|t| Some((t.id, meta_from_description(&t.description)?))).collect())
+    }
+}
+
+/// Each VM of `attached` (tag id → VMs) with the metadata of its tag, for the tags in `metas`.
+pub(in crate::vcenter) fn owners(
+    attached: &BTreeMap<String, Vec<Moref>>,
+    metas: &BTreeMap<String, GoldenMeta>,
+) -> BTreeMap<Moref, GoldenMeta> {
+    attached
+        .iter()
+        .filter_map(|(tag, vms)| Some((metas.get(tag)?, vms)))
+        .flat_map(|(meta, vms)| vms.iter().map(move |vm| (vm.clone(), meta.clone())))
+        .collect()
+}
