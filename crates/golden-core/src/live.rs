@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::PoolKind;
-use crate::ids::{HorizonName, ImageName, SiteName, VersionName, string_id};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName, VersionRef, string_id};
 
 string_id!(
     /// A vCenter managed object reference value (`vm-42`, `snapshot-7`, `group-v3`, or a
@@ -47,6 +47,13 @@ pub struct GoldenMeta {
     /// Where the version came from at the source site, e.g. `vm:win11-build@sealed-2026-10` or
     /// `library_item:win11-2026.11`: a published version whose source differs is an error.
     pub source: String,
+}
+
+impl GoldenMeta {
+    /// The version the object holds.
+    pub fn version_ref(&self) -> VersionRef {
+        VersionRef::new(&self.image, &self.version)
+    }
 }
 
 /// Everything read from one site: what lives in its datacenter and its Horizon pod.
@@ -194,6 +201,19 @@ pub struct LiveState {
     pub sites: BTreeMap<SiteName, SiteLive>,
     /// Every vCenter a site that was read is in, by instance UUID.
     pub vcenters: BTreeMap<VcenterId, VcenterLive>,
+}
+
+impl SiteLive {
+    /// golden's metadata of the VM an image reference names, when golden owns that VM.
+    pub fn meta_of(&self, image: &ImageRef) -> Option<&GoldenMeta> {
+        self.vms.get(&image.vm)?.meta.as_ref()
+    }
+
+    /// The version an image reference (a pool's current or pending image) is, when golden owns
+    /// the VM.
+    pub fn version_of(&self, image: &ImageRef) -> Option<VersionRef> {
+        self.meta_of(image).map(GoldenMeta::version_ref)
+    }
 }
 
 impl LiveState {

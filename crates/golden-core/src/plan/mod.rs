@@ -5,6 +5,7 @@
 //! prints and saves and what `golden apply` executes: apply makes no choice the plan did not
 //! make. Its JSON form is described by `schema/plan.schema.json`.
 
+pub mod history;
 pub mod planner;
 pub mod render;
 
@@ -18,7 +19,8 @@ use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
 use crate::live::{ItemId, Moref};
 
-pub use planner::{PlanError, PlanOptions, plan};
+pub use history::PlanOptions;
+pub use planner::{PlanError, plan};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
 pub const FORMAT_VERSION: u32 = 1;

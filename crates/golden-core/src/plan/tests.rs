@@ -489,7 +489,7 @@ pub(crate) mod fixtures {
                         let current = desired.images.get(&image).and_then(|i| i.markers.get(&marker));
                         let versions =
                             marker_history.get(&key).into_iter().flatten().chain(current).cloned().collect();
-                        planner::EarlierBinding { image, marker, versions }
+                        history::EarlierBinding { image, marker, versions }
                     })
                     .collect();
                 by_pool.insert((pool.site.clone(), pool.horizon_name.clone()), earlier);
