@@ -278,12 +278,14 @@ impl std::str::FromStr for ObjectKey {
     fn from_str(key: &str) -> Result<Self, String> {
         let wrong = || format!("`{key}` is not an object key");
         let (first, rest) = key.split_once('/').ok_or_else(wrong)?;
-        let (second, rest) = rest.split_once('/').ok_or_else(wrong)?;
-        Ok(match (first, second, rest.split_once('/')) {
-            (site, "pool", _) => ObjectKey::Pool(SiteName::new(site), HorizonName::new(rest)),
-            (site, "vm", _) => ObjectKey::Vm(SiteName::new(site), Moref::new(rest)),
-            ("vcenter", uuid, Some(("item", id))) => ObjectKey::Item(VcenterId::new(uuid), ItemId::new(id)),
-            ("vcenter", uuid, Some(("library", id))) => {
+        let (second, name) = rest.split_once('/').ok_or_else(wrong)?;
+        // A vCenter key is read from its end: ids have no `/`, a vCenter's id might.
+        let vcenter = rest.rsplit_once('/').and_then(|(head, id)| Some((head.rsplit_once('/')?, id)));
+        Ok(match (first, second, vcenter) {
+            (site, "pool", _) => ObjectKey::Pool(SiteName::new(site), HorizonName::new(name)),
+            (site, "vm", _) => ObjectKey::Vm(SiteName::new(site), Moref::new(name)),
+            ("vcenter", _, Some(((uuid, "item"), id))) => ObjectKey::Item(VcenterId::new(uuid), ItemId::new(id)),
+            ("vcenter", _, Some(((uuid, "library"), id))) => {
                 ObjectKey::Library(VcenterId::new(uuid), LibraryId::new(id))
             }
             _ => return Err(wrong()),
@@ -334,6 +336,7 @@ mod tests {
             ObjectKey::Pool(SiteName::new("eu"), HorizonName::new("Finance/Desktops")),
             ObjectKey::Vm(SiteName::new("vcenter"), Moref::new("vm-42")),
             ObjectKey::Item(VcenterId::new("4217-ab"), ItemId::new("a1")),
+            ObjectKey::Item(VcenterId::new("uuid-of-http://127.0.0.1:18441"), ItemId::new("a1")),
             ObjectKey::Library(VcenterId::new("4217-ab"), LibraryId::new("l1")),
         ];
         for key in keys {
