@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::desired::files::{ImageFile, PoolsFile};
 use crate::git::GitError;
 use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
-use crate::plan::planner::{EarlierBinding, PoolKey};
+use crate::plan::history::{EarlierBinding, PoolKey};
 
 /// Who changed something, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,8 +1,5 @@
-//! `golden validate` on the example and on one malformed repository per rule.
-//!
-//! Each fixture under tests/fixtures/invalid/<case>/ is a small repository with one problem
-//! (one case has several, in several files). Its EXPECT file lists text the error output must
-//! contain, starting with the exact `file:line:column`; the whole stderr is also snapshotted.
+//! `golden validate` on the example and on a malformed repository. Every rule is checked on
+//! its own fixture (tests/fixtures/invalid/<case>/) by golden-core's library tests.
 
 use super::common::{golden, repo_root, run};
 
@@ -13,32 +10,22 @@ fn quickstart_example_is_valid() {
     assert_eq!(out.stdout, "valid: 3 sites, 2 images, 7 versions, 6 markers, 8 pools\n");
 }
 
+/// Every rule is checked on its fixture by the core's tests; the binary is run on one
+/// repository with several problems in several files: each is reported, then the summary.
 #[test]
-fn every_malformed_repository_fails_naming_file_line_and_problem() {
-    let root = repo_root().join("tests/fixtures/invalid");
-    let mut cases: Vec<_> =
-        std::fs::read_dir(&root).expect("fixtures exist").map(|e| e.expect("dir entry").path()).collect();
-    cases.sort();
-    assert!(cases.len() >= 20, "expected 20+ malformed repositories, found {}", cases.len());
-    for case in cases {
-        let name = case.file_name().expect("case name").to_string_lossy().into_owned();
-        let expect = std::fs::read_to_string(case.join("EXPECT")).expect("each case has EXPECT");
-        let out = run(golden(&case).arg("validate"));
-        assert_eq!(out.code, 1, "{name}: exit code; stderr:\n{}", out.stderr);
-        assert!(out.stdout.is_empty(), "{name}: nothing on stdout, got {}", out.stdout);
-        for line in expect.lines().filter(|l| !l.trim().is_empty()) {
-            assert!(out.stderr.contains(line), "{name}: stderr lacks {line:?}:\n{}", out.stderr);
-        }
-        assert!(
-            out.stderr.trim_end().ends_with("nothing was contacted"),
-            "{name}: ends with the summary:\n{}",
-            out.stderr
-        );
-        assert!(!out.stderr.contains("Hunter2"), "{name}: a credential was echoed:\n{}", out.stderr);
-        insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
-            insta::assert_snapshot!("invalid", out.stderr);
-        });
+fn a_malformed_repository_fails_naming_file_line_and_problem() {
+    let case = repo_root().join("tests/fixtures/invalid/many-problems-in-many-files");
+    let expect = std::fs::read_to_string(case.join("EXPECT")).expect("the case has EXPECT");
+    let out = run(golden(&case).arg("validate"));
+    assert_eq!(out.code, 1, "exit code; stderr:\n{}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing on stdout, got {}", out.stdout);
+    for line in expect.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(out.stderr.contains(line), "stderr lacks {line:?}:\n{}", out.stderr);
     }
+    assert!(out.stderr.trim_end().ends_with("nothing was contacted"), "ends with the summary:\n{}", out.stderr);
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("invalid@many-problems-in-many-files", out.stderr);
+    });
 }
 
 #[test]

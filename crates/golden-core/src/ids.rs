@@ -80,6 +80,25 @@ string_id!(
     PoolName
 );
 
+/// A version of an image, shown as people write it: `win11-ent@2026.10`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VersionRef {
+    pub image: ImageName,
+    pub version: VersionName,
+}
+
+impl VersionRef {
+    pub fn new(image: &ImageName, version: &VersionName) -> Self {
+        VersionRef { image: image.clone(), version: version.clone() }
+    }
+}
+
+impl std::fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.image, self.version)
+    }
+}
+
 /// What kind of thing a name is, for error messages and for the rules in [`check_name`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameKind {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::desired::PoolKind;
-use crate::ids::{HorizonName, ImageName, SiteName, VersionName, string_id};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName, VersionRef, string_id};
 
 string_id!(
     /// A vCenter managed object reference value (`vm-42`, `snapshot-7`, `group-v3`, or a
@@ -47,6 +47,13 @@ pub struct GoldenMeta {
     /// Where the version came from at the source site, e.g. `vm:win11-build@sealed-2026-10` or
     /// `library_item:win11-2026.11`: a published version whose source differs is an error.
     pub source: String,
+}
+
+impl GoldenMeta {
+    /// The version the object holds.
+    pub fn version_ref(&self) -> VersionRef {
+        VersionRef::new(&self.image, &self.version)
+    }
 }
 
 /// Everything read from one site: what lives in its datacenter and its Horizon pod.
@@ -196,6 +203,19 @@ pub struct LiveState {
     pub vcenters: BTreeMap<VcenterId, VcenterLive>,
 }
 
+impl SiteLive {
+    /// golden's metadata of the VM an image reference names, when golden owns that VM.
+    pub fn meta_of(&self, image: &ImageRef) -> Option<&GoldenMeta> {
+        self.vms.get(&image.vm)?.meta.as_ref()
+    }
+
+    /// The version an image reference (a pool's current or pending image) is, when golden owns
+    /// the VM.
+    pub fn version_of(&self, image: &ImageRef) -> Option<VersionRef> {
+        self.meta_of(image).map(GoldenMeta::version_ref)
+    }
+}
+
 impl LiveState {
     /// The library of the vCenter `site` is in, when the site was read.
     pub fn vcenter_of(&self, site: &SiteName) -> Option<&VcenterLive> {
@@ -206,28 +226,83 @@ impl LiveState {
     /// by object key (`<site>/pool/<name>`, `<site>/vm/<id>`, `vcenter/<uuid>/item/<id>`,
     /// `vcenter/<uuid>/library/<id>`). A plan records them so that apply can tell what changed
     /// since.
-    pub fn fingerprints(&self, sites: &[&SiteName]) -> BTreeMap<String, String> {
+    pub fn fingerprints(&self, sites: &[&SiteName]) -> BTreeMap<ObjectKey, String> {
         let mut out = BTreeMap::new();
         let mut hasher = Hasher(Vec::with_capacity(4096));
         let mut vcenters = BTreeSet::new();
         for (site, s) in sites.iter().filter_map(|site| Some((*site, self.sites.get(*site)?))) {
             for (name, pool) in &s.pools {
-                out.insert(format!("{site}/pool/{name}"), hasher.hash(pool));
+                out.insert(ObjectKey::Pool(site.clone(), name.clone()), hasher.hash(pool));
             }
             for (id, vm) in &s.vms {
-                out.insert(format!("{site}/vm/{id}"), hasher.hash(vm));
+                out.insert(ObjectKey::Vm(site.clone(), id.clone()), hasher.hash(vm));
             }
             vcenters.insert(&s.vcenter);
         }
         for (uuid, vc) in vcenters.into_iter().filter_map(|id| Some((id, self.vcenters.get(id)?))) {
             for (id, item) in &vc.items {
-                out.insert(format!("vcenter/{uuid}/item/{id}"), hasher.hash(item));
+                out.insert(ObjectKey::Item(uuid.clone(), id.clone()), hasher.hash(item));
             }
             if let Some(lib) = &vc.library {
-                out.insert(format!("vcenter/{uuid}/library/{}", lib.id), hasher.hash(lib));
+                out.insert(ObjectKey::Library(uuid.clone(), lib.id.clone()), hasher.hash(lib));
             }
         }
         out
+    }
+}
+
+/// A live object a plan relied on, as a saved plan keys its fingerprint: `<site>/pool/<horizon
+/// name>`, `<site>/vm/<moref>`, `vcenter/<uuid>/item/<id>` and `vcenter/<uuid>/library/<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKey {
+    Pool(SiteName, HorizonName),
+    Vm(SiteName, Moref),
+    Item(VcenterId, ItemId),
+    Library(VcenterId, LibraryId),
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectKey::Pool(site, name) => write!(f, "{site}/pool/{name}"),
+            ObjectKey::Vm(site, id) => write!(f, "{site}/vm/{id}"),
+            ObjectKey::Item(vcenter, id) => write!(f, "vcenter/{vcenter}/item/{id}"),
+            ObjectKey::Library(vcenter, id) => write!(f, "vcenter/{vcenter}/library/{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ObjectKey {
+    type Err = String;
+
+    fn from_str(key: &str) -> Result<Self, String> {
+        let wrong = || format!("`{key}` is not an object key");
+        let (first, rest) = key.split_once('/').ok_or_else(wrong)?;
+        let (second, name) = rest.split_once('/').ok_or_else(wrong)?;
+        // A vCenter key is read from its end: ids have no `/`, a vCenter's id might.
+        let vcenter = rest.rsplit_once('/').and_then(|(head, id)| Some((head.rsplit_once('/')?, id)));
+        Ok(match (first, second, vcenter) {
+            (site, "pool", _) => ObjectKey::Pool(SiteName::new(site), HorizonName::new(name)),
+            (site, "vm", _) => ObjectKey::Vm(SiteName::new(site), Moref::new(name)),
+            ("vcenter", _, Some(((uuid, "item"), id))) => ObjectKey::Item(VcenterId::new(uuid), ItemId::new(id)),
+            ("vcenter", _, Some(((uuid, "library"), id))) => {
+                ObjectKey::Library(VcenterId::new(uuid), LibraryId::new(id))
+            }
+            _ => return Err(wrong()),
+        })
+    }
+}
+
+impl Serialize for ObjectKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -247,5 +322,29 @@ impl Hasher {
             .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
             .map(char::from)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Object keys read back as written, whatever the names hold after the kind.
+    #[test]
+    fn object_keys_round_trip() {
+        let keys = [
+            ObjectKey::Pool(SiteName::new("eu"), HorizonName::new("Finance/Desktops")),
+            ObjectKey::Vm(SiteName::new("vcenter"), Moref::new("vm-42")),
+            ObjectKey::Item(VcenterId::new("4217-ab"), ItemId::new("a1")),
+            ObjectKey::Item(VcenterId::new("uuid-of-http://127.0.0.1:18441"), ItemId::new("a1")),
+            ObjectKey::Library(VcenterId::new("4217-ab"), LibraryId::new("l1")),
+        ];
+        for key in keys {
+            assert_eq!(key.to_string().parse::<ObjectKey>(), Ok(key.clone()), "{key}");
+        }
+        assert_eq!(ObjectKey::Vm(SiteName::new("eu"), Moref::new("vm-1")).to_string(), "eu/vm/vm-1");
+        assert!("eu/disk/1".parse::<ObjectKey>().is_err());
+        assert!("vcenter/4217/tag/1".parse::<ObjectKey>().is_err());
+        assert!("eu".parse::<ObjectKey>().is_err());
     }
 }

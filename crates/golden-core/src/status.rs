@@ -13,7 +13,7 @@ use crate::desired::DesiredState;
 use crate::ids::{HorizonName, SiteName};
 use crate::live::{ImageRef, LiveState, SiteLive, VcenterId};
 use crate::plan::PlanOptions;
-use crate::plan::planner::{self, Provenance};
+use crate::plan::history::{Provenance, provenance};
 
 /// A version's presence at one site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -180,9 +180,9 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 Some(_) if desired_version.as_ref() == Some(&current) => PoolState::InSync,
                 Some(_) if moving_there => PoolState::Pushing,
                 Some(pool) => {
-                    let runs = lp.current.as_ref().and_then(|c| planner::version_of(s, c));
+                    let runs = lp.current.as_ref().and_then(|c| s.version_of(c));
                     let drift =
-                        runs.is_some_and(|key| planner::provenance(pool, &key, options) == Provenance::Drift);
+                        runs.is_some_and(|key| provenance(pool, &key, options) == Provenance::Drift);
                     if drift { PoolState::Drift } else { PoolState::Behind }
                 }
             };

@@ -5,6 +5,7 @@
 //! prints and saves and what `golden apply` executes: apply makes no choice the plan did not
 //! make. Its JSON form is described by `schema/plan.schema.json`.
 
+pub mod history;
 pub mod planner;
 pub mod render;
 
@@ -16,9 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
-use crate::live::{ItemId, Moref};
+use crate::live::{ItemId, Moref, ObjectKey};
 
-pub use planner::{PlanError, PlanOptions, plan};
+pub use history::PlanOptions;
+pub use planner::{PlanError, plan};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
 pub const FORMAT_VERSION: u32 = 1;
@@ -34,8 +36,10 @@ pub struct Plan {
     /// The sites the plan covers (all sites unless narrowed with `--site`).
     pub sites: Vec<SiteName>,
     /// A fingerprint of every live object the plan relied on, by object key
-    /// (`<site>/pool/<name>`, `<site>/vm/<id>`, `vcenter/<uuid>/item/<id>`).
-    pub fingerprints: BTreeMap<String, String>,
+    /// (`<site>/pool/<name>`, `<site>/vm/<id>`, `vcenter/<uuid>/item/<id>`,
+    /// `vcenter/<uuid>/library/<id>`).
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub fingerprints: BTreeMap<ObjectKey, String>,
     /// Steps in an order that respects every dependency.
     pub steps: Vec<Step>,
     /// Things the user should know that are not steps (a pool missing in Horizon, a rollback

@@ -4,8 +4,10 @@
 //! do. The scenarios are fixtures under `tests/fixtures/plan/` (a desired-state repository and
 //! a live state each): each renders its plan as text (an insta snapshot), then applies it to
 //! the model and checks that planning again gives no changes. A property test runs random
-//! repositories over random site-to-vCenter layouts through apply runs with faults (random
-//! dependency-respecting orders, failed steps and pushes, killed runs) until a plan is empty,
+//! repositories over random site-to-vCenter layouts, some replica libraries subscribed to the
+//! source library and some sources Packer's VM templates, through apply runs with faults
+//! (random dependency-respecting orders, failed steps and pushes, runs killed while a push is
+//! under way, which Horizon finishes later) until a plan is empty,
 //! and then checks the contract on the world itself, not on the planner's view of it: every
 //! bound pool runs its marker's version from its own site, the rollback window is warm, and no
 //! retirement ever removed an image a pool runs or is moving to.
@@ -84,7 +86,9 @@ impl World {
                                 id,
                                 library: library_id,
                                 name: name.clone(),
-                                kind: "ovf".into(),
+                                // Packer's vSphere plugin makes VM templates by default; an
+                                // OVF export is the other kind an admin may have.
+                                kind: if name.len() % 2 == 0 { "vm-template" } else { "ovf" }.into(),
                                 meta: None,
                             },
                         );
@@ -131,6 +135,36 @@ impl World {
     fn library(&mut self, site: &SiteName) -> &mut VcenterLive {
         let vcenter = self.site(site).vcenter.clone();
         self.live.vcenters.entry(vcenter).or_default()
+    }
+
+    /// Whether the library `site` uses subscribes to the source library.
+    fn subscribed(&self, site: &SiteName) -> bool {
+        let Some(s) = self.live.sites.get(site) else { return false };
+        self.live.vcenters.get(&s.vcenter).and_then(|v| v.library.as_ref()).is_some_and(|l| {
+            matches!(l.kind, LibraryKind::Subscribed { .. })
+        })
+    }
+
+    /// Horizon goes on with pushes that were sent: each one under way finishes when `finish`
+    /// says so.
+    fn settle(&mut self, mut finish: impl FnMut() -> bool) {
+        for site in self.live.sites.values_mut() {
+            for pool in site.pools.values_mut() {
+                let under_way = pool.pending.as_ref().is_some_and(|p| p.state != crate::live::PendingState::Failed);
+                if under_way && pool.operation != Operation::None && finish() {
+                    pool.current = pool.pending.take().map(|p| p.image);
+                    pool.operation = Operation::None;
+                }
+            }
+        }
+    }
+
+    /// Whether a push is still under way somewhere.
+    fn pushes_under_way(&self) -> bool {
+        self.live.sites.values().flat_map(|s| s.pools.values()).any(|p| {
+            p.operation != Operation::None
+                && p.pending.as_ref().is_some_and(|x| x.state != crate::live::PendingState::Failed)
+        })
     }
 
     fn vm_named(&mut self, site: &SiteName, name: &str) -> Moref {
@@ -222,6 +256,21 @@ impl World {
     /// never of an image a pool runs or is moving to.
     fn apply_step(&mut self, step: &Step, desired: &DesiredState) {
         match &step.action {
+            Action::Replicate { .. } if self.subscribed(&step.site) => {
+                // A sync mirrors the source library: every golden item there arrives, and items
+                // gone there go here too.
+                let source = self.live.sites[&desired.settings.source_site].vcenter.clone();
+                let published: Vec<LibraryItem> =
+                    self.live.vcenters[&source].items.values().filter(|i| i.meta.is_some()).cloned().collect();
+                let library = self.library(&step.site);
+                library.items.retain(|_, i| i.meta.is_none() || published.iter().any(|p| p.meta == i.meta));
+                for item in published {
+                    if !library.items.values().any(|i| i.meta == item.meta) {
+                        let id = ItemId::new(format!("sub-{}", item.id));
+                        library.items.insert(id.clone(), LibraryItem { id, ..item });
+                    }
+                }
+            }
             Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
                 self.add_item(&step.site, World::meta(image, version, desired));
             }
@@ -246,12 +295,18 @@ impl World {
                 let base = self.base(&step.site, image, version);
                 assert!(base.is_some(), "{}: no base VM of {image}@{version} at {}", step.id, step.site);
                 let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
+                let under_way = pool.pending.as_ref().is_some_and(|p| {
+                    p.state != crate::live::PendingState::Failed && Some(&p.image) == base.as_ref()
+                });
+                assert!(!under_way, "{}: pushed again while that push is under way", step.id);
                 pool.current = base;
                 pool.pending = None;
                 pool.operation = Operation::None;
             }
             Action::Retire { items, vms, .. } => {
-                // Only objects of the step's own site and of the library it uses.
+                // Only objects of the step's own site and of the library it uses; vCenter refuses
+                // to delete an item of a subscribed library.
+                assert!(items.is_empty() || !self.subscribed(&step.site), "{}: deletes from a subscribed library", step.id);
                 let library = self.library(&step.site);
                 for i in items {
                     let gone = library.items.remove(i);
@@ -306,7 +361,23 @@ impl World {
                 return;
             }
             let step = waiting.remove(ready[t.pick(ready.len())]);
-            if t.pick(8) == 7 {
+            let fault = t.pick(8);
+            if fault == 6
+                && let Action::Push { horizon_name, image, version, .. } = &step.action
+            {
+                // Sent, and the run is killed while Horizon publishes: the push is under way.
+                let base = self.base(&step.site, image, version).expect("a pushed base VM");
+                let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
+                pool.pending = Some(crate::live::PendingImage {
+                    image: base,
+                    state: crate::live::PendingState::Publishing,
+                    progress: Some(40),
+                    error: None,
+                });
+                pool.operation = Operation::PushImage;
+                return;
+            }
+            if fault == 7 {
                 if let Action::Push { horizon_name, image, version, .. } = &step.action {
                     let base = self.base(&step.site, image, version).expect("a pushed base VM");
                     let pool = self.site(&step.site).pools.get_mut(horizon_name).expect("pushed pool exists");
@@ -489,7 +560,7 @@ pub(crate) mod fixtures {
                         let current = desired.images.get(&image).and_then(|i| i.markers.get(&marker));
                         let versions =
                             marker_history.get(&key).into_iter().flatten().chain(current).cloned().collect();
-                        planner::EarlierBinding { image, marker, versions }
+                        history::EarlierBinding { image, marker, versions }
                     })
                     .collect();
                 by_pool.insert((pool.site.clone(), pool.horizon_name.clone()), earlier);
@@ -782,6 +853,24 @@ mod property {
         }
     }
 
+    /// Makes the library of some vCenters other than the source's a subscriber of the source
+    /// library, as an admin may have set them up before golden.
+    fn subscribe_replicas(world: &mut World, desired: &DesiredState, t: &mut Tape<'_>) {
+        let source = world.live.sites[&desired.settings.source_site].vcenter.clone();
+        for (id, vc) in &mut world.live.vcenters {
+            if *id != source && t.pick(2) == 0 {
+                vc.library = Some(Library {
+                    id: LibraryId::new(format!("lib-{id}")),
+                    name: desired.settings.library.clone(),
+                    kind: LibraryKind::Subscribed {
+                        subscription_url: "https://source.example/lib.json".into(),
+                        last_sync_ms: None,
+                    },
+                });
+            }
+        }
+    }
+
     /// Moves markers at random: the next desired state, and the history that leads to it.
     fn move_markers(t: &mut Tape<'_>, desired: &DesiredState) -> (DesiredState, PlanOptions) {
         let mut next = desired.clone();
@@ -807,7 +896,13 @@ mod property {
         t: &mut Tape<'_>,
     ) {
         for _ in 0..64 {
+            world.settle(|| t.pick(2) == 0);
             let plan = plan_of(desired, world, options);
+            if !plan.has_changes() && world.pushes_under_way() {
+                // Nothing to do but wait for Horizon.
+                world.settle(|| true);
+                continue;
+            }
             if !plan.has_changes() {
                 world.check_contract(desired, options);
                 return;
@@ -825,6 +920,7 @@ mod property {
             let mut t = Tape(tape.iter());
             let desired = random_desired(&mut t);
             let mut world = World::before_golden(&desired);
+            subscribe_replicas(&mut world, &desired, &mut t);
 
             // Runs with faults and kills until a plan is empty; then the contract holds.
             converge_under_faults(&desired, &mut world, &PlanOptions::default(), &mut t);

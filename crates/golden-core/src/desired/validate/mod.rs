@@ -118,6 +118,9 @@ fn one_of(what: &str, names: &[&str]) -> String {
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tests {
     use super::credentials::credential_value;
     use super::parse::{known_keys, schema_of, strsim_best};
