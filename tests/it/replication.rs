@@ -64,12 +64,12 @@ async fn a_subscribed_library_at_another_site_receives_items_and_files() {
     let placement = eu_inv
         .placement(&eu_site.datacenter, &eu_site.compute, &eu_site.folder, &eu_site.datastore)
         .expect("placement");
+    // Measured from before the subscription: the sync takes SYNC_MS at least, whatever the load.
+    let started = Instant::now();
     let subscribed = eu
         .create_subscribed_library("golden-images", &placement.datastore, publish_url)
         .await
         .expect("subscribe");
-    assert!(eu.list_items(&subscribed).await.expect("list").is_empty(), "a sync takes time");
-    let started = Instant::now();
     let copied = loop {
         let found = eu.find_item(&subscribed, "win11-ent-2026.10").await.expect("find");
         if let Some(item) = found {
@@ -78,7 +78,7 @@ async fn a_subscribed_library_at_another_site_receives_items_and_files() {
         assert!(started.elapsed() < Duration::from_secs(10), "the sync never finished");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(started.elapsed() >= Duration::from_millis(SYNC_MS / 2), "items arrived before the sync time");
+    assert!(started.elapsed() >= Duration::from_millis(SYNC_MS), "items arrived before the sync time");
     let got = eu.get_item(&copied).await.expect("get copied item");
     assert_eq!(got.meta, Some(meta()), "metadata travels with the item");
     assert_ne!(copied, item, "the copy is a new item of the subscriber");
@@ -109,10 +109,7 @@ async fn a_pull_copies_a_file_from_another_vcenter() {
     let target = eu.create_item(&local, "win11-ent-2026.11", "ovf", &meta()).await.expect("item");
     let started = Instant::now();
     eu.pull_file(&target, "win11-2026.11.ovf", &source, Duration::from_secs(10)).await.expect("pull");
-    assert!(
-        started.elapsed() >= Duration::from_millis(SYNC_MS / 2),
-        "the transfer takes the configured time"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(SYNC_MS), "the transfer takes the configured time");
 
     let copy = eu.download_url(&target, "win11-2026.11.ovf").await.expect("download URL at eu");
     let bytes = reqwest::get(&copy).await.expect("download").bytes().await.expect("bytes");
