@@ -185,7 +185,10 @@ mod tests {
             golden_version: env!("CARGO_PKG_VERSION").to_owned(),
             desired_commit: commit.map(CommitId::new),
             sites: Vec::new(),
-            fingerprints: prints.iter().map(|(k, v)| (k.parse().expect("an object key"), (*v).to_owned())).collect(),
+            fingerprints: prints
+                .iter()
+                .map(|(k, v)| (k.parse().expect("an object key"), (*v).to_owned()))
+                .collect(),
             steps: Vec::new(),
             warnings: Vec::new(),
         }

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
-use golden_xml::Element;
 use super::{VcenterClient, VcenterError};
 use crate::desired::Compute;
 use crate::ids::SiteName;
 use crate::live::{GoldenMeta, ItemId, ItemRef, Moref, Snapshot, Vm};
+use golden_xml::Element;
 
 /// A named object of the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -11,10 +11,10 @@ use golden_xml::CompactString;
 use golden_xml::escape;
 use reqwest::StatusCode;
 
-use golden_xml::{self as xml, Element};
 use super::{TASK_TIMEOUT, VcenterClient, VcenterError, lock};
 use crate::live::Moref;
 use crate::wait::Waiting;
+use golden_xml::{self as xml, Element};
 
 const COOKIE: &str = "vmware_soap_session";
 

@@ -22,7 +22,11 @@ fn a_malformed_repository_fails_naming_file_line_and_problem() {
     for line in expect.lines().filter(|l| !l.trim().is_empty()) {
         assert!(out.stderr.contains(line), "stderr lacks {line:?}:\n{}", out.stderr);
     }
-    assert!(out.stderr.trim_end().ends_with("nothing was contacted"), "ends with the summary:\n{}", out.stderr);
+    assert!(
+        out.stderr.trim_end().ends_with("nothing was contacted"),
+        "ends with the summary:\n{}",
+        out.stderr
+    );
     insta::with_settings!({ prepend_module_to_snapshot => false }, {
         insta::assert_snapshot!("invalid@many-problems-in-many-files", out.stderr);
     });

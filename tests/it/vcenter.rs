@@ -494,7 +494,10 @@ async fn service_unavailable_is_retried(t: &Target) {
     let once = t.client_with(&t.password, RetryPolicy::none());
     let err = once.find_library("golden-none").await.expect_err("no retry");
     assert!(err.is_retryable(), "{err:?}");
-    assert!(err.to_string().starts_with("site `hq`: find library `golden-none`: vcenter answered HTTP 503"), "{err}");
+    assert!(
+        err.to_string().starts_with("site `hq`: find library `golden-none`: vcenter answered HTTP 503"),
+        "{err}"
+    );
 }
 
 async fn subscribed_library_syncs(t: &Target) {
@@ -564,7 +567,8 @@ async fn files_move_by_download_url_and_pull(t: &Target) {
     let placement = t.placement(&client).await;
     let library =
         client.create_published_library("golden-files", &placement.datastore).await.expect("library");
-    let source = client.create_ovf_from_vm(&library, &t.vm, "source", &meta("2026.10")).await.expect("capture");
+    let source =
+        client.create_ovf_from_vm(&library, &t.vm, "source", &meta("2026.10")).await.expect("capture");
     let files = client.list_files(&source).await.expect("files");
     let descriptor = files.iter().find(|f| f.ends_with(".ovf")).expect("the capture has a descriptor");
     let url = client.download_url(&source, descriptor).await.expect("download url");

@@ -284,7 +284,9 @@ impl std::str::FromStr for ObjectKey {
         Ok(match (first, second, vcenter) {
             (site, "pool", _) => ObjectKey::Pool(SiteName::new(site), HorizonName::new(name)),
             (site, "vm", _) => ObjectKey::Vm(SiteName::new(site), Moref::new(name)),
-            ("vcenter", _, Some(((uuid, "item"), id))) => ObjectKey::Item(VcenterId::new(uuid), ItemId::new(id)),
+            ("vcenter", _, Some(((uuid, "item"), id))) => {
+                ObjectKey::Item(VcenterId::new(uuid), ItemId::new(id))
+            }
             ("vcenter", _, Some(((uuid, "library"), id))) => {
                 ObjectKey::Library(VcenterId::new(uuid), LibraryId::new(id))
             }

@@ -181,8 +181,7 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 Some(_) if moving_there => PoolState::Pushing,
                 Some(pool) => {
                     let runs = lp.current.as_ref().and_then(|c| s.version_of(c));
-                    let drift =
-                        runs.is_some_and(|key| provenance(pool, &key, options) == Provenance::Drift);
+                    let drift = runs.is_some_and(|key| provenance(pool, &key, options) == Provenance::Drift);
                     if drift { PoolState::Drift } else { PoolState::Behind }
                 }
             };

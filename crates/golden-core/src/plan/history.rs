@@ -71,4 +71,3 @@ pub fn provenance<'a>(pool: &Pool, current: &VersionRef, options: &'a PlanOption
         None => Provenance::Drift,
     }
 }
-

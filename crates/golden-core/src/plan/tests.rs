@@ -140,9 +140,11 @@ impl World {
     /// Whether the library `site` uses subscribes to the source library.
     fn subscribed(&self, site: &SiteName) -> bool {
         let Some(s) = self.live.sites.get(site) else { return false };
-        self.live.vcenters.get(&s.vcenter).and_then(|v| v.library.as_ref()).is_some_and(|l| {
-            matches!(l.kind, LibraryKind::Subscribed { .. })
-        })
+        self.live
+            .vcenters
+            .get(&s.vcenter)
+            .and_then(|v| v.library.as_ref())
+            .is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }))
     }
 
     /// Horizon goes on with pushes that were sent: each one under way finishes when `finish`
@@ -150,7 +152,8 @@ impl World {
     fn settle(&mut self, mut finish: impl FnMut() -> bool) {
         for site in self.live.sites.values_mut() {
             for pool in site.pools.values_mut() {
-                let under_way = pool.pending.as_ref().is_some_and(|p| p.state != crate::live::PendingState::Failed);
+                let under_way =
+                    pool.pending.as_ref().is_some_and(|p| p.state != crate::live::PendingState::Failed);
                 if under_way && pool.operation != Operation::None && finish() {
                     pool.current = pool.pending.take().map(|p| p.image);
                     pool.operation = Operation::None;
@@ -260,8 +263,12 @@ impl World {
                 // A sync mirrors the source library: every golden item there arrives, and items
                 // gone there go here too.
                 let source = self.live.sites[&desired.settings.source_site].vcenter.clone();
-                let published: Vec<LibraryItem> =
-                    self.live.vcenters[&source].items.values().filter(|i| i.meta.is_some()).cloned().collect();
+                let published: Vec<LibraryItem> = self.live.vcenters[&source]
+                    .items
+                    .values()
+                    .filter(|i| i.meta.is_some())
+                    .cloned()
+                    .collect();
                 let library = self.library(&step.site);
                 library.items.retain(|_, i| i.meta.is_none() || published.iter().any(|p| p.meta == i.meta));
                 for item in published {
@@ -306,7 +313,11 @@ impl World {
             Action::Retire { items, vms, .. } => {
                 // Only objects of the step's own site and of the library it uses; vCenter refuses
                 // to delete an item of a subscribed library.
-                assert!(items.is_empty() || !self.subscribed(&step.site), "{}: deletes from a subscribed library", step.id);
+                assert!(
+                    items.is_empty() || !self.subscribed(&step.site),
+                    "{}: deletes from a subscribed library",
+                    step.id
+                );
                 let library = self.library(&step.site);
                 for i in items {
                     let gone = library.items.remove(i);

@@ -169,10 +169,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
         }
         for session in site.content.update_sessions.values() {
             for file in session.files.values() {
-                if file.bytes.is_none()
-                    && file.error.is_none()
-                    && now >= file.started_ms + delay
-                {
+                if file.bytes.is_none() && file.error.is_none() && now >= file.started_ms + delay {
                     pulls.push((
                         vcenter.name.clone(),
                         session.id.clone(),

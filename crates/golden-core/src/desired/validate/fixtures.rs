@@ -27,7 +27,8 @@ fn every_malformed_repository_is_refused_naming_file_line_and_problem() {
         let mut rendered = Vec::new();
         diagnostics.render(&mut anstream::StripStream::new(&mut rendered)).expect("render");
         // Files are named as `golden validate` run in the repository names them.
-        let rendered = String::from_utf8(rendered).expect("utf-8").replace(&format!("{}/", case.display()), "");
+        let rendered =
+            String::from_utf8(rendered).expect("utf-8").replace(&format!("{}/", case.display()), "");
         for line in expect.lines().filter(|l| !l.trim().is_empty()) {
             assert!(rendered.contains(line), "{name}: the diagnostics lack {line:?}:\n{rendered}");
         }

@@ -178,4 +178,3 @@ pub(super) struct Cold {
     pub(super) replicate_to: BTreeSet<String>,
     pub(super) deploy_at: BTreeSet<String>,
 }
-

@@ -73,7 +73,11 @@ pub(super) struct Inputs<'a> {
 }
 
 impl<'a> Inputs<'a> {
-    pub(super) fn new(desired: &'a DesiredState, live: &'a LiveState, options: &'a PlanOptions) -> Inputs<'a> {
+    pub(super) fn new(
+        desired: &'a DesiredState,
+        live: &'a LiveState,
+        options: &'a PlanOptions,
+    ) -> Inputs<'a> {
         let source_site = &desired.settings.source_site;
         let scope: Vec<&SiteName> = desired.sites.keys().filter(|s| in_scope(options, s)).collect();
         let mut read = scope.clone();
@@ -157,7 +161,10 @@ impl<'a> Inputs<'a> {
         self.pools.get(site).map_or(&[], Vec::as_slice)
     }
 
-    pub(super) fn window_of(&self, site: &SiteName) -> impl Iterator<Item = (&VersionRef, &BTreeSet<&'a MarkerName>)> {
+    pub(super) fn window_of(
+        &self,
+        site: &SiteName,
+    ) -> impl Iterator<Item = (&VersionRef, &BTreeSet<&'a MarkerName>)> {
         self.windows.get(site).into_iter().flatten()
     }
 
@@ -226,4 +233,3 @@ pub(super) fn rollback_window<'a>(
     }
     out
 }
-

@@ -28,11 +28,11 @@ mod pushes;
 mod retire;
 mod words;
 
+use super::history::PlanOptions;
 use super::{Action, FORMAT_VERSION, Plan, Step, StepId};
 use crate::desired::DesiredState;
 use crate::ids::{ImageName, SiteName, VersionName};
 use crate::live::LiveState;
-use super::history::PlanOptions;
 use inputs::Inputs;
 
 /// Problems that make a plan impossible; the user must fix the repository or the site.
@@ -121,4 +121,3 @@ fn wave_of(step: &Step) -> u32 {
         }
     }
 }
-

@@ -84,4 +84,3 @@ pub(super) fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<P
     }
     out
 }
-

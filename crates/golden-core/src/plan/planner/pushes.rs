@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::copies::Copies;
 use super::inputs::Inputs;
 use super::{Action, Step, StepId, step_id};
-use crate::plan::history::{PlanOptions, Provenance, provenance};
 use crate::desired::Pool;
 use crate::ids::{SiteName, VersionRef};
 use crate::live::{LivePool, Operation, PendingState, SiteLive};
+use crate::plan::history::{PlanOptions, Provenance, provenance};
 
 /// The push steps, and the pushes moving each site's pools away from each version.
 pub(super) struct Pushes<'a> {
@@ -138,4 +138,3 @@ pub(super) fn push_reason(
         ),
     }
 }
-

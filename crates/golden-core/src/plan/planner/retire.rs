@@ -158,4 +158,3 @@ pub(super) fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &m
         })
         .collect()
 }
-
