@@ -63,6 +63,8 @@ pub struct Timeouts {
     pub push: Duration,
     /// The longest pause between two looks while waiting (the first looks come sooner).
     pub poll: Duration,
+    /// How long a guest may take to shut down before its VM is powered off (to delete it).
+    pub guest_shutdown: Duration,
 }
 
 impl Default for Timeouts {
@@ -72,6 +74,7 @@ impl Default for Timeouts {
             replication: Duration::from_secs(4 * 60 * 60),
             push: Duration::from_secs(8 * 60 * 60),
             poll: Duration::from_secs(5),
+            guest_shutdown: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -341,6 +341,60 @@ impl VcenterClient {
         result.ok_or_else(|| self.err_protocol(&op, "the task has no result")).map(Moref::new)
     }
 
+    /// Whether `vm` is powered on (`runtime.powerState`).
+    pub async fn is_powered_on(&self, vm: &Moref) -> Result<bool, VcenterError> {
+        let op = format!("read the power state of vm {vm}");
+        let object = self.retrieve_one(&op, "VirtualMachine", vm.as_str(), &["runtime.powerState"]).await?;
+        let object = object.ok_or_else(|| VcenterError::NotFound {
+            site: self.site.clone(),
+            kind: "vm",
+            name: vm.to_string(),
+            scope: "the inventory".to_owned(),
+        })?;
+        Ok(object.text("runtime.powerState") == Some("poweredOn"))
+    }
+
+    /// Stops `vm` so that it can be deleted (vCenter refuses to delete a running VM): asks the
+    /// guest to shut down (`ShutdownGuest`), waits up to `guest_timeout` for it, then powers
+    /// the VM off (`PowerOffVM_Task`). A guest without VMware Tools cannot be asked and is
+    /// powered off at once. Returns whether the VM was running.
+    pub async fn stop_vm(&self, vm: &Moref, guest_timeout: Duration) -> Result<bool, VcenterError> {
+        if !self.is_powered_on(vm).await? {
+            return Ok(false);
+        }
+        let this = moref_xml("_this", "VirtualMachine", vm.as_str());
+        let op = format!("shut down the guest of vm {vm}");
+        match self.soap(&op, &format!("<vim25:ShutdownGuest>{this}</vim25:ShutdownGuest>")).await {
+            Ok(_) => {
+                let waiting = Waiting::new(guest_timeout, Duration::from_secs(2));
+                while self.is_powered_on(vm).await? {
+                    if !waiting.next().await {
+                        break;
+                    }
+                }
+            }
+            // Off already (a race), or no tools to ask: power off below.
+            Err(VcenterError::Fault { fault, .. })
+                if matches!(fault.as_str(), "InvalidPowerState" | "ToolsUnavailable" | "ToolsUnavailableFault") => {}
+            Err(e) => return Err(e),
+        }
+        if self.is_powered_on(vm).await? {
+            let op = format!("power off vm {vm}");
+            let reply = self.soap(&op, &format!("<vim25:PowerOffVM_Task>{this}</vim25:PowerOffVM_Task>")).await;
+            match reply {
+                Ok(reply) => {
+                    let task = reply
+                        .child_text("returnval")
+                        .ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
+                    self.wait_task(&op, task, TASK_TIMEOUT).await?;
+                }
+                Err(VcenterError::Fault { fault, .. }) if fault == "InvalidPowerState" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     /// Polls a task until it succeeds (its `info.result`, if any) or fails.
     async fn wait_task(
         &self,

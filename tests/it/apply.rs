@@ -14,7 +14,6 @@ use golden::desired::{DesiredState, Location, load};
 use golden::gather::{SiteClients, connect_all, read_all};
 use golden::horizon::PushSpec;
 use golden::ids::{ImageName, MarkerName, SiteName, VersionName};
-use golden::lab::server::FaultRule;
 use golden::lab::{Lab, LabOptions, LabState, Product, Timings};
 use golden::live::{ImageRef, ItemId, LiveState, Moref};
 use golden::plan::{Action, Plan, PlanOptions, Step, StepId, plan};
@@ -27,7 +26,7 @@ fn quickstart() -> DesiredState {
 
 fn timeouts() -> Timeouts {
     let short = Duration::from_secs(10);
-    Timeouts { task: short, replication: short, push: short, poll: Duration::from_millis(20) }
+    Timeouts { task: short, replication: short, push: short, poll: Duration::from_millis(20), guest_shutdown: short }
 }
 
 /// Records what steps report.
@@ -504,62 +503,51 @@ async fn retire_leaves_what_golden_does_not_own() {
     assert!(notes.iter().any(|n| n.contains("already gone")));
 }
 
+/// Retiring a version a subscriber holds too: the item is deleted at the publisher and the
+/// subscribers are synced, so that it goes everywhere (vCenter refuses to delete a subscribed
+/// item); a base VM someone powered on is shut down, then deleted (vCenter refuses to delete a
+/// running VM). Nothing fails and the next plan is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscribed_copy_vcenter_will_not_delete_is_evicted() {
-    let h = Harness::start(Timings::instant()).await;
+async fn a_retirement_removes_the_item_everywhere_and_stops_a_running_base_vm() {
+    let mut h = Harness::start(Timings::instant()).await;
+    h.ctx.desired.settings.keep_previous = 0;
     let progress = Recorder::default();
-    let plan = h.plan(&PlanOptions::default()).await;
-    for step in copy_steps(&plan, "eu", "2026.10") {
-        run_step(&h.ctx, step, &progress).await.expect("copy step runs");
-    }
-    let live = h.live().await;
-    let copy = live
-        .vcenter_of(&SiteName::new("eu"))
-        .expect("eu's vCenter")
-        .items
-        .values()
-        .find(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.10"))
-        .expect("the subscribed copy")
-        .id
-        .to_string();
-    // As real vCenter does (the lab itself lets it go): an item of a subscribed library
-    // cannot be deleted.
-    h.lab.add_fault(
-        "eu",
-        Product::Vcenter,
-        FaultRule {
-            method: "DELETE".into(),
-            path_prefix: "/rest/com/vmware/content/library/item/".into(),
-            status: 400,
-            body: r#"{"type":"com.vmware.vapi.std.errors.invalid_element_type","value":{"messages":[{"id":"x","default_message":"the item is a member of a subscribed library"}]}}"#.into(),
-            ..FaultRule::default()
-        },
-    );
-    let step = Step {
-        id: StepId::new("retire/eu/win11-ent/2026.10"),
-        site: SiteName::new("eu"),
-        action: Action::Retire {
-            image: ImageName::new("win11-ent"),
-            version: VersionName::new("2026.10"),
-            items: vec![ItemId::new(copy.clone())],
-            vms: Vec::new(),
-        },
-        reason: "test".into(),
-        depends_on: Vec::new(),
+    converge(&h, &h.plan(&PlanOptions::default()).await, &PlanOptions::default(), &progress).await;
+    let old = |v: &golden::lab::vcenter::content::Item| v.name.contains("2026.08-hf1");
+    let holding = |state: &LabState| -> Vec<String> {
+        let mut at: Vec<String> = state
+            .vcenters
+            .values()
+            .filter(|vc| vc.sim.content.items.values().any(old))
+            .map(|vc| vc.name.clone())
+            .collect();
+        at.sort();
+        at
     };
-    let outcome = run_step(&h.ctx, &step, &progress).await.expect("retire runs");
-    assert!(matches!(&outcome, Outcome::Done(text) if text.contains("the content of item")), "{outcome:?}");
-    let notes = progress.notes_of("retire/eu/win11-ent/2026.10");
-    assert!(notes.iter().any(|n| n.contains("evicting its content")), "{notes:?}");
-    let routes = h.lab.requests_by_route("eu", Product::Vcenter);
-    assert!(
-        routes.keys().any(|r| r.starts_with("POST /rest/com/vmware/content/library/subscribed-item/")),
-        "{routes:?}"
-    );
-    assert!(
-        h.lab_state().vcenter_of("eu").expect("eu's vCenter").content.items.contains_key(&copy),
-        "the item itself stays"
-    );
+    assert_eq!(holding(&h.lab_state()).len(), 2, "the publisher and the subscriber hold the version");
+    // Someone powers eu's base VM of the version on.
+    {
+        let shared = h.lab.state();
+        let mut state = shared.lock();
+        let eu = state.vcenter_of_mut("eu").expect("eu's vCenter");
+        let vm = eu.vms.values_mut().find(|v| v.name == "golden-ws2022-rds-2026.08-hf1").expect("the base VM");
+        vm.powered_on = true;
+    }
+
+    let image = h.ctx.desired.images.get_mut(&ImageName::new("ws2022-rds")).expect("image");
+    image.markers.insert(MarkerName::new("legacy"), VersionName::new("2026.10"));
+    let plan = h.plan(&PlanOptions::default()).await;
+    assert_eq!(kinds(&plan).get("retire"), Some(&2), "the base VM at eu and the item at hq: {:?}", ids(&plan));
+    converge(&h, &plan, &PlanOptions::default(), &progress).await;
+
+    assert_eq!(holding(&h.lab_state()), Vec::<String>::new(), "the item is gone at the publisher and the subscriber");
+    let state = h.lab_state();
+    let eu = state.vcenter_of("eu").expect("eu's vCenter");
+    assert!(!eu.vms.values().any(|v| v.name == "golden-ws2022-rds-2026.08-hf1"), "the base VM is deleted");
+    let at_eu = progress.notes_of("retire/eu/ws2022-rds/2026.08-hf1");
+    assert!(at_eu.iter().any(|n| n.contains("is running: shutting it down")), "{at_eu:?}");
+    let at_hq = progress.notes_of("retire/hq/ws2022-rds/2026.08-hf1");
+    assert!(at_hq.iter().any(|n| n.contains("syncing the subscribed library")), "{at_hq:?}");
 }
 
 /// The step of `plan` with this id.

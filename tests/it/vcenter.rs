@@ -531,12 +531,65 @@ async fn subscribed_library_syncs(t: &Target) {
     assert_eq!(items.len(), 1, "the published item reaches the subscriber");
     let copy = client.find_item(&subscriber, "win11-ent-2026.10").await.expect("find").expect("found");
     assert_eq!(copy.meta, Some(meta("2026.10")), "metadata travels with the item");
-    client.sync_item(&subscriber, &copy.id).await.expect("item sync");
     let synced = client.get_library(&subscriber).await.expect("get");
     assert!(
         matches!(synced.kind, LibraryKind::Subscribed { last_sync_ms: Some(_), .. }),
         "synced at least once: {synced:?} (before: {last_sync_ms:?})"
     );
+}
+
+/// vCenter refuses to delete a running VM and deletes nothing; stopped (the guest asked to
+/// shut down, or powered off), it goes. vcsim needs the wrapper's fix-up for the refusal.
+async fn a_running_vm_is_deleted_only_once_stopped(t: &Target) {
+    let client = t.client();
+    assert!(client.is_powered_on(&t.vm).await.expect("power state"), "the model VM runs");
+    let err = client.delete_vm(&t.vm).await.expect_err("a running VM is not deleted");
+    assert!(err.to_string().contains("not_allowed_in_current_state"), "{err}");
+    assert!(client.inventory().await.expect("inventory").vms.contains_key(&t.vm), "the VM is still there");
+    assert!(client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop"), "it was running");
+    assert!(!client.is_powered_on(&t.vm).await.expect("power state"), "stopped");
+    assert!(!client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop again"), "off stays off");
+    client.delete_vm(&t.vm).await.expect("a stopped VM is deleted");
+    assert!(!client.inventory().await.expect("inventory").vms.contains_key(&t.vm), "the VM is gone");
+}
+
+/// An item of a subscribed library follows its publisher: vCenter refuses to delete it
+/// (`invalid_element_type`), and a sync after the publisher deleted it removes it. On the lab
+/// only: vcsim 0.24 deletes such an item and its sync copies nothing back or away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_item_goes_only_with_its_publisher() {
+    let t = Target::lab().await;
+    let client = t.client();
+    let placement = t.placement(&client).await;
+    let publisher =
+        client.create_published_library("golden-pub", &placement.datastore).await.expect("publisher");
+    let item = client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    let LibraryKind::Local { publish_url: Some(url) } = client.get_library(&publisher).await.expect("get").kind
+    else {
+        panic!("a published library has a publish url")
+    };
+    let subscriber =
+        client.create_subscribed_library("golden-sub", &placement.datastore, &url).await.expect("subscriber");
+    client.sync_library(&subscriber).await.expect("sync");
+    let copy = loop {
+        if let Some(copy) = client.find_item(&subscriber, "win11-ent-2026.10").await.expect("find") {
+            break copy;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let err = client.delete_item(&subscriber, &copy.id).await.expect_err("refused");
+    assert!(err.to_string().contains("invalid_element_type"), "{err}");
+    assert!(client.find_item(&subscriber, "win11-ent-2026.10").await.expect("find").is_some(), "still there");
+
+    client.delete_item(&publisher, &item).await.expect("deleted at the publisher");
+    client.sync_library(&subscriber).await.expect("sync");
+    for _ in 0..250 {
+        if client.list_items(&subscriber).await.expect("list").is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the sync did not remove the item its publisher deleted");
 }
 
 async fn vm_captured_as_items_and_template_deployed(t: &Target) {
@@ -623,4 +676,5 @@ contract!(
     subscribed_library_syncs,
     vm_captured_as_items_and_template_deployed,
     files_move_by_download_url_and_pull,
+    a_running_vm_is_deleted_only_once_stopped,
 );

@@ -23,6 +23,9 @@
 //     and a VM name that a VM in the target folder (default: the pool's datacenter's
 //     VM folder) already has (already_exists, vim.fault.DuplicateName); vcsim 0.24
 //     deploys both, the second VM of a name with directory "<name> (0)";
+//     REST VM delete (DELETE /rest/vcenter/vm/<id>) of a powered-on VM is refused with
+//     400 not_allowed_in_current_state, as vCenter does (vcsim 0.24 answers 200 and
+//     keeps the VM);
 //   - /__fault: POST a rule to inject HTTP errors/delays, GET lists rules with hit
 //     counts, DELETE clears them (no auth);
 //   - cleanup on SIGINT/SIGTERM: the server is closed and the datastore temp dirs
@@ -390,6 +393,10 @@ func (f *fixer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const vmtx = "/rest/vcenter/vm-template/library-items"
 	var fix func(http.ResponseWriter, *http.Request, obj) error
 	switch p := r.URL.Path; {
+	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/rest/vcenter/vm/"):
+		if f.vmDelete(w, r, strings.TrimPrefix(p, "/rest/vcenter/vm/")) {
+			return
+		}
 	case r.Method != http.MethodPost:
 	case p == vmtx:
 		fix = f.vmtxCreate
@@ -559,6 +566,31 @@ func (f *fixer) libraryCreate(w http.ResponseWriter, r *http.Request, body obj) 
 		rec.copyTo(w)
 	}
 	return nil
+}
+
+// vmDelete: vCenter refuses to delete a running VM (400 not_allowed_in_current_state);
+// vcsim 0.24 answers 200 and keeps the VM (its Destroy_Task fails on the powered-on VM
+// and the REST handler ignores the error). Reports whether it answered.
+func (f *fixer) vmDelete(w http.ResponseWriter, r *http.Request, id string) bool {
+	var state types.VirtualMachinePowerState
+	err := f.soap(func(ctx context.Context, c *govmomi.Client) error {
+		var vm mo.VirtualMachine
+		if err := retrieve(ctx, c, ref("VirtualMachine", id), []string{"runtime.powerState"}, &vm); err != nil {
+			return err
+		}
+		state = vm.Runtime.PowerState
+		return nil
+	})
+	if err != nil || state != types.VirtualMachinePowerStatePoweredOn {
+		return false // unknown VM or off: let vcsim answer
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	json.NewEncoder(w).Encode(obj{"type": "com.vmware.vapi.std.errors.not_allowed_in_current_state",
+		"value": obj{"messages": []obj{{"args": []string{},
+			"default_message": "The virtual machine " + id + " is powered on.",
+			"id":              "com.vmware.api.vcenter.vm.powered_on"}}}})
+	return true
 }
 
 // vmtxCreate: fill placement.folder/resource_pool from the source VM (vcsim panics

@@ -72,11 +72,6 @@ fn item_name(image: &ImageName, version: &VersionName) -> String {
     format!("{image}-{version}")
 }
 
-/// vCenter's answer to deleting an item of a subscribed library.
-fn is_subscribed_item_refusal(e: &VcenterError) -> bool {
-    matches!(e, VcenterError::Http { status: 400, kind: Some(k), .. } if k.ends_with("invalid_element_type"))
-}
-
 fn is_not_found(e: &VcenterError) -> bool {
     matches!(e, VcenterError::Http { status: 404, .. } | VcenterError::NotFound { .. })
 }

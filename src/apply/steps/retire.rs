@@ -1,10 +1,19 @@
 //! Retire: delete golden's copies (library items, base VMs) that nothing needs any more,
 //! never an image a pool runs or is moving to.
+//!
+//! vCenter refuses to delete a running VM (`not_allowed_in_current_state`): a base VM someone
+//! powered on is shut down first (the guest is asked, then the VM powered off after
+//! `guest_shutdown`). It refuses to delete an item of a subscribed library too
+//! (`invalid_element_type`): such an item follows its publisher. So items are deleted in the
+//! source library, and every subscribed library golden can reach is synced at once, so that
+//! its copies go as well (a library golden did not read this run follows at its next sync).
 
-use super::{StepRun, is_not_found, is_subscribed_item_refusal, is_version};
+use std::collections::BTreeSet;
+
+use super::{StepRun, is_not_found, is_version};
 use crate::apply::{Outcome, StepError};
 use crate::ids::{ImageName, VersionName};
-use crate::live::{ItemId, Moref, PendingState};
+use crate::live::{ItemId, LibraryKind, Moref, PendingState, VcenterId};
 
 impl StepRun<'_> {
     pub(super) async fn retire(
@@ -34,21 +43,19 @@ impl StepRun<'_> {
                 ));
                 continue;
             }
-            match vc.delete_item(&item.library, id).await {
-                Ok(()) => deleted.push(format!("item `{}`", item.name)),
-                // vCenter refuses to delete an item of a subscribed library: it follows the
-                // publisher. Its content (the disk space) can be evicted, which is what a
-                // retirement at this site is for.
-                Err(e) if is_subscribed_item_refusal(&e) => {
-                    self.note(&format!(
-                        "item `{}` ({id}) is in a subscribed library and cannot be deleted; evicting its content",
-                        item.name
-                    ));
-                    vc.evict_item(id).await?;
-                    deleted.push(format!("the content of item `{}`", item.name));
-                }
-                Err(e) => return Err(e.into()),
+            let library = vc.get_library(&item.library).await?;
+            if let LibraryKind::Subscribed { .. } = library.kind {
+                self.note(&format!(
+                    "item `{}` ({id}) is in a subscribed library: it goes when its publisher deletes it",
+                    item.name
+                ));
+                continue;
             }
+            vc.delete_item(&item.library, id).await?;
+            deleted.push(format!("item `{}`", item.name));
+        }
+        if !deleted.is_empty() {
+            self.sync_subscribers(image, version).await?;
         }
 
         if !vms.is_empty() {
@@ -81,6 +88,10 @@ impl StepRun<'_> {
                         vm.name, p.kind, p.name
                     )));
                 }
+                if vm.powered_on || vc.is_powered_on(&vm.id).await? {
+                    self.note(&format!("vm `{}` ({id}) is running: shutting it down to delete it", vm.name));
+                    vc.stop_vm(&vm.id, self.ctx.timeouts.guest_shutdown).await?;
+                }
                 vc.delete_vm(&vm.id).await?;
                 deleted.push(format!("vm `{}`", vm.name));
             }
@@ -91,5 +102,31 @@ impl StepRun<'_> {
         } else {
             Ok(Outcome::Done(format!("deleted {}", deleted.join(", "))))
         }
+    }
+
+    /// Syncs every subscribed library of golden's name that this run reached, in the vCenters
+    /// other than this step's, and waits until none holds `image@version` any more.
+    async fn sync_subscribers(&self, image: &ImageName, version: &VersionName) -> Result<(), StepError> {
+        let here = self.target(&self.step.site)?.clients.vcenter.instance_uuid().await?;
+        let name = &self.ctx.desired.settings.library;
+        let mut seen: BTreeSet<VcenterId> = BTreeSet::from([here]);
+        for target in self.ctx.targets.values() {
+            let vc = &target.clients.vcenter;
+            if !seen.insert(vc.instance_uuid().await?) {
+                continue;
+            }
+            let Some(library) = vc.find_library(name).await? else { continue };
+            if !matches!(library.kind, LibraryKind::Subscribed { .. }) {
+                continue;
+            }
+            self.note(&format!("syncing the subscribed library at {} so that its copy goes too", vc.site()));
+            vc.sync_library(&library.id).await?;
+            let limit = self.ctx.timeouts.replication;
+            let waiting = crate::wait::Waiting::new(limit, self.ctx.timeouts.poll);
+            while super::find_version_item(vc, &library.id, image, version).await?.is_some() {
+                self.wait(&waiting, limit, &format!("the sync at {} removing {image}@{version}", vc.site())).await?;
+            }
+        }
+        Ok(())
     }
 }

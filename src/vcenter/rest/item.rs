@@ -133,23 +133,5 @@ impl VcenterClient {
         Ok(names.into_iter().collect())
     }
 
-    /// Evicts the cached content of an item of a subscribed library: what vCenter allows
-    /// instead of deleting it (the item itself goes when the publisher's item goes).
-    pub async fn evict_item(&self, item: &ItemId) -> Result<(), VcenterError> {
-        let path =
-            format!("/com/vmware/content/library/subscribed-item/id:{}?~action=evict", seg(item.as_str()));
-        self.call(&format!("evict library item {item}"), Method::POST, &path, None).await.map(drop)
-    }
 
-    /// Asks a subscribed library to fetch one item's content now.
-    pub async fn sync_item(&self, library: &LibraryId, item: &ItemId) -> Result<(), VcenterError> {
-        // library_id is required in practice: vcsim picks a random library without it.
-        let path = format!(
-            "/com/vmware/content/library/subscribed-item/id:{}?~action=sync&library_id={}",
-            seg(item.as_str()),
-            q(library.as_str())
-        );
-        let body = json!({"force_sync_content": true});
-        self.call(&format!("sync library item {item}"), Method::POST, &path, Some(body)).await.map(drop)
-    }
 }

@@ -185,6 +185,11 @@ pub fn settle(lab: &mut LabState, now: i64) {
         let Some(vc) = lab.vcenters.get_mut(&site).map(|v| &mut v.sim) else { continue };
         match items {
             Some(items) => {
+                // A sync mirrors the publisher: items it no longer has go here too.
+                vc.content.items.retain(|_, i| {
+                    i.library_id != library
+                        || i.source_id.as_ref().is_none_or(|s| items.iter().any(|p| &p.id == s))
+                });
                 for source in items {
                     let existing = vc
                         .content

@@ -34,7 +34,6 @@ pub fn router() -> Router<SiteCtx> {
             get(rest::item_by_id).patch(rest::item_by_id).delete(rest::item_by_id),
         )
         .route(&format!("{CL}/library/item/file"), get(rest::list_item_files))
-        .route(&format!("{CL}/library/subscribed-item/{{id}}"), post(rest::sync_subscribed_item))
         .route(&format!("{CL}/library/item/update-session"), post(rest::create_update_session))
         .route(
             &format!("{CL}/library/item/update-session/{{id}}"),

@@ -144,6 +144,34 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
             );
             reply(method, &moref("Task", &task))
         }
+        // A guest shutdown is asked of the guest and the call returns at once; the lab's
+        // guests always comply. Both refuse a VM that is off, as vCenter does.
+        "ShutdownGuest" | "PowerOffVM_Task" => {
+            let id = call.child_text("_this").unwrap_or_default().to_owned();
+            let Some(vm) = vc.vms.get_mut(&id) else { return not_found("VirtualMachine", &id) };
+            if !vm.powered_on {
+                let detail = "<requestedState>poweredOn</requestedState><existingState>poweredOff</existingState>";
+                return fault("InvalidPowerState", "the operation is not allowed in the current power state", detail);
+            }
+            vm.powered_on = false;
+            if method == "ShutdownGuest" {
+                return reply(method, "");
+            }
+            let task = vc.moref("task-");
+            vc.tasks.insert(
+                task.clone(),
+                Task {
+                    id: task.clone(),
+                    description_id: "VirtualMachine.powerOff".into(),
+                    entity: id,
+                    entity_type: "VirtualMachine".into(),
+                    state: "success".into(),
+                    result: None,
+                    error: None,
+                },
+            );
+            reply(method, &moref("Task", &task))
+        }
         other => fault("MethodNotFound", &format!("method {other} is not simulated by the lab"), ""),
     }
 }

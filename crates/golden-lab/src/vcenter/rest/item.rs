@@ -137,6 +137,23 @@ pub(in crate::vcenter) async fn item_by_id(
                 empty()
             }
             "DELETE" => {
+                let Some(item) = vc.content.items.get(&id) else {
+                    return not_found(&format!("item {id}"));
+                };
+                // An item of a subscribed library follows its publisher: vCenter refuses to
+                // delete it (delete at the publisher and sync).
+                let subscribed = vc
+                    .content
+                    .libraries
+                    .get(&item.library_id)
+                    .is_some_and(|l| matches!(l.kind, LibraryKind::Subscribed { .. }));
+                if subscribed {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_element_type",
+                        &format!("library item {id} is a member of a subscribed library"),
+                    );
+                }
                 let Some(item) = vc.content.items.remove(&id) else {
                     return not_found(&format!("item {id}"));
                 };
@@ -166,22 +183,5 @@ pub(in crate::vcenter) async fn list_item_files(
             .map(|(name, f)| json!({"name": name, "size": f.bytes.len(), "cached": true, "version": "1"}))
             .collect();
         value(files)
-    })
-}
-
-pub(in crate::vcenter) async fn sync_subscribed_item(
-    State(ctx): State<SiteCtx>,
-    headers: HeaderMap,
-    VapiId(id): VapiId,
-    Query(q): Q,
-) -> Response {
-    with_session(&ctx, &headers, |lab, site| {
-        let vc = vc(lab, site);
-        let Some(item) = vc.content.items.get_mut(&id) else { return not_found(&format!("item {id}")) };
-        if q.get("library_id").is_some_and(|l| *l != item.library_id) || item.source_id.is_none() {
-            return not_found(&format!("subscribed item {id}"));
-        }
-        item.last_sync_ms = Some(now_ms());
-        empty()
     })
 }

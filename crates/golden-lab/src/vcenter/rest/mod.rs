@@ -29,7 +29,7 @@ use super::VcenterSim;
 use super::content;
 use crate::{LAB_PASSWORD, LAB_USER, LabState, SiteCtx, now_ms};
 
-pub(super) use item::{item_by_id, item_collection, list_item_files, list_items, sync_subscribed_item};
+pub(super) use item::{item_by_id, item_collection, list_item_files, list_items};
 pub(super) use library::{create_library, library_by_id, library_collection_action, list_libraries};
 pub(super) use ovf::{delete_vm, ovf_create, ovf_deploy, vmtx_create, vmtx_deploy};
 pub(super) use tagging::{

@@ -278,6 +278,18 @@ pub(in crate::vcenter) async fn delete_vm(
 ) -> Response {
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
+        match vc.vms.get(&id) {
+            None => return not_found(&format!("vm {id}")),
+            // vCenter refuses to delete a running VM.
+            Some(vm) if vm.powered_on => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "not_allowed_in_current_state",
+                    &format!("virtual machine {id} is powered on"),
+                );
+            }
+            Some(_) => {}
+        }
         vc.vms.remove(&id);
         for set in vc.tagging.attached.values_mut() {
             set.retain(|(_, o)| *o != id);
