@@ -550,6 +550,36 @@ async fn a_retirement_removes_the_item_everywhere_and_stops_a_running_base_vm() 
     assert!(at_hq.iter().any(|n| n.contains("syncing the subscribed library")), "{at_hq:?}");
 }
 
+/// A run killed while vCenter captures: the export goes on in vCenter, and the next run finds
+/// the item it began, waits for its files and captures nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_cut_short_is_finished_by_the_next_run_not_repeated() {
+    let h = Harness::start(Timings { capture_ms: 600, ..Timings::instant() }).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    let publish = step(&plan, "publish/win11-ent/2026.10");
+    h.lab.reset_counters();
+    let cut = tokio::time::timeout(Duration::from_millis(150), run_step(&h.ctx, publish, &progress)).await;
+    assert!(cut.is_err(), "the run is killed mid-capture");
+    let outcome = run_step(&h.ctx, publish, &progress).await.expect("the next run publishes");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let notes = progress.notes_of("publish/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.contains("still being captured")), "{notes:?}");
+    let routes = h.lab.requests_by_route("hq", Product::Vcenter);
+    assert_eq!(routes.get("POST /rest/com/vmware/vcenter/ovf/library-item"), Some(&1), "one capture: {routes:?}");
+    let state = h.lab_state();
+    let items: Vec<_> = state
+        .vcenter_of("hq")
+        .expect("hq's vCenter")
+        .content
+        .items
+        .values()
+        .filter(|i| i.name.ends_with("2026.10") && i.name.starts_with("win11-ent"))
+        .collect();
+    assert_eq!(items.len(), 1, "one item: {items:?}");
+    assert!(!items[0].files.is_empty(), "with its files");
+}
+
 /// The step of `plan` with this id.
 fn step<'a>(plan: &'a Plan, id: &str) -> &'a Step {
     plan.steps.iter().find(|s| s.id.as_str() == id).unwrap_or_else(|| panic!("no step {id}: {:?}", ids(plan)))

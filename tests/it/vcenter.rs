@@ -553,6 +553,67 @@ async fn a_running_vm_is_deleted_only_once_stopped(t: &Target) {
     assert!(!client.inventory().await.expect("inventory").vms.contains_key(&t.vm), "the VM is gone");
 }
 
+/// A capture or deploy that takes longer than the HTTP client's timeout is waited for, and its
+/// request is sent once: vCenter answers these only when the work is done, so a timeout there
+/// must not mean "send it again" (a second export or a second VM). On the lab, which can be
+/// slowed down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_capture_and_deploy_are_waited_for_and_sent_once() {
+    let t = Target::lab().await;
+    let Server::Lab(lab) = &t._server else { panic!("a lab target") };
+    {
+        let shared = lab.state();
+        let mut state = shared.lock();
+        state.timings.capture_ms = 700;
+        state.timings.deploy_ms = 700;
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(250)).build().expect("http client");
+    let credentials = Credentials { user: t.user.clone(), password: Secret::new(&t.password), domain: None };
+    let client = VcenterClient::new(SiteName::new("hq"), t.url.clone(), credentials, http, RetryPolicy::default());
+    let placement = t.placement(&client).await;
+    let library = client.create_published_library("golden-long", &placement.datastore).await.expect("library");
+    lab.reset_counters();
+    let item = client
+        .create_ovf_from_vm(&library, &t.vm, "win11-long", &meta("2026.10"))
+        .await
+        .expect("a capture longer than the HTTP timeout succeeds");
+    assert!(!client.list_files(&item).await.expect("files").is_empty(), "the capture is complete");
+    let vm = client.deploy_ovf(&item, &placement.deploy("win11-long-base")).await.expect("a long deploy succeeds");
+    let routes = lab.requests_by_route("hq", Product::Vcenter);
+    let sent = |prefix: &str| routes.iter().filter(|(r, _)| r.starts_with(prefix)).map(|(_, n)| n).sum::<u64>();
+    assert_eq!(sent("POST /rest/com/vmware/vcenter/ovf/library-item"), 2, "one capture and one deploy: {routes:?}");
+    assert_eq!(client.list_items(&library).await.expect("items").len(), 1, "one item");
+    let inventory = client.inventory().await.expect("inventory");
+    assert_eq!(inventory.vms.values().filter(|v| v.name == "win11-long-base").count(), 1);
+    assert!(inventory.vms.contains_key(&vm));
+}
+
+/// vCenter's `client_token`: a capture sent twice with one token (a retry of a request that
+/// did reach vCenter) makes one item, and both answers name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_client_token_makes_one_item() {
+    let t = Target::lab().await;
+    let Server::Lab(lab) = &t._server else { panic!("a lab target") };
+    lab.state().lock().timings.capture_ms = 300;
+    let client = t.client();
+    let placement = t.placement(&client).await;
+    let library = client.create_published_library("golden-token", &placement.datastore).await.expect("library");
+    let body = json!({
+        "client_token": "0b6f3c9e-token",
+        "source": {"type": "VirtualMachine", "id": t.vm.as_str()},
+        "target": {"library_id": library.as_str()},
+        "create_spec": {"name": "win11-token", "description": ""},
+    });
+    let (a, b) = tokio::join!(
+        t.raw_post("com/vmware/vcenter/ovf/library-item", body.clone()),
+        t.raw_post("com/vmware/vcenter/ovf/library-item", body)
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    let id = a.1["value"]["ovf_library_item_id"].as_str().expect("an item id").to_owned();
+    assert_eq!(b.1["value"]["ovf_library_item_id"].as_str(), Some(id.as_str()), "the same answer");
+    assert_eq!(client.list_items(&library).await.expect("items").len(), 1, "one item");
+}
+
 /// An item of a subscribed library follows its publisher: vCenter refuses to delete it
 /// (`invalid_element_type`), and a sync after the publisher deleted it removes it. On the lab
 /// only: vcsim 0.24 deletes such an item and its sync copies nothing back or away.

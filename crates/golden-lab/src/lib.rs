@@ -49,6 +49,13 @@ pub struct Timings {
     pub push_apply_ms: u64,
     /// Lifetime of a Horizon access token.
     pub token_ttl_ms: u64,
+    /// Capturing a VM as a library item (the OVF export): the item is listed at once, its
+    /// files when the export is done.
+    #[serde(default)]
+    pub capture_ms: u64,
+    /// Deploying a library item as a VM.
+    #[serde(default)]
+    pub deploy_ms: u64,
 }
 
 impl Default for Timings {
@@ -58,6 +65,8 @@ impl Default for Timings {
             push_publish_ms: 400,
             push_apply_ms: 400,
             token_ttl_ms: 30 * 60 * 1000,
+            capture_ms: 100,
+            deploy_ms: 100,
         }
     }
 }
@@ -65,7 +74,14 @@ impl Default for Timings {
 impl Timings {
     /// Everything instant (but still through the same state machines): for fast tests.
     pub fn instant() -> Self {
-        Timings { library_sync_ms: 0, push_publish_ms: 0, push_apply_ms: 0, ..Timings::default() }
+        Timings {
+            library_sync_ms: 0,
+            push_publish_ms: 0,
+            push_apply_ms: 0,
+            capture_ms: 0,
+            deploy_ms: 0,
+            ..Timings::default()
+        }
     }
 }
 

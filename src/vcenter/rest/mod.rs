@@ -130,6 +130,25 @@ impl VcenterClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, VcenterError> {
+        self.call_within(op, method, path, body, None).await
+    }
+
+    /// A long operation (an OVF capture or deploy), which vCenter answers only when it is done:
+    /// the request waits up to `TASK_TIMEOUT` rather than the HTTP client's timeout. `body`
+    /// carries a `client_token`, so that a retry of a request that reached vCenter gets the
+    /// first one's answer instead of starting the work again.
+    async fn call_long(&self, op: &str, path: &str, body: Value) -> Result<Value, VcenterError> {
+        self.call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT)).await
+    }
+
+    async fn call_within(
+        &self,
+        op: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Value, VcenterError> {
         self.retry
             .run(op, || {
                 let method = method.clone();
@@ -148,6 +167,9 @@ impl VcenterClient {
                             .header(SESSION_HEADER, &session);
                         if let Some(b) = &body {
                             request = request.json(b);
+                        }
+                        if let Some(t) = timeout {
+                            request = request.timeout(t);
                         }
                         let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
                         let status = response.status();

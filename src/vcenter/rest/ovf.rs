@@ -32,11 +32,12 @@ impl VcenterClient {
     ) -> Result<ItemId, VcenterError> {
         let op = format!("capture vm {vm} as ovf item `{name}` in library {library}");
         let body = json!({
+            "client_token": uuid::Uuid::new_v4().to_string(),
             "source": {"type": "VirtualMachine", "id": vm.as_str()},
             "target": {"library_id": library.as_str()},
             "create_spec": {"name": name, "description": meta_to_description(meta)},
         });
-        let value = self.call(&op, Method::POST, "/com/vmware/vcenter/ovf/library-item", Some(body)).await?;
+        let value = self.call_long(&op, "/com/vmware/vcenter/ovf/library-item", body).await?;
         // HTTP 200 even on failure: the body says whether it worked.
         if value.get("succeeded").and_then(Value::as_bool) != Some(true) {
             return Err(self.err_failed(&op, ovf_error(&value)));
@@ -53,6 +54,7 @@ impl VcenterClient {
         let op = format!("deploy ovf item {item} as vm `{}`", spec.name);
         let path = format!("/com/vmware/vcenter/ovf/library-item/id:{}?~action=deploy", seg(item.as_str()));
         let body = json!({
+            "client_token": uuid::Uuid::new_v4().to_string(),
             "target": {"resource_pool_id": spec.resource_pool.as_str(), "folder_id": spec.folder.as_str()},
             "deployment_spec": {
                 "name": spec.name,
@@ -64,7 +66,7 @@ impl VcenterClient {
         if let Some(annotation) = &spec.annotation {
             body["deployment_spec"]["annotation"] = json!(annotation);
         }
-        let value = self.call(&op, Method::POST, &path, Some(body)).await?;
+        let value = self.call_long(&op, &path, body).await?;
         if value.get("succeeded").and_then(Value::as_bool) != Some(true) {
             return Err(self.err_failed(&op, ovf_error(&value)));
         }

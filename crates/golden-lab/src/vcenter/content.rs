@@ -21,6 +21,10 @@ pub struct Content {
     pub update_sessions: BTreeMap<String, UpdateSession>,
     #[serde(default)]
     pub download_sessions: BTreeMap<String, DownloadSession>,
+    /// The answer to each `client_token` of an OVF capture or deploy: `None` while it runs. A
+    /// request repeating a token gets the first one's answer, and makes nothing again.
+    #[serde(default)]
+    pub client_tokens: BTreeMap<String, Option<serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,17 +3,20 @@
 //! `/rest/vcenter/vm`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Q, VapiId, action, api_error, body_json, empty, invalid, not_found, s, value, vc, with_session};
+use super::{
+    Q, VapiId, action, api_error, body_json, empty, in_session, invalid, not_found, s, value, vc, with_session,
+};
 use crate::vcenter::content::{File, Item, LibraryKind};
 use crate::vcenter::{VcenterSim, Vm};
-use crate::{SiteCtx, now_ms};
+use crate::{SiteCtx, Timings, now_ms};
 
 /// The OVF descriptor the lab writes when it captures a VM (and reads back on deploy).
 fn ovf_for(vm: &Vm) -> String {
@@ -24,52 +27,131 @@ fn ovf_for(vm: &Vm) -> String {
     )
 }
 
+/// What a long operation does when its time has passed, under the lab's lock: its answer.
+type Finish = Box<dyn FnOnce(&mut VcenterSim) -> Value + Send>;
+
+/// How a long operation began.
+enum Begun {
+    /// The work to finish after `delay_ms`.
+    Started { finish: Finish, delay_ms: u64 },
+    /// A request repeating a `client_token` already seen.
+    Repeat(String),
+}
+
+/// Runs a long operation (an OVF capture or deploy) as vCenter does: begun under the lock by
+/// `start` (which may refuse), finished after its time on a task of its own, so that it
+/// completes even when the client hangs up. A request repeating a `client_token` makes
+/// nothing: it waits for the first request's answer and gets that.
+async fn long_operation(
+    ctx: SiteCtx,
+    headers: &HeaderMap,
+    token: Option<String>,
+    delay_of: fn(&Timings) -> u64,
+    start: impl FnOnce(&mut VcenterSim) -> Result<Finish, Response>,
+) -> Response {
+    let begun = in_session(&ctx, headers, |lab, site| {
+        let delay_ms = delay_of(&lab.timings);
+        let vc = vc(lab, site);
+        if let Some(t) = token.as_ref().filter(|t| vc.content.client_tokens.contains_key(*t)) {
+            return Ok(Begun::Repeat(t.clone()));
+        }
+        let finish = start(vc)?;
+        if let Some(t) = &token {
+            vc.content.client_tokens.insert(t.clone(), None);
+        }
+        Ok(Begun::Started { finish, delay_ms })
+    });
+    let begun = match begun {
+        Ok(Ok(begun)) => begun,
+        Ok(Err(refused)) | Err(refused) => return refused,
+    };
+    match begun {
+        Begun::Started { finish, delay_ms } => {
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let mut lab = ctx.lock();
+                let vcenter = lab.vcenters.get_mut(&ctx.name)?;
+                let answer = finish(&mut vcenter.sim);
+                if let Some(t) = token {
+                    vcenter.sim.content.client_tokens.insert(t, Some(answer.clone()));
+                }
+                Some(answer)
+            });
+            match task.await {
+                Ok(Some(answer)) => value(answer),
+                _ => api_error(StatusCode::INTERNAL_SERVER_ERROR, "error", "the vCenter went away"),
+            }
+        }
+        Begun::Repeat(token) => loop {
+            {
+                let lab = ctx.read();
+                let answer = lab.vcenters.get(&ctx.name).and_then(|v| v.sim.content.client_tokens.get(&token));
+                if let Some(Some(answer)) = answer {
+                    return value(answer.clone());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        },
+    }
+}
+
+/// `POST /rest/com/vmware/vcenter/ovf/library-item` from a VM: the item is listed at once
+/// (with golden's description) and gets its files when the export is done.
 pub(in crate::vcenter) async fn ovf_create(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    with_session(&ctx, &headers, |lab, site| {
-        let vc = vc(lab, site);
+    let token = s(&body, &["client_token"]).map(str::to_owned);
+    long_operation(ctx, &headers, token, |t| t.capture_ms, |vc| {
         let (Some(vm), Some(library), Some(name)) = (
             s(&body, &["source", "id"]),
             s(&body, &["target", "library_id"]),
             s(&body, &["create_spec", "name"]),
         ) else {
-            return invalid("source.id, target.library_id and create_spec.name are required");
+            return Err(invalid("source.id, target.library_id and create_spec.name are required"));
         };
-        let Some(vm) = vc.vms.get(vm).cloned() else { return not_found(&format!("VirtualMachine:{vm}")) };
+        let Some(vm) = vc.vms.get(vm).cloned() else {
+            return Err(not_found(&format!("VirtualMachine:{vm}")));
+        };
         if !matches!(vc.content.libraries.get(library).map(|l| &l.kind), Some(LibraryKind::Local { .. })) {
-            return not_found(&format!("local library {library}"));
+            return Err(not_found(&format!("local library {library}")));
         }
         let existing = s(&body, &["target", "library_item_id"]).map(str::to_owned);
         if existing.is_none() && vc.content.items.values().any(|i| i.library_id == library && i.name == name)
         {
-            return value(
+            return Err(value(
                 json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.already_exists", "messages": [{"default_message": format!("an item named {name} already exists")}]}}]}}),
-            );
+            ));
         }
         let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
+        let item = Item { id: id.clone(), ..Item::new(library, name, "ovf", description, BTreeMap::new(), now_ms()) };
+        vc.content.items.insert(id.clone(), item);
+        // The files are what the VM is now; the lab does not simulate disk contents, the disk
+        // stands for the captured state.
         let mut files = BTreeMap::new();
         files.insert(format!("{name}.ovf"), File { bytes: ovf_for(&vm).into_bytes() });
-        // The lab does not simulate disk contents; the disk stands for the captured state.
         let snapshot = vm.current_snapshot.clone().unwrap_or_default();
         files.insert(
             "disk-0.vmdk".to_owned(),
             File { bytes: format!("lab disk of {} at {snapshot}\n", vm.id).into_bytes() },
         );
-        let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
-        let item = Item { id: id.clone(), ..Item::new(library, name, "ovf", description, files, now_ms()) };
-        vc.content.items.insert(id.clone(), item);
-        value(json!({"succeeded": true, "ovf_library_item_id": id}))
+        Ok(Box::new(move |vc: &mut VcenterSim| match vc.content.items.get_mut(&id) {
+            Some(item) => {
+                item.files = files;
+                json!({"succeeded": true, "ovf_library_item_id": id})
+            }
+            None => failure(&format!("item {id} was deleted during the export")),
+        }))
     })
+    .await
 }
 
-fn deploy_failure(message: &str) -> Response {
-    value(
-        json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.error", "messages": [{"default_message": message}]}}]}}),
-    )
+/// A failed OVF call's answer: HTTP 200, with `succeeded: false` and the reason.
+fn failure(message: &str) -> Value {
+    json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.error", "messages": [{"default_message": message}]}}]}})
 }
 
 pub(in crate::vcenter) async fn ovf_deploy(
@@ -80,14 +162,16 @@ pub(in crate::vcenter) async fn ovf_deploy(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    with_session(&ctx, &headers, |lab, site| {
-        let vc = vc(lab, site);
+    let token = s(&body, &["client_token"]).map(str::to_owned);
+    long_operation(ctx, &headers, token, |t| t.deploy_ms, |vc| {
         if action(&q) != "deploy" {
-            return invalid("unknown action");
+            return Err(invalid("unknown action"));
         }
-        let Some(item) = vc.content.items.get(&id).cloned() else { return not_found(&format!("item {id}")) };
+        let Some(item) = vc.content.items.get(&id).cloned() else {
+            return Err(not_found(&format!("item {id}")));
+        };
         let Some(ovf) = item.files.iter().find(|(n, _)| n.ends_with(".ovf")).map(|(_, f)| f) else {
-            return deploy_failure(&format!("item {id} has no OVF descriptor"));
+            return Err(value(failure(&format!("item {id} has no OVF descriptor"))));
         };
         let guest = String::from_utf8_lossy(&ovf.bytes)
             .split("osType=\"")
@@ -95,19 +179,22 @@ pub(in crate::vcenter) async fn ovf_deploy(
             .and_then(|r| r.split('"').next())
             .unwrap_or("otherGuest64")
             .to_owned();
-        let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default();
-        let Some(name) = s(&body, &["deployment_spec", "name"]) else {
-            return invalid("deployment_spec.name is required");
+        let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default().to_owned();
+        let Some(name) = s(&body, &["deployment_spec", "name"]).map(str::to_owned) else {
+            return Err(invalid("deployment_spec.name is required"));
         };
         let pool = s(&body, &["target", "resource_pool_id"]).map(str::to_owned);
         let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
         let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
-        let new = NewVm { name, annotation, guest: &guest, powered_on: false };
-        match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
-            Ok(vm) => value(json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}})),
-            Err(e) => deploy_failure(&e),
-        }
+        Ok(Box::new(move |vc: &mut VcenterSim| {
+            let new = NewVm { name: &name, annotation: &annotation, guest: &guest, powered_on: false };
+            match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
+                Ok(vm) => json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}}),
+                Err(e) => failure(&e),
+            }
+        }))
     })
+    .await
 }
 
 /// What a deployment makes, apart from where.
