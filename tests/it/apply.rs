@@ -580,6 +580,66 @@ async fn a_capture_cut_short_is_finished_by_the_next_run_not_repeated() {
     assert!(!items[0].files.is_empty(), "with its files");
 }
 
+/// A version built as a VM template (Packer's default) deploys at every site: golden
+/// publishes it as an OVF copy (libraries replicate no VM templates between vCenters) through a
+/// temporary VM it deletes after, and every site deploys the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_template_built_by_packer_deploys_at_every_site() {
+    let mut h = Harness::start_with(Timings::instant(), |state| {
+        let dc = state.sites["hq"].datacenter.clone();
+        let vc = state.vcenter_of_mut("hq").expect("hq's vCenter");
+        let template = vc.add_vm("packer-win11-2026.11", &dc, None).expect("a template VM");
+        if let Some(vm) = vc.vms.get_mut(&template) {
+            vm.template = true;
+            vm.powered_on = false;
+        }
+        let item = vc.content.items.values_mut().find(|i| i.name == "win11-2026.11").expect("the Packer item");
+        item.kind = "vm-template".into();
+        item.files.clear();
+        item.template_vm = Some(template);
+    })
+    .await;
+    // Every win11-ent pool, at every site, on the template's version.
+    let image = h.ctx.desired.images.get_mut(&ImageName::new("win11-ent")).expect("image");
+    for version in image.markers.values_mut() {
+        *version = VersionName::new("2026.11");
+    }
+    let progress = Recorder::default();
+    converge(&h, &h.plan(&PlanOptions::default()).await, &PlanOptions::default(), &progress).await;
+
+    let notes = progress.notes_of("publish/win11-ent/2026.11");
+    assert!(notes.iter().any(|n| n.contains("is a VM template")), "{notes:?}");
+    let live = h.live().await;
+    let hq = live.vcenter_of(&SiteName::new("hq")).expect("hq's vCenter");
+    let template = hq.items.values().find(|i| i.name == "win11-2026.11").expect("the template item");
+    assert_eq!((template.kind.as_str(), &template.meta), ("vm-template", &None), "the template stays as it is");
+    let copy = hq
+        .items
+        .values()
+        .find(|i| i.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.11"))
+        .expect("the published copy");
+    assert_eq!(copy.kind, "ovf");
+    // Every pool bound to 2026.11 runs a base VM of it at its own site.
+    let mut sites = BTreeSet::new();
+    for pool in h.ctx.desired.pools.values() {
+        let target = &h.ctx.desired.images[&pool.image].markers[&pool.marker];
+        if target.as_str() != "2026.11" {
+            continue;
+        }
+        let site = &live.sites[&pool.site];
+        let current = site.pools[&pool.horizon_name].current.as_ref().expect("an image");
+        let meta = site.vms[&current.vm].meta.as_ref().expect("golden's base VM");
+        assert_eq!(meta.version.as_str(), "2026.11", "pool {}", pool.name);
+        sites.insert(pool.site.clone());
+    }
+    assert_eq!(sites.len(), h.ctx.desired.sites.len(), "2026.11 runs at every site: {sites:?}");
+    let state = h.lab_state();
+    assert!(
+        state.vcenters.values().all(|vc| !vc.sim.vms.values().any(|v| v.name.starts_with("golden-publish-"))),
+        "no temporary VM is left"
+    );
+}
+
 /// The step of `plan` with this id.
 fn step<'a>(plan: &'a Plan, id: &str) -> &'a Step {
     plan.steps.iter().find(|s| s.id.as_str() == id).unwrap_or_else(|| panic!("no step {id}: {:?}", ids(plan)))

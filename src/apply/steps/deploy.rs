@@ -70,7 +70,12 @@ impl StepRun<'_> {
                 let mut spec = target.placement.deploy(&name);
                 let from = ItemRef { id: item.id.clone(), name: item.name.clone(), kind: item.kind.clone() };
                 spec.annotation = Some(crate::vcenter::deployment_annotation(&meta, &from));
-                let vm = vc.deploy_ovf(&item.id, &spec).await?;
+                // A VM template (what Packer's vSphere plugin makes) deploys through the VM
+                // template API, which takes no annotation: the tag right after marks the VM.
+                let vm = match item.kind.as_str() {
+                    "vm-template" => vc.deploy_vm_template(&item.id, &spec).await?,
+                    _ => vc.deploy_ovf(&item.id, &spec).await?,
+                };
                 // Tag first: a run that stops before the snapshot adopts the VM next time.
                 vc.tag_vm(&vm, &meta).await?;
                 (vm, meta)

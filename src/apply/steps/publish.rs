@@ -5,7 +5,12 @@ use super::{StepRun, find_version_item, item_name};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::Source;
 use crate::ids::{ImageName, VersionName};
-use crate::live::{GoldenMeta, Library, LibraryKind, Vm};
+use crate::live::{GoldenMeta, Library, LibraryItem, LibraryKind, Moref, Vm};
+
+/// The temporary VM that publishing a VM template deploys and captures.
+fn publish_vm_name(image: &ImageName, version: &VersionName) -> String {
+    format!("golden-publish-{image}-{version}")
+}
 
 impl StepRun<'_> {
     pub(super) async fn publish(
@@ -30,6 +35,7 @@ impl StepRun<'_> {
             // vCenter lists a captured item as soon as the export starts, and its files when it
             // is done: an item without files is a capture under way (a run cut short left it),
             // to wait for rather than to start again.
+            let mut outcome = Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id));
             if vc.list_files(&item.id).await?.is_empty() {
                 self.note(&format!("item {} of {image}@{version} is still being captured; waiting for it", item.id));
                 let limit = self.ctx.timeouts.task;
@@ -37,9 +43,17 @@ impl StepRun<'_> {
                 while vc.list_files(&item.id).await?.is_empty() {
                     self.wait(&waiting, limit, &format!("the capture of {image}@{version}")).await?;
                 }
-                return Ok(Outcome::Done(format!("{image}@{version} was captured as item {}", item.id)));
+                outcome = Outcome::Done(format!("{image}@{version} was captured as item {}", item.id));
             }
-            return Ok(Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id)));
+            // A template's publication deletes its temporary VM last: a run cut short after the
+            // capture leaves it behind.
+            if let Some(vm) = self.publish_vm(target, image, version).await? {
+                self.note(&format!("deleting vm {vm}, left by an earlier publication of {image}@{version}"));
+                vc.stop_vm(&vm, self.ctx.timeouts.guest_shutdown).await?;
+                vc.delete_vm(&vm).await?;
+                outcome = Outcome::Done(format!("{image}@{version} is published as item {}", item.id));
+            }
+            return Ok(outcome);
         }
 
         match source {
@@ -87,11 +101,63 @@ impl StepRun<'_> {
                         item.id, other.image, other.version
                     )));
                 }
+                if item.kind == "vm-template" {
+                    return self.publish_template_copy(target, &library, &item, &meta).await;
+                }
                 self.note(&format!("adopting item `{name}` ({}) as {image}@{version}", item.id));
                 vc.set_item_meta(&item.id, &meta).await?;
                 Ok(Outcome::Done(format!("adopted item `{name}` ({}) as {image}@{version}", item.id)))
             }
         }
+    }
+
+    /// Publishes a version built as a VM template (Packer's vSphere plugin makes one by
+    /// default) as an OVF copy: libraries do not replicate VM templates between vCenters (a
+    /// subscription does not copy them, a file transfer cannot move one). The template is
+    /// deployed to a temporary powered-off VM, which is captured as the version's item and then
+    /// deleted; the template item itself stays as it is. The temporary VM is named after the
+    /// version in golden's folder, so a run cut short finds it and goes on from it.
+    async fn publish_template_copy(
+        &self,
+        target: &Target,
+        library: &Library,
+        template: &LibraryItem,
+        meta: &GoldenMeta,
+    ) -> Result<Outcome, StepError> {
+        let vc = &target.clients.vcenter;
+        let (image, version) = (&meta.image, &meta.version);
+        let name = item_name(image, version);
+        self.note(&format!(
+            "item `{}` is a VM template, which libraries do not replicate between vCenters: publishing an OVF copy `{name}`",
+            template.name
+        ));
+        let temporary = match self.publish_vm(target, image, version).await? {
+            Some(vm) => vm,
+            None => {
+                let spec = target.placement.deploy(&publish_vm_name(image, version));
+                vc.deploy_vm_template(&template.id, &spec).await?
+            }
+        };
+        let id = vc.create_ovf_from_vm(&library.id, &temporary, &name, meta).await?;
+        vc.stop_vm(&temporary, self.ctx.timeouts.guest_shutdown).await?;
+        vc.delete_vm(&temporary).await?;
+        Ok(Outcome::Done(format!("published VM template `{}` as OVF item `{name}` ({id})", template.name)))
+    }
+
+    /// The temporary VM a template's publication deploys, if a run left one.
+    async fn publish_vm(
+        &self,
+        target: &Target,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<Option<Moref>, StepError> {
+        let inventory = target.clients.vcenter.inventory().await?;
+        let name = publish_vm_name(image, version);
+        let here = &target.placement;
+        Ok(inventory
+            .vms_in(&here.datacenter)
+            .find(|v| v.name == name && v.meta.is_none() && inventory.folder_of(&v.id) == Some(&here.folder))
+            .map(|v| v.id.clone()))
     }
 
     /// The source library, created published on the site's datastore when missing.

@@ -334,6 +334,10 @@ pub(in crate::vcenter) async fn vmtx_deploy(
             return (StatusCode::NOT_FOUND, "404 page not found").into_response();
         }
         let Some(item) = vc.content.items.get(&id).cloned() else { return not_found(&format!("item {id}")) };
+        // The VM template API deploys VM templates only.
+        if item.kind != "vm-template" {
+            return invalid(&format!("library item {id} is not a VM template"));
+        }
         let guest = item
             .template_vm
             .as_ref()
