@@ -375,12 +375,16 @@ impl VcenterClient {
             }
             // Off already (a race), or no tools to ask: power off below.
             Err(VcenterError::Fault { fault, .. })
-                if matches!(fault.as_str(), "InvalidPowerState" | "ToolsUnavailable" | "ToolsUnavailableFault") => {}
+                if matches!(
+                    fault.as_str(),
+                    "InvalidPowerState" | "ToolsUnavailable" | "ToolsUnavailableFault"
+                ) => {}
             Err(e) => return Err(e),
         }
         if self.is_powered_on(vm).await? {
             let op = format!("power off vm {vm}");
-            let reply = self.soap(&op, &format!("<vim25:PowerOffVM_Task>{this}</vim25:PowerOffVM_Task>")).await;
+            let reply =
+                self.soap(&op, &format!("<vim25:PowerOffVM_Task>{this}</vim25:PowerOffVM_Task>")).await;
             match reply {
                 Ok(reply) => {
                     let task = reply

@@ -26,7 +26,13 @@ fn quickstart() -> DesiredState {
 
 fn timeouts() -> Timeouts {
     let short = Duration::from_secs(10);
-    Timeouts { task: short, replication: short, push: short, poll: Duration::from_millis(20), guest_shutdown: short }
+    Timeouts {
+        task: short,
+        replication: short,
+        push: short,
+        poll: Duration::from_millis(20),
+        guest_shutdown: short,
+    }
 }
 
 /// Records what steps report.
@@ -530,17 +536,27 @@ async fn a_retirement_removes_the_item_everywhere_and_stops_a_running_base_vm() 
         let shared = h.lab.state();
         let mut state = shared.lock();
         let eu = state.vcenter_of_mut("eu").expect("eu's vCenter");
-        let vm = eu.vms.values_mut().find(|v| v.name == "golden-ws2022-rds-2026.08-hf1").expect("the base VM");
+        let vm =
+            eu.vms.values_mut().find(|v| v.name == "golden-ws2022-rds-2026.08-hf1").expect("the base VM");
         vm.powered_on = true;
     }
 
     let image = h.ctx.desired.images.get_mut(&ImageName::new("ws2022-rds")).expect("image");
     image.markers.insert(MarkerName::new("legacy"), VersionName::new("2026.10"));
     let plan = h.plan(&PlanOptions::default()).await;
-    assert_eq!(kinds(&plan).get("retire"), Some(&2), "the base VM at eu and the item at hq: {:?}", ids(&plan));
+    assert_eq!(
+        kinds(&plan).get("retire"),
+        Some(&2),
+        "the base VM at eu and the item at hq: {:?}",
+        ids(&plan)
+    );
     converge(&h, &plan, &PlanOptions::default(), &progress).await;
 
-    assert_eq!(holding(&h.lab_state()), Vec::<String>::new(), "the item is gone at the publisher and the subscriber");
+    assert_eq!(
+        holding(&h.lab_state()),
+        Vec::<String>::new(),
+        "the item is gone at the publisher and the subscriber"
+    );
     let state = h.lab_state();
     let eu = state.vcenter_of("eu").expect("eu's vCenter");
     assert!(!eu.vms.values().any(|v| v.name == "golden-ws2022-rds-2026.08-hf1"), "the base VM is deleted");
@@ -566,7 +582,11 @@ async fn a_capture_cut_short_is_finished_by_the_next_run_not_repeated() {
     let notes = progress.notes_of("publish/win11-ent/2026.10");
     assert!(notes.iter().any(|n| n.contains("still being captured")), "{notes:?}");
     let routes = h.lab.requests_by_route("hq", Product::Vcenter);
-    assert_eq!(routes.get("POST /rest/com/vmware/vcenter/ovf/library-item"), Some(&1), "one capture: {routes:?}");
+    assert_eq!(
+        routes.get("POST /rest/com/vmware/vcenter/ovf/library-item"),
+        Some(&1),
+        "one capture: {routes:?}"
+    );
     let state = h.lab_state();
     let items: Vec<_> = state
         .vcenter_of("hq")
@@ -593,7 +613,8 @@ async fn a_vm_template_built_by_packer_deploys_at_every_site() {
             vm.template = true;
             vm.powered_on = false;
         }
-        let item = vc.content.items.values_mut().find(|i| i.name == "win11-2026.11").expect("the Packer item");
+        let item =
+            vc.content.items.values_mut().find(|i| i.name == "win11-2026.11").expect("the Packer item");
         item.kind = "vm-template".into();
         item.files.clear();
         item.template_vm = Some(template);
@@ -612,7 +633,11 @@ async fn a_vm_template_built_by_packer_deploys_at_every_site() {
     let live = h.live().await;
     let hq = live.vcenter_of(&SiteName::new("hq")).expect("hq's vCenter");
     let template = hq.items.values().find(|i| i.name == "win11-2026.11").expect("the template item");
-    assert_eq!((template.kind.as_str(), &template.meta), ("vm-template", &None), "the template stays as it is");
+    assert_eq!(
+        (template.kind.as_str(), &template.meta),
+        ("vm-template", &None),
+        "the template stays as it is"
+    );
     let copy = hq
         .items
         .values()

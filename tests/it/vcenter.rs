@@ -569,19 +569,27 @@ async fn a_long_capture_and_deploy_are_waited_for_and_sent_once() {
     }
     let http = reqwest::Client::builder().timeout(Duration::from_millis(250)).build().expect("http client");
     let credentials = Credentials { user: t.user.clone(), password: Secret::new(&t.password), domain: None };
-    let client = VcenterClient::new(SiteName::new("hq"), t.url.clone(), credentials, http, RetryPolicy::default());
+    let client =
+        VcenterClient::new(SiteName::new("hq"), t.url.clone(), credentials, http, RetryPolicy::default());
     let placement = t.placement(&client).await;
-    let library = client.create_published_library("golden-long", &placement.datastore).await.expect("library");
+    let library =
+        client.create_published_library("golden-long", &placement.datastore).await.expect("library");
     lab.reset_counters();
     let item = client
         .create_ovf_from_vm(&library, &t.vm, "win11-long", &meta("2026.10"))
         .await
         .expect("a capture longer than the HTTP timeout succeeds");
     assert!(!client.list_files(&item).await.expect("files").is_empty(), "the capture is complete");
-    let vm = client.deploy_ovf(&item, &placement.deploy("win11-long-base")).await.expect("a long deploy succeeds");
+    let vm =
+        client.deploy_ovf(&item, &placement.deploy("win11-long-base")).await.expect("a long deploy succeeds");
     let routes = lab.requests_by_route("hq", Product::Vcenter);
-    let sent = |prefix: &str| routes.iter().filter(|(r, _)| r.starts_with(prefix)).map(|(_, n)| n).sum::<u64>();
-    assert_eq!(sent("POST /rest/com/vmware/vcenter/ovf/library-item"), 2, "one capture and one deploy: {routes:?}");
+    let sent =
+        |prefix: &str| routes.iter().filter(|(r, _)| r.starts_with(prefix)).map(|(_, n)| n).sum::<u64>();
+    assert_eq!(
+        sent("POST /rest/com/vmware/vcenter/ovf/library-item"),
+        2,
+        "one capture and one deploy: {routes:?}"
+    );
     assert_eq!(client.list_items(&library).await.expect("items").len(), 1, "one item");
     let inventory = client.inventory().await.expect("inventory");
     assert_eq!(inventory.vms.values().filter(|v| v.name == "win11-long-base").count(), 1);
@@ -597,7 +605,8 @@ async fn a_repeated_client_token_makes_one_item() {
     lab.state().lock().timings.capture_ms = 300;
     let client = t.client();
     let placement = t.placement(&client).await;
-    let library = client.create_published_library("golden-token", &placement.datastore).await.expect("library");
+    let library =
+        client.create_published_library("golden-token", &placement.datastore).await.expect("library");
     let body = json!({
         "client_token": "0b6f3c9e-token",
         "source": {"type": "VirtualMachine", "id": t.vm.as_str()},
@@ -624,8 +633,10 @@ async fn a_subscribed_item_goes_only_with_its_publisher() {
     let placement = t.placement(&client).await;
     let publisher =
         client.create_published_library("golden-pub", &placement.datastore).await.expect("publisher");
-    let item = client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
-    let LibraryKind::Local { publish_url: Some(url) } = client.get_library(&publisher).await.expect("get").kind
+    let item =
+        client.create_item(&publisher, "win11-ent-2026.10", "ovf", &meta("2026.10")).await.expect("item");
+    let LibraryKind::Local { publish_url: Some(url) } =
+        client.get_library(&publisher).await.expect("get").kind
     else {
         panic!("a published library has a publish url")
     };

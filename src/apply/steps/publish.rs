@@ -35,9 +35,13 @@ impl StepRun<'_> {
             // vCenter lists a captured item as soon as the export starts, and its files when it
             // is done: an item without files is a capture under way (a run cut short left it),
             // to wait for rather than to start again.
-            let mut outcome = Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id));
+            let mut outcome =
+                Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id));
             if vc.list_files(&item.id).await?.is_empty() {
-                self.note(&format!("item {} of {image}@{version} is still being captured; waiting for it", item.id));
+                self.note(&format!(
+                    "item {} of {image}@{version} is still being captured; waiting for it",
+                    item.id
+                ));
                 let limit = self.ctx.timeouts.task;
                 let waiting = crate::wait::Waiting::new(limit, self.ctx.timeouts.poll);
                 while vc.list_files(&item.id).await?.is_empty() {

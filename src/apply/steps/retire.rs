@@ -124,7 +124,8 @@ impl StepRun<'_> {
             let limit = self.ctx.timeouts.replication;
             let waiting = crate::wait::Waiting::new(limit, self.ctx.timeouts.poll);
             while super::find_version_item(vc, &library.id, image, version).await?.is_some() {
-                self.wait(&waiting, limit, &format!("the sync at {} removing {image}@{version}", vc.site())).await?;
+                self.wait(&waiting, limit, &format!("the sync at {} removing {image}@{version}", vc.site()))
+                    .await?;
             }
         }
         Ok(())

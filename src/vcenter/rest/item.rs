@@ -132,6 +132,4 @@ impl VcenterClient {
         let names: BTreeSet<String> = files.unwrap_or_default().into_iter().map(|f| f.name).collect();
         Ok(names.into_iter().collect())
     }
-
-
 }

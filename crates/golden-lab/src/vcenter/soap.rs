@@ -150,8 +150,13 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
             let id = call.child_text("_this").unwrap_or_default().to_owned();
             let Some(vm) = vc.vms.get_mut(&id) else { return not_found("VirtualMachine", &id) };
             if !vm.powered_on {
-                let detail = "<requestedState>poweredOn</requestedState><existingState>poweredOff</existingState>";
-                return fault("InvalidPowerState", "the operation is not allowed in the current power state", detail);
+                let detail =
+                    "<requestedState>poweredOn</requestedState><existingState>poweredOff</existingState>";
+                return fault(
+                    "InvalidPowerState",
+                    "the operation is not allowed in the current power state",
+                    detail,
+                );
             }
             vm.powered_on = false;
             if method == "ShutdownGuest" {

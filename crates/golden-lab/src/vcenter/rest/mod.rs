@@ -75,7 +75,7 @@ fn with_session(
     headers: &HeaderMap,
     f: impl FnOnce(&mut LabState, &str) -> Response,
 ) -> Response {
-    in_session(ctx, headers, f).unwrap_or_else(|refused| refused)
+    in_session(ctx, headers, f).unwrap_or_else(|refused| *refused)
 }
 
 /// [`with_session`] for handlers that go on after `f`: its result, or the refusal.
@@ -83,12 +83,14 @@ fn in_session<T>(
     ctx: &SiteCtx,
     headers: &HeaderMap,
     f: impl FnOnce(&mut LabState, &str) -> T,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     let mut lab = ctx.lock();
     content::settle(&mut lab, now_ms());
-    let Some(vcenter) = lab.vcenters.get(&ctx.name) else { return Err(not_found("vcenter")) };
+    let Some(vcenter) = lab.vcenters.get(&ctx.name) else { return Err(Box::new(not_found("vcenter"))) };
     if !has_session(&vcenter.sim, headers) {
-        return Err(api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "this method requires authentication"));
+        let refused =
+            api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "this method requires authentication");
+        return Err(Box::new(refused));
     }
     Ok(f(&mut lab, &ctx.name))
 }

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{
-    Q, VapiId, action, api_error, body_json, empty, in_session, invalid, not_found, s, value, vc, with_session,
+    Q, VapiId, action, api_error, body_json, empty, in_session, invalid, not_found, s, value, vc,
+    with_session,
 };
 use crate::vcenter::content::{File, Item, LibraryKind};
 use crate::vcenter::{VcenterSim, Vm};
@@ -47,9 +48,9 @@ async fn long_operation(
     headers: &HeaderMap,
     token: Option<String>,
     delay_of: fn(&Timings) -> u64,
-    start: impl FnOnce(&mut VcenterSim) -> Result<Finish, Response>,
+    start: impl FnOnce(&mut VcenterSim) -> Result<Finish, Box<Response>>,
 ) -> Response {
-    let begun = in_session(&ctx, headers, |lab, site| {
+    let begun = in_session(&ctx, headers, |lab, site| -> Result<Begun, Box<Response>> {
         let delay_ms = delay_of(&lab.timings);
         let vc = vc(lab, site);
         if let Some(t) = token.as_ref().filter(|t| vc.content.client_tokens.contains_key(*t)) {
@@ -63,7 +64,7 @@ async fn long_operation(
     });
     let begun = match begun {
         Ok(Ok(begun)) => begun,
-        Ok(Err(refused)) | Err(refused) => return refused,
+        Ok(Err(refused)) | Err(refused) => return *refused,
     };
     match begun {
         Begun::Started { finish, delay_ms } => {
@@ -85,7 +86,8 @@ async fn long_operation(
         Begun::Repeat(token) => loop {
             {
                 let lab = ctx.read();
-                let answer = lab.vcenters.get(&ctx.name).and_then(|v| v.sim.content.client_tokens.get(&token));
+                let answer =
+                    lab.vcenters.get(&ctx.name).and_then(|v| v.sim.content.client_tokens.get(&token));
                 if let Some(Some(answer)) = answer {
                     return value(answer.clone());
                 }
@@ -110,20 +112,20 @@ pub(in crate::vcenter) async fn ovf_create(
             s(&body, &["target", "library_id"]),
             s(&body, &["create_spec", "name"]),
         ) else {
-            return Err(invalid("source.id, target.library_id and create_spec.name are required"));
+            return Err(Box::new(invalid("source.id, target.library_id and create_spec.name are required")));
         };
         let Some(vm) = vc.vms.get(vm).cloned() else {
-            return Err(not_found(&format!("VirtualMachine:{vm}")));
+            return Err(Box::new(not_found(&format!("VirtualMachine:{vm}"))));
         };
         if !matches!(vc.content.libraries.get(library).map(|l| &l.kind), Some(LibraryKind::Local { .. })) {
-            return Err(not_found(&format!("local library {library}")));
+            return Err(Box::new(not_found(&format!("local library {library}"))));
         }
         let existing = s(&body, &["target", "library_item_id"]).map(str::to_owned);
         if existing.is_none() && vc.content.items.values().any(|i| i.library_id == library && i.name == name)
         {
-            return Err(value(
+            return Err(Box::new(value(
                 json!({"succeeded": false, "error": {"errors": [{"category": "SERVER", "error": {"@class": "com.vmware.vapi.std.errors.already_exists", "messages": [{"default_message": format!("an item named {name} already exists")}]}}]}}),
-            ));
+            )));
         }
         let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
@@ -163,37 +165,43 @@ pub(in crate::vcenter) async fn ovf_deploy(
 ) -> Response {
     let body = body_json(&body);
     let token = s(&body, &["client_token"]).map(str::to_owned);
-    long_operation(ctx, &headers, token, |t| t.deploy_ms, |vc| {
-        if action(&q) != "deploy" {
-            return Err(invalid("unknown action"));
-        }
-        let Some(item) = vc.content.items.get(&id).cloned() else {
-            return Err(not_found(&format!("item {id}")));
-        };
-        let Some(ovf) = item.files.iter().find(|(n, _)| n.ends_with(".ovf")).map(|(_, f)| f) else {
-            return Err(value(failure(&format!("item {id} has no OVF descriptor"))));
-        };
-        let guest = String::from_utf8_lossy(&ovf.bytes)
-            .split("osType=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("otherGuest64")
-            .to_owned();
-        let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default().to_owned();
-        let Some(name) = s(&body, &["deployment_spec", "name"]).map(str::to_owned) else {
-            return Err(invalid("deployment_spec.name is required"));
-        };
-        let pool = s(&body, &["target", "resource_pool_id"]).map(str::to_owned);
-        let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
-        let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
-        Ok(Box::new(move |vc: &mut VcenterSim| {
-            let new = NewVm { name: &name, annotation: &annotation, guest: &guest, powered_on: false };
-            match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
-                Ok(vm) => json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}}),
-                Err(e) => failure(&e),
+    long_operation(
+        ctx,
+        &headers,
+        token,
+        |t| t.deploy_ms,
+        |vc| {
+            if action(&q) != "deploy" {
+                return Err(Box::new(invalid("unknown action")));
             }
-        }))
-    })
+            let Some(item) = vc.content.items.get(&id).cloned() else {
+                return Err(Box::new(not_found(&format!("item {id}"))));
+            };
+            let Some(ovf) = item.files.iter().find(|(n, _)| n.ends_with(".ovf")).map(|(_, f)| f) else {
+                return Err(Box::new(value(failure(&format!("item {id} has no OVF descriptor")))));
+            };
+            let guest = String::from_utf8_lossy(&ovf.bytes)
+                .split("osType=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("otherGuest64")
+                .to_owned();
+            let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default().to_owned();
+            let Some(name) = s(&body, &["deployment_spec", "name"]).map(str::to_owned) else {
+                return Err(Box::new(invalid("deployment_spec.name is required")));
+            };
+            let pool = s(&body, &["target", "resource_pool_id"]).map(str::to_owned);
+            let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
+            let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
+            Ok(Box::new(move |vc: &mut VcenterSim| {
+                let new = NewVm { name: &name, annotation: &annotation, guest: &guest, powered_on: false };
+                match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
+                    Ok(vm) => json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}}),
+                    Err(e) => failure(&e),
+                }
+            }))
+        },
+    )
     .await
 }
 
