@@ -341,6 +341,36 @@ impl VcenterClient {
         result.ok_or_else(|| self.err_protocol(&op, "the task has no result")).map(Moref::new)
     }
 
+    /// Clones `vm` into a new powered-off VM placed as `spec` says (`CloneVM_Task`), from
+    /// `snapshot` when given: the clone holds what the snapshot holds, whatever the VM did
+    /// since. Returns the new VM's moref.
+    pub async fn clone_vm(
+        &self,
+        vm: &Moref,
+        snapshot: Option<&Moref>,
+        spec: &super::DeploySpec,
+    ) -> Result<Moref, VcenterError> {
+        let op = format!("clone vm {vm} as `{}`", spec.name);
+        // Elements in the order of the WSDL: VirtualMachineRelocateSpec has datastore before
+        // pool; VirtualMachineCloneSpec has location, template, powerOn, snapshot.
+        let from =
+            snapshot.map(|s| moref_xml("snapshot", "VirtualMachineSnapshot", s.as_str())).unwrap_or_default();
+        let body = format!(
+            "<vim25:CloneVM_Task>{}{}<vim25:name>{}</vim25:name><vim25:spec><vim25:location>{}{}</vim25:location>\
+             <vim25:template>false</vim25:template><vim25:powerOn>false</vim25:powerOn>{from}</vim25:spec></vim25:CloneVM_Task>",
+            moref_xml("_this", "VirtualMachine", vm.as_str()),
+            moref_xml("folder", "Folder", spec.folder.as_str()),
+            escape(&spec.name),
+            moref_xml("datastore", "Datastore", spec.datastore.as_str()),
+            moref_xml("pool", "ResourcePool", spec.resource_pool.as_str()),
+        );
+        let reply = self.soap(&op, &body).await?;
+        let task =
+            reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
+        let result = self.wait_task(&op, task, TASK_TIMEOUT).await?;
+        result.ok_or_else(|| self.err_protocol(&op, "the task has no result")).map(Moref::new)
+    }
+
     /// Whether `vm` is powered on (`runtime.powerState`).
     pub async fn is_powered_on(&self, vm: &Moref) -> Result<bool, VcenterError> {
         let op = format!("read the power state of vm {vm}");

@@ -665,6 +665,39 @@ async fn a_vm_template_built_by_packer_deploys_at_every_site() {
     );
 }
 
+/// A version names a VM and its snapshot: what is published is what the snapshot holds, not
+/// what the build VM did after it (the snapshot is cloned to a temporary stopped VM, which is
+/// captured and deleted); the build VM is left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_captures_the_named_snapshot_not_later_state() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let sealed = {
+        let shared = h.lab.state();
+        let mut state = shared.lock();
+        let hq = state.vcenter_of_mut("hq").expect("hq's vCenter");
+        let build = hq.vms.values_mut().find(|v| v.name == "win11-build").expect("the build VM");
+        let sealed =
+            build.snapshots.iter().find(|s| s.name == "sealed-2026-10").expect("the snapshot").disk.clone();
+        build.disk = "win11-build after sealing: a hotfix nobody tested".into();
+        sealed
+    };
+    let plan = h.plan(&PlanOptions::default()).await;
+    let outcome =
+        run_step(&h.ctx, step(&plan, "publish/win11-ent/2026.10"), &progress).await.expect("publishes");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+
+    let state = h.lab_state();
+    let hq = state.vcenter_of("hq").expect("hq's vCenter");
+    let item = hq.content.items.values().find(|i| i.name == "win11-ent-2026.10").expect("the published item");
+    let disk = String::from_utf8_lossy(&item.files["disk-0.vmdk"].bytes).into_owned();
+    assert_eq!(disk, sealed, "the item holds the snapshot");
+    assert!(!hq.vms.values().any(|v| v.name.starts_with("golden-publish-")), "the temporary VM is deleted");
+    let build = hq.vms.values().find(|v| v.name == "win11-build").expect("the build VM");
+    assert!(build.powered_on, "the build VM is left running");
+    assert_eq!(build.disk, "win11-build after sealing: a hotfix nobody tested");
+}
+
 /// The step of `plan` with this id.
 fn step<'a>(plan: &'a Plan, id: &str) -> &'a Step {
     plan.steps.iter().find(|s| s.id.as_str() == id).unwrap_or_else(|| panic!("no step {id}: {:?}", ids(plan)))

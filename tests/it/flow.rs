@@ -255,6 +255,7 @@ fn mirror(inventory: &Inventory, instance_uuid: &str) -> VcenterSim {
                     description: String::new(),
                     parent: s.parent.as_ref().map(ToString::to_string),
                     created_ms: 0,
+                    disk: String::new(),
                 })
                 .collect();
             sim.vms.insert(
@@ -273,6 +274,7 @@ fn mirror(inventory: &Inventory, instance_uuid: &str) -> VcenterSim {
                     annotation: String::new(),
                     current_snapshot: snapshots.last().map(|s| s.id.clone()),
                     snapshots,
+                    disk: String::new(),
                 },
             );
         }

@@ -55,6 +55,8 @@ async fn a_subscribed_library_at_another_site_receives_items_and_files() {
     };
     let inv = hq.inventory().await.expect("hq inventory");
     let build = inv.vms.values().find(|v| v.name == "win11-build").expect("build VM").id.clone();
+    // vCenter exports only a stopped VM.
+    hq.stop_vm(&build, Duration::from_secs(5)).await.expect("stop the build VM");
     let item =
         hq.create_ovf_from_vm(&library.id, &build, "win11-ent-2026.10", &meta()).await.expect("capture");
 

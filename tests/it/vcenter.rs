@@ -328,6 +328,8 @@ async fn item_metadata_round_trips(t: &Target) {
 async fn ovf_capture_deploy_and_delete(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library = client.create_published_library("golden-ovf", &placement.datastore).await.expect("library");
     let item = client
         .create_ovf_from_vm(&library, &t.vm, "win11-ent-2026.10", &meta("2026.10"))
@@ -360,6 +362,8 @@ async fn ovf_capture_deploy_and_delete(t: &Target) {
 async fn a_deployment_stays_in_one_datacenter_and_takes_a_free_name(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library =
         client.create_published_library("golden-place", &placement.datastore).await.expect("library");
     let item = client
@@ -538,6 +542,22 @@ async fn subscribed_library_syncs(t: &Target) {
     );
 }
 
+/// A clone from a snapshot is a new stopped VM where the spec places it; its source keeps
+/// running.
+async fn a_snapshot_clones_into_a_stopped_vm(t: &Target) {
+    let client = t.client();
+    let placement = t.placement(&client).await;
+    let snapshot = client.create_snapshot(&t.vm, "sealed", "the build, sealed").await.expect("snapshot");
+    let clone =
+        client.clone_vm(&t.vm, Some(&snapshot), &placement.deploy("golden-publish-x")).await.expect("clone");
+    assert!(!client.is_powered_on(&clone).await.expect("power state"), "the clone is stopped");
+    assert!(client.is_powered_on(&t.vm).await.expect("power state"), "the source runs on");
+    let inventory = client.inventory().await.expect("inventory");
+    assert_eq!(inventory.vms[&clone].name, "golden-publish-x");
+    assert_eq!(inventory.folder_of(&clone), Some(&placement.folder), "placed in the spec's folder");
+    client.delete_vm(&clone).await.expect("a stopped clone is deleted");
+}
+
 /// vCenter refuses to delete a running VM and deletes nothing; stopped (the guest asked to
 /// shut down, or powered off), it goes. vcsim needs the wrapper's fix-up for the refusal.
 async fn a_running_vm_is_deleted_only_once_stopped(t: &Target) {
@@ -572,6 +592,8 @@ async fn a_long_capture_and_deploy_are_waited_for_and_sent_once() {
     let client =
         VcenterClient::new(SiteName::new("hq"), t.url.clone(), credentials, http, RetryPolicy::default());
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library =
         client.create_published_library("golden-long", &placement.datastore).await.expect("library");
     lab.reset_counters();
@@ -605,6 +627,8 @@ async fn a_repeated_client_token_makes_one_item() {
     lab.state().lock().timings.capture_ms = 300;
     let client = t.client();
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library =
         client.create_published_library("golden-token", &placement.datastore).await.expect("library");
     let body = json!({
@@ -667,6 +691,8 @@ async fn a_subscribed_item_goes_only_with_its_publisher() {
 async fn vm_captured_as_items_and_template_deployed(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library =
         client.create_published_library("golden-capture", &placement.datastore).await.expect("library");
     let ovf =
@@ -690,6 +716,8 @@ async fn vm_captured_as_items_and_template_deployed(t: &Target) {
 async fn files_move_by_download_url_and_pull(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
+    // vCenter exports only a stopped VM.
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
     let library =
         client.create_published_library("golden-files", &placement.datastore).await.expect("library");
     let source =
@@ -749,4 +777,5 @@ contract!(
     vm_captured_as_items_and_template_deployed,
     files_move_by_download_url_and_pull,
     a_running_vm_is_deleted_only_once_stopped,
+    a_snapshot_clones_into_a_stopped_vm,
 );

@@ -7,7 +7,7 @@ use crate::desired::Source;
 use crate::ids::{ImageName, VersionName};
 use crate::live::{GoldenMeta, Library, LibraryItem, LibraryKind, Moref, Vm};
 
-/// The temporary VM that publishing a VM template deploys and captures.
+/// The temporary VM a publication captures: a snapshot's clone, or a VM template's deployment.
 fn publish_vm_name(image: &ImageName, version: &VersionName) -> String {
     format!("golden-publish-{image}-{version}")
 }
@@ -49,8 +49,8 @@ impl StepRun<'_> {
                 }
                 outcome = Outcome::Done(format!("{image}@{version} was captured as item {}", item.id));
             }
-            // A template's publication deletes its temporary VM last: a run cut short after the
-            // capture leaves it behind.
+            // A publication deletes its temporary VM last: a run cut short after the capture
+            // leaves it behind.
             if let Some(vm) = self.publish_vm(target, image, version).await? {
                 self.note(&format!("deleting vm {vm}, left by an earlier publication of {image}@{version}"));
                 vc.stop_vm(&vm, self.ctx.timeouts.guest_shutdown).await?;
@@ -76,11 +76,6 @@ impl StepRun<'_> {
                         );
                     }
                 };
-                if let Some(s) = snapshot {
-                    if !found.snapshots.iter().any(|x| &x.name == s) {
-                        return Err(self.failed(format!("vm `{vm}` has no snapshot named `{s}`")));
-                    }
-                }
                 let name = item_name(image, version);
                 if let Some(other) = vc.find_item(&library.id, &name).await? {
                     return Err(self.failed(format!(
@@ -88,12 +83,42 @@ impl StepRun<'_> {
                         library.name, other.id
                     )));
                 }
-                // The OVF export captures the VM's current state: the API cannot export at a
-                // snapshot. The snapshot is part of the source identity recorded in the item,
-                // so the build pipeline must leave the VM at (reverted to) that snapshot.
-                self.note(&format!("capturing vm `{vm}` as item `{name}` in library `{}`", library.name));
-                let id = vc.create_ovf_from_vm(&library.id, &found.id, &name, &meta).await?;
-                Ok(Outcome::Done(format!("captured vm `{vm}` as item `{name}` ({id})")))
+                let Some(snapshot) = snapshot else {
+                    // No snapshot named: the VM as it is, which only a stopped VM pins down (and
+                    // vCenter exports only a stopped VM).
+                    if found.powered_on || vc.is_powered_on(&found.id).await? {
+                        return Err(self.failed(format!(
+                            "vm `{vm}` is running and version {version} names no snapshot of it: name the snapshot to publish (source = \"vm:{vm}@<snapshot>\"), or power the VM off"
+                        )));
+                    }
+                    self.note(&format!("capturing vm `{vm}` as item `{name}` in library `{}`", library.name));
+                    let id = vc.create_ovf_from_vm(&library.id, &found.id, &name, &meta).await?;
+                    return Ok(Outcome::Done(format!("captured vm `{vm}` as item `{name}` ({id})")));
+                };
+                let Some(at) = found.snapshots.iter().find(|x| &x.name == snapshot) else {
+                    return Err(self.failed(format!("vm `{vm}` has no snapshot named `{snapshot}`")));
+                };
+                // An export reads a VM's current state, and the API cannot export at a snapshot:
+                // the snapshot is cloned into a temporary stopped VM, which is captured, then
+                // deleted. A run cut short finds the VM by its name and goes on from it.
+                let temporary = match self.publish_vm(target, image, version).await? {
+                    Some(vm) => vm,
+                    None => {
+                        self.note(&format!("cloning snapshot `{snapshot}` of vm `{vm}` to capture it"));
+                        let spec = target.placement.deploy(&publish_vm_name(image, version));
+                        vc.clone_vm(&found.id, Some(&at.id), &spec).await?
+                    }
+                };
+                self.note(&format!(
+                    "capturing snapshot `{snapshot}` of vm `{vm}` as item `{name}` in library `{}`",
+                    library.name
+                ));
+                let id = vc.create_ovf_from_vm(&library.id, &temporary, &name, &meta).await?;
+                vc.stop_vm(&temporary, self.ctx.timeouts.guest_shutdown).await?;
+                vc.delete_vm(&temporary).await?;
+                Ok(Outcome::Done(format!(
+                    "captured snapshot `{snapshot}` of vm `{vm}` as item `{name}` ({id})"
+                )))
             }
             Source::LibraryItem { name } => {
                 let Some(item) = vc.find_item(&library.id, name).await? else {
@@ -148,7 +173,7 @@ impl StepRun<'_> {
         Ok(Outcome::Done(format!("published VM template `{}` as OVF item `{name}` ({id})", template.name)))
     }
 
-    /// The temporary VM a template's publication deploys, if a run left one.
+    /// The temporary VM of a publication, if a run left one.
     async fn publish_vm(
         &self,
         target: &Target,

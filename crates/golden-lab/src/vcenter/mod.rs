@@ -172,6 +172,10 @@ pub struct Vm {
     /// Every snapshot, flattened; the tree is given by `parent`.
     pub snapshots: Vec<Snapshot>,
     pub current_snapshot: Option<String>,
+    /// What the VM's disk holds now: the lab's stand-in for its contents, which a snapshot
+    /// keeps, a clone from a snapshot starts from, and a capture writes into the item.
+    #[serde(default)]
+    pub disk: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -183,6 +187,9 @@ pub struct Snapshot {
     pub description: String,
     pub parent: Option<String>,
     pub created_ms: i64,
+    /// The VM's disk when the snapshot was taken.
+    #[serde(default)]
+    pub disk: String,
 }
 
 /// Where a new site's inventory puts things, from the site's golden.toml placement.
@@ -343,6 +350,7 @@ impl VcenterSim {
                 annotation: String::new(),
                 snapshots: Vec::new(),
                 current_snapshot: None,
+                disk: format!("{name} as built"),
             },
         );
         Some(id)
@@ -360,6 +368,7 @@ impl VcenterSim {
             description: description.into(),
             parent: vm.current_snapshot.clone(),
             created_ms: now_ms,
+            disk: vm.disk.clone(),
         });
         vm.current_snapshot = Some(id.clone());
         Some(id)

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::rest::{NewVm, place_vm};
 use super::{Task, VcenterSim, Vm};
 use crate::{LAB_PASSWORD, LAB_USER, SiteCtx, now_ms};
 use golden_xml::{self as xml, Element, escape};
@@ -140,6 +141,48 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
                     state: if snapshot.is_some() { "success".into() } else { "error".into() },
                     result: snapshot.map(|s| ("VirtualMachineSnapshot".to_owned(), s)),
                     error: None,
+                },
+            );
+            reply(method, &moref("Task", &task))
+        }
+        // A full clone, from the VM's current state or from one of its snapshots (what the
+        // snapshot holds, whatever the VM did since), placed as a deployment is.
+        "CloneVM_Task" => {
+            let source = call.child_text("_this").unwrap_or_default().to_owned();
+            let Some(vm) = vc.vms.get(&source).cloned() else { return not_found("VirtualMachine", &source) };
+            let spec = call.child("spec");
+            let location = spec.and_then(|s| s.child("location"));
+            let text =
+                |e: Option<&Element>, name: &str| e.and_then(|e| e.child_text(name)).map(str::to_owned);
+            let disk = match text(spec, "snapshot") {
+                Some(id) => match vm.snapshots.iter().find(|s| s.id == id) {
+                    Some(snapshot) => snapshot.disk.clone(),
+                    None => return not_found("VirtualMachineSnapshot", &id),
+                },
+                None => vm.disk.clone(),
+            };
+            let name = call.child_text("name").unwrap_or_default().to_owned();
+            let powered_on = text(spec, "powerOn").as_deref() == Some("true");
+            let new = NewVm { name: &name, annotation: "", guest: &vm.guest_id, powered_on, disk: &disk };
+            let pool = text(location, "pool").or(vm.resource_pool.clone());
+            let folder = call.child_text("folder").map(str::to_owned);
+            let datastore = text(location, "datastore").or(Some(vm.datastore.clone()));
+            let placed = place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref());
+            let task = vc.moref("task-");
+            let (state, result, error) = match placed {
+                Ok(id) => ("success", Some(("VirtualMachine".to_owned(), id)), None),
+                Err(e) => ("error", None, Some(e)),
+            };
+            vc.tasks.insert(
+                task.clone(),
+                Task {
+                    id: task.clone(),
+                    description_id: "VirtualMachine.clone".into(),
+                    entity: source,
+                    entity_type: "VirtualMachine".into(),
+                    state: state.into(),
+                    result,
+                    error,
                 },
             );
             reply(method, &moref("Task", &task))

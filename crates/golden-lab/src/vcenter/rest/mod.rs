@@ -31,7 +31,7 @@ use crate::{LAB_PASSWORD, LAB_USER, LabState, SiteCtx, now_ms};
 
 pub(super) use item::{item_by_id, item_collection, list_item_files, list_items};
 pub(super) use library::{create_library, library_by_id, library_collection_action, list_libraries};
-pub(super) use ovf::{delete_vm, ovf_create, ovf_deploy, vmtx_create, vmtx_deploy};
+pub(super) use ovf::{NewVm, delete_vm, ovf_create, ovf_deploy, place_vm, vmtx_create, vmtx_deploy};
 pub(super) use tagging::{
     category_by_id, category_collection, tag_association, tag_association_by_id, tag_by_id, tag_collection,
 };

@@ -117,6 +117,11 @@ pub(in crate::vcenter) async fn ovf_create(
         let Some(vm) = vc.vms.get(vm).cloned() else {
             return Err(Box::new(not_found(&format!("VirtualMachine:{vm}"))));
         };
+        // An OVF export reads the disks of a stopped VM: vCenter refuses a running one.
+        if vm.powered_on {
+            let refused = failure(&format!("The operation is not allowed in the current state: virtual machine {} is powered on", vm.id));
+            return Err(Box::new(value(refused)));
+        }
         if !matches!(vc.content.libraries.get(library).map(|l| &l.kind), Some(LibraryKind::Local { .. })) {
             return Err(Box::new(not_found(&format!("local library {library}"))));
         }
@@ -131,15 +136,10 @@ pub(in crate::vcenter) async fn ovf_create(
         let description = s(&body, &["create_spec", "description"]).unwrap_or_default();
         let item = Item { id: id.clone(), ..Item::new(library, name, "ovf", description, BTreeMap::new(), now_ms()) };
         vc.content.items.insert(id.clone(), item);
-        // The files are what the VM is now; the lab does not simulate disk contents, the disk
-        // stands for the captured state.
+        // The files are what the VM is now (its disk, the lab's stand-in for its contents).
         let mut files = BTreeMap::new();
         files.insert(format!("{name}.ovf"), File { bytes: ovf_for(&vm).into_bytes() });
-        let snapshot = vm.current_snapshot.clone().unwrap_or_default();
-        files.insert(
-            "disk-0.vmdk".to_owned(),
-            File { bytes: format!("lab disk of {} at {snapshot}\n", vm.id).into_bytes() },
-        );
+        files.insert("disk-0.vmdk".to_owned(), File { bytes: vm.disk.clone().into_bytes() });
         Ok(Box::new(move |vc: &mut VcenterSim| match vc.content.items.get_mut(&id) {
             Some(item) => {
                 item.files = files;
@@ -187,6 +187,8 @@ pub(in crate::vcenter) async fn ovf_deploy(
                 .unwrap_or("otherGuest64")
                 .to_owned();
             let annotation = s(&body, &["deployment_spec", "annotation"]).unwrap_or_default().to_owned();
+            let disk = item.files.get("disk-0.vmdk").map(|f| String::from_utf8_lossy(&f.bytes).into_owned());
+            let disk = disk.unwrap_or_default();
             let Some(name) = s(&body, &["deployment_spec", "name"]).map(str::to_owned) else {
                 return Err(Box::new(invalid("deployment_spec.name is required")));
             };
@@ -194,7 +196,13 @@ pub(in crate::vcenter) async fn ovf_deploy(
             let folder = s(&body, &["target", "folder_id"]).map(str::to_owned);
             let datastore = s(&body, &["deployment_spec", "default_datastore_id"]).map(str::to_owned);
             Ok(Box::new(move |vc: &mut VcenterSim| {
-                let new = NewVm { name: &name, annotation: &annotation, guest: &guest, powered_on: false };
+                let new = NewVm {
+                    name: &name,
+                    annotation: &annotation,
+                    guest: &guest,
+                    powered_on: false,
+                    disk: &disk,
+                };
                 match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
                     Ok(vm) => json!({"succeeded": true, "resource_id": {"type": "VirtualMachine", "id": vm}}),
                     Err(e) => failure(&e),
@@ -206,15 +214,17 @@ pub(in crate::vcenter) async fn ovf_deploy(
 }
 
 /// What a deployment makes, apart from where.
-struct NewVm<'a> {
-    name: &'a str,
-    annotation: &'a str,
-    guest: &'a str,
-    powered_on: bool,
+pub(in crate::vcenter) struct NewVm<'a> {
+    pub(in crate::vcenter) name: &'a str,
+    pub(in crate::vcenter) annotation: &'a str,
+    pub(in crate::vcenter) guest: &'a str,
+    pub(in crate::vcenter) powered_on: bool,
+    /// What its disk holds (see [`Vm::disk`]).
+    pub(in crate::vcenter) disk: &'a str,
 }
 
 /// Creates a VM at the given placement; every moref must exist and belong to the datacenter.
-fn place_vm(
+pub(in crate::vcenter) fn place_vm(
     vc: &mut VcenterSim,
     new: &NewVm<'_>,
     pool: Option<&str>,
@@ -266,6 +276,7 @@ fn place_vm(
             annotation: new.annotation.to_owned(),
             snapshots: Vec::new(),
             current_snapshot: None,
+            disk: new.disk.to_owned(),
         },
     );
     Ok(id)
@@ -362,7 +373,9 @@ pub(in crate::vcenter) async fn vmtx_deploy(
         let folder = s(spec, &["placement", "folder"]).map(str::to_owned);
         let datastore = s(spec, &["disk_storage", "datastore"]).map(str::to_owned);
         let powered_on = spec["powered_on"].as_bool().unwrap_or(false);
-        let new = NewVm { name, annotation: "", guest: &guest, powered_on };
+        let disk =
+            item.template_vm.as_ref().and_then(|t| vc.vms.get(t)).map(|v| v.disk.clone()).unwrap_or_default();
+        let new = NewVm { name, annotation: "", guest: &guest, powered_on, disk: &disk };
         match place_vm(vc, &new, pool.as_deref(), folder.as_deref(), datastore.as_deref()) {
             Ok(vm) => value(vm),
             Err(e) => invalid(&e),
