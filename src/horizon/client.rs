@@ -6,11 +6,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::error::{HorizonError, ServerMessage, api_error, error_text};
 use super::wire;
-use super::{BaseSnapshot, BaseVm, PushSpec, VirtualCenter};
+use super::{BaseSnapshot, BaseVm, HorizonVersion, PushSpec, VirtualCenter};
 use crate::connect::{Credentials, RetryPolicy, Retryable, Secret};
 use crate::ids::SiteName;
 use crate::live::{HorizonId, LivePool, Moref};
@@ -18,12 +18,16 @@ use crate::live::{HorizonId, LivePool, Moref};
 /// Records per page: the documented maximum, so 2,500 pools cost three requests.
 const PAGE_SIZE: usize = 1000;
 
+/// Farms named in a [`HorizonError::TooOld`]; more are counted.
+const FARMS_NAMED: usize = 5;
+
 /// A client of one site's Horizon Connection Server.
 ///
 /// Logs in on first use and keeps the tokens. A resource call answered 401 refreshes the
 /// access token once (logging in again if the refresh is refused) and is repeated once. Every
 /// call runs under the [`RetryPolicy`]. Clones share the session, so a clone can be moved
-/// into a task.
+/// into a task. The Connection Server's version is read once, by the first read that needs
+/// it ([`HorizonClient::version`]), and kept.
 #[derive(Clone, Debug)]
 pub struct HorizonClient {
     site: SiteName,
@@ -32,6 +36,8 @@ pub struct HorizonClient {
     http: reqwest::Client,
     retry: RetryPolicy,
     session: Arc<Mutex<Session>>,
+    /// `None` inside: the server would not say (see [`HorizonClient::version`]).
+    version: Arc<OnceCell<Option<HorizonVersion>>>,
 }
 
 /// The current tokens. `generation` grows with every new access token, so that of several
@@ -75,7 +81,15 @@ impl HorizonClient {
         http: reqwest::Client,
         retry: RetryPolicy,
     ) -> HorizonClient {
-        HorizonClient { site, base: base_url, credentials, http, retry, session: Arc::default() }
+        HorizonClient {
+            site,
+            base: base_url,
+            credentials,
+            http,
+            retry,
+            session: Arc::default(),
+            version: Arc::default(),
+        }
     }
 
     pub fn site(&self) -> &SiteName {
@@ -112,15 +126,125 @@ impl HorizonClient {
             .await
     }
 
+    /// The version of the site's Connection Servers: the oldest, should they differ in the
+    /// middle of an upgrade. Read once per client, then kept.
+    ///
+    /// Read from `/monitor/v1/connection-servers` (Horizon 8.0 and later); where that is
+    /// missing (404: Horizon 7), from `/monitor/connection-servers` (7.10 and later).
+    /// `Ok(None)` when the server will not say (the call is forbidden to the account, or no
+    /// server reports a version golden can read): golden then reads as from a current server.
+    pub async fn version(&self) -> Result<Option<HorizonVersion>, HorizonError> {
+        self.version.get_or_try_init(|| self.read_version()).await.copied()
+    }
+
+    async fn read_version(&self) -> Result<Option<HorizonVersion>, HorizonError> {
+        let what = "read the connection server version";
+        let mut servers =
+            self.monitor_connection_servers(what, &["monitor", "v1", "connection-servers"]).await;
+        if matches!(&servers, Err(e) if e.status() == Some(StatusCode::NOT_FOUND)) {
+            servers = self.monitor_connection_servers(what, &["monitor", "connection-servers"]).await;
+        }
+        let servers = match servers {
+            Ok(servers) => servers,
+            Err(e)
+                if matches!(e, HorizonError::Decode { .. })
+                    || matches!(e.status(), Some(StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)) =>
+            {
+                tracing::warn!(site = %self.site, error = %e, "horizon does not say its version; reading it as a current one");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let version = servers
+            .iter()
+            .filter_map(|s| s.details.as_ref()?.version.as_deref())
+            .filter_map(HorizonVersion::parse)
+            .min();
+        match version {
+            Some(v) => tracing::debug!(site = %self.site, version = %v, "horizon connection server version"),
+            None => {
+                tracing::warn!(site = %self.site, "horizon reports no version; reading it as a current one")
+            }
+        }
+        Ok(version)
+    }
+
+    async fn monitor_connection_servers(
+        &self,
+        what: &str,
+        path: &[&str],
+    ) -> Result<Vec<wire::ConnectionServerMonitor>, HorizonError> {
+        Ok(self.get_json(what, path, Vec::new()).await?.0)
+    }
+
     /// Every desktop pool and farm, sorted by name.
+    ///
+    /// How depends on the Connection Server's [`version`](Self::version), read alongside the
+    /// desktop pools: from Horizon 8.2 (2103) farms come from `/inventory/v2/farms`. Horizon
+    /// 8.0 and 8.1 have no v2 farms, and their v1 farms show no image, so `/inventory/v1/farms`
+    /// only says whether the pod has any: none, and the desktop pools are the answer; some,
+    /// and the read fails ([`HorizonError::TooOld`]) rather than leave out farms whose images
+    /// golden must see (it never retires a base VM a farm still runs). Horizon 7 has no
+    /// `/inventory/v2/desktop-pools`: [`HorizonError::TooOld`] too.
     pub async fn pools(&self) -> Result<Vec<LivePool>, HorizonError> {
-        let (mut pools, farms) = futures::try_join!(self.desktop_pools(), self.farms())?;
+        let (pools, farms) = futures::join!(self.desktop_pools(), self.farms_of_supported_server());
+        // The version's verdict first: on Horizon 7 the desktop pools fail with a bare 404.
+        let farms = farms?;
+        let mut pools = pools?;
         pools.extend(farms);
         pools.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(pools)
     }
 
-    /// Every desktop pool (`/inventory/v2/desktop-pools`, 1,000 per page), sorted by name.
+    /// The farms, as far as the server's version lets golden read them (see [`Self::pools`]);
+    /// fails on a server golden cannot read desktop pools and farms from at all.
+    async fn farms_of_supported_server(&self) -> Result<Vec<LivePool>, HorizonError> {
+        let Some(version) = self.version().await? else { return self.farms().await };
+        if version >= HorizonVersion::FARMS_V2 {
+            return self.farms().await;
+        }
+        if version < HorizonVersion::DESKTOP_POOLS_V2 {
+            let reason = format!(
+                "golden reads desktop pools through /inventory/v2/desktop-pools, which came with horizon {}",
+                HorizonVersion::DESKTOP_POOLS_V2
+            );
+            return Err(self.too_old("list desktop pools", version, reason));
+        }
+        let what = "list farms";
+        let farms: Vec<wire::FarmV1> =
+            self.get_json(what, &["inventory", "v1", "farms"], Vec::new()).await?.0;
+        if farms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> =
+            farms.iter().map(|f| format!("`{}`", f.name.as_deref().unwrap_or("?"))).collect();
+        names.sort();
+        let more = names.len().saturating_sub(FARMS_NAMED);
+        names.truncate(FARMS_NAMED);
+        let mut listed = names.join(", ");
+        if more > 0 {
+            listed.push_str(&format!(" and {more} more"));
+        }
+        let count = if farms.len() == 1 { "1 farm".to_owned() } else { format!("{} farms", farms.len()) };
+        let reason = format!(
+            "the pod has {count} ({listed}) whose images only /inventory/v2/farms shows, which came with horizon {}",
+            HorizonVersion::FARMS_V2
+        );
+        Err(self.too_old(what, version, reason))
+    }
+
+    fn too_old(&self, what: &str, version: HorizonVersion, reason: String) -> HorizonError {
+        HorizonError::TooOld {
+            site: self.site.clone(),
+            what: what.to_owned(),
+            version,
+            minimum: HorizonVersion::MINIMUM,
+            reason,
+        }
+    }
+
+    /// Every desktop pool (`/inventory/v2/desktop-pools`, 1,000 per page, Horizon 8.0 and
+    /// later), sorted by name.
     pub async fn desktop_pools(&self) -> Result<Vec<LivePool>, HorizonError> {
         let pools: Vec<wire::DesktopPool> =
             self.list_paged(&["inventory", "v2", "desktop-pools"], "list desktop pools").await?;
@@ -129,7 +253,8 @@ impl HorizonClient {
         Ok(pools)
     }
 
-    /// Every farm (`/inventory/v2/farms`, 1,000 per page), sorted by name.
+    /// Every farm (`/inventory/v2/farms`, 1,000 per page, Horizon 8.2 and later), sorted by
+    /// name. [`Self::pools`] checks the version first.
     pub async fn farms(&self) -> Result<Vec<LivePool>, HorizonError> {
         let farms: Vec<wire::Farm> = self.list_paged(&["inventory", "v2", "farms"], "list farms").await?;
         let mut farms: Vec<LivePool> = farms.into_iter().map(wire::Farm::into_live).collect();

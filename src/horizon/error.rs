@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use super::HorizonVersion;
 use crate::connect::Retryable;
 use crate::ids::SiteName;
 
@@ -54,6 +55,13 @@ pub enum HorizonError {
     /// Horizon logins need a NetBIOS domain.
     #[error("no horizon domain is set for site `{site}`")]
     MissingDomain { site: SiteName },
+    /// The site's Connection Server is too old for what golden asked of it; `reason` says
+    /// which API it lacks.
+    #[error(
+        "cannot {what} at site `{site}`: its connection server runs horizon {version}, and {reason}; \
+         golden supports horizon {minimum} and later"
+    )]
+    TooOld { site: SiteName, what: String, version: HorizonVersion, minimum: HorizonVersion, reason: String },
 }
 
 /// Horizon's own explanation of an error, as its error body gives it.
@@ -89,9 +97,10 @@ impl Retryable for HorizonError {
             // A request that could not even be built will not build next time either.
             HorizonError::Transport { source, .. } => !source.is_builder(),
             HorizonError::Api { status, .. } => retryable_status(*status),
-            HorizonError::Login { .. } | HorizonError::Decode { .. } | HorizonError::MissingDomain { .. } => {
-                false
-            }
+            HorizonError::Login { .. }
+            | HorizonError::Decode { .. }
+            | HorizonError::MissingDomain { .. }
+            | HorizonError::TooOld { .. } => false,
         }
     }
 

@@ -4,8 +4,17 @@
 //! runs (and what it is being moved to), which VMs and snapshots of the site's vCenter Horizon
 //! can use as images, and to push a new image (pools) or schedule an immediate maintenance
 //! onto one (farms). The calls and their wire format follow VMware's Horizon Server REST API
-//! documentation (Horizon 8.1 / 2012 and later: `/inventory/v2` pools, `/inventory/v2` farms
-//! from 2103, the v1 `schedule-push-image` and `schedule-maintenance` actions).
+//! documentation: `/inventory/v2` desktop pools (Horizon 8.0 / 2006 and later), `/inventory/v2`
+//! farms (8.2 / 2103 and later), the v1 `schedule-push-image` and `schedule-maintenance`
+//! actions.
+//!
+//! golden supports Horizon 8.2 (2103) and later. Before its first pool listing the client reads
+//! the Connection Server's version, once, from `GET /rest/monitor/v1/connection-servers`
+//! (`ConnectionServerMonitorInfoV2`, Horizon 8.0 and later; the version is `details.version`,
+//! e.g. `8.12.0`), falling back on a 404 to the unversioned `/rest/monitor/connection-servers`
+//! (7.10 and later), so that a Horizon 7 server is named too. On 8.0 and 8.1 a pod without
+//! farms is still read (its farms are listed through `/inventory/v1/farms` only to see that
+//! there are none); one with farms, and any Horizon 7, is refused with [`HorizonError::TooOld`].
 //!
 //! - [`HorizonClient`] (`client`): login with refresh-then-relogin on 401, paging by
 //!   `HAS_MORE_RECORDS`, every call under the shared [`crate::connect::RetryPolicy`].
@@ -16,6 +25,7 @@
 
 mod client;
 mod error;
+mod version;
 mod wire;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +35,7 @@ use crate::live::{HorizonId, ImageRef, Moref};
 
 pub use client::HorizonClient;
 pub use error::{HorizonError, RETRY_AFTER_HEADER, ServerMessage};
+pub use version::HorizonVersion;
 
 /// What to push to a desktop pool or a farm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,28 @@ pub(crate) struct BaseSnapshot {
     pub incompatible_reasons: Option<Vec<String>>,
 }
 
+/// `FarmInfo` (v1, `/inventory/v1/farms`): no image, so golden reads only that a farm exists.
+#[derive(Deserialize)]
+pub(crate) struct FarmV1 {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `ConnectionServerMonitorInfo` (`/monitor/connection-servers`) and its V2
+/// (`/monitor/v1/connection-servers`): only the version golden reads.
+#[derive(Deserialize)]
+pub(crate) struct ConnectionServerMonitor {
+    #[serde(default)]
+    pub details: Option<ConnectionServerDetails>,
+}
+
+/// `ConnectionServerMonitorDetails`.
+#[derive(Deserialize)]
+pub(crate) struct ConnectionServerDetails {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
 /// `VirtualCenterInfo`.
 #[derive(Deserialize)]
 pub(crate) struct VirtualCenter {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use golden::connect::{Credentials, RetryPolicy, Secret};
 use golden::desired::{Location, Logoff, PoolKind, load};
-use golden::horizon::{HorizonClient, HorizonError, PushSpec};
+use golden::horizon::{HorizonClient, HorizonError, HorizonVersion, PushSpec};
 use golden::ids::SiteName;
 use golden::lab::horizon::{HorizonSim, PoolKind as SimKind};
 use golden::lab::server::FaultRule;
@@ -179,14 +179,15 @@ async fn listing_2500_pools_costs_three_pages_and_one_login() {
     assert!(pools.iter().all(|p| p.kind == PoolKind::DesktopPool && p.instant_clone));
     assert!(pools.iter().all(|p| p.current.as_ref() == Some(&w.old) && p.operation == Operation::None));
 
-    // Farms are a separate listing: one more request, and `pools` is both, sorted.
+    // Farms are a separate listing, read once the server's version is known: two more
+    // requests, and `pools` is both, sorted.
     w.lab.reset_counters();
     let all = client(&w.lab).pools().await.expect("lists both");
     assert_eq!(all.len(), 2501);
     assert!(all.windows(2).all(|p| p[0].name <= p[1].name));
     let farm = all.iter().find(|p| p.kind == PoolKind::Farm).expect("the farm");
     assert_eq!((farm.name.as_str(), farm.current.as_ref()), ("SAP-Farm", Some(&w.old)));
-    assert_eq!(w.lab.requests(SITE, Product::Horizon), 5, "login + 3 pool pages + 1 farm page");
+    assert_eq!(w.lab.requests(SITE, Product::Horizon), 6, "login + version + 3 pool pages + 1 farm page");
 }
 
 fn pending_of(pool: &LivePool) -> (PendingState, &ImageRef) {
@@ -552,4 +553,158 @@ async fn the_simulator_keeps_the_documented_rest_rules() {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+// ---- Horizon versions ----
+
+const CONNECTION_SERVERS_V1: &str = "GET /rest/monitor/v1/connection-servers";
+const FARMS_V1: &str = "GET /rest/inventory/v1/farms";
+const FARMS_V2: &str = "GET /rest/inventory/v2/farms";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_the_connection_server_version_once() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    let version = c.version().await.expect("reads").expect("the lab says its version");
+    assert_eq!(version, HorizonVersion::new(8, 12, 0), "the lab's default, 2312");
+    assert_eq!(version.to_string(), "8.12 (2312)");
+
+    // Kept for the client's life, clones included: pool listings do not ask again.
+    assert_eq!(c.pools().await.expect("lists").len(), 2);
+    assert_eq!(c.clone().pools().await.expect("lists").len(), 2);
+    assert_eq!(route(&w.lab, CONNECTION_SERVERS_V1), 1);
+    assert_eq!((route(&w.lab, FARMS_V2), route(&w.lab, FARMS_V1)), (2, 0), "a current server: v2 farms");
+
+    // Another client asks again, and sees what the server says now.
+    sim(&w.lab, |h| h.version = "8.5.0".into());
+    let other = client(&w.lab).version().await.expect("reads");
+    assert_eq!(other.map(|v| v.to_string()).as_deref(), Some("8.5 (2203)"));
+    assert_eq!(route(&w.lab, CONNECTION_SERVERS_V1), 2);
+}
+
+/// A site on Horizon 8.1 (2012), without farms: `(world, client)`.
+async fn horizon_2012_without_farms() -> (World, HorizonClient) {
+    let w = world(3, slow()).await;
+    sim(&w.lab, |h| {
+        h.version = "8.1.0".into();
+        h.pools.retain(|_, p| p.kind != SimKind::Farm);
+    });
+    let c = client(&w.lab);
+    (w, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2012_server_without_farms_lists_its_desktop_pools() {
+    let (w, c) = horizon_2012_without_farms().await;
+    assert_eq!(c.version().await.expect("reads"), Some(HorizonVersion::new(8, 1, 0)));
+    let pools = c.pools().await.expect("no farms: the desktop pools are the answer");
+    assert_eq!(pools.len(), 3);
+    assert!(pools.iter().all(|p| p.kind == PoolKind::DesktopPool && p.current.as_ref() == Some(&w.old)));
+    // Farms were looked for through v1 only.
+    assert_eq!((route(&w.lab, FARMS_V1), route(&w.lab, FARMS_V2)), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2012_server_with_a_farm_is_a_clear_error_naming_both_versions() {
+    let (w, c) = horizon_2012_without_farms().await;
+    let dc = w.lab.state().lock().sites[SITE].datacenter.clone();
+    sim(&w.lab, |h| h.add_pool(SimKind::Farm, "RDS-Farm", &dc, w.old.vm.as_str(), w.old.snapshot.as_str()));
+
+    let err = c.pools().await.expect_err("farms cannot be read from 2012");
+    assert!(matches!(err, HorizonError::TooOld { .. }), "{err:?}");
+    let text = chain(&err);
+    assert!(text.starts_with("cannot list farms at site `hq`"), "{text}");
+    assert!(text.contains("horizon 8.1 (2012)"), "the server's version: {text}");
+    assert!(text.contains("golden supports horizon 8.2 (2103) and later"), "the minimum: {text}");
+    assert!(text.contains("1 farm (`RDS-Farm`)"), "which farms: {text}");
+    assert!(!golden::connect::Retryable::is_retryable(&err), "waiting does not upgrade a server");
+    let hints = golden::error::hints(&anyhow::Error::new(err));
+    assert_eq!(hints, ["upgrade the connection servers of site `hq` to horizon 8.2 (2103) or later"]);
+    assert_eq!(route(&w.lab, FARMS_V2), 0, "no v2 farms asked of a 2012 server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_horizon_7_server_is_named_and_refused() {
+    let w = world(1, slow()).await;
+    sim(&w.lab, |h| h.version = "7.13.1".into());
+    let c = client(&w.lab);
+    // Horizon 7 has no versioned monitor: the client falls back on the unversioned one.
+    assert_eq!(c.version().await.expect("reads"), Some(HorizonVersion::new(7, 13, 1)));
+    assert_eq!(route(&w.lab, CONNECTION_SERVERS_V1), 1);
+    assert_eq!(route(&w.lab, "GET /rest/monitor/connection-servers"), 1);
+
+    let err = c.pools().await.expect_err("no v2 desktop pools before 8.0");
+    let text = chain(&err);
+    assert!(matches!(err, HorizonError::TooOld { .. }), "{text}");
+    assert!(text.starts_with("cannot list desktop pools at site `hq`"), "{text}");
+    assert!(text.contains("horizon 7.13.1") && text.contains("horizon 8.2 (2103) and later"), "{text}");
+    assert_eq!(route(&w.lab, FARMS_V1) + route(&w.lab, FARMS_V2), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_say_its_version_is_read_as_a_current_one() {
+    let w = world(1, slow()).await;
+    let forbidden = |path: &str| FaultRule {
+        method: "GET".into(),
+        path_prefix: path.into(),
+        status: 403,
+        body: json!({"status": "FORBIDDEN", "errors": [{"error_key": "k", "error_message": "no"}]})
+            .to_string(),
+        ..FaultRule::default()
+    };
+    w.lab.add_fault(SITE, Product::Horizon, forbidden("/rest/monitor/"));
+    let c = client(&w.lab);
+    assert_eq!(c.version().await.expect("a refusal is not an error"), None);
+    assert_eq!(c.pools().await.expect("lists").len(), 2);
+    assert_eq!(route(&w.lab, FARMS_V2), 1);
+}
+
+/// The lab keeps to what a 2012 server serves: no v2 farms, v1 farms, the monitor's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2012_lab_refuses_v2_farms_like_the_real_server() {
+    let w = world(1, slow()).await;
+    let http = reqwest::Client::new();
+    let base = w.lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
+    let login = json!({"username": LAB_USER, "password": LAB_PASSWORD, "domain": LAB_DOMAIN});
+    let tokens: Value = http
+        .post(format!("{base}/rest/login"))
+        .json(&login)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let token = tokens["access_token"].as_str().expect("access token").to_owned();
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
+    let status = |path: String| async { get(path).await.expect("sent").status().as_u16() };
+
+    // Current (the default): every version served.
+    assert_eq!(status("/rest/inventory/v2/farms".into()).await, 200);
+
+    sim(&w.lab, |h| h.version = "8.1.0".into());
+    assert_eq!(status("/rest/inventory/v2/farms".into()).await, 404);
+    assert_eq!(status(format!("/rest/inventory/v2/farms/{}", w.farm)).await, 404);
+    let refused: Value =
+        get("/rest/inventory/v2/farms".into()).await.expect("sent").json().await.expect("json");
+    assert_eq!(refused["status"], "NOT_FOUND", "{refused}");
+    let v1: Vec<Value> =
+        get("/rest/inventory/v1/farms".into()).await.expect("sent").json().await.expect("json");
+    assert_eq!(v1.len(), 1);
+    assert_eq!(v1[0]["name"], "SAP-Farm");
+    assert!(v1[0].get("automated_farm_settings").is_none(), "v1 farms show no image: {}", v1[0]);
+    assert_eq!(status("/rest/inventory/v2/desktop-pools".into()).await, 200, "pools v2 came with 8.0");
+    let servers: Vec<Value> =
+        get("/rest/monitor/v1/connection-servers".into()).await.expect("sent").json().await.expect("json");
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0]["details"]["version"], "8.1.0");
+
+    // Horizon 7: no v2 desktop pools and no versioned monitor either; the unversioned one stays.
+    sim(&w.lab, |h| h.version = "7.13.1".into());
+    assert_eq!(status("/rest/inventory/v2/desktop-pools".into()).await, 404);
+    assert_eq!(status("/rest/monitor/v1/connection-servers".into()).await, 404);
+    assert_eq!(status("/rest/inventory/v1/farms".into()).await, 200);
+    let servers: Vec<Value> =
+        get("/rest/monitor/connection-servers".into()).await.expect("sent").json().await.expect("json");
+    assert_eq!(servers[0]["details"]["version"], "7.13.1");
 }

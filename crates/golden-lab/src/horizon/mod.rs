@@ -11,6 +11,13 @@
 //! (image swapped, or failure recorded) on the next request. [`HorizonSim::fast_forward`]
 //! moves a pod's clock forward, so tests can walk through the phases without sleeping.
 //!
+//! A pod runs one Horizon version ([`HorizonSim::version`], default [`DEFAULT_VERSION`]), which
+//! its monitor reports and which decides the resource versions it serves, as the documentation
+//! dates them: `/monitor/connection-servers` from 7.10, `/inventory/v1/desktop-pools` and
+//! `/inventory/v1/farms` from 7.12, `/inventory/v2/desktop-pools` and
+//! `/monitor/v1/connection-servers` from 8.0 (2006), `/inventory/v2/farms` from 8.2 (2103). An
+//! older pod answers those with 404, as a server without the resource does.
+//!
 //! - `routes`: the HTTP surface (auth, inventory, actions, external inventory, lab controls).
 //! - `view`: the JSON documents the API returns, rendered from this model.
 
@@ -25,12 +32,19 @@ use super::Timings;
 
 pub use routes::router;
 
+/// The Horizon version a pod runs unless told otherwise: 2312.
+pub const DEFAULT_VERSION: &str = "8.12.0";
+
 /// One simulated Horizon pod.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HorizonSim {
     /// The one vCenter this pod manages: Horizon's id for it (a UUID) and its server name.
     pub vcenter_id: String,
     pub vcenter_server: String,
+    /// The Connection Server's version, as its monitor reports it (`8.12.0`); older versions
+    /// lack newer resource versions (see the module documentation).
+    #[serde(default = "default_version")]
+    pub version: String,
     pub pools: BTreeMap<String, Pool>,
     /// Login sessions by refresh token.
     #[serde(default)]
@@ -87,6 +101,23 @@ pub struct Pool {
 
 fn enabled() -> bool {
     true
+}
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_owned()
+}
+
+impl Default for HorizonSim {
+    fn default() -> Self {
+        HorizonSim {
+            vcenter_id: String::new(),
+            vcenter_server: String::new(),
+            version: default_version(),
+            pools: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            access_tokens: BTreeMap::new(),
+        }
+    }
 }
 
 /// A scheduled push image or farm maintenance, as requested.
@@ -241,6 +272,17 @@ impl HorizonSim {
             },
         );
         id
+    }
+
+    /// Whether the pod runs Horizon `major.minor` or later. A version that does not read as
+    /// `major.minor[.patch]` is [`DEFAULT_VERSION`].
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        let parse = |text: &str| -> Option<(u32, u32)> {
+            let mut parts = text.trim().split('.');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        };
+        let current = parse(&self.version).or_else(|| parse(DEFAULT_VERSION)).unwrap_or((u32::MAX, 0));
+        current >= (major, minor)
     }
 
     /// The id of the pool or farm named `name`.
@@ -434,6 +476,23 @@ mod tests {
         assert_eq!(bad.parent_vm_id, "vm-1");
         assert_eq!(bad.failed.as_ref().map(|f| f.error.as_str()), Some("no space"));
         assert_eq!(bad.last_provisioning_error.as_deref(), Some("no space"));
+    }
+
+    #[test]
+    fn the_version_orders_by_major_then_minor() {
+        let mut sim = HorizonSim::new("vc", "vc.lab");
+        assert_eq!(sim.version, DEFAULT_VERSION);
+        assert!(sim.at_least(8, 2) && sim.at_least(8, 12) && !sim.at_least(8, 13));
+        sim.version = "8.1.0".into();
+        assert!(sim.at_least(8, 0) && !sim.at_least(8, 2));
+        sim.version = "7.13.1".into();
+        assert!(sim.at_least(7, 12) && !sim.at_least(8, 0));
+        sim.version = "8.10.0".into();
+        assert!(sim.at_least(8, 2), "10 > 2, not \"10\" < \"2\"");
+        let old: HorizonSim =
+            serde_json::from_str(r#"{"vcenter_id":"vc","vcenter_server":"vc.lab","pools":{}}"#)
+                .expect("a saved lab from before versions");
+        assert_eq!(old.version, DEFAULT_VERSION);
     }
 
     #[test]

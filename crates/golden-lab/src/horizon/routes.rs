@@ -36,6 +36,7 @@ pub fn router() -> Router<SiteCtx> {
         .route("/rest/inventory/v2/desktop-pools/{id}", get(get_pool_v2))
         .route("/rest/inventory/v1/desktop-pools/{id}/action/schedule-push-image", post(push_image))
         .route("/rest/inventory/v1/desktop-pools/{id}/action/cancel-scheduled-push-image", post(cancel_push))
+        .route("/rest/inventory/v1/farms", get(list_farms_v1))
         .route("/rest/inventory/v2/farms", get(list_farms))
         .route("/rest/inventory/v2/farms/{id}", get(get_farm))
         .route("/rest/inventory/v1/farms/{id}/action/schedule-maintenance", post(schedule_maintenance))
@@ -45,6 +46,8 @@ pub fn router() -> Router<SiteCtx> {
         .route("/rest/external/v1/base-snapshots", get(base_snapshots))
         .route("/rest/config/v1/virtual-centers", get(virtual_centers_config))
         .route("/rest/monitor/v2/virtual-centers", get(virtual_centers_monitor))
+        .route("/rest/monitor/connection-servers", get(connection_servers_v1))
+        .route("/rest/monitor/v1/connection-servers", get(connection_servers_v2))
         .route("/__lab/horizon/expire-tokens", post(expire_tokens))
         .route("/__lab/horizon/fast-forward", post(fast_forward))
         .route("/__lab/horizon/pools/{id}/fail-next-push", post(fail_next_push))
@@ -119,6 +122,17 @@ fn read_site<T>(
     let Some(site) = lab.sites.get(&ctx.name) else { return Err(site_missing()) };
     let Some(vcenter) = lab.vcenters.get(&site.vcenter) else { return Err(site_missing()) };
     f(Pod { horizon: &site.horizon, vcenter: &vcenter.sim, datacenter: &site.datacenter }, &lab.timings, now)
+}
+
+/// 404, as from a server without the resource, unless the pod runs `major.minor` or later.
+fn since(ctx: &SiteCtx, major: u32, minor: u32) -> Result<(), ApiError> {
+    let lab = ctx.read();
+    let site = lab.sites.get(&ctx.name).ok_or_else(site_missing)?;
+    if site.horizon.at_least(major, minor) { Ok(()) } else { Err(resource_not_found()) }
+}
+
+fn resource_not_found() -> ApiError {
+    ApiError::not_found("resource.not.found", "The requested resource does not exist.")
 }
 
 fn site_missing() -> ApiError {
@@ -365,12 +379,18 @@ fn v1(pool: &super::Pool, _: &str, _: &Placement, _: i64, _: &Timings) -> view::
     view::pool_v1(pool)
 }
 
+fn farm_v1(pool: &super::Pool, _: &str, _: &Placement, _: i64, _: &Timings) -> view::FarmV1 {
+    view::farm_v1(pool)
+}
+
 async fn list_pools_v1(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
+    since(&ctx, 7, 12)?;
     // v1 lists take no paging or filter.
     Ok(axum::Json(render(&ctx, PoolKind::DesktopPool, None, v1)?).into_response())
 }
 
 async fn get_pool_v1(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
+    since(&ctx, 7, 12)?;
     one(render(&ctx, PoolKind::DesktopPool, Some(&id), v1)?)
 }
 
@@ -379,11 +399,19 @@ async fn list_pools_v2(
     State(ctx): State<SiteCtx>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    since(&ctx, 8, 0)?;
     listing(render(&ctx, PoolKind::DesktopPool, None, view::pool_v2)?, &query, POOL_FILTER_FIELDS)
 }
 
 async fn get_pool_v2(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
+    since(&ctx, 8, 0)?;
     one(render(&ctx, PoolKind::DesktopPool, Some(&id), view::pool_v2)?)
+}
+
+/// `FarmInfo` (v1): no image. Like the other v1 lists, no paging or filter.
+async fn list_farms_v1(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
+    since(&ctx, 7, 12)?;
+    Ok(axum::Json(render(&ctx, PoolKind::Farm, None, farm_v1)?).into_response())
 }
 
 async fn list_farms(
@@ -391,10 +419,12 @@ async fn list_farms(
     State(ctx): State<SiteCtx>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    since(&ctx, 8, 2)?;
     listing(render(&ctx, PoolKind::Farm, None, view::farm_v2)?, &query, FARM_FILTER_FIELDS)
 }
 
 async fn get_farm(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
+    since(&ctx, 8, 2)?;
     one(render(&ctx, PoolKind::Farm, Some(&id), view::farm_v2)?)
 }
 
@@ -695,6 +725,24 @@ async fn virtual_centers_monitor(_: Authed, State(ctx): State<SiteCtx>) -> ApiRe
     Ok(axum::Json(vec![item]).into_response())
 }
 
+/// `/monitor/connection-servers` (7.10 and later): `ConnectionServerMonitorInfo`.
+async fn connection_servers_v1(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
+    since(&ctx, 7, 10)?;
+    let item = read_site(&ctx, |site, _, now| {
+        Ok(view::connection_server_monitor(&site.horizon.version, now, false))
+    })?;
+    Ok(axum::Json(vec![item]).into_response())
+}
+
+/// `/monitor/v1/connection-servers` (8.0 and later): `ConnectionServerMonitorInfoV2`.
+async fn connection_servers_v2(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
+    since(&ctx, 8, 0)?;
+    let item = read_site(&ctx, |site, _, now| {
+        Ok(view::connection_server_monitor(&site.horizon.version, now, true))
+    })?;
+    Ok(axum::Json(vec![item]).into_response())
+}
+
 // ---- lab controls ----
 
 #[derive(Deserialize, Default)]
@@ -749,5 +797,5 @@ async fn fail_next_push(State(ctx): State<SiteCtx>, Path(id): Path<String>, body
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("resource.not.found", "The requested resource does not exist.")
+    resource_not_found()
 }

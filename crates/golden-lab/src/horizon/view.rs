@@ -1,6 +1,6 @@
 //! The JSON documents the lab's Horizon returns, rendered from the model: `DesktopPoolInfo`
-//! (v1), `DesktopPoolInfoV2`, `FarmInfoV2`, `BaseVMInfo`, `BaseSnapshotInfo`, the virtual
-//! center views and the error envelope. Field names and enum values follow the Horizon Server
+//! (v1), `DesktopPoolInfoV2`, `FarmInfo` (v1), `FarmInfoV2`, `BaseVMInfo`, `BaseSnapshotInfo`,
+//! the virtual center and connection server views and the error envelope. Field names and enum values follow the Horizon Server
 //! REST API documentation.
 
 use axum::http::StatusCode;
@@ -113,6 +113,29 @@ pub(super) fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64
         vcenter_id: vcenter_id.to_owned(),
         provisioning_settings: provisioning_settings(pool, place),
         provisioning_status_data: instant.then(|| status_data(pool, now, t)),
+    }
+}
+
+/// `FarmInfo` (v1): what a farm is, but not which image it runs.
+#[derive(Debug, Serialize)]
+pub(super) struct FarmV1 {
+    id: String,
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    enabled: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+pub(super) fn farm_v1(pool: &Pool) -> FarmV1 {
+    FarmV1 {
+        id: pool.id.clone(),
+        name: pool.name.clone(),
+        display_name: pool.name.clone(),
+        description: None,
+        enabled: pool.enabled,
+        kind: "AUTOMATED",
     }
 }
 
@@ -405,4 +428,29 @@ pub(super) fn virtual_center_monitor(vcenter_id: &str, server: &str, now: i64) -
         "hosts": [],
         "datastores": [],
     })
+}
+
+/// The pod's one Connection Server, `cs-lab-1`, as `/monitor/connection-servers`
+/// (`ConnectionServerMonitorInfo`) or, with `v2`, `/monitor/v1/connection-servers`
+/// (`ConnectionServerMonitorInfoV2`, which adds `last_updated_timestamp`) show it. The
+/// version is `details.version`.
+pub(super) fn connection_server_monitor(version: &str, now: i64, v2: bool) -> Value {
+    let mut item = json!({
+        "id": "cs-lab-1",
+        "name": "cs-lab-1",
+        "status": "OK",
+        "details": {"version": version, "build": "0"},
+        "connection_count": 0,
+        "tunnel_connection_count": 0,
+        "session_threshold": 2000,
+        "default_certificate": false,
+        "certificate": {"valid": true, "valid_from": 0, "valid_to": now + 365 * 24 * 3_600_000},
+        "services": [{"service_name": "BLAST_SECURE_GATEWAY", "status": "UP"}],
+        "session_protocol_data": [],
+        "cs_replications": [],
+    });
+    if let (true, Some(fields)) = (v2, item.as_object_mut()) {
+        fields.insert("last_updated_timestamp".to_owned(), json!(now));
+    }
+    item
 }
