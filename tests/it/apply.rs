@@ -598,6 +598,11 @@ async fn a_capture_cut_short_is_finished_by_the_next_run_not_repeated() {
         .collect();
     assert_eq!(items.len(), 1, "one item: {items:?}");
     assert!(!items[0].files.is_empty(), "with its files");
+    let hq = state.vcenter_of("hq").expect("hq's vCenter");
+    assert!(
+        !hq.vms.values().any(|v| v.name.starts_with("golden-publish-")),
+        "the temporary VM is cleaned up"
+    );
 }
 
 /// A version built as a VM template (Packer's default) deploys at every site: golden
