@@ -53,8 +53,7 @@ impl StepRun<'_> {
             // leaves it behind.
             if let Some(vm) = self.publish_vm(target, image, version).await? {
                 self.note(&format!("deleting vm {vm}, left by an earlier publication of {image}@{version}"));
-                vc.stop_vm(&vm, self.ctx.timeouts.guest_shutdown).await?;
-                vc.delete_vm(&vm).await?;
+                self.remove_temporary(target, &vm).await?;
                 outcome = Outcome::Done(format!("{image}@{version} is published as item {}", item.id));
             }
             return Ok(outcome);
@@ -114,8 +113,7 @@ impl StepRun<'_> {
                     library.name
                 ));
                 let id = vc.create_ovf_from_vm(&library.id, &temporary, &name, &meta).await?;
-                vc.stop_vm(&temporary, self.ctx.timeouts.guest_shutdown).await?;
-                vc.delete_vm(&temporary).await?;
+                self.remove_temporary(target, &temporary).await?;
                 Ok(Outcome::Done(format!(
                     "captured snapshot `{snapshot}` of vm `{vm}` as item `{name}` ({id})"
                 )))
@@ -168,9 +166,17 @@ impl StepRun<'_> {
             }
         };
         let id = vc.create_ovf_from_vm(&library.id, &temporary, &name, meta).await?;
-        vc.stop_vm(&temporary, self.ctx.timeouts.guest_shutdown).await?;
-        vc.delete_vm(&temporary).await?;
+        self.remove_temporary(target, &temporary).await?;
         Ok(Outcome::Done(format!("published VM template `{}` as OVF item `{name}` ({id})", template.name)))
+    }
+
+    /// Deletes a publication's temporary VM once captured (stopped first: vCenter deletes no
+    /// running VM).
+    async fn remove_temporary(&self, target: &Target, vm: &Moref) -> Result<(), StepError> {
+        let vc = &target.clients.vcenter;
+        vc.stop_vm(vm, self.ctx.timeouts.guest_shutdown).await?;
+        vc.delete_vm(vm).await?;
+        Ok(())
     }
 
     /// The temporary VM of a publication, if a run left one.
