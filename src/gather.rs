@@ -241,6 +241,8 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
                         name: item.name.clone(),
                         kind: item.kind.clone(),
                         meta: Some(meta.clone()),
+                        // A base VM was deployed from it: its content was there.
+                        cached: true,
                     };
                     items.insert(id, known);
                 }

@@ -407,13 +407,33 @@ async fn a_replication_waits_for_a_slow_library_sync() {
     assert_eq!(steps.len(), 2, "{:?}", ids(&plan));
     assert!(matches!(run_step(&h.ctx, steps[0], &progress).await, Ok(Outcome::Done(_))));
     let started = Instant::now();
-    let outcome = run_step(&h.ctx, steps[1], &progress).await.expect("replicates");
+    let (outcome, seen_mid_sync) = tokio::join!(run_step(&h.ctx, steps[1], &progress), async {
+        // While the copy's metadata is at eu and its content is not, a plan still sees a
+        // replication to do (and the lab refuses to deploy from it).
+        let uncached = || {
+            let state = h.lab_state();
+            let eu = state.vcenter_of("eu").expect("eu's vCenter");
+            eu.content.items.values().any(|i| i.source_id.is_some() && !i.cached(golden::lab::now_ms()))
+        };
+        while !uncached() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Some(h.plan(&PlanOptions::default()).await)
+    });
+    let outcome = outcome.expect("replicates");
     assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    // The sync brings the metadata after 300 ms and the content 300 ms later: the step ends
+    // with the content (less the lab's rounding to whole milliseconds).
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "returned before the sync: {:?}",
+        started.elapsed() >= Duration::from_millis(580),
+        "returned before the content was there: {:?}",
         started.elapsed()
     );
+    let mid = seen_mid_sync.expect("the copy was listed before its content");
+    assert_eq!(copy_steps(&mid, "eu", "2026.10").len(), 1, "mid-sync plan: {:?}", ids(&mid));
     let notes = progress.notes_of("replicate/eu/win11-ent/2026.10");
     assert!(notes.iter().any(|n| n.starts_with("subscribing library `golden-images`")), "{notes:?}");
     assert!(notes.iter().any(|n| n.starts_with("waiting for library")), "{notes:?}");

@@ -1,5 +1,6 @@
 //! Replication between two lab sites, through golden's vCenter client: a subscribed library
-//! really receives the publisher's items after the configured sync time, files included, and a
+//! really receives the publisher's items after the configured sync time, their files another
+//! sync time later (vCenter lists an item before its content is cached), and a
 //! PULL transfer copies a file from another vCenter's download endpoint. (vcsim cannot show
 //! either: its subscriptions never cross processes.)
 
@@ -85,6 +86,22 @@ async fn a_subscribed_library_at_another_site_receives_items_and_files() {
     let got = eu.get_item(&copied).await.expect("get copied item");
     assert_eq!(got.meta, Some(meta()), "metadata travels with the item");
     assert_ne!(copied, item, "the copy is a new item of the subscriber");
+
+    // The metadata comes first, the content SYNC_MS later: until then the copy is not
+    // cached, lists no file as there, and cannot be deployed.
+    assert!(!got.cached, "the content arrives after the metadata");
+    assert!(eu.list_files(&copied).await.expect("files").is_empty(), "no file is there yet");
+    let early = eu.deploy_ovf(&copied, &placement.deploy("golden-too-early")).await;
+    assert!(early.is_err(), "a deploy before the content is there is refused: {early:?}");
+    while !eu.get_item(&copied).await.expect("get copied item").cached {
+        assert!(started.elapsed() < Duration::from_secs(10), "the content never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(2 * SYNC_MS - 20),
+        "the content arrived with the metadata"
+    );
+    assert!(!eu.list_files(&copied).await.expect("files").is_empty(), "the files are there");
 
     // The copy is deployable at eu, into eu's own placement.
     let vm =

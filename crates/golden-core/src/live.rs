@@ -94,6 +94,19 @@ pub struct LibraryItem {
     pub kind: String,
     /// golden's metadata, when golden created (or adopted) the item.
     pub meta: Option<GoldenMeta>,
+    /// Whether the item's content is all at this vCenter (vCenter's `cached`, or every file
+    /// listed as cached). A subscribed library lists an item as soon as a sync brings its
+    /// metadata; its files arrive later, and until then the copy is not there.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cached: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ impl StepRun<'_> {
         if let Some(library) = &existing {
             if let Some(item) = find_version_item(dst, &library.id, image, version).await? {
                 let complete = match &library.kind {
-                    LibraryKind::Subscribed { .. } => true,
+                    // A synced copy is complete once its content is there, not its metadata.
+                    LibraryKind::Subscribed { .. } => item.cached,
                     // A pulled copy is complete once every file of the source is there.
                     LibraryKind::Local { .. } => {
                         self.missing_files(src, dst, image, version, &item).await?.is_empty()
@@ -102,7 +103,9 @@ impl StepRun<'_> {
         let limit = self.ctx.timeouts.replication;
         let waiting = self.waiting(limit);
         loop {
-            if let Some(item) = find_version_item(dst, library, image, version).await? {
+            // The item is listed as soon as the sync brings its metadata; the copy is there
+            // when its content is.
+            if let Some(item) = find_version_item(dst, library, image, version).await?.filter(|i| i.cached) {
                 return Ok(Outcome::Done(format!(
                     "synced {image}@{version} into library {library} as item {}",
                     item.id

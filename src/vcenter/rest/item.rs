@@ -21,6 +21,15 @@ struct WireItem {
     kind: String,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    cached: bool,
+}
+
+#[derive(Deserialize)]
+struct WireFile {
+    name: String,
+    #[serde(default)]
+    cached: bool,
 }
 
 impl VcenterClient {
@@ -77,12 +86,20 @@ impl VcenterClient {
             path.push_str(&format!("?library_id={}", q(library.as_str())));
         }
         let wire: WireItem = self.call_as(&op, Method::GET, &path, None).await?;
+        let id = ItemId::new(wire.id);
+        // vCenter says `cached` of the whole item; vcsim only of each file, so an item not
+        // said to be cached is judged by its files: all there, and at least one.
+        let cached = wire.cached || {
+            let files = self.files(&id).await?;
+            !files.is_empty() && files.iter().all(|f| f.cached)
+        };
         Ok(LibraryItem {
-            id: ItemId::new(wire.id),
+            id,
             library: LibraryId::new(wire.library_id),
             name: wire.name,
             kind: wire.kind,
             meta: wire.description.as_deref().and_then(meta_from_description),
+            cached,
         })
     }
 
@@ -120,16 +137,18 @@ impl VcenterClient {
         self.call(&format!("delete library item {item}"), Method::DELETE, &path, None).await.map(drop)
     }
 
-    /// The names of an item's files, sorted (`/com/vmware/content/library/item/file`).
+    /// The names of an item's files whose content is there, sorted
+    /// (`/com/vmware/content/library/item/file`).
     pub async fn list_files(&self, item: &ItemId) -> Result<Vec<String>, VcenterError> {
-        #[derive(Deserialize)]
-        struct WireFile {
-            name: String,
-        }
+        let files = self.files(item).await?;
+        let names: BTreeSet<String> = files.into_iter().filter(|f| f.cached).map(|f| f.name).collect();
+        Ok(names.into_iter().collect())
+    }
+
+    async fn files(&self, item: &ItemId) -> Result<Vec<WireFile>, VcenterError> {
         let op = format!("list the files of library item {item}");
         let path = format!("/com/vmware/content/library/item/file?library_item_id={}", q(item.as_str()));
         let files: Option<Vec<WireFile>> = self.call_as(&op, Method::GET, &path, None).await?;
-        let names: BTreeSet<String> = files.unwrap_or_default().into_iter().map(|f| f.name).collect();
-        Ok(names.into_iter().collect())
+        Ok(files.unwrap_or_default())
     }
 }

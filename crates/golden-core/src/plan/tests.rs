@@ -90,6 +90,7 @@ impl World {
                                 // OVF export is the other kind an admin may have.
                                 kind: if name.len() % 2 == 0 { "vm-template" } else { "ovf" }.into(),
                                 meta: None,
+                                cached: true,
                             },
                         );
                     }
@@ -223,6 +224,7 @@ impl World {
             name: format!("{}-{}", meta.image, meta.version),
             kind: "ovf".into(),
             meta: Some(meta),
+            cached: true,
         };
         library.items.insert(id, item);
     }
@@ -259,9 +261,11 @@ impl World {
     /// never of an image a pool runs or is moving to.
     fn apply_step(&mut self, step: &Step, desired: &DesiredState) {
         match &step.action {
-            Action::Replicate { .. } if self.subscribed(&step.site) => {
+            Action::Replicate { image, version, .. } if self.subscribed(&step.site) => {
                 // A sync mirrors the source library: every golden item there arrives, and items
-                // gone there go here too.
+                // gone there go here too. The step waits for its own version's content; the
+                // others' may still be on their way when it ends.
+                let meta = World::meta(image, version, desired);
                 let source = self.live.sites[&desired.settings.source_site].vcenter.clone();
                 let published: Vec<LibraryItem> = self.live.vcenters[&source]
                     .items
@@ -274,14 +278,25 @@ impl World {
                 for item in published {
                     if !library.items.values().any(|i| i.meta == item.meta) {
                         let id = ItemId::new(format!("sub-{}", item.id));
-                        library.items.insert(id.clone(), LibraryItem { id, ..item });
+                        library.items.insert(id.clone(), LibraryItem { id, cached: false, ..item });
                     }
+                }
+                for item in library.items.values_mut().filter(|i| i.meta.as_ref() == Some(&meta)) {
+                    item.cached = true;
                 }
             }
             Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
                 self.add_item(&step.site, World::meta(image, version, desired));
             }
             Action::Deploy { image, version } => {
+                let meta = World::meta(image, version, desired);
+                let there =
+                    self.library(&step.site).items.values().any(|i| i.meta == Some(meta.clone()) && i.cached);
+                assert!(
+                    there,
+                    "{}: deploy of {image}@{version} before its content is in the library",
+                    step.site
+                );
                 let id = self.id("vm");
                 let snap = self.id("snapshot");
                 self.site(&step.site).vms.insert(

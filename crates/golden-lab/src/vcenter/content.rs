@@ -3,7 +3,8 @@
 //!
 //! Unlike vcsim, replication across vCenters is real here: a subscribed library whose
 //! subscription URL is another lab site's publish URL receives copies of that library's items,
-//! files included, `library_sync_ms` after a sync starts; a PULL file transfer from another
+//! files included, `library_sync_ms` after a sync starts (their metadata; their content is
+//! listed as cached another `library_sync_ms` later, as vCenter lists an item before its files); a PULL file transfer from another
 //! site's download endpoint copies the bytes after the same delay. Both are settled lazily
 //! (see [`settle`]) so the state stays plain, saveable data.
 
@@ -67,6 +68,10 @@ pub struct Item {
     pub last_sync_ms: Option<i64>,
     /// For a vm-template item, the template VM behind it.
     pub template_vm: Option<String>,
+    /// For an item a sync brought into a subscribed library, when its files arrive: its
+    /// metadata is listed first, and until then its files are listed as not cached.
+    #[serde(default)]
+    pub content_due_ms: Option<i64>,
 }
 
 impl Item {
@@ -91,7 +96,13 @@ impl Item {
             source_id: None,
             last_sync_ms: None,
             template_vm: None,
+            content_due_ms: None,
         }
+    }
+
+    /// Whether the item's content is all here at `now` (vCenter's `cached`).
+    pub fn cached(&self, now: i64) -> bool {
+        self.content_due_ms.is_none_or(|due| now >= due)
     }
 }
 
@@ -199,9 +210,15 @@ pub fn settle(lab: &mut LabState, now: i64) {
                         .content
                         .items
                         .values()
-                        .find(|i| i.library_id == library && i.source_id.as_deref() == Some(&source.id))
-                        .map(|i| i.id.clone());
-                    let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                        .find(|i| i.library_id == library && i.source_id.as_deref() == Some(&source.id));
+                    // The metadata lands now, the files `library_sync_ms` later: content a
+                    // copy already holds stays, new content is on its way.
+                    let same_files = |i: &Item| i.files.keys().eq(source.files.keys());
+                    let content_due_ms = match existing {
+                        Some(i) if same_files(i) => i.content_due_ms,
+                        _ => Some(now + delay),
+                    };
+                    let id = existing.map_or_else(|| uuid::Uuid::new_v4().to_string(), |i| i.id.clone());
                     vc.content.items.insert(
                         id.clone(),
                         Item {
@@ -210,6 +227,7 @@ pub fn settle(lab: &mut LabState, now: i64) {
                             source_id: Some(source.id.clone()),
                             last_sync_ms: Some(now),
                             template_vm: None,
+                            content_due_ms,
                             ..source
                         },
                     );

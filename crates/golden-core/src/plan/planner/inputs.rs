@@ -15,6 +15,8 @@ pub(super) struct LibraryCopy<'a> {
     pub(super) items: Vec<&'a ItemId>,
     /// The source the first item's metadata records.
     pub(super) meta_source: Option<&'a str>,
+    /// Whether one of the items has all its content (see [`crate::live::LibraryItem::cached`]).
+    pub(super) cached: bool,
 }
 
 /// One vCenter's library as the plan sees it. Every site of that vCenter uses it: the source
@@ -30,8 +32,10 @@ pub(super) struct LibraryView<'a> {
 }
 
 impl LibraryView<'_> {
+    /// Whether the version is here, content included: in a subscribed library an item whose
+    /// files are still on their way is a replication under way, not a copy.
     pub(super) fn has(&self, key: &VersionRef) -> bool {
-        self.copies.contains_key(key)
+        self.copies.get(key).is_some_and(|c| c.cached || !self.subscribed())
     }
 
     /// A subscribed library mirrors every published version: its items come back with the
@@ -180,6 +184,7 @@ pub(super) fn library_copies(vc: &VcenterLive) -> BTreeMap<VersionRef, LibraryCo
             let c = out.entry(meta.version_ref()).or_default();
             c.items.push(&item.id);
             c.meta_source.get_or_insert(&meta.source);
+            c.cached |= item.cached;
         }
     }
     out

@@ -16,13 +16,14 @@ use super::{
 use crate::vcenter::content::{Item, LibraryKind};
 use crate::{SiteCtx, now_ms};
 
-fn item_json(item: &Item) -> Value {
-    let size: usize = item.files.values().map(|f| f.bytes.len()).sum();
+fn item_json(item: &Item, now: i64) -> Value {
+    let cached = item.cached(now);
+    let size: usize = if cached { item.files.values().map(|f| f.bytes.len()).sum() } else { 0 };
     let mut v = json!({
         "id": item.id, "library_id": item.library_id, "name": item.name, "type": item.kind,
         "description": item.description, "version": item.version, "content_version": "1", "metadata_version": "1",
         "creation_time": iso(item.created_ms), "last_modified_time": iso(item.created_ms),
-        "cached": true, "size": size,
+        "cached": cached, "size": size,
     });
     if let Some(source) = &item.source_id {
         v["source_id"] = json!(source);
@@ -123,7 +124,7 @@ pub(in crate::vcenter) async fn item_by_id(
                 .content
                 .items
                 .get(&id)
-                .map_or_else(|| not_found(&format!("item {id}")), |i| value(item_json(i))),
+                .map_or_else(|| not_found(&format!("item {id}")), |i| value(item_json(i, now_ms()))),
             "PATCH" => {
                 let Some(item) = vc.content.items.get_mut(&id) else {
                     return not_found(&format!("item {id}"));
@@ -177,10 +178,14 @@ pub(in crate::vcenter) async fn list_item_files(
         let Some(item) = vc(lab, site).content.items.get(&id) else {
             return not_found(&format!("item {id}"));
         };
+        let cached = item.cached(now_ms());
         let files: Vec<Value> = item
             .files
             .iter()
-            .map(|(name, f)| json!({"name": name, "size": f.bytes.len(), "cached": true, "version": "1"}))
+            .map(|(name, f)| {
+                let size = if cached { f.bytes.len() } else { 0 };
+                json!({"name": name, "size": size, "cached": cached, "version": "1"})
+            })
             .collect();
         value(files)
     })

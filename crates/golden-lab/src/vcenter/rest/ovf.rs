@@ -177,6 +177,13 @@ pub(in crate::vcenter) async fn ovf_deploy(
             let Some(item) = vc.content.items.get(&id).cloned() else {
                 return Err(Box::new(not_found(&format!("item {id}"))));
             };
+            // Stricter than vCenter, which would fetch the content first and take its time:
+            // a deploy from an item whose sync is not done is refused, so a client that does
+            // not wait for the content shows.
+            if !item.cached(now_ms()) {
+                let message = format!("the content of library item {id} is not at this vCenter yet");
+                return Err(Box::new(value(failure(&message))));
+            }
             let Some(ovf) = item.files.iter().find(|(n, _)| n.ends_with(".ovf")).map(|(_, f)| f) else {
                 return Err(Box::new(value(failure(&format!("item {id} has no OVF descriptor")))));
             };
