@@ -182,6 +182,13 @@ pub enum VcenterError {
     Ambiguous { site: SiteName, kind: &'static str, name: String, scope: String, count: usize },
 }
 
+impl VcenterError {
+    /// Whether the object the call named does not exist (any more).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, VcenterError::Http { status: 404, .. } | VcenterError::NotFound { .. })
+    }
+}
+
 impl Retryable for VcenterError {
     fn is_retryable(&self) -> bool {
         match self {

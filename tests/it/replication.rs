@@ -16,13 +16,14 @@ use golden::vcenter::VcenterClient;
 use super::common::repo_root;
 
 const SYNC_MS: u64 = 300;
+const PREPARE_MS: u64 = 100;
 
 fn desired() -> DesiredState {
     load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart loads")
 }
 
 async fn lab() -> Lab {
-    let timings = Timings { library_sync_ms: SYNC_MS, ..Timings::instant() };
+    let timings = Timings { library_sync_ms: SYNC_MS, prepare_ms: PREPARE_MS, ..Timings::instant() };
     let state = golden::lab::seed::from_desired(&desired(), timings);
     Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
 }
@@ -118,7 +119,11 @@ async fn a_pull_copies_a_file_from_another_vcenter() {
     let (hq, eu) = (client(&lab, "hq"), client(&lab, "eu"));
     let library = hq.find_library("golden-images").await.expect("find").expect("seeded library");
     let packer = hq.find_item(&library.id, "win11-2026.11").await.expect("find").expect("seeded item");
-    let source = hq.download_url(&packer.id, "win11-2026.11.ovf").await.expect("download URL");
+    // Preparing a file takes time: the URL is handed out only once it is usable.
+    let started = Instant::now();
+    let source = hq.prepare_download(&packer.id, "win11-2026.11.ovf", Duration::from_secs(10)).await;
+    let source = source.expect("download URL").uri;
+    assert!(started.elapsed() >= Duration::from_millis(PREPARE_MS - 20), "returned before PREPARED");
 
     let eu_site = &desired().sites["eu"];
     let eu_inv = eu.inventory().await.expect("eu inventory");
@@ -134,7 +139,8 @@ async fn a_pull_copies_a_file_from_another_vcenter() {
         "the transfer takes the configured time"
     );
 
-    let copy = eu.download_url(&target, "win11-2026.11.ovf").await.expect("download URL at eu");
+    let copy = eu.prepare_download(&target, "win11-2026.11.ovf", Duration::from_secs(10)).await;
+    let copy = copy.expect("download URL at eu").uri;
     let bytes = reqwest::get(&copy).await.expect("download").bytes().await.expect("bytes");
     assert!(String::from_utf8_lossy(&bytes).contains("<Name>win11-2026.11</Name>"), "the OVF arrived intact");
     eu.deploy_ovf(&target, &placement.deploy("golden-win11-ent-2026.11"))

@@ -688,6 +688,45 @@ async fn a_subscribed_item_goes_only_with_its_publisher() {
     panic!("the sync did not remove the item its publisher deleted");
 }
 
+/// A download endpoint works only once vCenter has prepared its file, and only while its
+/// session is open: the lab refuses a download before `PREPARED` and after the session ends,
+/// and golden's client hands out the URL only once it is usable. (vcsim prepares at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_is_usable_from_prepared_until_its_session_ends() {
+    let t = Target::lab().await;
+    let Server::Lab(lab) = &t._server else { panic!("a lab target") };
+    lab.state().lock().timings.prepare_ms = 300;
+    let client = t.client();
+    let placement = t.placement(&client).await;
+    client.stop_vm(&t.vm, Duration::from_secs(5)).await.expect("stop the VM to capture it");
+    let library =
+        client.create_published_library("golden-download", &placement.datastore).await.expect("library");
+    let item =
+        client.create_ovf_from_vm(&library, &t.vm, "captured", &meta("2026.10")).await.expect("capture");
+    let files = client.list_files(&item).await.expect("files");
+    let descriptor = files.iter().find(|f| f.ends_with(".ovf")).expect("a descriptor").clone();
+
+    // Asked for without waiting, the file is still being prepared and its URL answers 404.
+    let spec = json!({"create_spec": {"library_item_id": item.as_str()}});
+    let (_, session) = t.raw_post("com/vmware/content/library/item/download-session", spec).await;
+    let session = session["value"].as_str().expect("a session id").to_owned();
+    let prepare =
+        format!("com/vmware/content/library/item/downloadsession/file/id:{session}?~action=prepare");
+    let (status, file) = t.raw_post(&prepare, json!({"file_name": descriptor})).await;
+    assert_eq!((status, file["value"]["status"].as_str()), (200, Some("PREPARING")), "{file}");
+    let early = file["value"]["download_endpoint"]["uri"].as_str().expect("an endpoint").to_owned();
+    assert_eq!(reqwest::get(&early).await.expect("get").status().as_u16(), 404, "a download before PREPARED");
+
+    let started = std::time::Instant::now();
+    let download =
+        client.prepare_download(&item, &descriptor, Duration::from_secs(10)).await.expect("prepare");
+    assert!(started.elapsed() >= Duration::from_millis(280), "handed out before PREPARED");
+    let got = reqwest::get(&download.uri).await.expect("get");
+    assert_eq!(got.status().as_u16(), 200, "a prepared file downloads");
+    client.end_download(&download.session).await.expect("end");
+    assert_eq!(reqwest::get(&download.uri).await.expect("get").status().as_u16(), 404, "after its session");
+}
+
 async fn vm_captured_as_items_and_template_deployed(t: &Target) {
     let client = t.client();
     let placement = t.placement(&client).await;
@@ -724,16 +763,30 @@ async fn files_move_by_download_url_and_pull(t: &Target) {
         client.create_ovf_from_vm(&library, &t.vm, "source", &meta("2026.10")).await.expect("capture");
     let files = client.list_files(&source).await.expect("files");
     let descriptor = files.iter().find(|f| f.ends_with(".ovf")).expect("the capture has a descriptor");
-    let url = client.download_url(&source, descriptor).await.expect("download url");
-    assert!(url.starts_with("http"), "{url}");
+    let download =
+        client.prepare_download(&source, descriptor, Duration::from_secs(10)).await.expect("prepare");
+    assert!(download.uri.starts_with("http"), "{download:?}");
     let target = client.create_item(&library, "target", "ovf", &meta("2026.10")).await.expect("item");
     assert!(client.list_files(&target).await.expect("files").is_empty());
-    client.pull_file(&target, descriptor, &url, Duration::from_secs(10)).await.expect("pull");
+
+    // A run that crashed mid-transfer left an update session open on the item: the next pull
+    // ends it rather than failing on it (vCenter allows one active session per item).
+    let spec = json!({"create_spec": {"library_item_id": target.as_str()}});
+    let (status, stale) = t.raw_post("com/vmware/content/library/item/update-session", spec).await;
+    assert_eq!(status, 200, "a session of the crashed run: {stale}");
+    let open = client.update_sessions(&target).await.expect("update sessions");
+    assert_eq!(open.len(), 1, "{open:?}");
+
+    client.pull_file(&target, descriptor, &download.uri, Duration::from_secs(10)).await.expect("pull");
     assert_eq!(
         client.list_files(&target).await.expect("files"),
         std::slice::from_ref(descriptor),
         "the pulled file lands in the item"
     );
+    client.end_download(&download.session).await.expect("end the download");
+    // Nothing is left open: neither the stale update session, nor the pull's, nor the download.
+    assert_eq!(client.update_sessions(&target).await.expect("update sessions"), vec![]);
+    assert_eq!(client.download_sessions(&source).await.expect("download sessions"), Vec::<String>::new());
 }
 
 macro_rules! contract {

@@ -56,6 +56,9 @@ pub struct Timings {
     /// Deploying a library item as a VM.
     #[serde(default)]
     pub deploy_ms: u64,
+    /// Preparing a file of a download session (`PREPARING` → `PREPARED`).
+    #[serde(default)]
+    pub prepare_ms: u64,
 }
 
 impl Default for Timings {
@@ -67,6 +70,7 @@ impl Default for Timings {
             token_ttl_ms: 30 * 60 * 1000,
             capture_ms: 100,
             deploy_ms: 100,
+            prepare_ms: 50,
         }
     }
 }
@@ -80,6 +84,7 @@ impl Timings {
             push_apply_ms: 0,
             capture_ms: 0,
             deploy_ms: 0,
+            prepare_ms: 0,
             ..Timings::default()
         }
     }

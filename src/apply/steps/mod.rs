@@ -72,10 +72,6 @@ fn item_name(image: &ImageName, version: &VersionName) -> String {
     format!("{image}-{version}")
 }
 
-fn is_not_found(e: &VcenterError) -> bool {
-    matches!(e, VcenterError::Http { status: 404, .. } | VcenterError::NotFound { .. })
-}
-
 impl StepRun<'_> {
     fn id(&self) -> &StepId {
         &self.step.id
@@ -155,7 +151,7 @@ async fn find_version_item(
         let item = match item {
             Ok(item) => item,
             // Deleted between the list and the read.
-            Err(e) if is_not_found(&e) => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
         if is_version(item.meta.as_ref(), image, version) {

@@ -164,10 +164,15 @@ impl StepRun<'_> {
         let have = dst.list_files(&item).await?;
         let files = src.list_files(&src_item.id).await?;
         let mut pulled = 0;
+        let wait = self.ctx.timeouts.replication;
         for file in files.iter().filter(|f| !have.contains(f)) {
-            let url = src.download_url(&src_item.id, file).await?;
+            let download = src.prepare_download(&src_item.id, file, wait).await?;
             self.note(&format!("waiting for vcenter to pull `{file}` of {image}@{version} into item {item}"));
-            dst.pull_file(&item, file, &url, self.ctx.timeouts.replication).await?;
+            let pulled_file = dst.pull_file(&item, file, &download.uri, wait).await;
+            // The source's download session is ended either way: a later run prepares anew.
+            let ended = src.end_download(&download.session).await;
+            pulled_file?;
+            ended?;
             pulled += 1;
         }
         Ok(Outcome::Done(format!(

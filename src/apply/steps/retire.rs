@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{StepRun, is_not_found, is_version};
+use super::{StepRun, is_version};
 use crate::apply::{Outcome, StepError};
 use crate::ids::{ImageName, VersionName};
 use crate::live::{ItemId, LibraryKind, Moref, PendingState, VcenterId};
@@ -30,7 +30,7 @@ impl StepRun<'_> {
         for id in items {
             let item = match vc.get_item(id).await {
                 Ok(item) => item,
-                Err(e) if is_not_found(&e) => {
+                Err(e) if e.is_not_found() => {
                     self.note(&format!("library item {id} is already gone"));
                     continue;
                 }

@@ -137,6 +137,16 @@ pub struct DownloadSession {
     pub item_id: String,
     /// File name to the id in its download URL.
     pub prepared: BTreeMap<String, String>,
+    /// File name to when it is `PREPARED` (before that, `PREPARING`, and its URL answers 404).
+    #[serde(default)]
+    pub ready_ms: BTreeMap<String, i64>,
+}
+
+impl DownloadSession {
+    /// Whether `file` is prepared at `now`.
+    pub fn ready(&self, file: &str, now: i64) -> bool {
+        self.prepared.contains_key(file) && self.ready_ms.get(file).is_none_or(|due| now >= *due)
+    }
 }
 
 impl Library {

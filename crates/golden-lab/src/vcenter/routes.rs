@@ -34,7 +34,10 @@ pub fn router() -> Router<SiteCtx> {
             get(rest::item_by_id).patch(rest::item_by_id).delete(rest::item_by_id),
         )
         .route(&format!("{CL}/library/item/file"), get(rest::list_item_files))
-        .route(&format!("{CL}/library/item/update-session"), post(rest::create_update_session))
+        .route(
+            &format!("{CL}/library/item/update-session"),
+            get(rest::list_update_sessions).post(rest::create_update_session),
+        )
         .route(
             &format!("{CL}/library/item/update-session/{{id}}"),
             get(rest::update_session_by_id)
@@ -43,7 +46,14 @@ pub fn router() -> Router<SiteCtx> {
         )
         .route(&format!("{CL}/library/item/updatesession/file"), get(rest::list_update_session_files))
         .route(&format!("{CL}/library/item/updatesession/file/{{id}}"), post(rest::update_session_file))
-        .route(&format!("{CL}/library/item/download-session"), post(rest::create_download_session))
+        .route(
+            &format!("{CL}/library/item/download-session"),
+            get(rest::list_download_sessions).post(rest::create_download_session),
+        )
+        .route(
+            &format!("{CL}/library/item/download-session/{{id}}"),
+            get(rest::download_session_by_id).delete(rest::download_session_by_id),
+        )
         .route(&format!("{CL}/library/item/downloadsession/file/{{id}}"), post(rest::download_session_file))
         .route("/rest/com/vmware/cis/data/{data_id}/{name}", get(rest::data))
         .route("/rest/com/vmware/vcenter/ovf/library-item", post(rest::ovf_create))

@@ -36,8 +36,9 @@ pub(super) use tagging::{
     category_by_id, category_collection, tag_association, tag_association_by_id, tag_by_id, tag_collection,
 };
 pub(super) use transfer::{
-    create_download_session, create_update_session, data, download_session_file, list_update_session_files,
-    update_session_by_id, update_session_file,
+    create_download_session, create_update_session, data, download_session_by_id, download_session_file,
+    list_download_sessions, list_update_session_files, list_update_sessions, update_session_by_id,
+    update_session_file,
 };
 
 type Q = Query<BTreeMap<String, String>>;

@@ -39,6 +39,17 @@ pub(in crate::vcenter) async fn create_update_session(
             Ok(item) => item,
             Err(response) => return *response,
         };
+        // One active update session per item: vCenter refuses another until it is completed,
+        // cancelled or gone.
+        if let Some(open) =
+            vc.content.update_sessions.values().find(|s| s.item_id == item && s.state == "ACTIVE")
+        {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "resource_busy",
+                &format!("library item {item} has an active update session ({})", open.id),
+            );
+        }
         let id = uuid::Uuid::new_v4().to_string();
         vc.content.update_sessions.insert(
             id.clone(),
@@ -196,6 +207,47 @@ pub(in crate::vcenter) async fn list_update_session_files(
     })
 }
 
+/// `GET .../update-session`: the ids of every update session.
+pub(in crate::vcenter) async fn list_update_sessions(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+) -> Response {
+    with_session(&ctx, &headers, |lab, site| {
+        value(vc(lab, site).content.update_sessions.keys().cloned().collect::<Vec<_>>())
+    })
+}
+
+/// `GET .../download-session`: the ids of every download session.
+pub(in crate::vcenter) async fn list_download_sessions(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+) -> Response {
+    with_session(&ctx, &headers, |lab, site| {
+        value(vc(lab, site).content.download_sessions.keys().cloned().collect::<Vec<_>>())
+    })
+}
+
+/// `GET` or `DELETE .../download-session/id:`: a download session, or its end (its endpoints
+/// stop working).
+pub(in crate::vcenter) async fn download_session_by_id(
+    State(ctx): State<SiteCtx>,
+    headers: HeaderMap,
+    method: axum::http::Method,
+    VapiId(id): VapiId,
+) -> Response {
+    with_session(&ctx, &headers, |lab, site| {
+        let sessions = &mut vc(lab, site).content.download_sessions;
+        let Some(session) = sessions.get(&id) else { return not_found(&format!("download session {id}")) };
+        match method.as_str() {
+            "GET" => value(json!({"id": session.id, "library_item_id": session.item_id, "state": "ACTIVE"})),
+            _ => {
+                sessions.remove(&id);
+                empty()
+            }
+        }
+    })
+}
+
 pub(in crate::vcenter) async fn create_download_session(
     State(ctx): State<SiteCtx>,
     headers: HeaderMap,
@@ -211,7 +263,12 @@ pub(in crate::vcenter) async fn create_download_session(
         let id = uuid::Uuid::new_v4().to_string();
         vc.content.download_sessions.insert(
             id.clone(),
-            content::DownloadSession { id: id.clone(), item_id: item.to_owned(), prepared: BTreeMap::new() },
+            content::DownloadSession {
+                id: id.clone(),
+                item_id: item.to_owned(),
+                prepared: BTreeMap::new(),
+                ready_ms: BTreeMap::new(),
+            },
         );
         value(id)
     })
@@ -225,26 +282,51 @@ pub(in crate::vcenter) async fn download_session_file(
     body: Bytes,
 ) -> Response {
     let body = body_json(&body);
-    let base = ctx.lock().vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default();
+    let (base, prepare_ms) = {
+        let lab = ctx.lock();
+        (lab.vcenters.get(&ctx.name).and_then(|v| v.url.clone()).unwrap_or_default(), lab.timings.prepare_ms)
+    };
     with_session(&ctx, &headers, |lab, site| {
         let vc = vc(lab, site);
+        let now = now_ms();
         let Some(session) = vc.content.download_sessions.get(&id).cloned() else {
             return not_found(&format!("download session {id}"));
         };
         let Some(item) = vc.content.items.get(&session.item_id) else { return not_found("item") };
+        let status = |session: &content::DownloadSession, name: &str| match session.prepared.get(name) {
+            None => "UNPREPARED",
+            Some(_) if session.ready(name, now) => "PREPARED",
+            Some(_) => "PREPARING",
+        };
+        let file_json = |session: &content::DownloadSession, name: &str, size: usize| {
+            let mut v = json!({"name": name, "size": size, "status": status(session, name)});
+            if let Some(data_id) = session.prepared.get(name) {
+                v["download_endpoint"] =
+                    json!({"uri": format!("{base}/rest/com/vmware/cis/data/{data_id}/{name}")});
+            }
+            v
+        };
         match action(&q) {
             "prepare" => {
                 let Some(name) = s(&body, &["file_name"]) else { return invalid("file_name is required") };
                 let Some(file) = item.files.get(name) else { return not_found(&format!("file {name}")) };
                 let size = file.bytes.len();
-                let data_id = uuid::Uuid::new_v4().to_string();
-                let uri = format!("{base}/rest/com/vmware/cis/data/{data_id}/{name}");
-                if let Some(sess) = vc.content.download_sessions.get_mut(&id) {
-                    sess.prepared.insert(name.to_owned(), data_id);
-                }
-                value(json!({"name": name, "size": size, "status": "PREPARED", "download_endpoint": {"uri": uri}}))
+                let Some(sess) = vc.content.download_sessions.get_mut(&id) else {
+                    return not_found("session");
+                };
+                // Preparing takes `prepare_ms`: the endpoint is known at once, usable later.
+                sess.prepared.insert(name.to_owned(), uuid::Uuid::new_v4().to_string());
+                sess.ready_ms.insert(name.to_owned(), now + prepare_ms as i64);
+                value(file_json(sess, name, size))
             }
-            "list" => value(item.files.iter().map(|(n, f)| json!({"name": n, "size": f.bytes.len(), "status": if session.prepared.contains_key(n) {"PREPARED"} else {"UNPREPARED"}})).collect::<Vec<_>>()),
+            "get" => {
+                let name = s(&body, &["file_name"]).unwrap_or_default();
+                let Some(file) = item.files.get(name) else { return not_found(&format!("file {name}")) };
+                value(file_json(&session, name, file.bytes.len()))
+            }
+            "list" => value(
+                item.files.iter().map(|(n, f)| file_json(&session, n, f.bytes.len())).collect::<Vec<_>>(),
+            ),
             other => invalid(&format!("unknown action {other}")),
         }
     })
@@ -262,10 +344,12 @@ pub(in crate::vcenter) async fn data(
     let content = &mut vcenter.sim.content;
     match method.as_str() {
         "GET" => {
+            // Only a prepared file of a session still open can be downloaded.
+            let now = now_ms();
             let bytes = content
                 .download_sessions
                 .values()
-                .find(|s| s.prepared.get(&name) == Some(&data_id))
+                .find(|s| s.prepared.get(&name) == Some(&data_id) && s.ready(&name, now))
                 .and_then(|s| content.items.get(&s.item_id))
                 .and_then(|i| i.files.get(&name))
                 .map(|f| f.bytes.clone());
