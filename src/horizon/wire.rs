@@ -43,6 +43,10 @@ pub(crate) struct DesktopPool {
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
+    pub enable_provisioning: Option<bool>,
+    #[serde(default)]
+    pub vcenter_id: Option<String>,
+    #[serde(default)]
     pub provisioning_settings: Option<ProvisioningSettings>,
     #[serde(default)]
     pub provisioning_status_data: Option<StatusData>,
@@ -64,6 +68,10 @@ pub(crate) struct Farm {
 
 #[derive(Deserialize)]
 pub(crate) struct AutomatedFarmSettings {
+    #[serde(default)]
+    pub enable_provisioning: Option<bool>,
+    #[serde(default)]
+    pub vcenter_id: Option<String>,
     #[serde(default)]
     pub provisioning_settings: Option<ProvisioningSettings>,
     #[serde(default)]
@@ -231,13 +239,20 @@ fn image(vm: Option<String>, snapshot: Option<String>) -> Option<ImageRef> {
     }
 }
 
+/// What a pool or farm says of its provisioning, wherever its resource version keeps it.
+struct Provisioning {
+    enabled: Option<bool>,
+    vcenter_id: Option<String>,
+    settings: Option<ProvisioningSettings>,
+    status: Option<StatusData>,
+}
+
 fn live_pool(
     id: String,
     name: Option<String>,
     kind: PoolKind,
     instant_clone: bool,
-    settings: Option<ProvisioningSettings>,
-    status: Option<StatusData>,
+    Provisioning { enabled, vcenter_id, settings, status }: Provisioning,
 ) -> LivePool {
     let current = settings.and_then(|s| image(s.parent_vm_id, s.base_snapshot_id));
     let (operation, pending, last_error) = match status {
@@ -266,6 +281,9 @@ fn live_pool(
         name: HorizonName::new(name.unwrap_or_default()),
         kind,
         instant_clone,
+        // Absent (older versions, manual pools): nothing says it is off.
+        provisioning: enabled.unwrap_or(true),
+        vcenter: vcenter_id.filter(|v| !v.is_empty()).map(HorizonId::new),
         current,
         pending,
         operation,
@@ -277,14 +295,13 @@ impl DesktopPool {
     pub(crate) fn into_live(self) -> LivePool {
         let instant_clone =
             self.kind.as_deref() == Some("AUTOMATED") && self.source.as_deref() == Some("INSTANT_CLONE");
-        live_pool(
-            self.id,
-            self.name,
-            PoolKind::DesktopPool,
-            instant_clone,
-            self.provisioning_settings,
-            self.provisioning_status_data,
-        )
+        let provisioning = Provisioning {
+            enabled: self.enable_provisioning,
+            vcenter_id: self.vcenter_id,
+            settings: self.provisioning_settings,
+            status: self.provisioning_status_data,
+        };
+        live_pool(self.id, self.name, PoolKind::DesktopPool, instant_clone, provisioning)
     }
 }
 
@@ -295,11 +312,16 @@ impl Farm {
         let instant_clone = self.kind.as_deref() == Some("AUTOMATED")
             && self.source.as_deref().is_none_or(|s| s == "INSTANT_CLONE")
             && self.automated_farm_settings.is_some();
-        let (settings, status) = match self.automated_farm_settings {
-            Some(a) => (a.provisioning_settings, a.provisioning_status_data),
-            None => (None, None),
+        let provisioning = match self.automated_farm_settings {
+            Some(a) => Provisioning {
+                enabled: a.enable_provisioning,
+                vcenter_id: a.vcenter_id,
+                settings: a.provisioning_settings,
+                status: a.provisioning_status_data,
+            },
+            None => Provisioning { enabled: None, vcenter_id: None, settings: None, status: None },
         };
-        live_pool(self.id, self.name, PoolKind::Farm, instant_clone, settings, status)
+        live_pool(self.id, self.name, PoolKind::Farm, instant_clone, provisioning)
     }
 }
 

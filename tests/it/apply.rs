@@ -374,11 +374,14 @@ async fn a_push_horizon_fails_names_horizons_error() {
         "{text}"
     );
 
-    // Planning again retries the failed push, which now succeeds.
+    // Planning again retries the failed push, which cancels the failed pending image first
+    // (Horizon takes no new image over it) and now succeeds.
     let again = h.plan(&PlanOptions::default()).await;
     let retry = again.steps.iter().find(|s| s.id == id).expect("the push is planned again");
     assert!(retry.reason.contains("failed"), "{}", retry.reason);
     assert!(matches!(run_step(&h.ctx, retry, &progress).await, Ok(Outcome::Done(_))));
+    let notes = progress.notes_of("push/eu/eu-finance");
+    assert!(notes.iter().any(|n| n.contains("cancelling the failed pending image")), "{notes:?}");
 }
 
 /// The publish and replicate steps of one version towards `site`, from a first-deploy plan.
@@ -778,6 +781,108 @@ async fn a_push_already_underway_is_followed_not_repeated() {
     assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress goes forward: {percents:?}");
     let after = h.live().await;
     assert_eq!(after.sites[&SiteName::new("hq")].pools["IT-Pilot-IC"].current, Some(image));
+}
+
+/// Schedule-push-image requests the lab's Horizon at `site` received.
+fn pushes_sent(h: &Harness, site: &str) -> u64 {
+    h.lab
+        .requests_by_route(site, Product::Horizon)
+        .iter()
+        .filter(|(route, _)| route.contains("schedule-push-image"))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+/// Horizon takes one operation at a time: a push finds another one under way on the pool
+/// (an admin's), waits for it to end, then sends golden's own snapshot of the version, even
+/// though a later snapshot was taken of the base VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_waits_for_another_operation_then_sends_the_versions_own_snapshot() {
+    let timings = Timings { push_publish_ms: 300, push_apply_ms: 200, ..Timings::instant() };
+    let h = Harness::start(timings).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    for id in ["publish/win11-ent/2026.11", "deploy/hq/win11-ent/2026.11"] {
+        run_step(&h.ctx, step(&plan, id), &progress).await.expect("step runs");
+    }
+    let target = &h.ctx.targets[&SiteName::new("hq")];
+    let live = h.live().await;
+    let hq = &live.sites[&SiteName::new("hq")];
+    let base = hq
+        .vms
+        .values()
+        .find(|v| v.meta.as_ref().is_some_and(|m| m.version.as_str() == "2026.11"))
+        .expect("base VM");
+    let golden_snapshot = base.snapshots.last().expect("golden's snapshot").clone();
+    assert_eq!(golden_snapshot.name, "golden-2026.11");
+    // Someone snapshots the base VM afterwards (a test, a patch tried out).
+    let vc = &target.clients.vcenter;
+    vc.create_snapshot(&base.id, "admin-try", "not golden's").await.expect("a later snapshot");
+    // And an admin pushes another image to the pool just before golden does.
+    let build = hq.vms.values().find(|v| v.name == "win11-build").expect("build VM");
+    let other = ImageRef { vm: build.id.clone(), snapshot: build.snapshots[0].id.clone() };
+    let pool = &hq.pools["IT-Pilot-IC"];
+    let sent = Instant::now();
+    target.clients.horizon.push_image(&pool.id, &PushSpec::now(other, Logoff::Force)).await.expect("push");
+
+    let outcome = run_step(&h.ctx, step(&plan, "push/hq/hq-it"), &progress).await.expect("push step");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let notes = progress.notes_of("push/hq/hq-it");
+    assert!(notes.iter().any(|n| n.contains("another operation under way")), "{notes:?}");
+    // The admin's push took 500 ms before golden's could be sent (less the lab's rounding).
+    assert!(sent.elapsed() >= Duration::from_millis(480), "did not wait: {:?}", sent.elapsed());
+    assert_eq!(pushes_sent(&h, "hq"), 2, "the admin's push and golden's, each once");
+    let after = h.live().await;
+    let wanted = ImageRef { vm: base.id.clone(), snapshot: golden_snapshot.id.clone() };
+    assert_eq!(after.sites[&SiteName::new("hq")].pools["IT-Pilot-IC"].current, Some(wanted));
+    // The plan agrees: the pool runs the version.
+    let again = h.plan(&PlanOptions::default()).await;
+    assert!(again.steps.iter().all(|s| s.id.as_str() != "push/hq/hq-it"), "{:?}", ids(&again));
+}
+
+/// What Horizon would refuse or never finish is a clear step failure before any push is
+/// sent: a pool with provisioning off, a snapshot Horizon says it cannot use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_horizon_cannot_take_fails_before_it_is_sent_naming_the_fix() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    for id in ["publish/win11-ent/2026.11", "deploy/hq/win11-ent/2026.11"] {
+        run_step(&h.ctx, step(&plan, id), &progress).await.expect("step runs");
+    }
+    let pool_id = {
+        let shared = h.lab.state();
+        let mut state = shared.lock();
+        let hz = &mut state.sites.get_mut("hq").expect("hq").horizon;
+        let id = hz.pool_id("IT-Pilot-IC").expect("pool");
+        hz.pools.get_mut(&id).expect("pool").provisioning = false;
+        id
+    };
+    let push = step(&plan, "push/hq/hq-it");
+    let err = run_step(&h.ctx, push, &progress).await.expect_err("provisioning is off");
+    assert!(
+        err.to_string().contains("provisioning is disabled") && err.to_string().contains("enable"),
+        "{err}"
+    );
+
+    // Provisioning back on, but golden's snapshot was taken with the VM's memory.
+    {
+        let shared = h.lab.state();
+        let mut state = shared.lock();
+        let hq = state.sites.get_mut("hq").expect("hq");
+        hq.horizon.pools.get_mut(&pool_id).expect("pool").provisioning = true;
+        let vc = state.vcenter_of_mut("hq").expect("hq's vCenter");
+        let snapshot = vc
+            .vms
+            .values_mut()
+            .flat_map(|v| v.snapshots.iter_mut())
+            .find(|s| s.name == "golden-2026.11")
+            .expect("golden's snapshot");
+        snapshot.powered_on = true;
+    }
+    let err = run_step(&h.ctx, push, &progress).await.expect_err("the snapshot is unusable");
+    assert!(err.to_string().contains("POWERED_ON"), "{err}");
+    assert_eq!(pushes_sent(&h, "hq"), 0, "nothing was sent to horizon");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,6 +256,7 @@ fn mirror(inventory: &Inventory, instance_uuid: &str) -> VcenterSim {
                     parent: s.parent.as_ref().map(ToString::to_string),
                     created_ms: 0,
                     disk: String::new(),
+                    powered_on: false,
                 })
                 .collect();
             sim.vms.insert(

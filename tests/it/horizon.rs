@@ -253,7 +253,13 @@ async fn a_failed_publish_surfaces_its_error_in_the_live_pool() {
     assert_eq!(error, Some("Clone creation failed: datastore vsan-hq is full"));
     assert_eq!(pool.last_error.as_deref(), Some("Clone creation failed: datastore vsan-hq is full"));
 
-    // The failure is not sticky: the next push starts afresh.
+    // The failed pending image stays until cancelled: another push is refused until then,
+    // and starts afresh after.
+    let refused = c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Force)).await;
+    let err = refused.expect_err("a push over a failed pending image is refused");
+    assert!(chain(&err).contains("cancel it"), "{}", chain(&err));
+    c.cancel_push(&w.pool).await.expect("the failed pending image is cancelled");
+    assert_eq!(c.desktop_pool(&w.pool).await.expect("reads").pending, None);
     c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Force)).await.expect("push accepted");
     let pool = c.desktop_pool(&w.pool).await.expect("reads");
     assert_eq!(pending_of(&pool).0, PendingState::PendingPublish);

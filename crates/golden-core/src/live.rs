@@ -139,6 +139,20 @@ pub struct Snapshot {
     pub parent: Option<Moref>,
 }
 
+/// The name of the snapshot golden takes of a version's base VM.
+pub fn base_snapshot_name(version: &VersionName) -> String {
+    format!("golden-{version}")
+}
+
+impl Vm {
+    /// The snapshot a base VM of `version` gives pools: the one golden took for the version,
+    /// whatever was taken after it; for a base VM without it (adopted), the latest.
+    pub fn base_snapshot(&self, version: &VersionName) -> Option<&Snapshot> {
+        let name = base_snapshot_name(version);
+        self.snapshots.iter().find(|s| s.name == name).or(self.snapshots.last())
+    }
+}
+
 /// An image as Horizon names it: a parent VM and one of its snapshots.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ImageRef {
@@ -154,6 +168,13 @@ pub struct LivePool {
     pub kind: PoolKind,
     /// False for pools golden cannot push to (not instant clone, not automated).
     pub instant_clone: bool,
+    /// Horizon's `enable_provisioning`: a pool with provisioning off makes no new machines,
+    /// so a push to it would never finish.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub provisioning: bool,
+    /// Horizon's id of the vCenter the pool's machines live in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcenter: Option<HorizonId>,
     pub current: Option<ImageRef>,
     pub pending: Option<PendingImage>,
     pub operation: Operation,

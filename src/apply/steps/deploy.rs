@@ -4,7 +4,7 @@
 use super::{StepRun, find_version_item, is_version};
 use crate::apply::{Outcome, StepError};
 use crate::ids::{ImageName, VersionName};
-use crate::live::{ItemRef, Vm};
+use crate::live::{ItemRef, Vm, base_snapshot_name};
 
 impl StepRun<'_> {
     pub(super) async fn deploy(
@@ -14,7 +14,7 @@ impl StepRun<'_> {
     ) -> Result<Outcome, StepError> {
         let target = self.target(&self.step.site)?;
         let vc = &target.clients.vcenter;
-        let snapshot_name = format!("golden-{version}");
+        let snapshot_name = base_snapshot_name(version);
         let inventory = vc.inventory().await?;
         // Only this site's datacenter: another site of the same vCenter has copies of its own.
         let here = &target.placement;
@@ -27,7 +27,7 @@ impl StepRun<'_> {
                 "base vm `{}` ({}) of {image}@{version} has snapshot `{}`",
                 vm.name,
                 vm.id,
-                vm.snapshots.last().map(|s| s.name.as_str()).unwrap_or_default()
+                vm.base_snapshot(version).map(|s| s.name.as_str()).unwrap_or_default()
             )));
         }
         let (vm_id, meta) = match owned.first() {

@@ -113,6 +113,8 @@ impl World {
                     name: pool.horizon_name.clone(),
                     kind: pool.kind,
                     instant_clone: true,
+                    provisioning: true,
+                    vcenter: None,
                     current: Some(image),
                     pending: None,
                     operation: Operation::None,

@@ -84,10 +84,13 @@ pub struct Pool {
     pub source: PoolSource,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// `enable_provisioning`: while off, Horizon makes no machines.
+    #[serde(default = "enabled")]
+    pub provisioning: bool,
     /// The push image (pools) or immediate maintenance (farms) in flight.
     #[serde(default)]
     pub push: Option<Push>,
-    /// The pending image whose publish failed; shown until the next push.
+    /// The pending image whose publish failed; shown until it is cancelled.
     #[serde(default)]
     pub failed: Option<FailedImage>,
     /// When set, the next push fails its publish with this message.
@@ -264,6 +267,7 @@ impl HorizonSim {
                 base_snapshot_id: snapshot.into(),
                 source: PoolSource::InstantClone,
                 enabled: true,
+                provisioning: true,
                 push: None,
                 failed: None,
                 fail_next_push: None,

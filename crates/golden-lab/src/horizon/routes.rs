@@ -508,12 +508,33 @@ fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResul
                     format!("Base VM {vm_id} is not in the datacenter of the current image."),
                 ));
             }
-            if !vm.snapshots.iter().any(|s| &s.id == snapshot_id) {
+            let Some(snapshot) = vm.snapshots.iter().find(|s| &s.id == snapshot_id) else {
                 return Err(ApiError::bad_request(
                     "base.snapshot.not.found",
                     format!("Snapshot {snapshot_id} does not belong to base VM {vm_id}."),
                 ));
+            };
+            let reasons = view::snapshot_incompatible_reasons(snapshot);
+            if !reasons.is_empty() {
+                return Err(ApiError::bad_request(
+                    "base.snapshot.incompatible",
+                    format!(
+                        "Snapshot {snapshot_id} of base VM {vm_id} cannot be used: {}.",
+                        reasons.join(", ")
+                    ),
+                ));
             }
+        }
+        // A failed pending image stays until it is cancelled; Horizon takes no new image over it.
+        if pool.failed.is_some() && pool.push.is_none() {
+            return Err(ApiError::bad_request(
+                "pending.image.failed",
+                format!(
+                    "The pending image of the {} {} failed to publish; cancel it before pushing another.",
+                    noun(kind),
+                    pool.name
+                ),
+            ));
         }
         let (vm, snapshot) = image.map_or((None, None), |(v, s)| (Some(v), Some(s)));
         let stop_on_first_error = body.stop_on_first_error.unwrap_or(true);
@@ -579,6 +600,11 @@ fn cancel(ctx: &SiteCtx, kind: PoolKind, id: &str) -> ApiResult {
                 "operation.already.started",
                 format!("The scheduled {what} of the {} {} has already started.", noun(kind), pool.name),
             )),
+            // Cancelling clears a pending image whose publish failed.
+            _ if pool.failed.is_some() => {
+                pool.failed = None;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
             _ => Err(ApiError::bad_request(
                 "operation.not.scheduled",
                 format!("There is no scheduled {what} on the {} {}.", noun(kind), pool.name),

@@ -103,7 +103,7 @@ pub(super) fn pool_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64
         display_name: pool.name.clone(),
         description: None,
         enabled: pool.enabled,
-        enable_provisioning: true,
+        enable_provisioning: pool.provisioning,
         stop_provisioning_on_error: true,
         delete_in_progress: false,
         kind: "AUTOMATED",
@@ -182,7 +182,7 @@ pub(super) fn farm_v2(pool: &Pool, vcenter_id: &str, place: &Placement, now: i64
         automated_farm_settings: AutomatedFarmSettings {
             vcenter_id: vcenter_id.to_owned(),
             image_source: "VIRTUAL_CENTER",
-            enable_provisioning: true,
+            enable_provisioning: pool.provisioning,
             stop_provisioning_on_error: true,
             min_ready_vms: 0,
             provisioning_settings: provisioning_settings(pool, place),
@@ -374,6 +374,12 @@ pub(super) fn incompatible_reasons(vm: &Vm) -> Vec<&'static str> {
 }
 
 /// `BaseSnapshotInfo`.
+/// Why Horizon cannot use a snapshot as an image: `POWERED_ON` for one taken of a running VM
+/// (the lab's VMs all have a recent hardware version).
+pub(super) fn snapshot_incompatible_reasons(snapshot: &Snapshot) -> Vec<&'static str> {
+    if snapshot.powered_on { vec!["POWERED_ON"] } else { Vec::new() }
+}
+
 pub(super) fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> Value {
     json!({
         "id": snapshot.id,
@@ -391,7 +397,7 @@ pub(super) fn base_snapshot(vcenter_id: &str, vm: &Vm, snapshot: &Snapshot) -> V
         "total_video_memory_mb": 36,
         "renderer3d": "MANAGE_BY_VSPHERE_CLIENT",
         "vgpu_type": null,
-        "incompatible_reasons": [],
+        "incompatible_reasons": snapshot_incompatible_reasons(snapshot),
     })
 }
 

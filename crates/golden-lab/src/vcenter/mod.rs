@@ -190,6 +190,10 @@ pub struct Snapshot {
     /// The VM's disk when the snapshot was taken.
     #[serde(default)]
     pub disk: String,
+    /// Taken of a running VM with its memory: the snapshot's power state is `poweredOn`
+    /// (without memory it is `poweredOff`), which Horizon refuses as an image (`POWERED_ON`).
+    #[serde(default)]
+    pub powered_on: bool,
 }
 
 /// Where a new site's inventory puts things, from the site's golden.toml placement.
@@ -369,6 +373,7 @@ impl VcenterSim {
             parent: vm.current_snapshot.clone(),
             created_ms: now_ms,
             disk: vm.disk.clone(),
+            powered_on: false,
         });
         vm.current_snapshot = Some(id.clone());
         Some(id)

@@ -129,7 +129,16 @@ pub(super) async fn sdk(State(ctx): State<SiteCtx>, headers: HeaderMap, body: By
             if !vc.vms.contains_key(&vm) {
                 return not_found("VirtualMachine", &vm);
             }
+            let memory = call.child_text("memory") == Some("true");
             let snapshot = vc.add_snapshot(&vm, &name, &description, now_ms());
+            if let (Some(id), true) = (&snapshot, memory) {
+                let running = vc.vms.get(&vm).is_some_and(|v| v.powered_on);
+                if let Some(s) =
+                    vc.vms.get_mut(&vm).and_then(|v| v.snapshots.iter_mut().find(|s| &s.id == id))
+                {
+                    s.powered_on = running;
+                }
+            }
             let task = vc.moref("task-");
             vc.tasks.insert(
                 task.clone(),

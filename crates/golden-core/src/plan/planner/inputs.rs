@@ -196,7 +196,7 @@ pub(super) fn site_copies(site: &SiteLive) -> BTreeMap<VersionRef, SiteCopy<'_>>
         if let Some(meta) = &vm.meta {
             let c = out.entry(meta.version_ref()).or_default();
             c.vms.push(&vm.id);
-            if let (None, Some(snapshot)) = (&c.base, vm.snapshots.last()) {
+            if let (None, Some(snapshot)) = (&c.base, vm.base_snapshot(&meta.version)) {
                 c.base = Some(ImageRef { vm: vm.id.clone(), snapshot: snapshot.id.clone() });
             }
         }
