@@ -234,13 +234,17 @@ impl HorizonClient {
     }
 
     fn too_old(&self, what: &str, version: HorizonVersion, reason: String) -> HorizonError {
-        HorizonError::TooOld {
-            site: self.site.clone(),
-            what: what.to_owned(),
-            version,
-            minimum: HorizonVersion::MINIMUM,
-            reason,
-        }
+        self.older_than(HorizonVersion::MINIMUM, what, version, reason)
+    }
+
+    fn older_than(
+        &self,
+        minimum: HorizonVersion,
+        what: &str,
+        version: HorizonVersion,
+        reason: String,
+    ) -> HorizonError {
+        HorizonError::TooOld { site: self.site.clone(), what: what.to_owned(), version, minimum, reason }
     }
 
     /// Every desktop pool (`/inventory/v2/desktop-pools`, 1,000 per page, Horizon 8.0 and
@@ -373,6 +377,13 @@ impl HorizonClient {
             stop_on_first_error: spec.stop_on_first_error,
         };
         let what = format!("schedule maintenance of farm `{farm_id}`");
+        // Farms read from 2103 but take a new image only from 2111: say so rather than send a
+        // request the server does not have.
+        if let Some(version) = self.version().await?.filter(|v| *v < HorizonVersion::FARM_MAINTENANCE) {
+            let reason =
+                "farms take a new image through schedule-maintenance, which Horizon added in 2111".into();
+            return Err(self.older_than(HorizonVersion::FARM_MAINTENANCE, &what, version, reason));
+        }
         let path = ["inventory", "v1", "farms", farm_id.as_str(), "action", "schedule-maintenance"];
         self.post(&what, &path, Some(&body)).await
     }

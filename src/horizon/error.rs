@@ -59,7 +59,7 @@ pub enum HorizonError {
     /// which API it lacks.
     #[error(
         "cannot {what} at site `{site}`: its connection server runs horizon {version}, and {reason}; \
-         golden supports horizon {minimum} and later"
+         this needs horizon {minimum} or later: upgrade the connection server"
     )]
     TooOld { site: SiteName, what: String, version: HorizonVersion, minimum: HorizonVersion, reason: String },
 }

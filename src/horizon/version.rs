@@ -23,6 +23,9 @@ impl HorizonVersion {
     pub const DESKTOP_POOLS_V2: HorizonVersion = HorizonVersion::new(8, 0, 0);
     /// Horizon 8.2 (2103): `/inventory/v2/farms`, the only farm listing that shows a farm's image.
     pub const FARMS_V2: HorizonVersion = HorizonVersion::new(8, 2, 0);
+    /// Horizon 8.4 (2111): `schedule-maintenance` of farms, the only way to give a farm a new
+    /// image.
+    pub const FARM_MAINTENANCE: HorizonVersion = HorizonVersion::new(8, 4, 0);
     /// The oldest Horizon golden supports: 8.2 (2103). Older 8.x servers are read only while
     /// their pod has no farms.
     pub const MINIMUM: HorizonVersion = HorizonVersion::FARMS_V2;

@@ -621,7 +621,7 @@ async fn a_2012_server_with_a_farm_is_a_clear_error_naming_both_versions() {
     let text = chain(&err);
     assert!(text.starts_with("cannot list farms at site `hq`"), "{text}");
     assert!(text.contains("horizon 8.1 (2012)"), "the server's version: {text}");
-    assert!(text.contains("golden supports horizon 8.2 (2103) and later"), "the minimum: {text}");
+    assert!(text.contains("this needs horizon 8.2 (2103) or later"), "the minimum: {text}");
     assert!(text.contains("1 farm (`RDS-Farm`)"), "which farms: {text}");
     assert!(!golden::connect::Retryable::is_retryable(&err), "waiting does not upgrade a server");
     let hints = golden::error::hints(&anyhow::Error::new(err));
@@ -643,7 +643,7 @@ async fn a_horizon_7_server_is_named_and_refused() {
     let text = chain(&err);
     assert!(matches!(err, HorizonError::TooOld { .. }), "{text}");
     assert!(text.starts_with("cannot list desktop pools at site `hq`"), "{text}");
-    assert!(text.contains("horizon 7.13.1") && text.contains("horizon 8.2 (2103) and later"), "{text}");
+    assert!(text.contains("horizon 7.13.1") && text.contains("horizon 8.2 (2103) or later"), "{text}");
     assert_eq!(route(&w.lab, FARMS_V1) + route(&w.lab, FARMS_V2), 0);
 }
 
@@ -663,6 +663,58 @@ async fn a_server_that_does_not_say_its_version_is_read_as_a_current_one() {
     assert_eq!(c.version().await.expect("a refusal is not an error"), None);
     assert_eq!(c.pools().await.expect("lists").len(), 2);
     assert_eq!(route(&w.lab, FARMS_V2), 1);
+}
+
+/// Farms are read from 2103 but take a new image only from 2111 (schedule-maintenance): on a
+/// 2106 server the client names that minimum without sending the request, and the lab answers
+/// the action with 404 like a server without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farm_on_2106_is_read_but_its_maintenance_names_2111() {
+    let w = world(1, slow()).await;
+    sim(&w.lab, |h| h.version = "8.3.0".into());
+    let c = client(&w.lab);
+    let farm = c.farm(&w.farm).await.expect("a 2106 server lists its farms");
+    assert_eq!(farm.kind, PoolKind::Farm);
+    let err = c
+        .schedule_maintenance(&w.farm, &PushSpec::now(w.new.clone(), Logoff::Force))
+        .await
+        .expect_err("no farm maintenance before 2111");
+    let text = chain(&err);
+    assert!(text.contains("8.3 (2106)") && text.contains("8.4 (2111) or later"), "{text}");
+    let sent =
+        w.lab.requests_by_route(SITE, Product::Horizon).keys().any(|r| r.contains("schedule-maintenance"));
+    assert!(!sent, "the request was not sent");
+
+    let http = reqwest::Client::new();
+    let base = w.lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
+    let login = json!({"username": LAB_USER, "password": LAB_PASSWORD, "domain": LAB_DOMAIN});
+    let tokens: Value = http
+        .post(format!("{base}/rest/login"))
+        .json(&login)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let token = tokens["access_token"].as_str().expect("access token");
+    let body = json!({"maintenance_mode": "IMMEDIATE", "logoff_policy": "FORCE_LOGOFF"});
+    let path = format!("{base}/rest/inventory/v1/farms/{}/action/schedule-maintenance", w.farm);
+    let answer = http.post(path).bearer_auth(token).json(&body).send().await.expect("sent");
+    assert_eq!(answer.status().as_u16(), 404, "the lab has no farm maintenance before 2111");
+}
+
+/// A push is refused while another one is under way on the pool (Horizon runs one operation
+/// at a time; only a not yet started push of the same image may be rescheduled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_push_while_one_is_under_way_is_refused() {
+    let w = world(1, slow()).await;
+    let c = client(&w.lab);
+    c.push_image(&w.pool, &PushSpec::now(w.new.clone(), Logoff::Force)).await.expect("push accepted");
+    let err = c.push_image(&w.pool, &PushSpec::now(w.old.clone(), Logoff::Force)).await.expect_err("busy");
+    assert!(chain(&err).contains("Another operation is in progress"), "{}", chain(&err));
+    let pool = c.desktop_pool(&w.pool).await.expect("reads");
+    assert_eq!(pending_of(&pool), (PendingState::PendingPublish, &w.new), "the first push goes on");
 }
 
 /// The lab keeps to what a 2012 server serves: no v2 farms, v1 farms, the monitor's version.

@@ -133,7 +133,7 @@ impl VcenterClient {
         self.call_within(op, method, path, body, None).await
     }
 
-    /// A long operation (an OVF capture or deploy), which vCenter answers only when it is done:
+    /// A long OVF operation (a capture or deploy), which vCenter answers only when it is done:
     /// the request waits up to `TASK_TIMEOUT` rather than the HTTP client's timeout. `body`
     /// carries a `client_token`, so that a retry of a request that reached vCenter gets the
     /// first one's answer instead of starting the work again.
@@ -229,6 +229,17 @@ impl VcenterClient {
     async fn created_id(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {
         let id: Option<String> = self.call_as(op, Method::POST, path, Some(body)).await?;
         id.filter(|s| !s.is_empty()).ok_or_else(|| self.err_protocol(op, "no id in the answer"))
+    }
+
+    /// [`Self::created_id`] for a long operation (a VM template captured or deployed), which
+    /// vCenter answers only when it is done: up to `TASK_TIMEOUT`, not the client's timeout.
+    async fn created_id_long(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {
+        let value = self.call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT)).await?;
+        value
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| self.err_protocol(op, "no id in the answer"))
     }
 }
 

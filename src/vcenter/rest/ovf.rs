@@ -94,7 +94,7 @@ impl VcenterClient {
             "placement": {"folder": placement.folder.as_str(), "resource_pool": placement.resource_pool.as_str()},
             "vm_home_storage": {"datastore": placement.datastore.as_str()},
         }});
-        self.created_id(&op, "/vcenter/vm-template/library-items", body).await.map(ItemId::new)
+        self.created_id_long(&op, "/vcenter/vm-template/library-items", body).await.map(ItemId::new)
     }
 
     /// Deploys a VM-template item as a new, powered-off VM; returns its moref.
@@ -109,7 +109,7 @@ impl VcenterClient {
             "vm_home_storage": {"datastore": spec.datastore.as_str()},
         }});
         let path = format!("/vcenter/vm-template/library-items/{}?action=deploy", seg(item.as_str()));
-        self.created_id(&op, &path, body).await.map(Moref::new)
+        self.created_id_long(&op, &path, body).await.map(Moref::new)
     }
 
     /// Deletes a VM (it must be powered off on a real vCenter).

@@ -15,8 +15,9 @@
 //! its monitor reports and which decides the resource versions it serves, as the documentation
 //! dates them: `/monitor/connection-servers` from 7.10, `/inventory/v1/desktop-pools` and
 //! `/inventory/v1/farms` from 7.12, `/inventory/v2/desktop-pools` and
-//! `/monitor/v1/connection-servers` from 8.0 (2006), `/inventory/v2/farms` from 8.2 (2103). An
-//! older pod answers those with 404, as a server without the resource does.
+//! `/monitor/v1/connection-servers` from 8.0 (2006), the pool push image actions from 8.1
+//! (2012), `/inventory/v2/farms` from 8.2 (2103), the farm maintenance actions from 8.4 (2111).
+//! An older pod answers those with 404, as a server without the resource does.
 //!
 //! - `routes`: the HTTP surface (auth, inventory, actions, external inventory, lab controls).
 //! - `view`: the JSON documents the API returns, rendered from this model.

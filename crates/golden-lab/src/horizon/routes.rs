@@ -614,10 +614,12 @@ fn cancel(ctx: &SiteCtx, kind: PoolKind, id: &str) -> ApiResult {
 }
 
 async fn push_image(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    since(&ctx, 8, 1)?;
     schedule(&ctx, PoolKind::DesktopPool, &id, parse_body(&body)?)
 }
 
 async fn cancel_push(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
+    since(&ctx, 8, 1)?;
     cancel(&ctx, PoolKind::DesktopPool, &id)
 }
 
@@ -642,6 +644,7 @@ async fn schedule_maintenance(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
+    since(&ctx, 8, 4)?;
     let body: MaintenanceBody = parse_body(&body)?;
     maintenance_mode(body.maintenance_mode.as_deref())?;
     schedule(&ctx, PoolKind::Farm, &id, body.push)
@@ -658,6 +661,7 @@ async fn cancel_maintenance(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
+    since(&ctx, 8, 4)?;
     let body: CancelMaintenanceBody = parse_body(&body)?;
     maintenance_mode(body.maintenance_mode.as_deref())?;
     cancel(&ctx, PoolKind::Farm, &id)
