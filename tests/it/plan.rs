@@ -247,3 +247,32 @@ async fn plan_and_status_end_their_sessions() {
         assert_eq!(open(&lab), Vec::<String>::new(), "golden {args:?} left sessions open");
     }
 }
+
+/// A pod on Horizon 2012 (8.1) is planned while it has no farms (us), and is a clear error
+/// naming its version and the minimum when it has one (eu): the farm listing that shows a
+/// farm's image came with 2103.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2012_pod_is_planned_without_farms_and_named_with_them() {
+    let lab = quickstart_lab().await;
+    {
+        let shared = lab.state();
+        let mut state = shared.lock();
+        for site in ["us", "eu"] {
+            state.sites.get_mut(site).expect("site").horizon.version = "8.1.0".into();
+        }
+    }
+    let dir = repo_root().join("examples/quickstart");
+    let us = golden_with(&lab, &dir, &["plan", "--site", "us", "--detailed-exitcode"]).await;
+    assert_eq!(us.code, 2, "a plan with changes: {}", us.stderr);
+    assert!(us.stdout.contains("push      desktop pool Office-IC (us-office)"), "{}", us.stdout);
+
+    let eu = golden_with(&lab, &dir, &["plan", "--site", "eu"]).await;
+    assert_eq!(eu.code, 1, "{}", eu.stdout);
+    assert!(
+        eu.stderr.contains("site `eu`")
+            && eu.stderr.contains("8.1 (2012)")
+            && eu.stderr.contains("8.2 (2103)"),
+        "{}",
+        eu.stderr
+    );
+}
