@@ -1,7 +1,8 @@
 //! No credential in any log line: both clients and the lab run at the highest verbosity (every
 //! target at TRACE, reqwest and hyper included) through logins, failures, retries and token
 //! refreshes, and the captured log must not contain a password, a Basic-auth header, a session
-//! id or a token.
+//! id or a token. No credential goes anywhere but the endpoint named: a redirect is never
+//! followed, and `plan --trusted-ref` sends nothing to a site whose endpoints changed.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -17,7 +18,7 @@ use golden::lab::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, Product, 
 use golden::live::{HorizonId, ImageRef};
 use golden::vcenter::VcenterClient;
 
-use super::common::repo_root;
+use super::common::{Recorder, answer, repo_root};
 
 const WRONG_PASSWORD: &str = "Wr0ng-But-Secret!";
 
@@ -179,4 +180,43 @@ fn no_credential_reaches_a_log_line_at_trace_level() {
     for secret in &secrets {
         assert!(!text.contains(secret.as_str()), "a credential reached the log: {secret:?} in\n{text}");
     }
+}
+
+/// No client follows a redirect: a server that answers every login with a 307 to another
+/// (recording) server gets one request per login and no retry, the other server gets nothing,
+/// and each login fails with an error naming the status and where it pointed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_an_error_and_is_never_followed() {
+    let lure = Recorder::start(|_| answer("200 OK", &[])).await;
+    let target = format!("{}/login-here", lure.url);
+    let location = format!("location: {target}");
+    let redirecting = Recorder::start(move |_| answer("307 Temporary Redirect", &[location.as_str()])).await;
+    let site = SiteName::new("eu");
+    let http = http_client(&site, &Tls::default()).expect("http");
+    let base = url::Url::parse(&redirecting.url).expect("url");
+    let creds = |domain: Option<&str>| Credentials {
+        user: LAB_USER.into(),
+        password: Secret::new(WRONG_PASSWORD),
+        domain: domain.map(str::to_owned),
+    };
+    // Retries allowed, to show that a redirect is not retried either.
+    let retry = RetryPolicy { base_delay: std::time::Duration::from_millis(1), ..RetryPolicy::default() };
+    let vc = VcenterClient::new(site.clone(), base.clone(), creds(None), http.clone(), retry.clone());
+    let hz = HorizonClient::new(site, base, creds(Some(LAB_DOMAIN)), http, retry);
+    let errors = [
+        vc.login_rest().await.expect_err("redirected").to_string(),
+        vc.login_soap().await.expect_err("redirected").to_string(),
+        hz.login().await.expect_err("redirected").to_string(),
+    ];
+    for err in &errors {
+        assert!(err.contains("307"), "{err}");
+        assert!(err.contains(&format!("a redirect to {target}; golden never follows redirects")), "{err}");
+    }
+    assert_eq!(lure.requests(), Vec::<String>::new(), "a redirect was followed");
+    let sent = redirecting.requests();
+    assert_eq!(sent.len(), 3, "one request per login: {sent:#?}");
+    assert!(
+        sent.iter().any(|r| r.contains(WRONG_PASSWORD)),
+        "the recorder saw Horizon's login body: {sent:#?}"
+    );
 }
