@@ -11,6 +11,7 @@ use crate::gather::GatherError;
 use crate::git::GitError;
 use crate::horizon::HorizonError;
 use crate::load::{PlanErrors, StalePlan};
+use crate::trusted::EndpointsChanged;
 use crate::vcenter::VcenterError;
 
 /// The explanation of `e`, when it is one of golden's errors.
@@ -22,6 +23,7 @@ pub fn explain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn E
     }
     first_of!(
         StalePlan,
+        EndpointsChanged,
         ApplyFailed,
         PlanErrors,
         golden_core::plan::PlanError,
