@@ -132,3 +132,45 @@ fn differences(
 fn normal(raw: &str) -> String {
     url::Url::parse(raw).map_or_else(|_| raw.to_owned(), |u| u.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository whose one commit has site `hq` with `ca_file = "ca.pem"` holding `pem`.
+    fn repo(pem: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = "[settings]\nsource_site = \"hq\"\n\n[sites.hq]\nvcenter = \"https://vc.corp.example\"\n\
+                    horizon = \"https://hz.corp.example\"\ndatacenter = \"DC\"\ncluster = \"C\"\n\
+                    folder = \"golden\"\ndatastore = \"ds\"\nca_file = \"ca.pem\"\n";
+        std::fs::write(dir.path().join("golden.toml"), toml).expect("write");
+        std::fs::write(dir.path().join("ca.pem"), pem).expect("write");
+        let repo = git2::Repository::init(dir.path()).expect("git init");
+        let mut index = repo.index().expect("index");
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("git add");
+        let tree = repo.find_tree(index.write_tree().expect("write tree")).expect("tree");
+        let sig = git2::Signature::now("Ada Admin", "ada@corp.example").expect("signature");
+        repo.commit(Some("HEAD"), &sig, &sig, "sites", &tree, &[]).expect("commit");
+        dir
+    }
+
+    /// The CA file decides which servers are believed, so a changed file is a changed endpoint
+    /// even where golden.toml is unchanged.
+    #[test]
+    fn a_changed_ca_file_is_a_changed_endpoint() {
+        let dir = repo("-----BEGIN CERTIFICATE-----\ntrusted\n");
+        let desired =
+            crate::desired::load(&crate::desired::Location::WorkTree { dir: dir.path().to_owned() })
+                .expect("valid");
+        let sites: BTreeSet<SiteName> = desired.sites.keys().cloned().collect();
+        check(&desired, dir.path(), "HEAD", &sites).expect("nothing changed");
+
+        std::fs::write(dir.path().join("ca.pem"), "-----BEGIN CERTIFICATE-----\nthe author's own\n")
+            .expect("write");
+        let err = check(&desired, dir.path(), "HEAD", &sites).expect_err("the CA changed");
+        assert!(
+            err.to_string().ends_with("site `hq`: ca_file `ca.pem` differs from the one at `HEAD`"),
+            "{err}"
+        );
+    }
+}
