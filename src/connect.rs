@@ -3,6 +3,13 @@
 //! Shared by the `vcenter` and `horizon` clients so that both treat secrets, certificates and
 //! transient failures the same way. Credentials come only from the environment
 //! (`GOLDEN_<SITE>_*`); [`Secret`] keeps them out of `Debug` output, logs and error messages.
+//!
+//! Credentials go only where the site's endpoints say, and only safely: an endpoint, from
+//! golden.toml or a `GOLDEN_<SITE>_*_URL` override, must be `https://` unless its host is
+//! loopback ([`crate::desired::allows_plain_http`]), and no HTTP client follows a redirect. A
+//! 307 or 308 would make the client send the same request (vCenter's basic-auth header or SOAP
+//! login body, Horizon's login JSON) to whatever host the server names; any 3xx is an error
+//! instead, naming where it pointed ([`redirect_target`]).
 
 use std::fmt;
 use std::future::Future;
@@ -104,7 +111,19 @@ impl SiteConnection {
                 // Never echo the value: it holds a credential.
                 return Err(ConnectError::BadUrl { name: from, reason: "it carries credentials".to_owned() });
             }
-            Ok(parsed)
+            let reason = match parsed.scheme() {
+                "https" => None,
+                "http" if crate::desired::allows_plain_http(&parsed) => None,
+                "http" => Some(
+                    "it is plain http to a host that is not loopback, which would send credentials \
+                     unencrypted; use https (http only for 127.0.0.1, ::1 or localhost)",
+                ),
+                _ => Some("its scheme is neither https nor http"),
+            };
+            match reason {
+                Some(reason) => Err(ConnectError::BadUrl { name: from, reason: reason.to_owned() }),
+                None => Ok(parsed),
+            }
         };
         let insecure = env(&format!("{prefix}_TLS_INSECURE"))
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
@@ -132,7 +151,9 @@ pub fn http_client(site: &SiteName, tls: &Tls) -> Result<reqwest::Client, Connec
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("golden/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120));
+        .timeout(Duration::from_secs(120))
+        // Never: a redirect would carry the login to another host (see the module docs).
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = &tls.ca_file {
         let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
             path: path.clone(),
@@ -149,6 +170,24 @@ pub fn http_client(site: &SiteName, tls: &Tls) -> Result<reqwest::Client, Connec
         builder = builder.danger_accept_invalid_certs(true);
     }
     builder.build().map_err(|source| ConnectError::Client { site: site.clone(), source })
+}
+
+/// Where a 3xx answer points (the origin and path of its `Location`), or `None` for any other
+/// answer. Clients turn it into an error: golden never follows a redirect.
+pub fn redirect_target(response: &reqwest::Response) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| response.url().join(l).ok());
+    // Origin and path only: a query could carry anything the server chose to put there.
+    Some(location.map_or_else(
+        || "nowhere (no Location header)".to_owned(),
+        |u| format!("{}{}", u.origin().ascii_serialization(), u.path()),
+    ))
 }
 
 /// An error that knows whether trying again may help.
@@ -264,6 +303,36 @@ mod tests {
             missing.to_string(),
             "GOLDEN_EU_WEST_VCENTER_USER is not set (needed to reach site `eu-west`)"
         );
+    }
+
+    /// An override is held to the rule golden.toml is: plain http only to a loopback host.
+    #[test]
+    fn an_override_to_plain_http_on_another_host_is_refused() {
+        let with_override = |url: &'static str| {
+            move |name: &str| -> Option<String> {
+                match name {
+                    "GOLDEN_EU_WEST_HORIZON_URL" => Some(url.to_owned()),
+                    n if n.ends_with("_URL") || n.ends_with("INSECURE") => None,
+                    _ => Some("x".to_owned()),
+                }
+            }
+        };
+        let err = SiteConnection::resolve(&site(), Path::new("."), &with_override("http://10.1.2.3:8443"))
+            .expect_err("plain http to another host");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("GOLDEN_EU_WEST_HORIZON_URL is not a usable URL: it is plain http"),
+            "{text}"
+        );
+        assert!(text.contains("use https"), "{text}");
+        let err = SiteConnection::resolve(&site(), Path::new("."), &with_override("ftp://10.1.2.3"))
+            .expect_err("another scheme");
+        assert!(err.to_string().contains("neither https nor http"), "{err}");
+        for fine in ["https://10.1.2.3:8443", "http://127.0.0.1:8443", "http://[::1]:1", "http://localhost:2"]
+        {
+            let conn = SiteConnection::resolve(&site(), Path::new("."), &with_override(fine)).expect(fine);
+            assert_eq!(conn.horizon_url.as_str().trim_end_matches('/'), fine);
+        }
     }
 
     #[derive(Debug)]

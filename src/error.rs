@@ -11,6 +11,7 @@ use crate::gather::GatherError;
 use crate::git::GitError;
 use crate::horizon::HorizonError;
 use crate::load::{PlanErrors, StalePlan};
+use crate::trusted::EndpointsChanged;
 use crate::vcenter::VcenterError;
 
 /// The explanation of `e`, when it is one of golden's errors.
@@ -22,6 +23,7 @@ pub fn explain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn E
     }
     first_of!(
         StalePlan,
+        EndpointsChanged,
         ApplyFailed,
         PlanErrors,
         golden_core::plan::PlanError,
@@ -92,6 +94,16 @@ impl Explain for ConnectError {
     }
 }
 
+/// What to do about a redirect: name the real server, if it is the one meant.
+fn redirect_hint(site: &crate::ids::SiteName, product: &str, location: &str) -> String {
+    format!(
+        "if {location} is where the {product} of site `{site}` really is, write its base URL as the site's \
+         `{product}` in golden.toml (or in {}_{}_URL)",
+        site.env_prefix(),
+        product.to_ascii_uppercase()
+    )
+}
+
 impl Explain for VcenterError {
     fn hints(&self) -> Vec<String> {
         match self {
@@ -103,6 +115,7 @@ impl Explain for VcenterError {
                 "check that the vcenter URL of site `{site}` is right and reachable ({}_VCENTER_URL overrides golden.toml)",
                 site.env_prefix()
             )],
+            VcenterError::Redirect { site, location, .. } => vec![redirect_hint(site, "vcenter", location)],
             VcenterError::NotFound { .. } | VcenterError::Ambiguous { .. } => vec![
                 "check the site's placement in golden.toml: datacenter, cluster or resource_pool, folder, datastore"
                     .to_owned(),
@@ -129,6 +142,7 @@ impl Explain for HorizonError {
                 "check that the horizon URL of site `{site}` is right and reachable ({}_HORIZON_URL overrides golden.toml)",
                 site.env_prefix()
             )],
+            HorizonError::Redirect { site, location, .. } => vec![redirect_hint(site, "horizon", location)],
             HorizonError::TooOld { site, minimum, .. } => {
                 vec![format!("upgrade the connection servers of site `{site}` to horizon {minimum} or later")]
             }

@@ -23,5 +23,6 @@ pub mod git;
 pub mod history;
 pub mod horizon;
 pub mod load;
+pub mod trusted;
 pub mod vcenter;
 pub mod wait;

@@ -38,6 +38,15 @@ pub fn sites_in_scope(desired: &DesiredState, names: &[String]) -> anyhow::Resul
     Ok(scope)
 }
 
+/// The sites a plan of `scope` reads (and sends credentials to): those in scope (every site
+/// when it is empty), and the source site their versions come from.
+pub fn sites_to_read(desired: &DesiredState, scope: &BTreeSet<SiteName>) -> BTreeSet<SiteName> {
+    let mut read: BTreeSet<SiteName> =
+        if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
+    read.insert(desired.settings.source_site.clone());
+    read
+}
+
 /// What planning read and made: the plan, plus the clients and inventories apply goes on with.
 #[derive(Debug)]
 pub struct Observed {
@@ -55,10 +64,7 @@ pub async fn observe(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
     let history = HistoryRead::start(dir, reference);
-    // The sites to read: those in scope, and the source site their versions come from.
-    let mut read: BTreeSet<SiteName> =
-        if scope.is_empty() { desired.sites.keys().cloned().collect() } else { scope.clone() };
-    read.insert(desired.settings.source_site.clone());
+    let read = sites_to_read(desired, scope);
     let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
     let read = gather::read_all(desired, &clients).await?;
     let options = history.options(desired, scope).await;

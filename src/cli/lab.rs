@@ -1,4 +1,7 @@
 //! `golden lab serve`: the local lab that serves simulated vCenter and Horizon APIs on loopback.
+//!
+//! The env file holds the lab's credentials and its control token, the state file its sessions
+//! and tokens: both are written readable by their owner only (mode 0600).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,7 +69,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             }
             text.push_str(&format!("export {name}={value}\n"));
         }
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(path, text.as_bytes())?;
     }
     {
         let mut out = anstream::stdout();
@@ -108,8 +111,24 @@ fn initial_state(args: &ServeArgs) -> anyhow::Result<LabState> {
 
 fn save(path: &Path, state: &LabState) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    write_private(&tmp, &serde_json::to_vec_pretty(state)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` with mode 0600, also when the file exists with a wider one.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let context = || format!("cannot write {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(context)?;
+    // `mode` applies to a new file only.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).with_context(context)?;
+    file.write_all(bytes).with_context(context)?;
     Ok(())
 }

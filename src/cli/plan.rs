@@ -11,6 +11,7 @@ use crate::desired::{self};
 use crate::gather::{self};
 use crate::load;
 use crate::plan::render;
+use crate::trusted;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -28,11 +29,18 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Send credentials only to sites whose endpoints are as at this git ref (for pull
+    /// requests: the base branch); fail before any request if one differs
+    #[arg(long, value_name = "REF")]
+    pub trusted_ref: Option<String>,
 }
 
 pub(super) fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     let desired = desired::load(&args.repo.location())?;
     let scope = load::sites_in_scope(&desired, &args.sites)?;
+    if let Some(trusted) = &args.trusted_ref {
+        trusted::check(&desired, &args.repo.dir, trusted, &load::sites_to_read(&desired, &scope))?;
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let env = |name: &str| std::env::var(name).ok();
     let observing = load::observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env);

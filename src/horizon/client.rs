@@ -507,6 +507,14 @@ impl HorizonClient {
             |source| HorizonError::Transport { site: self.site.clone(), what: what.to_owned(), source };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        if let Some(location) = crate::connect::redirect_target(&response) {
+            return Err(HorizonError::Redirect {
+                site: self.site.clone(),
+                what: what.to_owned(),
+                status,
+                location,
+            });
+        }
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(transport)?;
         Ok((status, headers, bytes.to_vec()))

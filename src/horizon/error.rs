@@ -52,6 +52,12 @@ pub enum HorizonError {
         #[source]
         source: serde_json::Error,
     },
+    /// A 3xx answer, never followed: it would carry the login to another address.
+    #[error(
+        "cannot {what} at site `{site}`: horizon answered {status}, a redirect to {location}; \
+         golden never follows redirects"
+    )]
+    Redirect { site: SiteName, what: String, status: StatusCode, location: String },
     /// Horizon logins need a NetBIOS domain.
     #[error("no horizon domain is set for site `{site}`")]
     MissingDomain { site: SiteName },
@@ -98,6 +104,7 @@ impl Retryable for HorizonError {
             HorizonError::Transport { source, .. } => !source.is_builder(),
             HorizonError::Api { status, .. } => retryable_status(*status),
             HorizonError::Login { .. }
+            | HorizonError::Redirect { .. }
             | HorizonError::Decode { .. }
             | HorizonError::MissingDomain { .. }
             | HorizonError::TooOld { .. } => false,

@@ -119,6 +119,19 @@ impl VcenterClient {
         VcenterError::Http { site: self.site.clone(), operation: operation.to_owned(), status, kind, message }
     }
 
+    /// The error for a redirect, when `response` is one (see [`crate::connect`]).
+    fn refuse_redirect(&self, operation: &str, response: &reqwest::Response) -> Result<(), VcenterError> {
+        match crate::connect::redirect_target(response) {
+            None => Ok(()),
+            Some(location) => Err(VcenterError::Redirect {
+                site: self.site.clone(),
+                operation: operation.to_owned(),
+                status: response.status().as_u16(),
+                location,
+            }),
+        }
+    }
+
     fn err_transport(&self, operation: &str, source: reqwest::Error) -> VcenterError {
         // reqwest puts the URL in its message; ours never carry credentials or session ids.
         VcenterError::Transport { site: self.site.clone(), operation: operation.to_owned(), source }
@@ -168,6 +181,11 @@ pub enum VcenterError {
         kind.as_ref().map(|k| format!(" {k}")).unwrap_or_default(),
         message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Http { site: SiteName, operation: String, status: u16, kind: Option<String>, message: Option<String> },
+    /// A 3xx answer, never followed: it would carry the login to another address.
+    #[error(
+        "site `{site}`: {operation}: vcenter answered HTTP {status}, a redirect to {location}; golden never follows redirects"
+    )]
+    Redirect { site: SiteName, operation: String, status: u16, location: String },
     #[error("site `{site}`: {operation}: vcenter fault {fault}: {message}")]
     Fault { site: SiteName, operation: String, fault: String, message: String },
     #[error("site `{site}`: {operation} failed: {message}")]

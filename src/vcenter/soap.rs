@@ -86,6 +86,7 @@ impl VcenterClient {
             request = request.header("cookie", c);
         }
         let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
+        self.refuse_redirect(op, &response)?;
         let status = response.status();
         let new_cookie = response
             .headers()

@@ -18,7 +18,10 @@ fn help_lists_every_command() {
 fn each_command_has_the_flags_of_the_spec() {
     let cases: &[(&[&str], &[&str])] = &[
         (&["validate"], &["--dir", "--ref"]),
-        (&["plan"], &["--dir", "--ref", "--site", "--out", "--format", "--detailed-exitcode"]),
+        (
+            &["plan"],
+            &["--dir", "--ref", "--site", "--out", "--format", "--detailed-exitcode", "--trusted-ref"],
+        ),
         (&["apply"], &["[PLANFILE]", "--dir", "--auto-approve", "--parallelism"]),
         (&["status"], &["--dir", "--format"]),
         (&["history"], &["[IMAGE]", "--format"]),

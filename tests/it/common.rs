@@ -102,3 +102,80 @@ impl TempRepo {
         self.repo.commit(Some("HEAD"), sig, sig, message, &tree, &parents).expect("commit")
     }
 }
+
+/// A loopback HTTP listener that records every request it gets (head and body, as text) and
+/// answers each with `answer(request)`, a whole HTTP/1.1 response, then closes the connection.
+/// It stands in for a server a test must prove golden sends nothing to, or nothing secret.
+pub(crate) struct Recorder {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub(crate) async fn start(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> Recorder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, answer) = (requests.clone(), std::sync::Arc::new(answer));
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (seen, answer) = (seen.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut bytes = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    // The head, then as much body as Content-Length says.
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        bytes.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        let Some(end) = text.find("\r\n\r\n") else { continue };
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse().ok())?
+                            })
+                            .unwrap_or(0usize);
+                        if bytes.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                    let request = String::from_utf8_lossy(&bytes).into_owned();
+                    let response = answer(&request);
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Recorder { url, requests, task }
+    }
+
+    /// Every request received so far.
+    pub(crate) fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP/1.1 answer with no body and `headers` (each `Name: value`), closing the connection.
+pub(crate) fn answer(status: &str, headers: &[&str]) -> String {
+    let mut text = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n");
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    text
+}

@@ -15,7 +15,8 @@ use golden::lab::horizon::{HorizonSim, PoolKind as SimKind};
 use golden::lab::server::FaultRule;
 use golden::lab::vcenter::{Placement, VcenterSim};
 use golden::lab::{
-    LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, LabState, Product, SiteLab, Timings, VcenterLab,
+    CONTROL_TOKEN_HEADER, LAB_DOMAIN, LAB_PASSWORD, LAB_USER, Lab, LabOptions, LabState, Product, SiteLab,
+    Timings, VcenterLab,
 };
 use golden::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingState};
 use serde_json::{Value, json};
@@ -122,8 +123,10 @@ fn chain(err: &HorizonError) -> String {
     text
 }
 
-fn control_url(lab: &Lab, path: &str) -> String {
-    format!("{}{path}", lab.url(SITE, Product::Horizon).expect("horizon endpoint"))
+/// `POST` to one of the lab's control routes, with its token.
+fn control_post(lab: &Lab, path: &str) -> reqwest::RequestBuilder {
+    let url = format!("{}{path}", lab.url(SITE, Product::Horizon).expect("horizon endpoint"));
+    reqwest::Client::new().post(url).header(CONTROL_TOKEN_HEADER, lab.control_token())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,8 +159,7 @@ async fn an_expired_token_is_refreshed_and_a_refused_refresh_logs_in_again() {
     assert_eq!((route(&w.lab, "POST /rest/login"), route(&w.lab, "POST /rest/refresh")), (1, 1));
 
     // Session over too (through the lab's HTTP control): refresh refused, then a new login.
-    let expired = reqwest::Client::new()
-        .post(control_url(&w.lab, "/__lab/horizon/expire-tokens"))
+    let expired = control_post(&w.lab, "/__lab/horizon/expire-tokens")
         .json(&json!({"sessions": true}))
         .send()
         .await
@@ -235,8 +237,7 @@ async fn a_push_goes_through_publish_and_makes_the_new_image_current() {
 async fn a_failed_publish_surfaces_its_error_in_the_live_pool() {
     let w = world(1, slow()).await;
     let c = client(&w.lab);
-    let marked = reqwest::Client::new()
-        .post(control_url(&w.lab, &format!("/__lab/horizon/pools/{}/fail-next-push", w.pool)))
+    let marked = control_post(&w.lab, &format!("/__lab/horizon/pools/{}/fail-next-push", w.pool))
         .json(&json!({"error": "Clone creation failed: datastore vsan-hq is full"}))
         .send()
         .await

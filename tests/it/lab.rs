@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use golden::lab::{CONTROL_TOKEN_HEADER, Product};
 use serde_json::Value;
 
 use super::common::repo_root;
@@ -115,9 +116,19 @@ async fn serve_prints_endpoints_writes_env_and_speaks_both_apis() {
     assert!(env.contains(&format!("export GOLDEN_HQ_VCENTER_URL={}\n", lab.url("hq", "vcenter"))), "{env}");
     assert!(env.contains("export GOLDEN_EU_HORIZON_DOMAIN=LAB\n"), "{env}");
     assert!(env.lines().all(|l| l.starts_with("export GOLDEN_")), "{env}");
+    assert_eq!(mode(&env_file), 0o600, "the env file holds credentials and the control token");
 
+    // The control token of the env file opens the control routes.
     let http = reqwest::Client::new();
     let hq = lab.url("hq", "vcenter");
+    let token = env.lines().find_map(|l| l.strip_prefix("export GOLDEN_LAB_TOKEN=")).expect("a token");
+    let counters = |token: &str| {
+        let request = http.get(format!("{hq}/__lab/counters"));
+        request.header(golden::lab::CONTROL_TOKEN_HEADER, token).send()
+    };
+    assert_eq!(counters(token).await.expect("counters").status(), 200);
+    assert_eq!(counters("").await.expect("counters").status(), 403);
+
     let session = vcenter_session(&http, hq).await;
     let libs = libraries(&http, hq, &session).await;
     assert_eq!(libs.len(), 1, "{libs:?}");
@@ -215,6 +226,7 @@ async fn a_stopped_lab_resumes_from_its_state_file() {
     let id = created["value"].as_str().expect("library id").to_owned();
     assert_eq!(first.terminate(), Some(0));
     assert!(state.exists(), "the state is saved on SIGTERM");
+    assert_eq!(mode(&state), 0o600, "the state file holds sessions and tokens");
 
     // No --seed: the state file alone is enough.
     let second = Served::start(&["--state", &state_arg]);
@@ -228,6 +240,58 @@ async fn a_stopped_lab_resumes_from_its_state_file() {
     assert_eq!(names, ["made-before-stop"]);
     assert!(libraries(&http, base, &session).await.iter().any(|l| l["id"] == id.as_str()));
     assert_eq!(second.terminate(), Some(0));
+}
+
+/// The permission bits of a file.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("the file exists").permissions().mode() & 0o777
+}
+
+/// Only the lab's owner steers it: the control routes want this run's token, and every route
+/// wants the lab's own address in `Host`, so a web page whose name was re-bound to 127.0.0.1
+/// cannot reach it. Both refusals are 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_routes_want_the_token_and_every_route_the_labs_own_host() {
+    let desired = golden::desired::load(&golden::desired::Location::WorkTree {
+        dir: repo_root().join("examples/quickstart"),
+    })
+    .expect("quickstart loads");
+    let state = golden::lab::seed::from_desired(&desired, golden::lab::Timings::instant());
+    let options = golden::lab::LabOptions { free_ports: true, ..Default::default() };
+    let lab = golden::lab::Lab::start(state, options).await.expect("lab starts");
+    let (vc, hz) =
+        (lab.url("eu", Product::Vcenter).expect("vc"), lab.url("eu", Product::Horizon).expect("hz"));
+    let http = reqwest::Client::new();
+    let post = |url: String, token: Option<&str>, host: Option<&str>| {
+        let mut request = http.post(url).json(&serde_json::json!({"ms": 0}));
+        if let Some(token) = token {
+            request = request.header(CONTROL_TOKEN_HEADER, token);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        async move { request.send().await.expect("the lab answers").status().as_u16() }
+    };
+    let token = lab.control_token();
+    for url in
+        [format!("{vc}/__fault"), format!("{vc}/__lab/counters"), format!("{hz}/__lab/horizon/fast-forward")]
+    {
+        assert_eq!(post(url.clone(), None, None).await, 403, "{url} without the token");
+        assert_eq!(post(url.clone(), Some("a-guess"), None).await, 403, "{url} with a wrong token");
+    }
+    assert_eq!(post(format!("{vc}/__lab/counters"), Some(token), None).await, 200);
+    assert_eq!(post(format!("{hz}/__lab/horizon/fast-forward"), Some(token), None).await, 204);
+
+    let port = url::Url::parse(vc).expect("url").port().expect("a port");
+    let login = format!("{vc}/rest/com/vmware/cis/session");
+    for host in [format!("rebound.example:{port}"), format!("127.0.0.1:{}", port + 1)] {
+        assert_eq!(post(login.clone(), None, Some(&host)).await, 403, "Host {host}");
+        assert_eq!(post(format!("{vc}/__lab/counters"), Some(token), Some(&host)).await, 403, "Host {host}");
+    }
+    // Named as `localhost`, the lab is itself: the login is only refused for want of a password.
+    assert_eq!(post(login, None, Some(&format!("localhost:{port}"))).await, 401);
+    lab.shutdown().await;
 }
 
 /// The datastore moref of a seeded site. Lab morefs are deterministic for a given seed, so

@@ -8,7 +8,7 @@
 use golden::connect::{Credentials, RetryPolicy, Retryable, Secret};
 use golden::desired::{Compute, Location, load};
 use golden::ids::{ImageName, SiteName, VersionName};
-use golden::lab::{LAB_PASSWORD, LAB_USER, Lab, LabOptions, Product, Timings};
+use golden::lab::{CONTROL_TOKEN_HEADER, LAB_PASSWORD, LAB_USER, Lab, LabOptions, Product, Timings};
 use golden::live::{GoldenMeta, LibraryKind, Moref};
 use golden::vcenter::{Placement, VcenterClient, VcenterError};
 use serde_json::{Value, json};
@@ -152,9 +152,18 @@ impl Target {
         self.client_with(&self.password, retry)
     }
 
+    /// A request to the server's `/__fault`, with the lab's control token (vcsim's wants none).
+    fn fault_request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new().request(method, self.url.join("__fault").expect("fault url"));
+        match &self._server {
+            Server::Lab(lab) => request.header(CONTROL_TOKEN_HEADER, lab.control_token()),
+            Server::Vcsim(_) => request,
+        }
+    }
+
     async fn fault(&self, rule: Value) {
-        let url = self.url.join("__fault").expect("fault url");
-        let response = reqwest::Client::new().post(url).json(&rule).send().await.expect("post a fault rule");
+        let response =
+            self.fault_request(reqwest::Method::POST).json(&rule).send().await.expect("post a fault rule");
         assert!(response.status().is_success(), "fault rule refused: {}", response.status());
     }
 
@@ -213,9 +222,14 @@ impl Target {
 
     /// Hit counts of the fault rules, in the order they were added.
     async fn fault_hits(&self) -> Vec<u64> {
-        let url = self.url.join("__fault").expect("fault url");
-        let rules: Value =
-            reqwest::Client::new().get(url).send().await.expect("list faults").json().await.expect("json");
+        let rules: Value = self
+            .fault_request(reqwest::Method::GET)
+            .send()
+            .await
+            .expect("list faults")
+            .json()
+            .await
+            .expect("json");
         rules
             .as_array()
             .map(|a| a.iter().map(|r| r["hits"].as_u64().unwrap_or(0)).collect())

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use server::{Endpoint, Lab, LabOptions, Product};
+pub use server::{CONTROL_TOKEN_HEADER, Endpoint, Lab, LabOptions, Product};
 
 /// User name and password the lab accepts on every endpoint (Horizon also wants the domain).
 pub const LAB_USER: &str = "golden-lab";

@@ -7,6 +7,13 @@
 //! - faults: rules that answer matching requests with a status and body, or delay them, the same
 //!   JSON as the vcsim wrapper's `/__fault` (`POST` adds, `GET` lists with hit counts, `DELETE`
 //!   clears), so a contract test can inject the same fault into either.
+//!
+//! Only what runs on this machine may use the lab, and only its owner may steer it. Every
+//! request must name the lab's own address in its `Host` header (the bound loopback address or
+//! `localhost`, and the port): a web page whose DNS name was re-bound to 127.0.0.1 sends its
+//! own name and is refused with 403. The control routes (`/__fault`, `/__lab/...`) also want
+//! the random token of this run in the `x-golden-lab-token` header ([`Lab::control_token`];
+//! `GOLDEN_LAB_TOKEN` in the env file `golden lab serve` writes).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,6 +111,9 @@ pub struct Endpoint {
     stats: Arc<Mutex<Stats>>,
 }
 
+/// The header that carries the control token on `/__fault` and `/__lab/...` requests.
+pub const CONTROL_TOKEN_HEADER: &str = "x-golden-lab-token";
+
 /// A running lab. Dropping it without [`Lab::shutdown`] stops the listeners too.
 #[derive(Debug)]
 pub struct Lab {
@@ -111,6 +121,7 @@ pub struct Lab {
     endpoints: Vec<Endpoint>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    token: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -119,6 +130,10 @@ struct Layer {
     latency: Duration,
     /// Keeps the latency to the microsecond; `None` without latency.
     clock: Option<Clock>,
+    /// The address the endpoint listens on: the only one a request's `Host` may name.
+    addr: SocketAddr,
+    /// What the control routes want in [`CONTROL_TOKEN_HEADER`].
+    token: Arc<str>,
 }
 
 impl Lab {
@@ -146,7 +161,16 @@ impl Lab {
                 Clock::start().map_err(|e| anyhow::anyhow!("cannot start the lab's latency clock: {e}"))?,
             ),
         };
-        let mut lab = Lab { shared: shared.clone(), endpoints: Vec::new(), stop, tasks: Vec::new() };
+        // Two v4 UUIDs: 244 random bits from the operating system's generator.
+        let token: Arc<str> =
+            format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()).into();
+        let mut lab = Lab {
+            shared: shared.clone(),
+            endpoints: Vec::new(),
+            stop,
+            tasks: Vec::new(),
+            token: token.clone(),
+        };
         for (product, name, configured, sites) in served {
             let addr = match (&configured, options.free_ports) {
                 (Some(url), false) => loopback_addr(url)?,
@@ -155,7 +179,8 @@ impl Lab {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the {product} of `{name}`: {e}"))?;
-            let url = format!("http://{}", listener.local_addr()?);
+            let bound = listener.local_addr()?;
+            let url = format!("http://{bound}");
             let stats = Arc::new(Mutex::new(Stats::default()));
             let ctx = SiteCtx { lab: shared.clone(), name: name.clone() };
             let routes = match product {
@@ -166,6 +191,8 @@ impl Lab {
                 stats: stats.clone(),
                 latency: Duration::from_millis(options.latency_ms),
                 clock: clock.clone(),
+                addr: bound,
+                token: token.clone(),
             };
             let mut routes = routes.with_state(ctx);
             // A Horizon whose vCenter is remote refreshes its mirror of it before each request.
@@ -234,6 +261,12 @@ impl Lab {
         out
     }
 
+    /// The token the control routes (`/__fault`, `/__lab/...`) want in [`CONTROL_TOKEN_HEADER`],
+    /// random for each start.
+    pub fn control_token(&self) -> &str {
+        &self.token
+    }
+
     /// The shared state, for tests that arrange or inspect the lab directly.
     pub fn state(&self) -> Shared {
         self.shared.clone()
@@ -274,9 +307,9 @@ impl Lab {
     }
 
     /// The environment a client needs: URL overrides and the credentials the lab accepts, for
-    /// every site.
+    /// every site, and the control token as `GOLDEN_LAB_TOKEN`.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut vars = Vec::new();
+        let mut vars = vec![("GOLDEN_LAB_TOKEN".to_owned(), self.token.to_string())];
         for e in &self.endpoints {
             let product = match e.product {
                 Product::Vcenter => "VCENTER",
@@ -333,11 +366,40 @@ fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// The middleware around every lab request: control paths, counters, latency, faults.
+/// Whether a `Host` header names the endpoint at `addr`: its own IP address or `localhost`,
+/// and its port (the default, 80, when none is written).
+fn addressed_to(host: Option<&HeaderValue>, addr: SocketAddr) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else { return false };
+    let Ok(url) = url::Url::parse(&format!("http://{host}/")) else { return false };
+    let name_matches = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip) == addr.ip(),
+        Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip) == addr.ip(),
+        None => false,
+    };
+    name_matches && url.port_or_known_default() == Some(addr.port())
+}
+
+/// The middleware around every lab request: the Host check, control paths (with their token),
+/// counters, latency, faults.
 async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Response {
     let arrived = Instant::now();
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    if !addressed_to(request.headers().get(axum::http::header::HOST), layer.addr) {
+        let refusal = format!("the lab answers only requests addressed to {} (the Host header)", layer.addr);
+        return (StatusCode::FORBIDDEN, refusal).into_response();
+    }
+    if path == "/__fault" || path.starts_with("/__lab/") {
+        let given = request.headers().get(CONTROL_TOKEN_HEADER).map(HeaderValue::as_bytes);
+        if given != Some(layer.token.as_bytes()) {
+            let refusal = format!(
+                "control routes want the lab's token in the {CONTROL_TOKEN_HEADER} header \
+                 (GOLDEN_LAB_TOKEN in the env file of `golden lab serve`)"
+            );
+            return (StatusCode::FORBIDDEN, refusal).into_response();
+        }
+    }
     if path == "/__lab/counters" {
         let mut stats = lock(&layer.stats);
         if method == Method::DELETE {
@@ -433,6 +495,21 @@ async fn fault_admin(layer: &Layer, request: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_must_name_the_endpoint_in_its_host_header() {
+        let v4: SocketAddr = ([127, 0, 0, 1], 18441).into();
+        let v6: SocketAddr = "[::1]:18441".parse().expect("an address");
+        let host = |h: &'static str| Some(HeaderValue::from_static(h));
+        for (header, addr) in [("127.0.0.1:18441", v4), ("localhost:18441", v4), ("[::1]:18441", v6)] {
+            assert!(addressed_to(host(header).as_ref(), addr), "{header}");
+        }
+        for header in ["evil.example:18441", "127.0.0.1:18442", "127.0.0.2:18441", "127.0.0.1", "[::1]:18441"]
+        {
+            assert!(!addressed_to(host(header).as_ref(), v4), "{header}");
+        }
+        assert!(!addressed_to(None, v4), "no Host header");
+    }
 
     #[test]
     fn only_loopback_urls_are_bound() {

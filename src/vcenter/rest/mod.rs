@@ -67,6 +67,7 @@ impl VcenterClient {
             .send()
             .await
             .map_err(|e| self.err_transport(op, e))?;
+        self.refuse_redirect(op, &response)?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(VcenterError::Login { site: self.site.clone(), user: self.credentials.user.clone() });
@@ -95,6 +96,7 @@ impl VcenterClient {
             .send()
             .await
             .map_err(|e| self.err_transport(op, e))?;
+        self.refuse_redirect(op, &response)?;
         let status = response.status();
         let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
         // 401: the session had already ended.
@@ -172,6 +174,7 @@ impl VcenterClient {
                             request = request.timeout(t);
                         }
                         let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
+                        self.refuse_redirect(op, &response)?;
                         let status = response.status();
                         let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
                         if status == StatusCode::UNAUTHORIZED && !relogged {

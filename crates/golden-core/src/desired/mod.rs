@@ -47,6 +47,19 @@ pub struct Settings {
     pub keep_previous: u32,
 }
 
+/// Whether `url` may use plain `http://`: only on a loopback host (127.0.0.0/8, `::1`,
+/// `localhost`), where the credentials golden sends (vCenter's basic auth and SOAP login,
+/// Horizon's login body) never leave the machine, as with the lab or an SSH tunnel. Anywhere
+/// else an endpoint must be `https://`: over plain HTTP anyone on the path reads the password.
+pub fn allows_plain_http(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Site {
     pub name: SiteName,
@@ -164,5 +177,24 @@ impl DesiredState {
             markers,
             self.pools.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allows_plain_http;
+
+    #[test]
+    fn plain_http_is_allowed_on_loopback_hosts_only() {
+        let allowed = |u: &str| allows_plain_http(&url::Url::parse(u).expect("a URL"));
+        for loopback in ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:1", "http://LOCALHOST:1"]
+        {
+            assert!(allowed(loopback), "{loopback}");
+        }
+        for remote in
+            ["http://10.0.0.1", "http://vc.corp.example", "http://127.0.0.1.evil.example", "http://[::2]"]
+        {
+            assert!(!allowed(remote), "{remote}");
+        }
     }
 }

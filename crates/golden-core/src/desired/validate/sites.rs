@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::parse::{At, Parsed};
 use super::{Validator, one_of};
 use crate::desired::files::{GoldenFile, SiteFile};
-use crate::desired::{Compute, Settings, Site};
+use crate::desired::{Compute, Settings, Site, allows_plain_http};
 use crate::ids::{NameKind, SiteName, check_name};
 
 impl Validator {
@@ -197,10 +197,14 @@ impl Validator {
 pub(super) fn check_url(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("is not a URL ({e})"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(format!("uses scheme `{}`; use https (or http for a lab)", url.scheme()));
+        return Err(format!("uses scheme `{}`; use https (or http for a lab on loopback)", url.scheme()));
     }
-    if url.host().is_none() {
-        return Err("has no host".to_owned());
+    let Some(host) = url.host() else { return Err("has no host".to_owned()) };
+    if url.scheme() == "http" && !allows_plain_http(&url) {
+        return Err(format!(
+            "uses plain http to `{host}`, which would send credentials unencrypted; use https \
+             (http only for a lab on 127.0.0.1, ::1 or localhost)"
+        ));
     }
     Ok(())
 }
