@@ -6,10 +6,11 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::desired::Site;
+use golden_core::desired::layout::{Tree as _, WorkTree};
+
+use crate::desired::{Location, Site};
 use crate::ids::SiteName;
 
 /// A credential. Its `Debug` is redacted and it has no `Display`, so it cannot end up in a log
@@ -46,8 +47,9 @@ pub struct Credentials {
 /// TLS settings of one endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tls {
-    /// Extra CA certificates (PEM) to trust, from the site's `ca_file`.
-    pub ca_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust: the site's `ca_file`, as read from the desired
+    /// state's working tree or commit.
+    pub ca_pem: Option<Vec<u8>>,
     /// Skip certificate verification. Only for labs; set by `GOLDEN_<SITE>_TLS_INSECURE=true`.
     pub insecure: bool,
 }
@@ -69,8 +71,8 @@ pub enum ConnectError {
     MissingVariable { name: String, site: SiteName },
     #[error("{name} is not a usable URL: {reason}")]
     BadUrl { name: String, reason: String },
-    #[error("cannot read the CA file {} of site `{site}`", path.display())]
-    CaFile { path: PathBuf, site: SiteName, source: std::io::Error },
+    #[error("cannot read the CA file {path} of site `{site}`")]
+    CaFile { path: String, site: SiteName, source: std::io::Error },
     #[error("cannot build the HTTP client for site `{site}`")]
     Client { site: SiteName, source: reqwest::Error },
 }
@@ -79,10 +81,12 @@ impl SiteConnection {
     /// Resolves a site's connection from its desired state and the environment `env`.
     ///
     /// `GOLDEN_<SITE>_VCENTER_URL` / `_HORIZON_URL` override the URLs of golden.toml; users,
-    /// passwords and the Horizon domain must be set.
+    /// passwords and the Horizon domain must be set. The `ca_file` is read from `repo`, where
+    /// the desired state was read: with `--ref`, from that commit, never from the working tree
+    /// (whose CA nobody reviewed).
     pub fn resolve(
         site: &Site,
-        repo_dir: &Path,
+        repo: &Location,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SiteConnection, ConnectError> {
         let prefix = site.name.env_prefix();
@@ -122,9 +126,35 @@ impl SiteConnection {
                 password: Secret::new(var("HORIZON_PASSWORD")?),
                 domain: Some(var("HORIZON_DOMAIN")?),
             },
-            tls: Tls { ca_file: site.ca_file.as_ref().map(|f| repo_dir.join(f)), insecure },
+            tls: Tls {
+                ca_pem: site.ca_file.as_deref().map(|f| read_ca(repo, f, &site.name)).transpose()?,
+                insecure,
+            },
         })
     }
+}
+
+/// The bytes of a site's `ca_file` (relative to the repository directory) at `repo`; a
+/// symbolic link is refused, as for every file of the repository.
+fn read_ca(repo: &Location, rel: &str, site: &SiteName) -> Result<Vec<u8>, ConnectError> {
+    let (path, read) = match repo {
+        Location::WorkTree { dir } => {
+            let tree = WorkTree { dir };
+            (tree.display(rel), tree.read(rel))
+        }
+        Location::GitRef { dir, reference } => {
+            let read = crate::git::RefTree::open(dir, reference)
+                .and_then(|tree| tree.read(rel))
+                .map_err(std::io::Error::other);
+            (format!("{reference}:{rel}"), read)
+        }
+    };
+    let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    read.and_then(|bytes| bytes.ok_or_else(missing)).map_err(|source| ConnectError::CaFile {
+        path,
+        site: site.clone(),
+        source,
+    })
 }
 
 /// Builds the HTTP client every golden API client uses: timeouts, TLS, user agent.
@@ -133,13 +163,8 @@ pub fn http_client(site: &SiteName, tls: &Tls) -> Result<reqwest::Client, Connec
         .user_agent(concat!("golden/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120));
-    if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
-            path: path.clone(),
-            site: site.clone(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    if let Some(pem) = &tls.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|source| ConnectError::Client { site: site.clone(), source })?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
@@ -252,14 +277,14 @@ mod tests {
                 _ => None,
             }
         };
-        let conn = SiteConnection::resolve(&site(), Path::new("."), &env).expect("resolves");
+        let here = Location::WorkTree { dir: ".".into() };
+        let conn = SiteConnection::resolve(&site(), &here, &env).expect("resolves");
         assert_eq!(conn.vcenter_url.as_str(), "http://127.0.0.1:9/");
         assert_eq!(conn.horizon_url.as_str(), "https://hz.example/");
         assert_eq!(conn.horizon.domain.as_deref(), Some("CORP"));
         assert!(!conn.tls.insecure);
 
-        let missing =
-            SiteConnection::resolve(&site(), Path::new("."), &|_| None).expect_err("no credentials");
+        let missing = SiteConnection::resolve(&site(), &here, &|_| None).expect_err("no credentials");
         assert_eq!(
             missing.to_string(),
             "GOLDEN_EU_WEST_VCENTER_USER is not set (needed to reach site `eu-west`)"

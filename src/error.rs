@@ -63,7 +63,7 @@ impl Explain for GitError {
                 "give a branch, tag, commit id or expression such as HEAD~1; `git log --oneline` lists commits"
                     .to_owned(),
             ],
-            GitError::OutsideWorkTree { .. } | GitError::Read { .. } => Vec::new(),
+            GitError::OutsideWorkTree { .. } | GitError::Read { .. } | GitError::Symlink { .. } => Vec::new(),
         }
     }
 }
