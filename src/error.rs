@@ -129,6 +129,10 @@ impl Explain for HorizonError {
                 "check that the horizon URL of site `{site}` is right and reachable ({}_HORIZON_URL overrides golden.toml)",
                 site.env_prefix()
             )],
+            HorizonError::Unreasonable { site, .. } => vec![format!(
+                "check that the horizon URL of site `{site}` points at a horizon connection server ({}_HORIZON_URL overrides golden.toml)",
+                site.env_prefix()
+            )],
             HorizonError::TooOld { site, minimum, .. } => {
                 vec![format!("upgrade the connection servers of site `{site}` to horizon {minimum} or later")]
             }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use futures::future::join_all;
 
-use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, http_client};
+use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, fan_out, http_client};
 use crate::desired::{DesiredState, Location, Revision, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
@@ -256,7 +256,7 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
             }
         }
         let read = async {
-            let reads = join_all(unknown.iter().map(|id| vc.get_item(id))).await;
+            let reads = fan_out(unknown.iter().map(|id| vc.get_item(id))).await;
             reads.into_iter().collect::<Result<Vec<_>, _>>()
         };
         let (inventory, read) = tokio::join!(vc.settle_inventory(objects, &attached), read);
