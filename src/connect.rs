@@ -13,10 +13,11 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::desired::Site;
+use golden_core::desired::layout::{Tree as _, WorkTree};
+
+use crate::desired::{Location, Site};
 use crate::ids::SiteName;
 
 /// A credential. Its `Debug` is redacted and it has no `Display`, so it cannot end up in a log
@@ -53,8 +54,9 @@ pub struct Credentials {
 /// TLS settings of one endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tls {
-    /// Extra CA certificates (PEM) to trust, from the site's `ca_file`.
-    pub ca_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust: the site's `ca_file`, as read from the desired
+    /// state's working tree or commit.
+    pub ca_pem: Option<Vec<u8>>,
     /// Skip certificate verification. Only for labs; set by `GOLDEN_<SITE>_TLS_INSECURE=true`.
     pub insecure: bool,
 }
@@ -76,8 +78,8 @@ pub enum ConnectError {
     MissingVariable { name: String, site: SiteName },
     #[error("{name} is not a usable URL: {reason}")]
     BadUrl { name: String, reason: String },
-    #[error("cannot read the CA file {} of site `{site}`", path.display())]
-    CaFile { path: PathBuf, site: SiteName, source: std::io::Error },
+    #[error("cannot read the CA file {path} of site `{site}`")]
+    CaFile { path: String, site: SiteName, source: std::io::Error },
     #[error("cannot build the HTTP client for site `{site}`")]
     Client { site: SiteName, source: reqwest::Error },
 }
@@ -86,10 +88,12 @@ impl SiteConnection {
     /// Resolves a site's connection from its desired state and the environment `env`.
     ///
     /// `GOLDEN_<SITE>_VCENTER_URL` / `_HORIZON_URL` override the URLs of golden.toml; users,
-    /// passwords and the Horizon domain must be set.
+    /// passwords and the Horizon domain must be set. The `ca_file` is read from `repo`, where
+    /// the desired state was read: with `--ref`, from that commit, never from the working tree
+    /// (whose CA nobody reviewed).
     pub fn resolve(
         site: &Site,
-        repo_dir: &Path,
+        repo: &Location,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SiteConnection, ConnectError> {
         let prefix = site.name.env_prefix();
@@ -141,9 +145,35 @@ impl SiteConnection {
                 password: Secret::new(var("HORIZON_PASSWORD")?),
                 domain: Some(var("HORIZON_DOMAIN")?),
             },
-            tls: Tls { ca_file: site.ca_file.as_ref().map(|f| repo_dir.join(f)), insecure },
+            tls: Tls {
+                ca_pem: site.ca_file.as_deref().map(|f| read_ca(repo, f, &site.name)).transpose()?,
+                insecure,
+            },
         })
     }
+}
+
+/// The bytes of a site's `ca_file` (relative to the repository directory) at `repo`; a
+/// symbolic link is refused, as for every file of the repository.
+fn read_ca(repo: &Location, rel: &str, site: &SiteName) -> Result<Vec<u8>, ConnectError> {
+    let (path, read) = match repo {
+        Location::WorkTree { dir } => {
+            let tree = WorkTree { dir };
+            (tree.display(rel), tree.read(rel))
+        }
+        Location::GitRef { dir, reference } => {
+            let read = crate::git::RefTree::open(dir, reference)
+                .and_then(|tree| tree.read(rel))
+                .map_err(std::io::Error::other);
+            (format!("{reference}:{rel}"), read)
+        }
+    };
+    let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    read.and_then(|bytes| bytes.ok_or_else(missing)).map_err(|source| ConnectError::CaFile {
+        path,
+        site: site.clone(),
+        source,
+    })
 }
 
 /// Builds the HTTP client every golden API client uses: timeouts, TLS, user agent.
@@ -154,13 +184,8 @@ pub fn http_client(site: &SiteName, tls: &Tls) -> Result<reqwest::Client, Connec
         .timeout(Duration::from_secs(120))
         // Never: a redirect would carry the login to another host (see the module docs).
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
-            path: path.clone(),
-            site: site.clone(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    if let Some(pem) = &tls.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|source| ConnectError::Client { site: site.clone(), source })?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
@@ -190,17 +215,96 @@ pub fn redirect_target(response: &reqwest::Response) -> Option<String> {
     ))
 }
 
+/// The most golden reads of one answer: a vCenter or Horizon answer is a few MiB at most
+/// (a page of 1,000 pools, a property read of a large inventory), so anything past this is a
+/// server gone wrong, or something that is not vCenter or Horizon at all.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The longest wait a server may ask for before a retry: a larger `Retry-After` is cut to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// The most requests one client sends at once for a list it reads item by item (library items,
+/// tags): enough to hide the latency, few enough not to flood a vCenter with a large library.
+pub const FAN_OUT: usize = 8;
+
+/// Why an answer's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer was cut short")]
+    Transport(#[source] reqwest::Error),
+    #[error("the answer is larger than {}, more than any vCenter or Horizon answer golden reads", size(*.limit))]
+    TooLarge { limit: usize },
+}
+
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 { format!("{} MiB", bytes / (1024 * 1024)) } else { format!("{bytes} bytes") }
+}
+
+/// Reads a response body of at most `limit` bytes, chunk by chunk, so that a server that
+/// sends without end cannot exhaust memory: a larger one is refused before it is read, when
+/// its length is announced, or as soon as it grows past the limit.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = response.content_length().unwrap_or(0);
+    if usize::try_from(announced).map_or(true, |n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A server's "wait this many seconds" (a number, fractions allowed), capped at
+/// [`MAX_RETRY_AFTER`]; `None` for anything else (negative, not a number, infinite).
+pub fn retry_after_seconds(text: &str) -> Option<Duration> {
+    let seconds = text.trim().parse::<f64>().ok()?;
+    // `Duration::from_secs_f64` panics past u64 seconds: cap before converting.
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// Runs `futures` at most [`FAN_OUT`] at a time; the outputs come in the order of `futures`.
+pub fn fan_out<F: Future>(futures: impl IntoIterator<Item = F>) -> impl Future<Output = Vec<F::Output>> {
+    use futures::stream::StreamExt as _;
+    // Collected now, so that the future returned holds no closure of the caller's: a closure
+    // taking a reference inside a spawned task trips rustc's higher-ranked `Send` check.
+    let futures: Vec<F> = futures.into_iter().collect();
+    futures::stream::iter(futures).buffered(FAN_OUT).collect()
+}
+
 /// An error that knows whether trying again may help.
 pub trait Retryable {
     /// True for transient failures: timeouts, connection resets, 429, 502, 503, 504.
     fn is_retryable(&self) -> bool;
+    /// True when the request certainly had no effect: it never reached the server (the
+    /// connection was refused), or the server turned it away before doing anything (429,
+    /// 503). Only such failures are retried for a request that is not safe to repeat.
+    fn had_no_effect(&self) -> bool {
+        false
+    }
     /// How long the server asked us to wait (Horizon's `X-Rate-Limit-Retry-After-Seconds`).
     fn retry_after(&self) -> Option<Duration> {
         None
     }
 }
 
-/// The one retry policy: exponential backoff for retryable errors only.
+/// Whether a request may be sent again when it failed in a way that may have reached the
+/// server (a timeout, a connection reset, a 502 from a proxy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads, and writes that do nothing more the second time (set a value, attach a tag, a
+    /// request with a `client_token`).
+    Safe,
+    /// Writes that would act twice (create an item, clone a VM, schedule a push): sent again
+    /// only after a failure that shows the first one had no effect.
+    Once,
+}
+
+/// The one retry policy: backoff with full jitter, for retryable errors only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -225,15 +329,37 @@ impl RetryPolicy {
         RetryPolicy { attempts: 1, ..RetryPolicy::default() }
     }
 
-    /// The delay before attempt `attempt + 1` (0-based `attempt` just failed).
-    pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
-        let backoff = self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay);
-        // A server's explicit wait wins, but is capped so a bad header cannot stall a run.
-        asked.map_or(backoff, |a| a.min(self.max_delay.saturating_mul(6)))
+    /// The longest backoff before attempt `attempt + 1` (0-based `attempt` just failed):
+    /// doubling from `base_delay`, at most `max_delay`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay)
     }
 
-    /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
-    pub async fn run<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
+    /// The delay before attempt `attempt + 1`: a server's explicit wait when it gave one
+    /// (capped at [`MAX_RETRY_AFTER`]), else "full jitter", a random time up to
+    /// [`Self::ceiling`], so that clients that failed together do not retry together.
+    pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        if let Some(asked) = asked {
+            return asked.min(MAX_RETRY_AFTER);
+        }
+        let ceiling = u64::try_from(self.ceiling(attempt).as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(fastrand::u64(..=ceiling))
+    }
+
+    /// Runs `op`, safe to repeat, until it succeeds, fails with a non-retryable error, or
+    /// attempts run out.
+    pub async fn run<T, E, F, Fut>(&self, what: &str, op: F) -> Result<T, E>
+    where
+        E: Retryable + fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_as(Repeat::Safe, what, op).await
+    }
+
+    /// Runs `op` under the policy; a request that is not safe to [`Repeat`] is retried only
+    /// after failures that had no effect.
+    pub async fn run_as<T, E, F, Fut>(&self, repeat: Repeat, what: &str, mut op: F) -> Result<T, E>
     where
         E: Retryable + fmt::Display,
         F: FnMut() -> Fut,
@@ -243,7 +369,11 @@ impl RetryPolicy {
         loop {
             match op().await {
                 Ok(value) => return Ok(value),
-                Err(err) if err.is_retryable() && attempt + 1 < self.attempts => {
+                Err(err)
+                    if err.is_retryable()
+                        && (repeat == Repeat::Safe || err.had_no_effect())
+                        && attempt + 1 < self.attempts =>
+                {
                     let wait = self.delay(attempt, err.retry_after());
                     tracing::debug!(what, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
                     tokio::time::sleep(wait).await;
@@ -291,14 +421,14 @@ mod tests {
                 _ => None,
             }
         };
-        let conn = SiteConnection::resolve(&site(), Path::new("."), &env).expect("resolves");
+        let here = Location::WorkTree { dir: ".".into() };
+        let conn = SiteConnection::resolve(&site(), &here, &env).expect("resolves");
         assert_eq!(conn.vcenter_url.as_str(), "http://127.0.0.1:9/");
         assert_eq!(conn.horizon_url.as_str(), "https://hz.example/");
         assert_eq!(conn.horizon.domain.as_deref(), Some("CORP"));
         assert!(!conn.tls.insecure);
 
-        let missing =
-            SiteConnection::resolve(&site(), Path::new("."), &|_| None).expect_err("no credentials");
+        let missing = SiteConnection::resolve(&site(), &here, &|_| None).expect_err("no credentials");
         assert_eq!(
             missing.to_string(),
             "GOLDEN_EU_WEST_VCENTER_USER is not set (needed to reach site `eu-west`)"
@@ -317,20 +447,33 @@ mod tests {
                 }
             }
         };
-        let err = SiteConnection::resolve(&site(), Path::new("."), &with_override("http://10.1.2.3:8443"))
-            .expect_err("plain http to another host");
+        let err = SiteConnection::resolve(
+            &site(),
+            &Location::WorkTree { dir: ".".into() },
+            &with_override("http://10.1.2.3:8443"),
+        )
+        .expect_err("plain http to another host");
         let text = err.to_string();
         assert!(
             text.starts_with("GOLDEN_EU_WEST_HORIZON_URL is not a usable URL: it is plain http"),
             "{text}"
         );
         assert!(text.contains("use https"), "{text}");
-        let err = SiteConnection::resolve(&site(), Path::new("."), &with_override("ftp://10.1.2.3"))
-            .expect_err("another scheme");
+        let err = SiteConnection::resolve(
+            &site(),
+            &Location::WorkTree { dir: ".".into() },
+            &with_override("ftp://10.1.2.3"),
+        )
+        .expect_err("another scheme");
         assert!(err.to_string().contains("neither https nor http"), "{err}");
         for fine in ["https://10.1.2.3:8443", "http://127.0.0.1:8443", "http://[::1]:1", "http://localhost:2"]
         {
-            let conn = SiteConnection::resolve(&site(), Path::new("."), &with_override(fine)).expect(fine);
+            let conn = SiteConnection::resolve(
+                &site(),
+                &Location::WorkTree { dir: ".".into() },
+                &with_override(fine),
+            )
+            .expect(fine);
             assert_eq!(conn.horizon_url.as_str().trim_end_matches('/'), fine);
         }
     }
@@ -377,9 +520,130 @@ mod tests {
     #[test]
     fn backoff_grows_and_honours_the_server() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(0, None), Duration::from_millis(200));
-        assert_eq!(p.delay(2, None), Duration::from_millis(800));
-        assert_eq!(p.delay(10, None), Duration::from_secs(10));
+        assert_eq!(p.ceiling(0), Duration::from_millis(200));
+        assert_eq!(p.ceiling(2), Duration::from_millis(800));
+        assert_eq!(p.ceiling(10), Duration::from_secs(10));
         assert_eq!(p.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(p.delay(0, Some(Duration::from_secs(86_400))), MAX_RETRY_AFTER);
+    }
+
+    /// Backoff is "full jitter": random up to the ceiling, so clients that failed together
+    /// spread out rather than retry in step.
+    #[test]
+    fn backoff_is_jittered_up_to_its_ceiling() {
+        let p = RetryPolicy::default();
+        let delays: std::collections::BTreeSet<Duration> = (0..200).map(|_| p.delay(3, None)).collect();
+        assert!(delays.iter().all(|d| *d <= p.ceiling(3)), "{delays:?}");
+        assert!(delays.len() > 100, "delays vary: {} distinct of 200", delays.len());
+        assert!(delays.iter().any(|d| *d < p.ceiling(3) / 2), "some retries come early: {delays:?}");
+    }
+
+    /// A hostile or broken `Retry-After` neither panics nor stalls a run.
+    #[test]
+    fn retry_after_is_read_safely_and_capped() {
+        assert_eq!(retry_after_seconds("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after_seconds(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after_seconds("1e20"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after_seconds("3600"), Some(MAX_RETRY_AFTER));
+        for bad in ["NaN", "inf", "-inf", "-1", "-0.5", "soon", "", "1e400"] {
+            assert_eq!(retry_after_seconds(bad), None, "{bad}");
+        }
+    }
+
+    /// A request that is not safe to repeat is retried only after failures that had no effect.
+    #[tokio::test]
+    async fn a_write_is_repeated_only_when_the_first_had_no_effect() {
+        #[derive(Debug)]
+        struct Failure {
+            had_no_effect: bool,
+        }
+        impl fmt::Display for Failure {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "failure")
+            }
+        }
+        impl Retryable for Failure {
+            fn is_retryable(&self) -> bool {
+                true
+            }
+            fn had_no_effect(&self) -> bool {
+                self.had_no_effect
+            }
+        }
+        let policy = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        let calls = |repeat: Repeat, had_no_effect: bool| {
+            let policy = policy.clone();
+            async move {
+                let mut calls = 0;
+                let _: Result<(), Failure> = policy
+                    .run_as(repeat, "test", || {
+                        calls += 1;
+                        async move { Err(Failure { had_no_effect }) }
+                    })
+                    .await;
+                calls
+            }
+        };
+        assert_eq!(calls(Repeat::Safe, false).await, 3);
+        assert_eq!(calls(Repeat::Once, false).await, 1, "a timeout after sending is not sent again");
+        assert_eq!(calls(Repeat::Once, true).await, 3, "a refused connection or a 429 is");
+    }
+
+    /// At most [`FAN_OUT`] futures run at once, and outputs keep their order.
+    #[tokio::test]
+    async fn fan_out_is_bounded_and_ordered() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let outputs = fan_out((0..50).map(|n| {
+            let (running, most) = (&running, &most);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                n
+            }
+        }))
+        .await;
+        assert_eq!(outputs, (0..50).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), FAN_OUT);
+    }
+
+    /// A body past the limit is refused, whether its length is announced or not.
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_limit() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let answers = [
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_owned(),
+                "HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".to_owned() + &"x".repeat(5000),
+                // No length announced: chunked, 8 KiB in all.
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned()
+                    + &format!("400\r\n{}\r\n", "y".repeat(1024)).repeat(8)
+                    + "0\r\n\r\n",
+            ];
+            for answer in answers {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+        let get = || http.get(format!("http://{addr}/")).send();
+        let small = read_body(get().await.expect("answer"), 4096).await.expect("within the limit");
+        assert_eq!(small, b"hello");
+        let announced = read_body(get().await.expect("answer"), 4096).await.expect_err("too large");
+        assert!(matches!(announced, BodyError::TooLarge { limit: 4096 }), "{announced:?}");
+        let streamed = read_body(get().await.expect("answer"), 4096).await.expect_err("too large");
+        assert!(matches!(streamed, BodyError::TooLarge { limit: 4096 }), "{streamed:?}");
     }
 }

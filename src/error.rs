@@ -65,7 +65,7 @@ impl Explain for GitError {
                 "give a branch, tag, commit id or expression such as HEAD~1; `git log --oneline` lists commits"
                     .to_owned(),
             ],
-            GitError::OutsideWorkTree { .. } | GitError::Read { .. } => Vec::new(),
+            GitError::OutsideWorkTree { .. } | GitError::Read { .. } | GitError::Symlink { .. } => Vec::new(),
         }
     }
 }
@@ -143,6 +143,10 @@ impl Explain for HorizonError {
                 site.env_prefix()
             )],
             HorizonError::Redirect { site, location, .. } => vec![redirect_hint(site, "horizon", location)],
+            HorizonError::Unreasonable { site, .. } => vec![format!(
+                "check that the horizon URL of site `{site}` points at a horizon connection server ({}_HORIZON_URL overrides golden.toml)",
+                site.env_prefix()
+            )],
             HorizonError::TooOld { site, minimum, .. } => {
                 vec![format!("upgrade the connection servers of site `{site}` to horizon {minimum} or later")]
             }

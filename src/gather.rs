@@ -10,8 +10,8 @@ use std::path::Path;
 
 use futures::future::join_all;
 
-use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, http_client};
-use crate::desired::{DesiredState, Source};
+use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, fan_out, http_client};
+use crate::desired::{DesiredState, Location, Revision, Source};
 use crate::horizon::{HorizonClient, HorizonError};
 use crate::ids::SiteName;
 use crate::live::{LibraryItem, LiveState, SiteLive, VcenterLive};
@@ -82,7 +82,9 @@ pub async fn logout_all<'a>(clients: impl IntoIterator<Item = &'a SiteClients>) 
     join_all(clients.into_iter().map(SiteClients::logout)).await;
 }
 
-/// Clients for `sites`, from the desired state and the environment `env`.
+/// Clients for `sites`, from the desired state and the environment `env`. Files the sites name
+/// (`ca_file`) are read where the desired state was: from `repo_dir`'s working tree, or from
+/// the commit `--ref` named.
 pub fn connect_all(
     desired: &DesiredState,
     sites: &BTreeSet<SiteName>,
@@ -92,6 +94,12 @@ pub fn connect_all(
 ) -> Result<BTreeMap<SiteName, SiteClients>, GatherErrors> {
     let mut clients = BTreeMap::new();
     let mut errors = Vec::new();
+    let repo = match &desired.revision {
+        Some(Revision { commit, reference: Some(_) }) => {
+            Location::GitRef { dir: repo_dir.to_owned(), reference: commit.to_string() }
+        }
+        _ => Location::WorkTree { dir: repo_dir.to_owned() },
+    };
     // One HTTP client per distinct TLS setting, shared by the sites that have it: building one
     // loads the system's CA store, which costs more than reading a site.
     let mut http: Vec<(Tls, reqwest::Client)> = Vec::new();
@@ -108,7 +116,7 @@ pub fn connect_all(
     };
     for name in sites {
         let Some(site) = desired.sites.get(name) else { continue };
-        let connected = SiteConnection::resolve(site, repo_dir, env)
+        let connected = SiteConnection::resolve(site, &repo, env)
             .and_then(|c| Ok(SiteClients::new(&c, client_for(&c)?, retry)));
         match connected {
             Ok(c) => {
@@ -250,7 +258,7 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
             }
         }
         let read = async {
-            let reads = join_all(unknown.iter().map(|id| vc.get_item(id))).await;
+            let reads = fan_out(unknown.iter().map(|id| vc.get_item(id))).await;
             reads.into_iter().collect::<Result<Vec<_>, _>>()
         };
         let (inventory, read) = tokio::join!(vc.settle_inventory(objects, &attached), read);

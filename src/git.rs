@@ -19,7 +19,14 @@ pub enum GitError {
     OutsideWorkTree { dir: PathBuf, repo: PathBuf },
     #[error("cannot {action} in {}", repo.display())]
     Read { action: String, repo: PathBuf, source: git2::Error },
+    #[error(
+        "{path} is a symbolic link; golden reads only the repository's own regular files: commit the file itself there"
+    )]
+    Symlink { path: String },
 }
+
+/// git's file mode of a symbolic link: its blob holds the path it points at.
+const SYMLINK_MODE: i32 = 0o120000;
 
 /// The tree of one commit, seen from the directory the user named.
 pub struct RefTree {
@@ -77,6 +84,9 @@ impl RefTree {
         let tree = self.tree()?;
         let path = self.repo_path(rel);
         let Ok(entry) = tree.get_path(Path::new(&path)) else { return Ok(None) };
+        if entry.filemode() == SYMLINK_MODE {
+            return Err(GitError::Symlink { path });
+        }
         if entry.kind() != Some(ObjectType::Blob) {
             return Ok(None);
         }
@@ -93,12 +103,18 @@ impl RefTree {
         let tree = self.tree()?;
         let path = self.repo_path(rel);
         let Ok(entry) = tree.get_path(Path::new(&path)) else { return Ok(Vec::new()) };
+        if entry.filemode() == SYMLINK_MODE {
+            return Err(GitError::Symlink { path });
+        }
         let Some(dir) = entry.to_object(&self.repo).ok().and_then(|o| o.into_tree().ok()) else {
             return Ok(Vec::new());
         };
         let mut files = Vec::new();
         for entry in dir.iter().filter(|e| e.kind() == Some(ObjectType::Blob)) {
             let Ok(name) = entry.name() else { continue };
+            if entry.filemode() == SYMLINK_MODE {
+                return Err(GitError::Symlink { path: format!("{path}/{name}") });
+            }
             let blob = self
                 .repo
                 .find_blob(entry.id())

@@ -119,24 +119,53 @@ pub struct StalePlan {
     pub changes: Vec<String>,
 }
 
+/// The largest plan file golden reads: a plan of 7,000 steps is about 3 MiB.
+const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads a plan saved by `golden plan --out`; one of another golden or plan format is refused.
 pub fn read_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a plan (not JSON)", path.display()))?;
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PLAN_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read plan {}", path.display()))?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        anyhow::bail!(
+            "{} is larger than {} MiB, which no plan golden writes is: plan again",
+            path.display(),
+            MAX_PLAN_BYTES / (1024 * 1024)
+        );
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a plan (not UTF-8 text)", path.display()))?;
+    parse_plan(&text, &path.display().to_string())
+}
+
+/// Reads a plan from the text of file `name` (named in errors): JSON of this golden's plan
+/// format, with a commit id that is one.
+pub fn parse_plan(text: &str, name: &str) -> anyhow::Result<Plan> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{name} is not a plan (not JSON)"))?;
     let format = value.get("format_version").and_then(serde_json::Value::as_u64);
     let written_by =
         value.get("golden_version").and_then(serde_json::Value::as_str).unwrap_or("an unknown version");
     if format != Some(u64::from(FORMAT_VERSION)) || written_by != env!("CARGO_PKG_VERSION") {
         anyhow::bail!(
-            "{} was written by golden {written_by} (plan format {}); this is golden {} (plan format {FORMAT_VERSION}): plan again",
-            path.display(),
+            "{name} was written by golden {written_by} (plan format {}); this is golden {} (plan format {FORMAT_VERSION}): plan again",
             format.map_or("?".to_owned(), |f| f.to_string()),
             env!("CARGO_PKG_VERSION")
         );
     }
-    serde_json::from_value(value).with_context(|| format!("{} is not a valid plan", path.display()))
+    let plan: Plan = serde_json::from_value(value).with_context(|| format!("{name} is not a valid plan"))?;
+    if let Some(commit) = &plan.desired_commit {
+        let hex = commit.as_str().bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex || !matches!(commit.as_str().len(), 40 | 64) {
+            anyhow::bail!(
+                "{name} is not a valid plan: its desired_commit is not a git commit id; plan again"
+            );
+        }
+    }
+    Ok(plan)
 }
 
 /// Refuses a saved plan whose commit or live objects changed since it was made.
@@ -240,5 +269,98 @@ mod tests {
         assert!(err.contains("plan again"), "{err}");
         std::fs::write(&path, crate::plan::render::json(&plan(None, &[]))).expect("write");
         assert_eq!(read_plan(&path).expect("this format"), plan(None, &[]));
+    }
+
+    /// A plan file whose commit is not a commit id (here with a multibyte character where a
+    /// shortened commit would be cut) is refused, naming the file; no panic.
+    #[test]
+    fn a_plan_with_a_commit_that_is_not_one_is_refused() {
+        let mut bad = plan(None, &[]);
+        bad.desired_commit = Some(CommitId::new("0123456789aé0123456789abcdef0123456789"));
+        let err = parse_plan(&crate::plan::render::json(&bad), "plan.json").expect_err("not a commit id");
+        assert_eq!(
+            err.to_string(),
+            "plan.json is not a valid plan: its desired_commit is not a git commit id; plan again"
+        );
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+        use std::sync::OnceLock;
+
+        /// A real plan: the first-deploy scenario's, with steps of several kinds.
+        fn sample() -> &'static Plan {
+            static SAMPLE: OnceLock<Plan> = OnceLock::new();
+            SAMPLE.get_or_init(|| {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan/first-deploy");
+                let desired = crate::desired::load_dir(&dir).expect("the scenario loads");
+                let live = std::fs::read_to_string(dir.join("live.json")).expect("live.json");
+                let live: crate::live::LiveState = serde_json::from_str(&live).expect("a live state");
+                let mut plan = crate::plan::plan(&desired, &live, &PlanOptions::default()).expect("it plans");
+                plan.desired_commit = Some(CommitId::new("0123456789abcdef0123456789abcdef01234567"));
+                assert!(!plan.steps.is_empty());
+                plan
+            })
+        }
+
+        /// The JSON pointers of every leaf (string, number, boolean, null) of `value`.
+        fn leaves(value: &Value, at: String, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        leaves(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        leaves(v, format!("{at}/{i}"), out);
+                    }
+                }
+                _ => out.push(at),
+            }
+        }
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                "\\PC{0,16}".prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                any::<bool>().prop_map(Value::from),
+                Just(Value::Null),
+                Just(Value::from("0123456789abcdeé0123456789abcdef01234567")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Any text is read as a plan or refused: never a panic.
+            #[test]
+            fn any_text_is_a_plan_or_refused(text in "\\PC{0,300}") {
+                let _ = parse_plan(&text, "plan.json");
+            }
+
+            /// A plan file edited at random is read or refused; one that is read renders and
+            /// is checked against a fresh plan without a panic.
+            #[test]
+            fn any_edit_of_a_plan_is_read_or_refused(edits in prop::collection::vec((any::<prop::sample::Index>(), leaf()), 1..8)) {
+                let mut value = serde_json::to_value(sample()).expect("a plan serialises");
+                let mut all = Vec::new();
+                leaves(&value, String::new(), &mut all);
+                for (index, new) in edits {
+                    if let Some(slot) = value.pointer_mut(&all[index.index(all.len())]) {
+                        *slot = new;
+                    }
+                }
+                if let Ok(read) = parse_plan(&value.to_string(), "plan.json") {
+                    let _ = crate::plan::render::text(&read);
+                    let _ = crate::plan::render::markdown(&read);
+                    let _ = crate::plan::render::json(&read);
+                    let _ = check_fresh(&read, sample(), &desired_at("0123456789abcdef0123456789abcdef01234567"));
+                }
+            }
+        }
     }
 }

@@ -11,12 +11,16 @@ use tokio::sync::{Mutex, OnceCell};
 use super::error::{HorizonError, ServerMessage, api_error, error_text};
 use super::wire;
 use super::{BaseSnapshot, BaseVm, HorizonVersion, PushSpec, VirtualCenter};
-use crate::connect::{Credentials, RetryPolicy, Retryable, Secret};
+use crate::connect::{BodyError, Credentials, MAX_BODY, Repeat, RetryPolicy, Retryable, Secret, read_body};
 use crate::ids::SiteName;
 use crate::live::{HorizonId, LivePool, Moref};
 
 /// Records per page: the documented maximum, so 2,500 pools cost three requests.
 const PAGE_SIZE: usize = 1000;
+
+/// The most pages golden reads of one list: 100,000 records, far more than a pod holds. A
+/// server that always says there is more stops here, with an error.
+const MAX_PAGES: usize = 100;
 
 /// Farms named in a [`HorizonError::TooOld`]; more are counted.
 const FARMS_NAMED: usize = 5;
@@ -24,8 +28,12 @@ const FARMS_NAMED: usize = 5;
 /// A client of one site's Horizon Connection Server.
 ///
 /// Logs in on first use and keeps the tokens. A resource call answered 401 refreshes the
-/// access token once (logging in again if the refresh is refused) and is repeated once. Every
-/// call runs under the [`RetryPolicy`]. Clones share the session, so a clone can be moved
+/// access token once (logging in again if the refresh is refused) and is repeated once; of
+/// several calls answered 401 at once, one refreshes and the others wait for its token. Every
+/// call runs under the [`RetryPolicy`]: reads are retried after any transient failure, actions
+/// (a push, a maintenance, their cancelling, logging out) only after failures that show the
+/// first attempt had no effect, since Horizon would act twice or answer the second with an
+/// error. Logging in is retried like a read: a second login only opens a second session. Clones share the session, so a clone can be moved
 /// into a task. The Connection Server's version is read once, by the first read that needs
 /// it ([`HorizonClient::version`]), and kept.
 #[derive(Clone, Debug)]
@@ -57,6 +65,7 @@ struct Tokens {
 /// One HTTP call: what it is (for errors and logs) and what to send.
 struct Call<'a> {
     what: String,
+    repeat: Repeat,
     method: Method,
     path: &'a [&'a str],
     query: Vec<(&'static str, String)>,
@@ -114,7 +123,7 @@ impl HorizonClient {
         let body = serde_json::to_value(wire::RefreshToken { refresh_token: refresh.expose() })
             .map_err(|source| self.decode_error("log out", source))?;
         self.retry
-            .run("log out", || async {
+            .run_as(Repeat::Once, "log out", || async {
                 let (status, headers, bytes) =
                     self.raw(Method::POST, &["logout"], &[], None, Some(&body), "log out").await?;
                 if status.is_success() {
@@ -338,8 +347,9 @@ impl HorizonClient {
 
     /// Schedules a push of `spec.image` to an instant-clone desktop pool (204).
     ///
-    /// A retry after a lost answer repeats the same parameters, which Horizon treats as a
-    /// reschedule while the push has not started.
+    /// Not sent again after a failure that may have reached Horizon (a timeout, a reset): once
+    /// the push has started, a second one would be refused or push twice. Planning again sees
+    /// the push under way.
     pub async fn push_image(&self, pool_id: &HorizonId, spec: &PushSpec) -> Result<(), HorizonError> {
         let body = wire::PushImageSpec {
             logoff_policy: wire::logoff_policy(spec.logoff),
@@ -406,7 +416,7 @@ impl HorizonClient {
         what: &str,
     ) -> Result<Vec<T>, HorizonError> {
         let mut all = Vec::new();
-        for page in 1usize.. {
+        for page in 1..=MAX_PAGES {
             let query = vec![("page", page.to_string()), ("size", PAGE_SIZE.to_string())];
             let (items, headers): (Vec<T>, HeaderMap) = self.get_json(what, path, query).await?;
             let empty = items.is_empty();
@@ -416,10 +426,14 @@ impl HorizonClient {
                 .is_some_and(|v| !v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("false")));
             // An empty page that claims more would loop forever.
             if !more || empty {
-                break;
+                return Ok(all);
             }
         }
-        Ok(all)
+        Err(HorizonError::Unreasonable {
+            site: self.site.clone(),
+            what: what.to_owned(),
+            reason: format!("horizon still has more records after {MAX_PAGES} pages of {PAGE_SIZE}"),
+        })
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -428,7 +442,14 @@ impl HorizonClient {
         path: &[&str],
         query: Vec<(&'static str, String)>,
     ) -> Result<(T, HeaderMap), HorizonError> {
-        let call = Call { what: what.to_owned(), method: Method::GET, path, query, body: None };
+        let call = Call {
+            what: what.to_owned(),
+            repeat: Repeat::Safe,
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+        };
         let answer = self.send(&call).await?;
         // A page of pools holds thousands of strings: the body is checked for UTF-8 once, as a
         // whole, rather than string by string (a fifth of the decoding). Should it not be UTF-8,
@@ -448,13 +469,21 @@ impl HorizonClient {
     ) -> Result<(), HorizonError> {
         let body =
             body.map(serde_json::to_value).transpose().map_err(|source| self.decode_error(what, source))?;
-        let call = Call { what: what.to_owned(), method: Method::POST, path, query: Vec::new(), body };
+        // Every POST golden makes besides logging in is an action.
+        let call = Call {
+            what: what.to_owned(),
+            repeat: Repeat::Once,
+            method: Method::POST,
+            path,
+            query: Vec::new(),
+            body,
+        };
         self.send(&call).await.map(|_| ())
     }
 
     /// Sends a resource call under the retry policy.
     async fn send(&self, call: &Call<'_>) -> Result<Answer, HorizonError> {
-        self.retry.run(&call.what, || self.send_once(call)).await
+        self.retry.run_as(call.repeat, &call.what, || self.send_once(call)).await
     }
 
     /// One attempt: authenticate, send; on 401 re-authenticate and send once more.
@@ -516,8 +545,15 @@ impl HorizonClient {
             });
         }
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport)?;
-        Ok((status, headers, bytes.to_vec()))
+        let bytes = read_body(response, MAX_BODY).await.map_err(|e| match e {
+            BodyError::Transport(source) => transport(source),
+            too_large @ BodyError::TooLarge { .. } => HorizonError::Unreasonable {
+                site: self.site.clone(),
+                what: what.to_owned(),
+                reason: too_large.to_string(),
+            },
+        })?;
+        Ok((status, headers, bytes))
     }
 
     /// The current access token and its generation, logging in when there is none.

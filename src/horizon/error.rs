@@ -44,6 +44,10 @@ pub enum HorizonError {
         #[source]
         message: ServerMessage,
     },
+    /// Horizon's answer went past a limit no real server reaches: a body too large, pages
+    /// without end.
+    #[error("cannot {what} at site `{site}`: {reason}")]
+    Unreasonable { site: SiteName, what: String, reason: String },
     /// Horizon answered, but not with the JSON golden expects.
     #[error("cannot {what} at site `{site}`: horizon sent an answer golden cannot read")]
     Decode {
@@ -105,9 +109,18 @@ impl Retryable for HorizonError {
             HorizonError::Api { status, .. } => retryable_status(*status),
             HorizonError::Login { .. }
             | HorizonError::Redirect { .. }
+            | HorizonError::Unreasonable { .. }
             | HorizonError::Decode { .. }
             | HorizonError::MissingDomain { .. }
             | HorizonError::TooOld { .. } => false,
+        }
+    }
+
+    fn had_no_effect(&self) -> bool {
+        match self {
+            HorizonError::Transport { source, .. } => source.is_connect() || source.is_builder(),
+            HorizonError::Api { status, .. } => matches!(status.as_u16(), 429 | 503),
+            _ => false,
         }
     }
 
@@ -136,10 +149,9 @@ pub(crate) fn api_error(
     }
 }
 
-/// `X-Rate-Limit-Retry-After-Seconds`, when present and a number of seconds.
+/// `X-Rate-Limit-Retry-After-Seconds`, when present and a number of seconds (capped).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER_HEADER)?.to_str().ok()?.trim().parse::<f64>().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value))
+    crate::connect::retry_after_seconds(headers.get(RETRY_AFTER_HEADER)?.to_str().ok()?)
 }
 
 /// The text of an error body: `errors[].error_message` (2203+), then the older
@@ -198,6 +210,11 @@ mod tests {
         headers.insert("X-Rate-Limit-Retry-After-Seconds", "2".parse().expect("header value"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert("X-Rate-Limit-Retry-After-Seconds", "soon".parse().expect("header value"));
+        assert_eq!(retry_after(&headers), None);
+        // A hostile value neither panics nor stalls the run.
+        headers.insert("X-Rate-Limit-Retry-After-Seconds", "1e20".parse().expect("header value"));
+        assert_eq!(retry_after(&headers), Some(crate::connect::MAX_RETRY_AFTER));
+        headers.insert("X-Rate-Limit-Retry-After-Seconds", "NaN".parse().expect("header value"));
         assert_eq!(retry_after(&headers), None);
     }
 

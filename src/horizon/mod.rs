@@ -17,9 +17,10 @@
 //! there are none); one with farms, and any Horizon 7, is refused with [`HorizonError::TooOld`].
 //!
 //! - [`HorizonClient`] (`client`): login with refresh-then-relogin on 401, paging by
-//!   `HAS_MORE_RECORDS`, every call under the shared [`crate::connect::RetryPolicy`].
+//!   `HAS_MORE_RECORDS` (at most 100 pages), answers of at most 64 MiB, every call under the
+//!   shared [`crate::connect::RetryPolicy`] (actions only after failures that had no effect).
 //! - [`HorizonError`] (`error`): one error enum, retryable on transport failures, 429 (with
-//!   `X-Rate-Limit-Retry-After-Seconds`), 502, 503 and 504.
+//!   `X-Rate-Limit-Retry-After-Seconds`, capped), 502, 503 and 504.
 //! - `wire`: Horizon's JSON, parsed tolerantly, converted into [`crate::live::LivePool`] here
 //!   at the edge so that no API type reaches the planner.
 

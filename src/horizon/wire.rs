@@ -384,4 +384,113 @@ mod tests {
         assert_eq!(live.operation, Operation::PushImage);
         assert_eq!(live.pending.map(|p| p.state), Some(PendingState::ReadyHeld));
     }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::horizon::HorizonVersion;
+        use crate::horizon::error::{error_text, retry_after};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// The names Horizon's answers use, so that generated objects reach the nested types.
+        const KEYS: &[&str] = &[
+            "id",
+            "name",
+            "type",
+            "source",
+            "provisioning_settings",
+            "provisioning_status_data",
+            "automated_farm_settings",
+            "parent_vm_id",
+            "base_snapshot_id",
+            "instant_clone_operation",
+            "instant_clone_pending_image_state",
+            "instant_clone_pending_image_parent_vm_id",
+            "instant_clone_pending_image_snapshot_id",
+            "instant_clone_pending_image_progress",
+            "instant_clone_pending_image_error",
+            "last_provisioning_error",
+            "path",
+            "datacenter_id",
+            "incompatible_reasons",
+            "created_timestamp",
+            "details",
+            "version",
+            "server_name",
+            "instance_uuid",
+            "enabled",
+            "access_token",
+            "refresh_token",
+            "errors",
+            "error_message",
+            "error_messages",
+        ];
+
+        /// Any JSON value, its objects keyed mostly by the names Horizon uses.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+                prop::sample::select(
+                    &["PUBLISHING", "READY_HELD", "PUSH_IMAGE", "INSTANT_CLONE", "8.12.0", "7.13"][..]
+                )
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (prop_oneof![prop::sample::select(KEYS).prop_map(str::to_owned), "\\PC{0,6}"], inner),
+                        0..6
+                    )
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Whatever Horizon answers, golden reads it or refuses it: never a panic.
+            #[test]
+            fn any_answer_is_read_or_refused(value in json(), page in json()) {
+                let list = Value::Array(vec![value.clone(), page]);
+                if let Ok(pools) = serde_json::from_value::<Vec<DesktopPool>>(list.clone()) {
+                    pools.into_iter().for_each(|p| drop(p.into_live()));
+                }
+                if let Ok(farms) = serde_json::from_value::<Vec<Farm>>(list.clone()) {
+                    farms.into_iter().for_each(|f| drop(f.into_live()));
+                }
+                let _ = serde_json::from_value::<Vec<FarmV1>>(list.clone());
+                let _ = serde_json::from_value::<Vec<BaseVm>>(list.clone());
+                let _ = serde_json::from_value::<Vec<BaseSnapshot>>(list.clone());
+                let _ = serde_json::from_value::<Vec<VirtualCenter>>(list.clone());
+                let _ = serde_json::from_value::<Tokens>(value.clone());
+                if let Ok(servers) = serde_json::from_value::<Vec<ConnectionServerMonitor>>(list) {
+                    for version in servers.iter().filter_map(|s| s.details.as_ref()?.version.as_deref()) {
+                        let _ = HorizonVersion::parse(version);
+                    }
+                }
+                let body = value.to_string();
+                let _ = error_text(reqwest::StatusCode::BAD_REQUEST, body.as_bytes());
+            }
+
+            /// Any bytes as an answer, and any header text, are read or refused.
+            #[test]
+            fn any_bytes_are_read_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..256), header in "\\PC{0,24}") {
+                let _ = serde_json::from_slice::<Vec<DesktopPool>>(&bytes);
+                let _ = error_text(reqwest::StatusCode::TOO_MANY_REQUESTS, &bytes);
+                let _ = HorizonVersion::parse(&String::from_utf8_lossy(&bytes));
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Ok(value) = reqwest::header::HeaderValue::from_str(&header) {
+                    headers.insert(crate::horizon::error::RETRY_AFTER_HEADER, value);
+                    let _ = retry_after(&headers);
+                }
+            }
+        }
+    }
 }

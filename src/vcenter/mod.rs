@@ -5,7 +5,11 @@
 //! and their snapshot trees) is only readable over SOAP on the vCenter versions golden supports
 //! (and on vcsim, which the contract tests run against). Everything goes through one
 //! [`VcenterClient`], which logs in lazily on both APIs, logs in again once when a session has
-//! expired, and runs every call through the site's [`RetryPolicy`].
+//! expired (one login per API at a time: calls that find the session expired together wait for
+//! one new session), and runs every call through the site's [`RetryPolicy`]: reads after any
+//! transient failure, writes that would act twice (create, clone, snapshot) only after failures
+//! that show the first attempt had no effect. Answers are read up to
+//! [`crate::connect::MAX_BODY`] bytes, property reads up to [`soap::MAX_PAGES`] pages.
 //!
 //! Wire types stay in this module: callers get `live` types ([`LibraryItem`], [`Vm`],
 //! [`GoldenMeta`]) and an [`Inventory`] that resolves golden.toml placement names to morefs.
@@ -51,6 +55,10 @@ pub struct VcenterClient {
     rest_session: Arc<Mutex<Option<String>>>,
     /// The SOAP session cookie (`vmware_soap_session=…`), once logged in.
     soap_cookie: Arc<Mutex<Option<String>>>,
+    /// Held while logging in on the REST API, so that one login serves every waiting call.
+    rest_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Held while logging in on the SOAP API.
+    soap_gate: Arc<tokio::sync::Mutex<()>>,
     /// `RetrieveServiceContent`, read once.
     service: Arc<Mutex<Option<soap::ServiceContent>>>,
 }
@@ -71,6 +79,8 @@ impl VcenterClient {
             retry,
             rest_session: Arc::default(),
             soap_cookie: Arc::default(),
+            rest_gate: Arc::default(),
+            soap_gate: Arc::default(),
             service: Arc::default(),
         }
     }
@@ -101,12 +111,12 @@ impl VcenterClient {
 
     /// Logs in on the REST API now.
     pub async fn login_rest(&self) -> Result<(), VcenterError> {
-        self.retry.run("vcenter rest login", || self.rest_login()).await.map(drop)
+        self.retry.run("vcenter rest login", || self.rest_session(None)).await.map(drop)
     }
 
     /// Logs in on the SOAP API now.
     pub async fn login_soap(&self) -> Result<(), VcenterError> {
-        self.retry.run("vcenter soap login", || self.soap_login()).await
+        self.retry.run("vcenter soap login", || self.soap_session(None)).await.map(drop)
     }
 
     fn err_http(
@@ -130,6 +140,21 @@ impl VcenterClient {
                 location,
             }),
         }
+    }
+
+    /// The body of `response`, at most [`crate::connect::MAX_BODY`] bytes.
+    async fn body(&self, operation: &str, response: reqwest::Response) -> Result<Vec<u8>, VcenterError> {
+        use crate::connect::{BodyError, MAX_BODY, read_body};
+        read_body(response, MAX_BODY).await.map_err(|e| match e {
+            BodyError::Transport(source) => self.err_transport(operation, source),
+            too_large @ BodyError::TooLarge { .. } => self.err_protocol(operation, too_large.to_string()),
+        })
+    }
+
+    /// [`Self::body`] as text; bytes that are not UTF-8 are replaced.
+    async fn text(&self, operation: &str, response: reqwest::Response) -> Result<String, VcenterError> {
+        let body = self.body(operation, response).await?;
+        Ok(String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     fn err_transport(&self, operation: &str, source: reqwest::Error) -> VcenterError {
@@ -217,6 +242,14 @@ impl Retryable for VcenterError {
                 matches!(status, 429 | 502 | 503 | 504)
                     || kind.as_deref() == Some("com.vmware.vapi.std.errors.service_unavailable")
             }
+            _ => false,
+        }
+    }
+
+    fn had_no_effect(&self) -> bool {
+        match self {
+            VcenterError::Transport { source, .. } => source.is_connect() || source.is_builder(),
+            VcenterError::Http { status, .. } => matches!(status, 429 | 503),
             _ => false,
         }
     }

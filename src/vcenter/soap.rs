@@ -12,11 +12,17 @@ use golden_xml::escape;
 use reqwest::StatusCode;
 
 use super::{TASK_TIMEOUT, VcenterClient, VcenterError, lock};
+use crate::connect::Repeat;
 use crate::live::Moref;
 use crate::wait::Waiting;
 use golden_xml::{self as xml, Element};
 
 const COOKIE: &str = "vmware_soap_session";
+
+/// The most pages of one property read (`ContinueRetrievePropertiesEx`), of up to 1,000
+/// objects each: far more than any inventory holds. A server that always hands out another
+/// token stops here, with an error.
+pub(crate) const MAX_PAGES: usize = 1000;
 
 /// The service content morefs golden uses.
 #[derive(Clone, Debug)]
@@ -72,10 +78,15 @@ enum Reply {
 }
 
 impl VcenterClient {
-    /// One SOAP request/answer, no session handling. Elements named in `prune` are left out of
-    /// the answer ([`xml::parse_pruned`]).
-    async fn soap_exchange(&self, op: &str, body: &str, prune: &[&str]) -> Result<Reply, VcenterError> {
-        let cookie = lock(&self.soap_cookie).clone();
+    /// One SOAP request/answer with session `cookie`, if any; no session handling. Elements
+    /// named in `prune` are left out of the answer ([`xml::parse_pruned`]).
+    async fn soap_exchange(
+        &self,
+        op: &str,
+        cookie: Option<String>,
+        body: &str,
+        prune: &[&str],
+    ) -> Result<Reply, VcenterError> {
         let mut request = self
             .http
             .post(format!("{}/sdk", self.base))
@@ -96,7 +107,7 @@ impl VcenterClient {
             .find(|v| v.starts_with(COOKIE))
             .and_then(|v| v.split(';').next())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| self.err_transport(op, e))?;
+        let body = self.body(op, response).await?;
         // Borrowed, not copied, when the answer is valid UTF-8 (as it should be).
         let text = String::from_utf8_lossy(&body);
         if !status.is_success() && status != StatusCode::INTERNAL_SERVER_ERROR {
@@ -127,7 +138,8 @@ impl VcenterClient {
         let reply = self
             .retry
             .run(op, || async {
-                match self.soap_exchange(op, &body, &[]).await? {
+                let cookie = lock(&self.soap_cookie).clone();
+                match self.soap_exchange(op, cookie, &body, &[]).await? {
                     Reply::Ok(r) => Ok(r),
                     Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
                 }
@@ -159,8 +171,26 @@ impl VcenterClient {
         VcenterError::Fault { site: self.site.clone(), operation: op.to_owned(), fault: kind, message }
     }
 
+    /// The SOAP session cookie to send: the current one, or a new one when there is none or
+    /// `stale` (the cookie a call was just refused with) is still the current one. One login at
+    /// a time: calls that find the session expired together wait for one new session.
+    pub(super) async fn soap_session(&self, stale: Option<&str>) -> Result<String, VcenterError> {
+        let usable = || lock(&self.soap_cookie).clone().filter(|c| Some(c.as_str()) != stale);
+        if let Some(cookie) = usable() {
+            return Ok(cookie);
+        }
+        let _gate = self.soap_gate.lock().await;
+        if let Some(cookie) = usable() {
+            return Ok(cookie);
+        }
+        self.soap_login().await?;
+        lock(&self.soap_cookie).clone().ok_or_else(|| {
+            self.err_protocol("log in to the soap api", format!("no {COOKIE} cookie in the answer"))
+        })
+    }
+
     /// `Login` on the session manager; keeps the session cookie.
-    pub(super) async fn soap_login(&self) -> Result<(), VcenterError> {
+    async fn soap_login(&self) -> Result<(), VcenterError> {
         let op = "log in to the soap api";
         let service = self.service().await?;
         *lock(&self.soap_cookie) = None;
@@ -170,7 +200,7 @@ impl VcenterClient {
             escape(self.credentials.user.as_str()),
             escape(self.credentials.password.expose()),
         );
-        match self.soap_exchange(op, &body, &[]).await? {
+        match self.soap_exchange(op, None, &body, &[]).await? {
             Reply::Ok(_) if lock(&self.soap_cookie).is_some() => Ok(()),
             Reply::Ok(_) => Err(self.err_protocol(op, format!("no {COOKIE} cookie in the answer"))),
             Reply::Fault { kind, .. } if kind == "InvalidLogin" || kind == "NoPermission" => {
@@ -182,15 +212,13 @@ impl VcenterClient {
 
     /// Ends the SOAP session, if there is one. Not retried.
     pub(super) async fn soap_logout(&self) -> Result<(), VcenterError> {
-        if lock(&self.soap_cookie).is_none() {
-            return Ok(());
-        }
+        let Some(cookie) = lock(&self.soap_cookie).clone() else { return Ok(()) };
         let service = self.service().await?;
         let body = format!(
             "<vim25:Logout>{}</vim25:Logout>",
             moref_xml("_this", "SessionManager", &service.session_manager)
         );
-        let reply = self.soap_exchange("log out of the soap api", &body, &[]).await;
+        let reply = self.soap_exchange("log out of the soap api", Some(cookie), &body, &[]).await;
         *lock(&self.soap_cookie) = None;
         match reply? {
             Reply::Ok(_) => Ok(()),
@@ -199,23 +227,35 @@ impl VcenterClient {
     }
 
     /// One SOAP call with retries and a session: logs in first when needed and once more when
-    /// the session has expired. Returns the response element (`<XxxResponse>`).
+    /// the session has expired. Returns the response element (`<XxxResponse>`). For calls
+    /// safe to repeat: reads, and changes whose repetition vCenter refuses harmlessly
+    /// (powering off what is off).
     pub(super) async fn soap(&self, op: &str, body: &str) -> Result<Element, VcenterError> {
-        self.soap_pruned(op, body, &[]).await
+        self.soap_pruned(op, Repeat::Safe, body, &[]).await
+    }
+
+    /// [`Self::soap`] for a call that would act twice (a clone, a snapshot): sent again only
+    /// after a failure that shows the first attempt had no effect.
+    async fn soap_once(&self, op: &str, body: &str) -> Result<Element, VcenterError> {
+        self.soap_pruned(op, Repeat::Once, body, &[]).await
     }
 
     /// [`Self::soap`], leaving the elements named in `prune` out of the answer.
-    async fn soap_pruned(&self, op: &str, body: &str, prune: &[&str]) -> Result<Element, VcenterError> {
+    async fn soap_pruned(
+        &self,
+        op: &str,
+        repeat: Repeat,
+        body: &str,
+        prune: &[&str],
+    ) -> Result<Element, VcenterError> {
         self.retry
-            .run(op, || async {
-                if lock(&self.soap_cookie).is_none() {
-                    self.soap_login().await?;
-                }
-                match self.soap_exchange(op, body, prune).await? {
+            .run_as(repeat, op, || async {
+                let cookie = self.soap_session(None).await?;
+                match self.soap_exchange(op, Some(cookie.clone()), body, prune).await? {
                     Reply::Ok(reply) => Ok(reply),
                     Reply::Fault { kind, .. } if kind == "NotAuthenticated" => {
-                        self.soap_login().await?;
-                        match self.soap_exchange(op, body, prune).await? {
+                        let cookie = self.soap_session(Some(&cookie)).await?;
+                        match self.soap_exchange(op, Some(cookie), body, prune).await? {
                             Reply::Ok(reply) => Ok(reply),
                             Reply::Fault { kind, message } => Err(self.fault(op, kind, message)),
                         }
@@ -253,8 +293,8 @@ impl VcenterClient {
              </vim25:options></vim25:RetrievePropertiesEx>"
         );
         let mut out = Vec::new();
-        let mut reply = self.soap_pruned(op, &body, prune).await?;
-        loop {
+        let mut reply = self.soap_pruned(op, Repeat::Safe, &body, prune).await?;
+        for _ in 0..MAX_PAGES {
             let Some(result) = reply.children.into_iter().find(|c| c.name == "returnval") else {
                 // No returnval: nothing matched.
                 return Ok(out);
@@ -274,8 +314,9 @@ impl VcenterClient {
                 "<vim25:ContinueRetrievePropertiesEx>{pc}<vim25:token>{}</vim25:token></vim25:ContinueRetrievePropertiesEx>",
                 escape(token.as_str())
             );
-            reply = self.soap_pruned(op, &body, prune).await?;
+            reply = self.soap_pruned(op, Repeat::Safe, &body, prune).await?;
         }
+        Err(self.err_protocol(op, format!("vcenter still hands out more after {MAX_PAGES} pages of objects")))
     }
 
     /// Reads properties of one object.
@@ -335,7 +376,7 @@ impl VcenterClient {
             escape(name),
             escape(description)
         );
-        let reply = self.soap(&op, &body).await?;
+        let reply = self.soap_once(&op, &body).await?;
         let task =
             reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
         let result = self.wait_task(&op, task, TASK_TIMEOUT).await?;
@@ -365,7 +406,7 @@ impl VcenterClient {
             moref_xml("datastore", "Datastore", spec.datastore.as_str()),
             moref_xml("pool", "ResourcePool", spec.resource_pool.as_str()),
         );
-        let reply = self.soap(&op, &body).await?;
+        let reply = self.soap_once(&op, &body).await?;
         let task =
             reply.child_text("returnval").ok_or_else(|| self.err_protocol(&op, "no task in the answer"))?;
         let result = self.wait_task(&op, task, TASK_TIMEOUT).await?;

@@ -8,6 +8,7 @@ mod flow;
 mod git_ref;
 mod history;
 mod horizon;
+mod hostile;
 mod lab;
 mod plan;
 mod replication;

@@ -13,6 +13,11 @@ use quick_xml::name::PrefixDeclaration;
 
 pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
+/// The deepest nesting a document may have. vSphere answers nest a few tens of levels (a
+/// snapshot tree of 32 snapshots is the deepest part); a deeper document is refused, since
+/// the tree of a very deep one would overflow the stack when it is dropped.
+pub const MAX_DEPTH: usize = 256;
+
 /// An element of a SOAP answer: its local name, the attributes golden reads, its children and
 /// its text. A property-collector answer has tens of thousands of elements, nearly all with
 /// short names and values, so strings are [`CompactString`]s: up to 24 bytes they need no
@@ -65,7 +70,8 @@ pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Parses a whole document into its root element, leaving out every element whose local name
-/// is in `prune`, with all it holds: parts of a large answer the caller never reads.
+/// is in `prune`, with all it holds: parts of a large answer the caller never reads. A document
+/// nested deeper than [`MAX_DEPTH`] is an error.
 ///
 /// Element names are matched on their local part. Of namespaced attributes only `xsi:type` is
 /// read: an attribute named `type` whose prefix is bound to the XML Schema instance namespace.
@@ -124,6 +130,9 @@ pub fn parse_pruned(text: &str, prune: &[&str]) -> Result<Element, String> {
                         Some(_) => {}
                     }
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(format!("the document nests elements more than {MAX_DEPTH} deep"));
+                }
                 stack.push(element);
                 // An empty element is closed at once; a start tag waits for its end.
                 matches!(event, Event::Empty(_))
@@ -178,6 +187,66 @@ fn push_text(stack: &mut [Element], text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Deep nesting is an error, not a stack overflow (dropping a tree 100,000 deep would
+    /// overflow); nesting up to the limit parses.
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused() {
+        let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        let err = parse(&deep(100_000)).expect_err("too deep");
+        assert!(err.contains("more than 256 deep"), "{err}");
+        assert!(parse(&deep(MAX_DEPTH)).is_ok());
+        assert!(parse(&deep(MAX_DEPTH + 1)).is_err());
+        // Pruned elements are skipped whole, however deep.
+        assert!(parse_pruned(&format!("<r><skip>{}</skip></r>", deep(1000)), &["skip"]).is_ok());
+    }
+
+    /// Pieces of SOAP answers, to put together into documents that are nearly right.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("<a>".to_owned()),
+            Just("</a>".to_owned()),
+            Just("<b x=\"1\" type=\"Folder\"/>".to_owned()),
+            Just(
+                "<val xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"xsd:string\">"
+                    .to_owned()
+            ),
+            Just("</val>".to_owned()),
+            Just("<p:c xmlns:p=\"urn:vim25\">".to_owned()),
+            Just("</p:c>".to_owned()),
+            Just("&amp;".to_owned()),
+            Just("&#x1F600;".to_owned()),
+            Just("&#xD800;".to_owned()),
+            Just("&bogus;".to_owned()),
+            Just("<![CDATA[x]]>".to_owned()),
+            Just("<?xml version=\"1.0\"?>".to_owned()),
+            Just("<!-- c -->".to_owned()),
+            Just("<".to_owned()),
+            Just(">".to_owned()),
+            Just("\"".to_owned()),
+            "[a-zé\u{0}-\u{1f} <>/&;=:\"']{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any text, however broken, parses or is an error: never a panic.
+        #[test]
+        fn any_text_parses_or_is_an_error(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+            let _ = parse_pruned(&text, &["a"]);
+        }
+
+        /// Nearly right documents, put together from pieces of SOAP, never panic either.
+        #[test]
+        fn any_soap_like_document_parses_or_is_an_error(parts in proptest::collection::vec(fragment(), 0..64)) {
+            let text = parts.concat();
+            let _ = parse(&text);
+            let _ = parse_pruned(&text, &["val", "c"]);
+        }
+    }
 
     #[test]
     fn pruned_elements_are_left_out_whole() {

@@ -22,7 +22,7 @@ mod retire;
 
 use std::time::Duration;
 
-use futures::future::join_all;
+use crate::connect::fan_out;
 
 use super::{Context, Outcome, Progress, StepError, Target};
 use crate::desired::{Logoff, PoolKind};
@@ -147,7 +147,7 @@ async fn find_version_item(
 ) -> Result<Option<LibraryItem>, VcenterError> {
     let ids = vc.list_items(library).await?;
     let mut found = None;
-    for item in join_all(ids.iter().map(|id| vc.get_item(id))).await {
+    for item in fan_out(ids.iter().map(|id| vc.get_item(id))).await {
         let item = match item {
             Ok(item) => item,
             // Deleted between the list and the read.

@@ -1,7 +1,7 @@
 //! Content libraries: find, read, create (local and published, or subscribed) and sync
 //! (`/rest/com/vmware/content/library`, `.../local-library`, `.../subscribed-library`).
 
-use futures::future::join_all;
+use crate::connect::fan_out;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -52,7 +52,7 @@ impl VcenterClient {
             .await?;
         let ids: Vec<LibraryId> = ids.into_iter().map(LibraryId::new).collect();
         let mut found = Vec::new();
-        for library in join_all(ids.iter().map(|id| self.get_library(id))).await {
+        for library in fan_out(ids.iter().map(|id| self.get_library(id))).await {
             let library = library?;
             // Some servers match loosely; golden names are exact.
             if library.name == name {

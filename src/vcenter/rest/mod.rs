@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{VcenterClient, VcenterError, lock};
+use crate::connect::Repeat;
 
 pub use ovf::DeploySpec;
 pub(super) use tagging::owners;
@@ -72,7 +73,7 @@ impl VcenterClient {
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(VcenterError::Login { site: self.site.clone(), user: self.credentials.user.clone() });
         }
-        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        let text = self.text(op, response).await?;
         if !status.is_success() {
             return Err(self.status_error(op, status, &text));
         }
@@ -82,6 +83,22 @@ impl VcenterClient {
             .ok_or_else(|| self.err_protocol(op, "no session id in the answer"))?;
         *lock(&self.rest_session) = Some(id.clone());
         Ok(id)
+    }
+
+    /// The REST session to send with: the current one, or a new one when there is none or
+    /// `stale` (the session a call was just refused with) is still the current one. One login at
+    /// a time: calls that find the session expired together wait for one new session.
+    pub(super) async fn rest_session(&self, stale: Option<&str>) -> Result<String, VcenterError> {
+        let usable = || lock(&self.rest_session).clone().filter(|s| Some(s.as_str()) != stale);
+        if let Some(session) = usable() {
+            return Ok(session);
+        }
+        let _gate = self.rest_gate.lock().await;
+        // Another call may have logged in while this one waited.
+        match usable() {
+            Some(session) => Ok(session),
+            None => self.rest_login().await,
+        }
     }
 
     /// `DELETE /rest/com/vmware/cis/session`: ends the REST session, if there is one. Not
@@ -98,7 +115,7 @@ impl VcenterClient {
             .map_err(|e| self.err_transport(op, e))?;
         self.refuse_redirect(op, &response)?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
+        let text = self.text(op, response).await?;
         // 401: the session had already ended.
         if status.is_success() || status == StatusCode::UNAUTHORIZED {
             Ok(())
@@ -125,6 +142,8 @@ impl VcenterClient {
 
     /// One REST call with retries; logs in first when needed, and once more on a 401.
     /// Returns the answer's `value` (or the whole body when it has none; `Null` when empty).
+    /// A POST is taken for a write that would act twice ([`Repeat::Once`]); reads that POST
+    /// go through [`Self::ids`].
     async fn call(
         &self,
         op: &str,
@@ -132,7 +151,8 @@ impl VcenterClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, VcenterError> {
-        self.call_within(op, method, path, body, None).await
+        let repeat = if method == Method::POST { Repeat::Once } else { Repeat::Safe };
+        self.call_within(op, method, path, body, None, repeat).await
     }
 
     /// A long OVF operation (a capture or deploy), which vCenter answers only when it is done:
@@ -140,7 +160,7 @@ impl VcenterClient {
     /// carries a `client_token`, so that a retry of a request that reached vCenter gets the
     /// first one's answer instead of starting the work again.
     async fn call_long(&self, op: &str, path: &str, body: Value) -> Result<Value, VcenterError> {
-        self.call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT)).await
+        self.call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT), Repeat::Safe).await
     }
 
     async fn call_within(
@@ -150,19 +170,17 @@ impl VcenterClient {
         path: &str,
         body: Option<Value>,
         timeout: Option<std::time::Duration>,
+        repeat: Repeat,
     ) -> Result<Value, VcenterError> {
         self.retry
-            .run(op, || {
+            .run_as(repeat, op, || {
                 let method = method.clone();
                 let body = body.clone();
                 async move {
-                    let mut relogged = false;
+                    // The session a first try was refused with (401): log in again, once.
+                    let mut stale: Option<String> = None;
                     loop {
-                        let existing = lock(&self.rest_session).clone();
-                        let session = match existing {
-                            Some(s) => s,
-                            None => self.rest_login().await?,
-                        };
+                        let session = self.rest_session(stale.as_deref()).await?;
                         let mut request = self
                             .http
                             .request(method.clone(), self.rest_url(path))
@@ -176,13 +194,9 @@ impl VcenterClient {
                         let response = request.send().await.map_err(|e| self.err_transport(op, e))?;
                         self.refuse_redirect(op, &response)?;
                         let status = response.status();
-                        let text = response.text().await.map_err(|e| self.err_transport(op, e))?;
-                        if status == StatusCode::UNAUTHORIZED && !relogged {
-                            relogged = true;
-                            let mut current = lock(&self.rest_session);
-                            if current.as_deref() == Some(session.as_str()) {
-                                *current = None;
-                            }
+                        let text = self.text(op, response).await?;
+                        if status == StatusCode::UNAUTHORIZED && stale.is_none() {
+                            stale = Some(session);
                             continue;
                         }
                         if !status.is_success() {
@@ -217,7 +231,8 @@ impl VcenterClient {
         serde_json::from_value(value).map_err(|e| self.err_protocol(op, e.to_string()))
     }
 
-    /// A list of ids; `null` is an empty list and duplicates (vcsim's find) are dropped.
+    /// A list of ids; `null` is an empty list and duplicates (vcsim's find) are dropped. A
+    /// read, also when it is a POST (`?~action=find`), so safe to repeat.
     async fn ids(
         &self,
         op: &str,
@@ -225,7 +240,9 @@ impl VcenterClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Vec<String>, VcenterError> {
-        let ids: Option<Vec<String>> = self.call_as(op, method, path, body).await?;
+        let value = self.call_within(op, method, path, body, None, Repeat::Safe).await?;
+        let ids: Option<Vec<String>> =
+            serde_json::from_value(value).map_err(|e| self.err_protocol(op, e.to_string()))?;
         Ok(ids.unwrap_or_default().into_iter().collect::<BTreeSet<_>>().into_iter().collect())
     }
 
@@ -237,7 +254,10 @@ impl VcenterClient {
     /// [`Self::created_id`] for a long operation (a VM template captured or deployed), which
     /// vCenter answers only when it is done: up to `TASK_TIMEOUT`, not the client's timeout.
     async fn created_id_long(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {
-        let value = self.call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT)).await?;
+        // No client_token in this API: sent once, never repeated blindly.
+        let value = self
+            .call_within(op, Method::POST, path, Some(body), Some(super::TASK_TIMEOUT), Repeat::Once)
+            .await?;
         value
             .as_str()
             .filter(|s| !s.is_empty())

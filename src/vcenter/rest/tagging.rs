@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
+use crate::connect::fan_out;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -50,7 +50,7 @@ impl VcenterClient {
         let paths: Vec<String> =
             ids.iter().map(|id| format!("/com/vmware/cis/tagging/category/id:{}", seg(id))).collect();
         let reads = paths.iter().map(|path| self.call_as::<WireCategory>(&op, Method::GET, path, None));
-        for category in join_all(reads).await {
+        for category in fan_out(reads).await {
             let category = category?;
             if category.name != name {
                 continue;
@@ -103,14 +103,14 @@ impl VcenterClient {
         self.ids(&op, Method::POST, &path, None).await
     }
 
-    /// The tags `ids`: one request per tag (the API has no bulk read), all at once.
+    /// The tags `ids`: one request per tag (the API has no bulk read), a few at a time.
     async fn get_tags<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a String>,
     ) -> Result<Vec<WireTag>, VcenterError> {
         let paths: Vec<String> =
             ids.into_iter().map(|id| format!("/com/vmware/cis/tagging/tag/id:{}", seg(id))).collect();
-        join_all(paths.iter().map(|path| self.call_as::<WireTag>("read a tag", Method::GET, path, None)))
+        fan_out(paths.iter().map(|path| self.call_as::<WireTag>("read a tag", Method::GET, path, None)))
             .await
             .into_iter()
             .collect()

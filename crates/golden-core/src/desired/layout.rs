@@ -64,33 +64,57 @@ pub trait Tree {
 }
 
 /// The files of a directory as they are on disk.
+///
+/// Only regular files and directories are read: a symbolic link is refused, since it can lead
+/// out of the repository (to a secret, or to `/dev/zero`, which never ends), and so is a FIFO
+/// or a device. The error names the file.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkTree<'a> {
     pub dir: &'a Path,
 }
 
+/// Refuses what is neither a regular file nor a directory; `rel` names it in the error.
+fn refuse_special(rel: &str, kind: std::fs::FileType) -> io::Result<()> {
+    if kind.is_file() || kind.is_dir() {
+        return Ok(());
+    }
+    let what = if kind.is_symlink() { "a symbolic link" } else { "not a regular file" };
+    Err(io::Error::other(format!(
+        "{rel} is {what}; golden reads only the repository's own regular files: put the file itself there"
+    )))
+}
+
+/// The type of `path` without following a link; `None` when there is nothing.
+fn kind_of(path: &Path) -> io::Result<Option<std::fs::FileType>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.file_type())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Tree for WorkTree<'_> {
     fn read(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.dir.join(rel)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = self.dir.join(rel);
+        let Some(kind) = kind_of(&path)? else { return Ok(None) };
+        refuse_special(rel, kind)?;
+        std::fs::read(path).map(Some)
     }
 
     fn read_dir(&self, rel: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
-        let entries = match std::fs::read_dir(self.dir.join(rel)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+        let path = self.dir.join(rel);
+        let Some(kind) = kind_of(&path)? else { return Ok(Vec::new()) };
+        refuse_special(rel, kind)?;
         let mut files = Vec::new();
-        for entry in entries {
+        for entry in std::fs::read_dir(&path)? {
             let entry = entry?;
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+            let kind = entry.file_type()?;
+            // Sub-directories hold nothing golden reads.
+            if kind.is_dir() {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            refuse_special(&format!("{rel}/{name}"), kind)?;
             files.push((name, std::fs::read(entry.path())?));
         }
         files.sort();
@@ -154,4 +178,47 @@ pub fn load(tree: &dyn Tree, revision: Option<Revision>) -> Result<DesiredState,
 /// revision: for tests and tools that have no git repository at hand.
 pub fn load_dir(dir: &Path) -> Result<DesiredState, LoadError> {
     load(&WorkTree { dir }, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symbolic link in the repository is refused, naming the file, and never followed: a
+    /// link to `/dev/zero` would otherwise never finish reading.
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir(root.join("images")).expect("images/");
+        std::fs::write(root.join("images/win11.toml"), "").expect("an image");
+        std::os::unix::fs::symlink("/dev/zero", root.join("images/zero.toml")).expect("link");
+        let tree = WorkTree { dir: root };
+        let err = RepoFiles::read(&tree, None).expect_err("a link");
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(text.contains("images/zero.toml is a symbolic link"), "{text}");
+
+        std::fs::remove_file(root.join("images/zero.toml")).expect("unlink");
+        std::os::unix::fs::symlink("/etc/passwd", root.join("golden.toml")).expect("link");
+        let err = RepoFiles::read(&tree, None).expect_err("a link");
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(text.contains("golden.toml is a symbolic link"), "{text}");
+
+        std::fs::remove_file(root.join("golden.toml")).expect("unlink");
+        std::fs::rename(root.join("images"), root.join("real-images")).expect("move");
+        std::os::unix::fs::symlink(root.join("real-images"), root.join("images")).expect("link");
+        let err = RepoFiles::read(&tree, None).expect_err("a linked directory");
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(text.contains("images is a symbolic link"), "{text}");
+    }
 }

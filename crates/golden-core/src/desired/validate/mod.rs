@@ -119,6 +119,8 @@ fn one_of(what: &str, names: &[&str]) -> String {
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
