@@ -123,3 +123,127 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
         .sum();
     assert_eq!(pushes, 8, "one push per pool and farm across both runs");
 }
+
+/// An apply killed right after it sent a push leaves Horizon publishing: the next apply
+/// follows that push to its end (it does not send it again), starts no later wave before it
+/// is done, and exits only once every pool runs its image, so the plan right after is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
+    let repo = TempRepo::new();
+    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
+    repo.commit("Import golden images");
+    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
+    let timings = Timings { push_publish_ms: 1200, push_apply_ms: 300, ..Timings::instant() };
+    let lab = Lab::start(
+        golden::lab::seed::from_desired(&desired, timings),
+        LabOptions { free_ports: true, ..LabOptions::default() },
+    )
+    .await
+    .expect("lab");
+    let env = lab.env();
+    let dir = repo.path().to_owned();
+
+    // First run: killed as soon as Horizon has accepted a push.
+    let pushed = {
+        let (env, dir) = (env.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
+                .args(["apply", "--auto-approve"])
+                .current_dir(&dir)
+                .env_clear()
+                .envs(env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("apply starts");
+            let stderr = child.stderr.take().expect("piped");
+            let mut pushed = None;
+            for line in BufReader::new(stderr).lines() {
+                let line = line.expect("a line");
+                if line.contains(": pushed ") {
+                    pushed = line.split_whitespace().next().map(|s| s.trim_end_matches(':').to_owned());
+                    break;
+                }
+            }
+            child.kill().expect("kill the apply");
+            child.wait().expect("reaped");
+            pushed
+        })
+        .await
+        .expect("first run")
+    };
+    let pushed = pushed.expect("the first run sent a push before it was killed");
+
+    // The plan says the push is followed, not sent again.
+    let plan = {
+        let (env, dir) = (env.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--format", "json"])))
+            .await
+            .expect("run")
+    };
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("a JSON plan");
+    let steps = plan["steps"].as_array().expect("steps");
+    let followed = steps.iter().find(|s| s["id"] == pushed.as_str()).expect("the push under way is a step");
+    assert!(followed["reason"].as_str().is_some_and(|r| r.contains("already moving")), "{followed}");
+    let wave = followed["wave"].as_u64().expect("a wave");
+    let later: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["kind"] == "push" && s["wave"].as_u64().is_some_and(|w| w > wave))
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(!later.is_empty(), "later waves to hold back");
+
+    // Second run: to the end.
+    let report = dir.join("apply-report.jsonl");
+    let second = {
+        let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
+        tokio::task::spawn_blocking(move || {
+            run(golden(&dir).envs(env).args(["apply", "--auto-approve", "--report", &report]))
+        })
+        .await
+        .expect("run")
+    };
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    // Every pool runs its image the moment apply returns: nothing is still being pushed.
+    {
+        let shared = lab.state();
+        let state = shared.lock();
+        for (site, pod) in &state.sites {
+            for pool in pod.horizon.pools.values() {
+                assert!(pool.push.is_none(), "{site}: {} is still being pushed after apply", pool.name);
+            }
+        }
+    }
+    let last = {
+        let (env, dir) = (env.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))
+            .await
+            .expect("run")
+    };
+    assert_eq!(last.code, 0, "converged: {}", last.stdout);
+
+    // The followed push ended before any push of a later wave started.
+    let journal = std::fs::read_to_string(&report).expect("--report wrote the journal");
+    let events: Vec<serde_json::Value> =
+        journal.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let at = |event: &str, step: &str| {
+        events.iter().find(|e| e["event"] == event && e["step"] == step).and_then(|e| e["time_ms"].as_i64())
+    };
+    let followed_end = at("finished", &pushed).expect("the followed push finished in the second run");
+    for step in later {
+        let started = at("started", step).expect("a later push started");
+        assert!(started >= followed_end, "{step} started before {pushed} was done");
+    }
+    // Sent once in all: each pool got one push.
+    let pushes: u64 = lab
+        .endpoints()
+        .iter()
+        .filter(|e| e.product == Product::Horizon)
+        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
+        .filter(|(route, _)| {
+            route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(pushes as usize, desired.pools.len(), "one push per pool");
+}

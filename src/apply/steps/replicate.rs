@@ -50,6 +50,9 @@ impl StepRun<'_> {
         let src_item = find_version_item(src, &src_library.id, image, version).await?.ok_or_else(|| {
             self.failed(format!("{image}@{version} is not published in library `{name}` at `{from}`"))
         })?;
+        // A capture a stopped run left running still goes on in vCenter: copy what it makes,
+        // not the empty item it starts from.
+        let src_item = self.source_content(src, src_item, image, version).await?;
         let publish_url = match &src_library.kind {
             LibraryKind::Local { publish_url } => publish_url.clone(),
             LibraryKind::Subscribed { .. } => None,
@@ -89,6 +92,24 @@ impl StepRun<'_> {
             // A local library cannot subscribe: fall back to a PULL.
             LibraryKind::Local { .. } => self.pull(src, dst, &library, &src_item, image, version).await,
         }
+    }
+
+    /// The source item once its content is there, waited for within the replication timeout.
+    async fn source_content(
+        &self,
+        src: &VcenterClient,
+        mut item: LibraryItem,
+        image: &ImageName,
+        version: &VersionName,
+    ) -> Result<LibraryItem, StepError> {
+        let limit = self.ctx.timeouts.replication;
+        let waiting = self.waiting(limit);
+        while !item.cached {
+            self.note(&format!("waiting for the capture of {image}@{version} (item {}) to finish", item.id));
+            self.wait(&waiting, limit, &format!("the capture of {image}@{version}")).await?;
+            item = src.get_item(&item.id).await?;
+        }
+        Ok(item)
     }
 
     async fn sync_and_wait(

@@ -100,9 +100,10 @@ impl Item {
         }
     }
 
-    /// Whether the item's content is all here at `now` (vCenter's `cached`).
+    /// Whether the item's content is all here at `now` (vCenter's `cached`): an item without
+    /// files (a capture still running, or synced while it ran) has nothing cached.
     pub fn cached(&self, now: i64) -> bool {
-        self.content_due_ms.is_none_or(|due| now >= due)
+        !self.files.is_empty() && self.content_due_ms.is_none_or(|due| now >= due)
     }
 }
 

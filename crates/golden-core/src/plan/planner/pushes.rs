@@ -1,5 +1,5 @@
-//! Pushes: move every planned pool that neither runs its marker's version nor is moving to it,
-//! wave after wave.
+//! Pushes: move every planned pool that does not run its marker's version, wave after wave; a
+//! pool Horizon is already moving there gets a step that follows that push.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +17,8 @@ pub(super) struct Pushes<'a> {
     pub(super) away: BTreeMap<(&'a SiteName, VersionRef), Vec<StepId>>,
 }
 
-/// Pushes every planned pool that neither runs its marker's version nor is moving to it.
+/// Pushes every planned pool that does not run its marker's version (or follows the push under
+/// way towards it).
 pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mut Vec<String>) -> Pushes<'a> {
     let mut pushes: Vec<(u32, Step)> = Vec::new();
     let mut away: BTreeMap<(&SiteName, VersionRef), Vec<StepId>> = BTreeMap::new();
@@ -34,11 +35,18 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                 continue;
             };
             let runs_target = lp.current.is_some() && lp.current.as_ref() == inputs.base(site, key);
-            if runs_target || pending_towards(lp, s_live, key) {
+            if runs_target {
                 continue;
             }
             let current = lp.current.as_ref().and_then(|c| s_live.version_of(c));
-            let reason = push_reason(pool, lp, current.as_ref(), key, s_live, inputs.options);
+            // A push under way towards the version (sent by a run that stopped, or by hand) is
+            // work in progress: a step that follows it to the end, in its wave, so that apply
+            // ends only when the pool runs its image and no later wave starts before it.
+            let reason = if pending_towards(lp, s_live, key) {
+                format!("Horizon is already moving pool {} to {key}; apply follows it to the end", pool.name)
+            } else {
+                push_reason(pool, lp, current.as_ref(), key, s_live, inputs.options)
+            };
             let id = step_id(&["push", site.as_str(), pool.name.as_str()]);
             if let Some(c) = current {
                 away.entry((*site, c)).or_default().push(id.clone());
