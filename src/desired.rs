@@ -52,8 +52,11 @@ pub fn load(location: &Location) -> Result<DesiredState, LoadError> {
 pub fn read(location: &Location) -> Result<RepoFiles, LoadError> {
     match location {
         Location::WorkTree { dir } => {
-            let revision = git::head_commit(dir)
-                .map(|commit| Revision { commit: CommitId::new(commit), reference: None });
+            let revision = git::head_commit(dir).map(|commit| Revision {
+                commit: CommitId::new(commit),
+                reference: None,
+                dirty: git::has_changes(dir),
+            });
             Ok(RepoFiles::read(&WorkTree { dir }, revision)?)
         }
         Location::GitRef { dir, reference } => {
@@ -61,6 +64,7 @@ pub fn read(location: &Location) -> Result<RepoFiles, LoadError> {
             let revision = Some(Revision {
                 commit: CommitId::new(tree.commit_id()),
                 reference: Some(reference.clone()),
+                dirty: false,
             });
             Ok(RepoFiles::read(&GitTree { tree, reference: reference.clone() }, revision)?)
         }

@@ -95,7 +95,7 @@ pub fn connect_all(
     let mut clients = BTreeMap::new();
     let mut errors = Vec::new();
     let repo = match &desired.revision {
-        Some(Revision { commit, reference: Some(_) }) => {
+        Some(Revision { commit, reference: Some(_), .. }) => {
             Location::GitRef { dir: repo_dir.to_owned(), reference: commit.to_string() }
         }
         _ => Location::WorkTree { dir: repo_dir.to_owned() },

@@ -133,6 +133,20 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     Some(head.id().to_string())
 }
 
+/// Whether the desired-state files under `dir` (`golden.toml`, `images/`, `pools/`) differ from
+/// HEAD: modified, added, deleted or untracked (not ignored). Unknown (an unreadable index)
+/// counts as changed, which only ever makes a plan more careful.
+pub fn has_changes(dir: &Path) -> bool {
+    let Ok(repo) = Repository::discover(dir) else { return true };
+    let Ok(prefix) = prefix_of(&repo, dir) else { return true };
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+    for path in ["golden.toml", "images", "pools"] {
+        options.pathspec(if prefix.is_empty() { path.to_owned() } else { format!("{prefix}/{path}") });
+    }
+    repo.statuses(Some(&mut options)).map_or(true, |s| !s.is_empty())
+}
+
 fn discover(dir: &Path) -> Result<Repository, GitError> {
     Repository::discover(dir).map_err(|_| GitError::NotARepository { dir: dir.to_owned() })
 }

@@ -16,7 +16,7 @@ use crate::connect::RetryPolicy;
 use crate::desired::DesiredState;
 use crate::gather::{self, SiteClients};
 use crate::ids::{CommitId, SiteName};
-use crate::plan::{self, FORMAT_VERSION, Plan, PlanError, PlanOptions};
+use crate::plan::{self, FORMAT_VERSION, Plan, PlanError, PlanOptions, Step};
 use crate::vcenter::Inventory;
 
 /// Every reason a plan cannot be made.
@@ -168,7 +168,9 @@ pub fn parse_plan(text: &str, name: &str) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-/// Refuses a saved plan whose commit or live objects changed since it was made.
+/// Refuses a saved plan that is not the plan golden makes now: its commit or desired-state
+/// files changed, a live object it relied on changed, or its steps are not the fresh plan's
+/// (an edited plan file runs nothing).
 pub fn check_fresh(saved: &Plan, fresh: &Plan, desired: &DesiredState) -> Result<(), StalePlan> {
     let mut changes = Vec::new();
     let now = desired.revision.as_ref().map(|r| r.commit.clone());
@@ -178,6 +180,8 @@ pub fn check_fresh(saved: &Plan, fresh: &Plan, desired: &DesiredState) -> Result
             now.as_ref().map_or("(none)", CommitId::short),
             saved.desired_commit.as_ref().map_or("(none)", CommitId::short)
         ));
+    } else if saved.desired_digest != desired.digest {
+        changes.push("the desired-state files changed since the plan was made".to_owned());
     }
     let current = &fresh.fingerprints;
     for (key, print) in &saved.fingerprints {
@@ -190,7 +194,26 @@ pub fn check_fresh(saved: &Plan, fresh: &Plan, desired: &DesiredState) -> Result
     for key in current.keys().filter(|k| !saved.fingerprints.contains_key(*k)) {
         changes.push(format!("{key} appeared"));
     }
+    changes.extend(step_changes(&saved.steps, &fresh.steps));
     if changes.is_empty() { Ok(()) } else { Err(StalePlan { changes }) }
+}
+
+/// How the saved steps differ from the fresh ones, step by step.
+fn step_changes(saved: &[Step], fresh: &[Step]) -> Vec<String> {
+    let by_id = |steps: &[Step]| steps.iter().map(|s| (s.id.clone(), s.clone())).collect::<BTreeMap<_, _>>();
+    let (saved, fresh) = (by_id(saved), by_id(fresh));
+    let mut changes = Vec::new();
+    for (id, step) in &saved {
+        match fresh.get(id) {
+            None => changes.push(format!("step {id} is not in the plan golden makes now")),
+            Some(now) if now != step => changes.push(format!("step {id} is not what golden plans now")),
+            Some(_) => {}
+        }
+    }
+    for id in fresh.keys().filter(|id| !saved.contains_key(*id)) {
+        changes.push(format!("step {id} is planned now and is not in the saved plan"));
+    }
+    changes
 }
 
 /// The apply context: every read site with its clients and resolved placement.
@@ -214,11 +237,49 @@ pub fn apply_context(desired: DesiredState, observed: Observed) -> anyhow::Resul
 mod tests {
     use super::*;
 
+    /// An edited plan file runs nothing: a step added, removed or changed is named.
+    #[test]
+    fn a_saved_plan_whose_steps_are_not_the_fresh_ones_is_refused() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let desired = desired_at(commit);
+        let deploy = |site: &str| Step {
+            id: crate::plan::StepId::new(format!("deploy/{site}/win11-ent/2026.10")),
+            site: crate::ids::SiteName::new(site),
+            action: crate::plan::Action::Deploy {
+                image: crate::ids::ImageName::new("win11-ent"),
+                version: crate::ids::VersionName::new("2026.10"),
+            },
+            reason: "needed".into(),
+            depends_on: Vec::new(),
+        };
+        let fresh = Plan {
+            steps: vec![deploy("hq"), deploy("eu")],
+            desired_digest: desired.digest.clone(),
+            ..plan(Some(commit), &[])
+        };
+        assert!(check_fresh(&fresh.clone(), &fresh, &desired).is_ok());
+        let mut edited = fresh.clone();
+        edited.steps[0].depends_on.push(crate::plan::StepId::new("nothing"));
+        edited.steps.remove(1);
+        edited.steps.push(deploy("us"));
+        let stale = check_fresh(&edited, &fresh, &desired).expect_err("edited steps");
+        assert_eq!(
+            stale.changes,
+            [
+                "step deploy/hq/win11-ent/2026.10 is not what golden plans now",
+                "step deploy/us/win11-ent/2026.10 is not in the plan golden makes now",
+                "step deploy/eu/win11-ent/2026.10 is planned now and is not in the saved plan",
+            ]
+        );
+    }
+
     fn plan(commit: Option<&str>, prints: &[(&str, &str)]) -> Plan {
         Plan {
             format_version: FORMAT_VERSION,
             golden_version: env!("CARGO_PKG_VERSION").to_owned(),
             desired_commit: commit.map(CommitId::new),
+            desired_dirty: false,
+            desired_digest: String::new(),
             sites: Vec::new(),
             fingerprints: prints
                 .iter()
@@ -232,7 +293,8 @@ mod tests {
     fn desired_at(commit: &str) -> DesiredState {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
         let mut desired = crate::desired::load_dir(&dir).expect("the quickstart loads");
-        desired.revision = Some(crate::desired::Revision { commit: CommitId::new(commit), reference: None });
+        desired.revision =
+            Some(crate::desired::Revision { commit: CommitId::new(commit), reference: None, dirty: false });
         desired
     }
 
@@ -242,12 +304,21 @@ mod tests {
     fn a_saved_plan_is_stale_when_its_commit_or_objects_changed() {
         let commit = "0123456789abcdef0123456789abcdef01234567";
         let desired = desired_at(commit);
-        let saved = plan(Some(commit), &[("hq/pool/A", "1"), ("hq/vm/vm-1", "2")]);
+        let saved = Plan {
+            desired_digest: desired.digest.clone(),
+            ..plan(Some(commit), &[("hq/pool/A", "1"), ("hq/vm/vm-1", "2")])
+        };
         assert!(check_fresh(&saved, &saved.clone(), &desired).is_ok());
 
         let fresh = plan(Some(commit), &[("hq/pool/A", "9"), ("hq/vm/vm-3", "4")]);
         let stale = check_fresh(&saved, &fresh, &desired).expect_err("objects changed");
         assert_eq!(stale.changes, ["hq/pool/A changed", "hq/vm/vm-1 is gone", "hq/vm/vm-3 appeared"]);
+
+        // Same commit, edited files (uncommitted): the digest tells.
+        let mut edited = desired_at(commit);
+        edited.digest = "another".into();
+        let stale = check_fresh(&saved, &saved.clone(), &edited).expect_err("the files changed");
+        assert_eq!(stale.changes, ["the desired-state files changed since the plan was made"]);
 
         let moved = desired_at("fedcba9876543210fedcba9876543210fedcba98");
         let stale = check_fresh(&saved, &saved.clone(), &moved).expect_err("the commit moved");

@@ -255,6 +255,8 @@ mod tests {
             format_version: 1,
             golden_version: "test".into(),
             desired_commit: None,
+            desired_dirty: false,
+            desired_digest: String::new(),
             sites: Vec::new(),
             fingerprints: BTreeMap::new(),
             steps,

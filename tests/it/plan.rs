@@ -62,7 +62,9 @@ async fn json_plan_validates_against_the_schema_and_saves() {
     let errors: Vec<String> =
         validator.iter_errors(&plan).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "plan does not match schema/plan.schema.json: {errors:#?}");
-    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["format_version"], golden::plan::FORMAT_VERSION);
+    assert!(plan["desired_dirty"].is_boolean(), "{}", plan["desired_dirty"]);
+    assert!(plan["desired_digest"].as_str().is_some_and(|d| d.len() == 64), "{}", plan["desired_digest"]);
     assert_eq!(plan["steps"].as_array().map(Vec::len), Some(23));
     assert!(plan["fingerprints"].as_object().is_some_and(|f| f.keys().any(|k| k.starts_with("eu/pool/"))));
     let on_disk: serde_json::Value =

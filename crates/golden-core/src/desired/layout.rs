@@ -131,6 +131,19 @@ impl Tree for WorkTree<'_> {
 }
 
 impl RepoFiles {
+    /// The SHA-256 (hex) of every desired-state file's path and text, in order.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for file in self.golden.iter().chain(&self.images).chain(&self.pools) {
+            for part in [file.path.as_bytes(), file.text.as_bytes()] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Reads the repository's files from `tree` without parsing them.
     pub fn read(tree: &dyn Tree, revision: Option<Revision>) -> Result<RepoFiles, ReadError> {
         let io = |rel: &str| {

@@ -24,6 +24,9 @@ pub use layout::{RepoFiles, load_dir};
 pub struct DesiredState {
     /// The commit the state was read from, when the repository is in git.
     pub revision: Option<Revision>,
+    /// The SHA-256 of the desired-state files read (their paths and texts): what a saved plan
+    /// was made from, whether committed or not.
+    pub digest: String,
     pub settings: Settings,
     pub sites: BTreeMap<SiteName, Site>,
     pub images: BTreeMap<ImageName, Image>,
@@ -37,6 +40,10 @@ pub struct Revision {
     pub commit: CommitId,
     /// The ref given with `--ref`, or `None` for the working tree.
     pub reference: Option<String>,
+    /// The working tree's desired-state files differ from the commit (uncommitted edits): the
+    /// state is of those files, not of the commit.
+    #[serde(default)]
+    pub dirty: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -23,7 +23,7 @@ pub use history::PlanOptions;
 pub use planner::{PlanError, plan};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A complete plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -33,6 +33,11 @@ pub struct Plan {
     pub golden_version: String,
     /// The desired-state commit, when the repository is in git.
     pub desired_commit: Option<CommitId>,
+    /// The working tree had uncommitted edits to the desired-state files: the plan is of those
+    /// files, not of `desired_commit` as it is in git.
+    pub desired_dirty: bool,
+    /// The SHA-256 of the desired-state files the plan was made from (paths and texts).
+    pub desired_digest: String,
     /// The sites the plan covers (all sites unless narrowed with `--site`).
     pub sites: Vec<SiteName>,
     /// A fingerprint of every live object the plan relied on, by object key

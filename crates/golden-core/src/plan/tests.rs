@@ -877,6 +877,7 @@ mod property {
         }
         DesiredState {
             revision: None,
+            digest: String::new(),
             settings: Settings {
                 library: "golden-images".into(),
                 source_site: SiteName::new("hq"),

@@ -76,9 +76,14 @@ pub fn validate(files: &RepoFiles) -> Result<DesiredState, Diagnostics> {
 
     let mut diags = v.diags;
     match (settings, sites) {
-        (Some(settings), Some(sites)) if diags.is_empty() => {
-            Ok(DesiredState { revision: files.revision.clone(), settings, sites, images, pools })
-        }
+        (Some(settings), Some(sites)) if diags.is_empty() => Ok(DesiredState {
+            revision: files.revision.clone(),
+            digest: files.digest(),
+            settings,
+            sites,
+            images,
+            pools,
+        }),
         _ => {
             // A repository that produced no diagnostic always yields settings and sites; this
             // guards the invariant should a rule forget to report.

@@ -77,6 +77,13 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         .map(|s| PlanError::SiteNotRead { site: (*s).clone() })
         .collect();
     let mut warnings = Vec::new();
+    let dirty = desired.revision.as_ref().is_some_and(|r| r.dirty);
+    if let Some(r) = desired.revision.as_ref().filter(|r| r.dirty) {
+        warnings.push(format!(
+            "the desired-state files have uncommitted edits: this plan is of the working tree, not of commit {}; commit them so that apply runs what was reviewed",
+            r.commit.short()
+        ));
+    }
 
     let needs = inputs::needs(&inputs);
     let published = publish::publish(&inputs, &needs, &mut errors);
@@ -96,6 +103,8 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         format_version: FORMAT_VERSION,
         golden_version: env!("CARGO_PKG_VERSION").to_owned(),
         desired_commit: desired.revision.as_ref().map(|r| r.commit.clone()),
+        desired_dirty: dirty,
+        desired_digest: desired.digest.clone(),
         fingerprints: live.fingerprints(&inputs.read),
         sites: inputs.scope.iter().map(|s| (*s).clone()).collect(),
         steps,
