@@ -11,6 +11,7 @@ use crate::gather::GatherError;
 use crate::git::GitError;
 use crate::horizon::HorizonError;
 use crate::load::{PlanErrors, StalePlan};
+use crate::lock::LockError;
 use crate::trusted::EndpointsChanged;
 use crate::vcenter::VcenterError;
 
@@ -24,6 +25,7 @@ pub fn explain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn E
     first_of!(
         StalePlan,
         EndpointsChanged,
+        LockError,
         ApplyFailed,
         PlanErrors,
         golden_core::plan::PlanError,

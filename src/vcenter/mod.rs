@@ -31,7 +31,7 @@ use crate::ids::SiteName;
 use crate::live::{GoldenMeta, ItemRef, VcenterId};
 
 pub use inventory::{Cluster, Datacenter, Inventory, Named, Placement};
-pub use rest::DeploySpec;
+pub use rest::{DeploySpec, NamedTag};
 
 /// The tag category golden's ownership tags live in.
 pub const OWNER_CATEGORY: &str = "golden";

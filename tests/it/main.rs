@@ -9,6 +9,7 @@ mod git_ref;
 mod history;
 mod horizon;
 mod lab;
+mod lock;
 mod plan;
 mod replication;
 mod resume;

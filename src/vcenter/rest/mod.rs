@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::{VcenterClient, VcenterError, lock};
 
 pub use ovf::DeploySpec;
+pub use tagging::NamedTag;
 pub(super) use tagging::owners;
 
 const SESSION_HEADER: &str = "vmware-api-session-id";
