@@ -175,6 +175,10 @@ impl Explain for GatherError {
             GatherError::Connect(e) => e.hints(),
             GatherError::Vcenter(e) => e.hints(),
             GatherError::Horizon(e) => e.hints(),
+            GatherError::TwoCopies { .. } => vec![
+                "keep the one golden deployed (named golden-<image>-<version>, with the snapshot golden-<version>) and remove the tag of category `golden` from the other, or delete it"
+                    .to_owned(),
+            ],
         }
     }
 }

@@ -10,6 +10,7 @@ mod history;
 mod horizon;
 mod lab;
 mod lock;
+mod ownership;
 mod plan;
 mod replication;
 mod resume;

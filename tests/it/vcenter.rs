@@ -356,11 +356,12 @@ async fn ovf_capture_deploy_and_delete(t: &Target) {
     let deployed = inventory.vms.get(&vm).expect("the deployed VM is in the inventory");
     assert_eq!(deployed.name, "win11-ent-2026.10-base");
     assert!(!deployed.template);
-    // The annotation given at deployment makes the VM golden's, with no tag yet. vCenter's
+    // The annotation given at deployment is a claim only until the VM is tagged. vCenter's
     // OVF deployment spec takes an `annotation`; vcsim 0.24 accepts the field but drops it
     // (its libraryDeploy builds the import spec without it), so only the lab can show it.
     if matches!(t._server, Server::Lab(_)) {
-        assert_eq!(deployed.meta, Some(meta("2026.10")), "ownership from the deployment's annotation");
+        assert_eq!(deployed.claim, Some(meta("2026.10")), "the deployment's annotation");
+        assert_eq!(deployed.meta, None, "not golden's without its tag");
     }
     assert!(inventory.datacenter(&t.datacenter).expect("dc").vms.contains_key(&vm));
 
