@@ -11,6 +11,7 @@ use crate::gather::GatherError;
 use crate::git::GitError;
 use crate::horizon::HorizonError;
 use crate::load::{PlanErrors, StalePlan};
+use crate::lock::LockError;
 use crate::trusted::EndpointsChanged;
 use crate::vcenter::VcenterError;
 
@@ -24,6 +25,7 @@ pub fn explain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn E
     first_of!(
         StalePlan,
         EndpointsChanged,
+        LockError,
         ApplyFailed,
         PlanErrors,
         golden_core::plan::PlanError,
@@ -177,6 +179,10 @@ impl Explain for GatherError {
             GatherError::Connect(e) => e.hints(),
             GatherError::Vcenter(e) => e.hints(),
             GatherError::Horizon(e) => e.hints(),
+            GatherError::TwoCopies { .. } => vec![
+                "keep the one golden deployed (named golden-<image>-<version>, with the snapshot golden-<version>) and remove the tag of category `golden` from the other, or delete it"
+                    .to_owned(),
+            ],
         }
     }
 }

@@ -13,8 +13,8 @@ use futures::future::join_all;
 use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, fan_out, http_client};
 use crate::desired::{DesiredState, Location, Revision, Source};
 use crate::horizon::{HorizonClient, HorizonError};
-use crate::ids::SiteName;
-use crate::live::{LibraryItem, LiveState, SiteLive, VcenterLive};
+use crate::ids::{ImageName, SiteName, VersionName};
+use crate::live::{LibraryItem, LiveState, Moref, SiteLive, VcenterLive, Vm};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
 /// Both clients of one site. Clones share the sessions.
@@ -33,6 +33,8 @@ pub enum GatherError {
     Vcenter(#[from] VcenterError),
     #[error(transparent)]
     Horizon(#[from] HorizonError),
+    #[error("site `{site}`: {} vms are tagged as golden's copy of {version}: {}", vms.len(), vms.join(" and "))]
+    TwoCopies { site: SiteName, version: String, vms: Vec<String> },
 }
 
 /// Every problem of one read, one per site at most.
@@ -237,7 +239,7 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         let (objects, uuid) = soap?;
         // An item a base VM was deployed from is known from the VM's annotation, metadata
         // included; only the others are read, one request each (the API has no bulk read).
-        let deployed = objects.deployed_items();
+        let deployed = objects.deployed_items(&attached);
         let mut items = BTreeMap::new();
         let mut unknown = Vec::new();
         for id in ids {
@@ -273,15 +275,36 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
     let (inventory, uuid, library) = vcenter?;
     let pools = horizon?;
 
-    // VMs that matter, inside the site's datacenter only: what golden owns, and at the source
-    // site the VMs versions capture. Another site of the same vCenter has its own copies.
+    // VMs that matter, inside the site's datacenter only: what golden owns, what claims to be
+    // golden's without its tag (for status to report), and at the source site the VMs versions
+    // capture. Another site of the same vCenter has its own copies.
     let datacenter = inventory.datacenter(&wanted.datacenter)?;
-    let vms = inventory
+    let vms: BTreeMap<_, _> = inventory
         .vms_in(&datacenter.id)
-        .filter(|vm| vm.meta.is_some() || wanted.source_vms.contains(&vm.name))
+        .filter(|vm| vm.meta.is_some() || vm.claim.is_some() || wanted.source_vms.contains(&vm.name))
         .map(|vm| (vm.id.clone(), vm.clone()))
         .collect();
+    one_copy_each(&clients.site, &vms)?;
     let site =
         SiteLive { vcenter: uuid, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
     Ok(SiteRead { site, vcenter: library, inventory })
+}
+
+/// Two VMs of a site that golden owns (both tagged) for one version: golden cannot tell which
+/// is its copy, so it stops rather than push or retire either.
+fn one_copy_each(site: &SiteName, vms: &BTreeMap<Moref, Vm>) -> Result<(), GatherError> {
+    let mut copies: BTreeMap<(&ImageName, &VersionName), Vec<&Vm>> = BTreeMap::new();
+    for vm in vms.values() {
+        if let Some(meta) = &vm.meta {
+            copies.entry((&meta.image, &meta.version)).or_default().push(vm);
+        }
+    }
+    match copies.into_iter().find(|(_, vms)| vms.len() > 1) {
+        None => Ok(()),
+        Some(((image, version), vms)) => Err(GatherError::TwoCopies {
+            site: site.clone(),
+            version: format!("{image}@{version}"),
+            vms: vms.iter().map(|vm| format!("`{}` ({})", vm.name, vm.id)).collect(),
+        }),
+    }
 }

@@ -23,6 +23,7 @@ pub mod git;
 pub mod history;
 pub mod horizon;
 pub mod load;
+pub mod lock;
 pub mod trusted;
 pub mod vcenter;
 pub mod wait;

@@ -63,9 +63,30 @@ pub async fn observe(
     scope: &BTreeSet<SiteName>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
-    let history = HistoryRead::start(dir, reference);
+    let clients = connect(desired, dir, scope, env)?;
+    observe_with(desired, dir, reference, scope, clients).await
+}
+
+/// Clients for the sites a plan of `scope` reads; nothing is sent yet.
+pub fn connect(
+    desired: &DesiredState,
+    dir: &Path,
+    scope: &BTreeSet<SiteName>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<BTreeMap<SiteName, SiteClients>> {
     let read = sites_to_read(desired, scope);
-    let clients = gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?;
+    Ok(gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?)
+}
+
+/// [`observe`] with the clients of [`connect`]: `apply` locks the sites in between.
+pub async fn observe_with(
+    desired: &DesiredState,
+    dir: &Path,
+    reference: Option<&str>,
+    scope: &BTreeSet<SiteName>,
+    clients: BTreeMap<SiteName, SiteClients>,
+) -> anyhow::Result<Observed> {
+    let history = HistoryRead::start(dir, reference);
     let read = gather::read_all(desired, &clients).await?;
     let options = history.options(desired, scope).await;
     let plan = plan::plan(desired, &read.live, &options).map_err(PlanErrors)?;

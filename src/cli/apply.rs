@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -14,7 +15,8 @@ use crate::apply::steps;
 use crate::desired::{self, DesiredState};
 use crate::gather::{self, SiteClients};
 use crate::ids::SiteName;
-use crate::load::{Observed, apply_context, check_fresh, observe, read_plan};
+use crate::load::{Observed, apply_context, check_fresh, connect, observe_with, read_plan};
+use crate::lock::{self, Holder, LockOptions};
 use crate::plan::{Plan, render};
 
 #[derive(Debug, Args)]
@@ -33,6 +35,10 @@ pub struct ApplyArgs {
     /// Write every event of the run as JSON lines to FILE (for CI artifacts)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// When a site is locked by another apply, wait up to DURATION (`90s`, `15m`) for it
+    /// instead of failing at once
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
 }
 
 pub(super) fn run(args: ApplyArgs) -> anyhow::Result<Exit> {
@@ -51,12 +57,39 @@ async fn apply(args: ApplyArgs, desired: DesiredState) -> anyhow::Result<Exit> {
         _ => BTreeSet::new(),
     };
     let env = |name: &str| std::env::var(name).ok();
-    let observed = observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env).await?;
+    let clients = connect(&desired, &args.repo.dir, &scope, &env)?;
     // Clones share the sessions: whatever happens below, they end when apply does.
-    let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
-    let result = apply_observed(args, desired, saved, observed).await;
+    let sessions: Vec<SiteClients> = clients.values().cloned().collect();
+    let result = apply_locked(args, desired, saved, scope, clients).await;
     gather::logout_all(&sessions).await;
     result
+}
+
+/// Takes the lock of every site it reads before reading them (see [`crate::lock`]), so that
+/// the plan is made and carried out while no other apply changes those sites; releases them
+/// at the end, whatever the outcome.
+async fn apply_locked(
+    args: ApplyArgs,
+    desired: DesiredState,
+    saved: Option<Plan>,
+    scope: BTreeSet<SiteName>,
+    clients: std::collections::BTreeMap<SiteName, SiteClients>,
+) -> anyhow::Result<Exit> {
+    let options = LockOptions { wait: args.lock_timeout.unwrap_or_default(), ..LockOptions::default() };
+    let holder = Holder::this_run(SystemTime::now(), options.ttl);
+    let mut locks = lock::acquire_all(&clients, &holder, &options).await?;
+    let sites: Vec<&str> = locks.sites().map(SiteName::as_str).collect();
+    tracing::info!("locked {} as {holder}", sites.join(", "));
+    let result = async {
+        let observed =
+            observe_with(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, clients).await?;
+        apply_observed(args, desired, saved, observed).await
+    }
+    .await;
+    let released = locks.release().await;
+    let exit = result?;
+    released?;
+    Ok(exit)
 }
 
 async fn apply_observed(

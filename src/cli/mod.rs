@@ -10,6 +10,7 @@ mod history;
 mod lab;
 mod plan;
 mod status;
+mod unlock;
 mod validate;
 
 use std::io::{self, Write};
@@ -60,6 +61,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Execute a saved plan, or plan and execute
     Apply(apply::ApplyArgs),
+    /// Break a site's apply lock on purpose (a run that died holding it); prints what it removed
+    Unlock(unlock::UnlockArgs),
     /// Live view: copies per site, each pool's current and desired version, drift
     Status(status::StatusArgs),
     /// The version tree and every marker move, from git history
@@ -141,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
+        Command::Unlock(args) => unlock::run(args),
         Command::Status(args) => status::run(args),
         Command::History(args) => history::run(args),
         Command::Diff(args) => diff::run(args),

@@ -6,7 +6,7 @@
 //! lookup below is scoped to the datacenter the site names; two objects of one kind with the
 //! same name in that datacenter are an error rather than a guess.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::rest::DeploySpec;
 use super::soap::{ObjectContent, PropSpec};
@@ -186,11 +186,16 @@ impl InventoryObjects {
     }
 
     /// The library items base VMs were deployed from, each with the version's metadata, as
-    /// the VMs' annotations record them.
-    pub fn deployed_items(&self) -> BTreeMap<ItemId, (ItemRef, GoldenMeta)> {
+    /// the annotations of the VMs of `attached` (golden's tags: only golden's VMs) record them.
+    pub fn deployed_items(
+        &self,
+        attached: &BTreeMap<String, Vec<Moref>>,
+    ) -> BTreeMap<ItemId, (ItemRef, GoldenMeta)> {
+        let tagged: BTreeSet<&Moref> = attached.values().flatten().collect();
         self.annotated
-            .values()
-            .filter_map(|(meta, item)| Some((item.as_ref()?.id.clone(), (item.clone()?, meta.clone()))))
+            .iter()
+            .filter(|(vm, _)| tagged.contains(vm))
+            .filter_map(|(_, (meta, item))| Some((item.as_ref()?.id.clone(), (item.clone()?, meta.clone()))))
             .collect()
     }
 }
@@ -214,24 +219,37 @@ impl VcenterClient {
             .map(InventoryObjects::new)
     }
 
-    /// The inventory of `objects`, each VM owned as its annotation or, failing that, its tag
-    /// among `attached` ([`Self::tag_attachments`]) says.
+    /// The inventory of `objects`, each VM owned when it carries one of golden's tags among
+    /// `attached` ([`Self::tag_attachments`]).
+    ///
+    /// The tag is the proof: vSphere copies a VM's annotation (its notes) to a clone, and
+    /// anyone who may edit a VM may write it, but a clone carries no tag. A VM whose
+    /// annotation holds golden's metadata without a golden tag is only a claim
+    /// ([`crate::live::Vm::claim`]): never pushed, counted as a copy or retired.
     pub async fn settle_inventory(
         &self,
         objects: InventoryObjects,
         attached: &BTreeMap<String, Vec<Moref>>,
     ) -> Result<Inventory, VcenterError> {
-        // A base VM's annotation names its version (written at deployment, read above), so a
-        // tag is read only when it is the sole mark of ownership: a VM tagged by golden whose
-        // annotation says nothing (a simulator that drops it, an admin who cleared the notes).
+        // A tagged base VM's annotation names its version (written at deployment, read above),
+        // so a tag's own metadata is read only when the tag is the sole record of the version: a
+        // VM tagged by golden whose annotation says nothing (a VM template deploy, which takes no
+        // annotation; an admin who cleared the notes). Which of golden's tags a VM carries is
+        // not compared with its annotation: the tag proves that golden made the VM.
         let needed =
             attached.iter().filter(|(_, vms)| vms.iter().any(|vm| !objects.annotated.contains_key(vm)));
         let metas = self.tag_metas(needed.map(|(tag, _)| tag)).await?;
-        Ok(build(self.site.clone(), objects, &super::rest::owners(attached, &metas)))
+        let tagged = attached.values().flatten().cloned().collect();
+        Ok(build(self.site.clone(), objects, &super::rest::owners(attached, &metas), &tagged))
     }
 }
 
-fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, GoldenMeta>) -> Inventory {
+fn build(
+    site: SiteName,
+    objects: InventoryObjects,
+    owned: &BTreeMap<Moref, GoldenMeta>,
+    tagged: &BTreeSet<Moref>,
+) -> Inventory {
     let InventoryObjects { objects, mut annotated } = objects;
     let by_id: BTreeMap<&Moref, &ObjectContent> = objects.iter().map(|o| (&o.id, o)).collect();
     // Walks parents up to the datacenter an object is in.
@@ -280,8 +298,14 @@ fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, Gold
         let name = || o.text("name").unwrap_or_default().to_owned();
         let named = || Named { id: o.id.clone(), name: name() };
         if o.kind == "VirtualMachine" {
-            // golden's metadata in the annotation written at deploy time, or its tag.
+            // golden's metadata in the annotation written at deploy time, or in its tag; only
+            // a tagged VM is golden's, an annotation alone is a claim.
             let marks = annotated.remove(&o.id);
+            let annotation = marks.as_ref().map(|(meta, _)| meta.clone());
+            let (meta, claim) = match tagged.contains(&o.id) {
+                true => (annotation.or_else(|| owned.get(&o.id).cloned()), None),
+                false => (None, annotation),
+            };
             vms.insert(
                 o.id.clone(),
                 Vm {
@@ -289,7 +313,8 @@ fn build(site: SiteName, objects: InventoryObjects, owned: &BTreeMap<Moref, Gold
                     name: name(),
                     template: o.text("config.template") == Some("true"),
                     powered_on: o.text("runtime.powerState") == Some("poweredOn"),
-                    meta: marks.as_ref().map(|(meta, _)| meta.clone()).or_else(|| owned.get(&o.id).cloned()),
+                    meta,
+                    claim,
                     deployed_from: marks.and_then(|(_, item)| item),
                     snapshots: o.props.get("snapshot").map(snapshots).unwrap_or_default(),
                 },

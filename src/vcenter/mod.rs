@@ -18,7 +18,8 @@
 //! - a library item is golden's when its description is exactly the metadata JSON of
 //!   [`meta_to_description`]: `{"golden":{"image":"…","version":"…","source":"…"}}` and nothing
 //!   else (no prose around it), so that it round-trips through [`meta_from_description`];
-//! - a VM is golden's when it carries a tag of the category [`OWNER_CATEGORY`]; the tag is named
+//! - a VM is golden's when it carries a tag of the category [`OWNER_CATEGORY`] (not its annotation,
+//!   which a clone copies: that is only a claim, see [`Inventory`]); the tag is named
 //!   `<image>@<version>` and its description is the same metadata JSON.
 
 mod inventory;
@@ -35,7 +36,7 @@ use crate::ids::SiteName;
 use crate::live::{GoldenMeta, ItemRef, VcenterId};
 
 pub use inventory::{Cluster, Datacenter, Inventory, Named, Placement};
-pub use rest::DeploySpec;
+pub use rest::{DeploySpec, NamedTag};
 
 /// The tag category golden's ownership tags live in.
 pub const OWNER_CATEGORY: &str = "golden";

@@ -920,6 +920,48 @@ async fn a_deploy_adopts_a_tagged_vm_without_snapshot() {
     assert_eq!(snaps, ["golden-2026.10"]);
 }
 
+/// A run stopped between the deployment and the tag leaves golden's VM with the annotation
+/// only: the next deploy adopts it, as its annotation names golden's item of the version and
+/// it has no snapshot. The same VM naming another item (a lookalike) is refused, not adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_adopts_its_own_untagged_vm_and_refuses_a_lookalike() {
+    let h = Harness::start(Timings::instant()).await;
+    let progress = Recorder::default();
+    let plan = h.plan(&PlanOptions::default()).await;
+    run_step(&h.ctx, step(&plan, "publish/win11-ent/2026.10"), &progress).await.expect("publish");
+    let target = &h.ctx.targets[&SiteName::new("hq")];
+    let vc = &target.clients.vcenter;
+    let library = vc.find_library("golden-images").await.expect("find").expect("library");
+    let item = vc.find_item(&library.id, "win11-ent-2026.10").await.expect("find").expect("item");
+    let meta = item.meta.clone().expect("golden's item");
+    let spec_from = |from: &golden::live::ItemRef| {
+        let mut spec = target.placement.deploy("golden-win11-ent-2026.10");
+        spec.annotation = Some(golden::vcenter::deployment_annotation(&meta, from));
+        spec
+    };
+    let deploy = step(&plan, "deploy/hq/win11-ent/2026.10");
+
+    // A lookalike: the name and the version, but another item.
+    let other =
+        golden::live::ItemRef { id: ItemId::new("not-golden's"), name: "x".into(), kind: "ovf".into() };
+    let lookalike = vc.deploy_ovf(&item.id, &spec_from(&other)).await.expect("deploy");
+    let err = run_step(&h.ctx, deploy, &progress).await.expect_err("not adopted");
+    assert!(err.to_string().contains("exists but golden does not own it"), "{err}");
+    vc.delete_vm(&lookalike).await.expect("delete the lookalike");
+
+    let from =
+        golden::live::ItemRef { id: item.id.clone(), name: item.name.clone(), kind: item.kind.clone() };
+    let vm = vc.deploy_ovf(&item.id, &spec_from(&from)).await.expect("deploy");
+    let outcome = run_step(&h.ctx, deploy, &progress).await.expect("deploy");
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    let notes = progress.notes_of("deploy/hq/win11-ent/2026.10");
+    assert!(notes.iter().any(|n| n.starts_with("adopting vm `golden-win11-ent-2026.10`")), "{notes:?}");
+    let inventory = vc.inventory().await.expect("inventory");
+    assert_eq!(inventory.vms[&vm].meta, Some(meta.clone()), "tagged now");
+    let named = inventory.vms.values().filter(|v| v.name == "golden-win11-ent-2026.10").count();
+    assert_eq!(named, 1, "deployed twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_never_finishes_times_out_naming_what_it_waited_for() {
     let timings = Timings { library_sync_ms: 60_000, ..Timings::instant() };

@@ -10,6 +10,8 @@ mod history;
 mod horizon;
 mod hostile;
 mod lab;
+mod lock;
+mod ownership;
 mod plan;
 mod replication;
 mod resume;

@@ -61,6 +61,22 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
     };
     assert_eq!(killed_after, 8, "the first run was killed mid-way");
 
+    // The killed run left its site locks behind (they would expire in 10 minutes): break them
+    // on purpose, as the error tells an operator to.
+    for site in ["eu", "hq", "us"] {
+        let (env, dir) = (env.clone(), dir.clone());
+        let unlocked =
+            tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["unlock", site])))
+                .await
+                .expect("run");
+        assert_eq!(unlocked.code, 0, "{}", unlocked.stderr);
+        assert!(
+            unlocked.stdout.starts_with(&format!("removed the lock of site `{site}` held by ")),
+            "{}",
+            unlocked.stdout
+        );
+    }
+
     // Second run: to the end.
     let report = dir.join("apply-report.jsonl");
     let second = {

@@ -356,11 +356,12 @@ async fn ovf_capture_deploy_and_delete(t: &Target) {
     let deployed = inventory.vms.get(&vm).expect("the deployed VM is in the inventory");
     assert_eq!(deployed.name, "win11-ent-2026.10-base");
     assert!(!deployed.template);
-    // The annotation given at deployment makes the VM golden's, with no tag yet. vCenter's
+    // The annotation given at deployment is a claim only until the VM is tagged. vCenter's
     // OVF deployment spec takes an `annotation`; vcsim 0.24 accepts the field but drops it
     // (its libraryDeploy builds the import spec without it), so only the lab can show it.
     if matches!(t._server, Server::Lab(_)) {
-        assert_eq!(deployed.meta, Some(meta("2026.10")), "ownership from the deployment's annotation");
+        assert_eq!(deployed.claim, Some(meta("2026.10")), "the deployment's annotation");
+        assert_eq!(deployed.meta, None, "not golden's without its tag");
     }
     assert!(inventory.datacenter(&t.datacenter).expect("dc").vms.contains_key(&vm));
 
@@ -488,6 +489,35 @@ async fn a_library_name_is_taken_once(t: &Target) {
     }
     let named = t.names_in("com/vmware/content/library").await;
     assert_eq!(named.iter().filter(|n| n.eq_ignore_ascii_case("golden-once")).count(), 1, "{named:?}");
+}
+
+/// The apply lock is a tag created under a name its category must not hold twice: vCenter
+/// refuses the second create with `already_exists` (vcsim too, by itself), so of two runs one
+/// gets it. Its description is renewed in place, and once deleted it can be taken again.
+async fn a_lock_tag_is_created_once(t: &Target) {
+    let client = t.client();
+    let (category, about) = ("golden-lock", "golden: one tag per site while a golden apply changes it");
+    let first = client.create_unique_tag(category, about, "eu", "held by one").await.expect("create");
+    let first = first.expect("the first create takes it");
+    let again =
+        client.create_unique_tag(category, about, "eu", "held by two").await.expect("refused, no error");
+    assert_eq!(again, None, "a held lock is refused");
+    // Another site's lock in the same vCenter is a tag of its own.
+    let us = client.create_unique_tag(category, about, "us", "held by two").await.expect("create");
+    assert!(us.is_some(), "another site's lock is free");
+    let held = client.find_named_tag(category, "eu").await.expect("read").expect("the lock");
+    assert_eq!((held.id.as_str(), held.description.as_str()), (first.as_str(), "held by one"));
+    client.set_tag_description(&first, "renewed").await.expect("renew");
+    let held = client.find_named_tag(category, "eu").await.expect("read").expect("the lock");
+    assert_eq!(held.description, "renewed");
+    client.delete_tag(&first).await.expect("release");
+    let gone = client.delete_tag(&first).await.expect_err("deleted once");
+    assert!(gone.is_not_found(), "{gone}");
+    assert_eq!(client.find_named_tag(category, "eu").await.expect("read"), None);
+    let retaken = client.create_unique_tag(category, about, "eu", "held by two").await.expect("create");
+    assert!(retaken.is_some(), "a released lock is taken again");
+    let categories = t.names_in("com/vmware/cis/tagging/category").await;
+    assert_eq!(categories.iter().filter(|n| *n == category).count(), 1, "{categories:?}");
 }
 
 async fn service_unavailable_is_retried(t: &Target) {
@@ -838,6 +868,7 @@ contract!(
     tags_mark_owned_vms,
     parallel_creation_makes_one_object,
     a_library_name_is_taken_once,
+    a_lock_tag_is_created_once,
     a_deployment_stays_in_one_datacenter_and_takes_a_free_name,
     service_unavailable_is_retried,
     subscribed_library_syncs,

@@ -115,7 +115,13 @@ pub struct Vm {
     pub name: String,
     pub template: bool,
     pub powered_on: bool,
+    /// golden's version of this VM, when golden owns it: the VM carries one of golden's tags
+    /// (vSphere does not copy tags to a clone; it does copy the annotation).
     pub meta: Option<GoldenMeta>,
+    /// What the annotation claims when no golden tag backs it: a hint only (a clone of a base
+    /// VM, or a deploy whose run stopped before tagging). Never pushed, counted or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<GoldenMeta>,
     /// The library item a base VM was deployed from, as its annotation records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_from: Option<ItemRef>,

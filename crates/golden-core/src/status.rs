@@ -76,13 +76,31 @@ pub enum PoolState {
     Drift,
 }
 
+/// A VM whose annotation says it is golden's copy of a version, without golden's tag: a clone
+/// of a base VM (vSphere copies notes, not tags) or notes written by hand. golden never pushes,
+/// counts or deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClaimRow {
+    pub site: SiteName,
+    pub vm: String,
+    pub id: String,
+    /// The version its annotation claims, `image@version`.
+    pub claims: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub versions: Vec<VersionRow>,
     /// Every vCenter read, with the sites in it: its library is theirs.
     pub libraries: Vec<LibraryRow>,
     pub pools: Vec<PoolRow>,
+    /// VMs that claim to be golden's in their annotation only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untagged_claims: Vec<ClaimRow>,
 }
+
+/// What to do about an untagged claim, as `golden status` says it.
+pub const CLAIM_FIX: &str = "golden ignores these VMs: clear the golden JSON from the notes of a clone; a base VM golden deployed but did not tag is adopted by the next apply";
 
 fn image_name(site: &SiteLive, image: &ImageRef) -> String {
     match site.vms.get(&image.vm).and_then(|v| v.meta.as_ref()) {
@@ -197,8 +215,29 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
             });
         }
     }
-    Status { versions: versions.into_values().collect(), libraries, pools }
+    let untagged_claims = live
+        .sites
+        .iter()
+        .flat_map(|(site, s)| s.vms.values().map(move |vm| (site, vm)))
+        .filter_map(|(site, vm)| {
+            let claim = vm.claim.as_ref()?;
+            Some(ClaimRow {
+                site: site.clone(),
+                vm: vm.name.clone(),
+                id: vm.id.to_string(),
+                claims: format!("{}@{}", claim.image, claim.version),
+            })
+        })
+        .collect();
+    Status { versions: versions.into_values().collect(), libraries, pools, untagged_claims }
 }
+
+fn claim_rows(status: &Status) -> Vec<Vec<String>> {
+    let rows = status.untagged_claims.iter();
+    rows.map(|c| vec![c.site.to_string(), c.vm.clone(), c.id.clone(), c.claims.clone()]).collect()
+}
+
+const CLAIM_HEADER: [&str; 4] = ["site", "vm", "id", "annotation claims"];
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -283,8 +322,15 @@ pub fn text(status: &Status) -> String {
     let (header, versions, pools) = rows(status);
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let count = |state: PoolState| status.pools.iter().filter(|p| p.state == state).count();
+    let claims = match status.untagged_claims.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\nuntagged claims (annotation says golden, no golden tag)\n{}  {CLAIM_FIX}\n",
+            table(&CLAIM_HEADER, &claim_rows(status))
+        ),
+    };
     format!(
-        "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} behind, {} drifted, {} not managed\n",
+        "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} behind, {} drifted, {} not managed\n{claims}",
         table(&header, &versions),
         table(&POOL_HEADER, &pools),
         status.pools.len(),
@@ -307,8 +353,15 @@ pub fn markdown(status: &Status) -> String {
         out
     };
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let claims = match status.untagged_claims.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\n#### untagged claims\n\n{}\n{CLAIM_FIX}\n",
+            md(CLAIM_HEADER.to_vec(), &claim_rows(status))
+        ),
+    };
     format!(
-        "### golden status\n\n#### copies\n\n{}\n#### pools\n\n{}",
+        "### golden status\n\n#### copies\n\n{}\n#### pools\n\n{}{claims}",
         md(header, &versions),
         md(POOL_HEADER.to_vec(), &pools)
     )

@@ -1,10 +1,16 @@
 //! Deploy: the version's base VM in the site's datacenter and folder, tagged as golden's, and
 //! its snapshot.
+//!
+//! The tag is what makes the VM golden's (see [`crate::vcenter::Inventory`]); the deployment
+//! also writes golden's metadata and the item into the VM's annotation, and tags right after.
+//! A VM left untagged by a run stopped in between is adopted only when it is exactly what that
+//! deploy made: named `golden-<image>-<version>` in the site's folder, its annotation naming
+//! the version and golden's item of it in this vCenter's library, and no snapshot yet.
 
 use super::{StepRun, find_version_item, is_version};
 use crate::apply::{Outcome, StepError};
 use crate::ids::{ImageName, VersionName};
-use crate::live::{ItemRef, Vm, base_snapshot_name};
+use crate::live::{ItemId, ItemRef, Vm, base_snapshot_name};
 
 impl StepRun<'_> {
     pub(super) async fn deploy(
@@ -34,23 +40,10 @@ impl StepRun<'_> {
             Some(vm) => {
                 self.note(&format!("adopting base vm `{}` ({}), which has no snapshot yet", vm.name, vm.id));
                 let meta = vm.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
-                // A run stopped between deploy and tag leaves the metadata in the annotation
-                // only; tagging again is harmless.
-                vc.tag_vm(&vm.id, &meta).await?;
                 (vm.id.clone(), meta)
             }
             None => {
                 let name = format!("golden-{image}-{version}");
-                // vCenter keeps VM names unique per folder.
-                let taken = inventory
-                    .vms_in(&here.datacenter)
-                    .find(|v| v.name == name && inventory.folder_of(&v.id) == Some(&here.folder));
-                if let Some(other) = taken {
-                    return Err(self.failed(format!(
-                        "a vm named `{name}` ({}) exists but golden does not own it; delete it, or tag it in category `golden`",
-                        other.id
-                    )));
-                }
                 let library =
                     vc.find_library(&self.ctx.desired.settings.library).await?.ok_or_else(|| {
                         self.failed(format!(
@@ -62,23 +55,51 @@ impl StepRun<'_> {
                     self.failed(format!("no item of {image}@{version} in library `{}`", library.name))
                 })?;
                 let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
-                self.note(&format!("deploying item {} as vm `{name}`", item.id));
-                // Not under the task timeout: giving up on a deployment vCenter still finishes would
-                // leave a VM without golden's tag, which no later run may adopt.
-                // The metadata travels in the deployment itself (the VM's annotation), so the VM
-                // is golden's from the moment it exists, even if this run stops right after.
-                let mut spec = target.placement.deploy(&name);
-                let from = ItemRef { id: item.id.clone(), name: item.name.clone(), kind: item.kind.clone() };
-                spec.annotation = Some(crate::vcenter::deployment_annotation(&meta, &from));
-                // A VM template (what Packer's vSphere plugin makes) deploys through the VM
-                // template API, which takes no annotation: the tag right after marks the VM.
-                let vm = match item.kind.as_str() {
-                    "vm-template" => vc.deploy_vm_template(&item.id, &spec).await?,
-                    _ => vc.deploy_ovf(&item.id, &spec).await?,
-                };
-                // Tag first: a run that stops before the snapshot adopts the VM next time.
-                vc.tag_vm(&vm, &meta).await?;
-                (vm, meta)
+                // vCenter keeps VM names unique per folder.
+                let taken = inventory
+                    .vms_in(&here.datacenter)
+                    .find(|v| v.name == name && inventory.folder_of(&v.id) == Some(&here.folder));
+                match taken {
+                    // A run stopped between the deploy and the tag leaves a VM golden made with
+                    // the metadata in its annotation only. An annotation is copied by a clone and
+                    // writable by anyone who edits the VM, so it is adopted only when all that
+                    // golden wrote is there: the name in the site's folder, the version, the item
+                    // it names being golden's item of that version here, and no snapshot yet.
+                    Some(other) if is_deployed_untagged(other, image, version, &item.id) => {
+                        self.note(&format!(
+                            "adopting vm `{name}` ({}), deployed from item {} but not tagged yet",
+                            other.id, item.id
+                        ));
+                        vc.tag_vm(&other.id, &meta).await?;
+                        (other.id.clone(), meta)
+                    }
+                    Some(other) => {
+                        return Err(self.failed(format!(
+                            "a vm named `{name}` ({}) exists but golden does not own it (no tag of category `golden`, or not deployed from golden's item {} of {image}@{version}); delete or rename it",
+                            other.id, item.id
+                        )));
+                    }
+                    None => {
+                        self.note(&format!("deploying item {} as vm `{name}`", item.id));
+                        // Not under the task timeout: giving up on a deployment vCenter still
+                        // finishes would leave a VM without golden's tag.
+                        // The metadata travels in the deployment itself (the VM's annotation), so
+                        // that a run that stops before the tag can adopt the VM (above).
+                        let mut spec = target.placement.deploy(&name);
+                        let from =
+                            ItemRef { id: item.id.clone(), name: item.name.clone(), kind: item.kind.clone() };
+                        spec.annotation = Some(crate::vcenter::deployment_annotation(&meta, &from));
+                        // A VM template (what Packer's vSphere plugin makes) deploys through the VM
+                        // template API, which takes no annotation: the tag right after marks the VM.
+                        let vm = match item.kind.as_str() {
+                            "vm-template" => vc.deploy_vm_template(&item.id, &spec).await?,
+                            _ => vc.deploy_ovf(&item.id, &spec).await?,
+                        };
+                        // Tag first: a run that stops before the snapshot adopts the VM next time.
+                        vc.tag_vm(&vm, &meta).await?;
+                        (vm, meta)
+                    }
+                }
             }
         };
         self.note(&format!("waiting for the snapshot `{snapshot_name}` of vm {vm_id}"));
@@ -91,4 +112,13 @@ impl StepRun<'_> {
             .await?;
         Ok(Outcome::Done(format!("base vm {vm_id} of {image}@{version} with snapshot {snapshot}")))
     }
+}
+
+/// Whether `vm` is a base VM of `image@version` that golden deployed from `item` and did not
+/// get to tag: its annotation claims the version and names the item, and it has no snapshot.
+fn is_deployed_untagged(vm: &Vm, image: &ImageName, version: &VersionName, item: &ItemId) -> bool {
+    vm.meta.is_none()
+        && is_version(vm.claim.as_ref(), image, version)
+        && vm.deployed_from.as_ref().is_some_and(|from| &from.id == item)
+        && vm.snapshots.is_empty()
 }

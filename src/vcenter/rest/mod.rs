@@ -23,6 +23,7 @@ use super::{VcenterClient, VcenterError, lock};
 use crate::connect::Repeat;
 
 pub use ovf::DeploySpec;
+pub use tagging::NamedTag;
 pub(super) use tagging::owners;
 
 const SESSION_HEADER: &str = "vmware-api-session-id";

@@ -1,6 +1,13 @@
 //! Tagging: golden's tag category, its tags, and their attachments to VMs, which mark the VMs
 //! golden owns (`/rest/com/vmware/cis/tagging/category`, `.../tagging/tag`,
-//! `.../tagging/tag-association`).
+//! `.../tagging/tag-association`); and the plain named tags the apply lock is made of
+//! ([`VcenterClient::create_unique_tag`]).
+//!
+//! vCenter keeps tag names unique within a category: creating a tag whose name the category
+//! holds already answers 400 `already_exists` and changes nothing (vcsim does the same, and
+//! serialises its REST calls, so the create is atomic there too). A tag's description can be
+//! changed in place (`PATCH .../tag/id:{id}` with `update_spec.description`), and deleting a tag
+//! drops its attachments.
 
 use std::collections::BTreeMap;
 
@@ -43,8 +50,19 @@ struct TagObjects {
     object_ids: Option<Vec<ObjectId>>,
 }
 
+/// A tag as read: its id and description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedTag {
+    pub id: String,
+    pub description: String,
+}
+
+/// What golden's ownership category is for, written into it when golden creates it.
+const OWNER_CATEGORY_DESCRIPTION: &str = "golden: base VMs golden owns, one tag per image version";
+
 impl VcenterClient {
-    async fn find_category(&self, name: &str) -> Result<Option<String>, VcenterError> {
+    /// The category `name`; one that cannot hold tags of VMs is someone else's when `for_vms`.
+    async fn find_category(&self, name: &str, for_vms: bool) -> Result<Option<String>, VcenterError> {
         let op = format!("find tag category `{name}`");
         let ids = self.ids(&op, Method::GET, "/com/vmware/cis/tagging/category", None).await?;
         let paths: Vec<String> =
@@ -56,8 +74,8 @@ impl VcenterClient {
                 continue;
             }
             let types = category.associable_types.unwrap_or_default();
-            let for_vms = types.is_empty() || types.iter().any(|t| t == "VirtualMachine");
-            if !for_vms {
+            let holds_vms = types.is_empty() || types.iter().any(|t| t == "VirtualMachine");
+            if for_vms && !holds_vms {
                 return Err(self.err_failed(
                     &op,
                     format!(
@@ -71,24 +89,74 @@ impl VcenterClient {
         Ok(None)
     }
 
-    /// golden's tag category, created when missing. A category of that name that cannot
-    /// hold tags of VMs is someone else's: an error rather than a guess.
-    async fn ensure_category(&self, name: &str) -> Result<String, VcenterError> {
-        if let Some(id) = self.find_category(name).await? {
+    /// golden's tag category `name`, created when missing with `description`, for VMs when
+    /// `for_vms` (and attached to nothing otherwise). A category of that name that cannot hold
+    /// tags of VMs, when golden needs it to, is someone else's: an error rather than a guess.
+    async fn ensure_category(
+        &self,
+        name: &str,
+        description: &str,
+        for_vms: bool,
+    ) -> Result<String, VcenterError> {
+        if let Some(id) = self.find_category(name, for_vms).await? {
             return Ok(id);
         }
+        let types: &[&str] = if for_vms { &["VirtualMachine"] } else { &[] };
         let body = json!({"create_spec": {
             "name": name,
-            "description": "golden: base VMs golden owns, one tag per image version",
+            "description": description,
             "cardinality": "SINGLE",
-            "associable_types": ["VirtualMachine"],
+            "associable_types": types,
         }});
         let op = format!("create tag category `{name}`");
         match self.created_id(&op, "/com/vmware/cis/tagging/category", body).await {
             // Created at the same moment by another step or run: use that one.
-            Err(e) if is_already_exists(&e) => self.find_category(name).await?.ok_or(e),
+            Err(e) if is_already_exists(&e) => self.find_category(name, for_vms).await?.ok_or(e),
             other => other,
         }
+    }
+
+    /// Creates the tag `name` with `description` in the category `category` (made when missing,
+    /// described by `category_description`). `None` when the category holds a tag of that name
+    /// already: the create is refused and nothing changes, which makes it a lock.
+    pub async fn create_unique_tag(
+        &self,
+        category: &str,
+        category_description: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<Option<String>, VcenterError> {
+        let category = self.ensure_category(category, category_description, false).await?;
+        let body =
+            json!({"create_spec": {"name": name, "description": description, "category_id": category}});
+        match self.created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if is_already_exists(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The tag `name` of the category `category`, when both exist.
+    pub async fn find_named_tag(&self, category: &str, name: &str) -> Result<Option<NamedTag>, VcenterError> {
+        let Some(category) = self.find_category(category, false).await? else { return Ok(None) };
+        let tags = self.category_tags(&category).await?;
+        Ok(tags
+            .into_iter()
+            .find(|t| t.name == name)
+            .map(|t| NamedTag { id: t.id, description: t.description }))
+    }
+
+    /// Replaces the description of the tag `id`.
+    pub async fn set_tag_description(&self, id: &str, description: &str) -> Result<(), VcenterError> {
+        let path = format!("/com/vmware/cis/tagging/tag/id:{}", seg(id));
+        let body = json!({"update_spec": {"description": description}});
+        self.call(&format!("update tag {id}"), Method::PATCH, &path, Some(body)).await.map(drop)
+    }
+
+    /// Deletes the tag `id` (and its attachments).
+    pub async fn delete_tag(&self, id: &str) -> Result<(), VcenterError> {
+        let path = format!("/com/vmware/cis/tagging/tag/id:{}", seg(id));
+        self.call(&format!("delete tag {id}"), Method::DELETE, &path, None).await.map(drop)
     }
 
     async fn category_tags(&self, category: &str) -> Result<Vec<WireTag>, VcenterError> {
@@ -119,7 +187,8 @@ impl VcenterClient {
     /// Marks `vm` as golden's base VM of `meta`'s version: attaches the version's tag in the
     /// [`crate::vcenter::OWNER_CATEGORY`] category, creating category and tag when missing.
     pub async fn tag_vm(&self, vm: &Moref, meta: &GoldenMeta) -> Result<(), VcenterError> {
-        let category = self.ensure_category(crate::vcenter::OWNER_CATEGORY).await?;
+        let category =
+            self.ensure_category(crate::vcenter::OWNER_CATEGORY, OWNER_CATEGORY_DESCRIPTION, true).await?;
         let name = format!("{}@{}", meta.image, meta.version);
         let tag = match self.find_tag(&category, &name, meta).await? {
             Some(id) => id,
@@ -177,7 +246,7 @@ impl VcenterClient {
     /// their attachments. The tags' names and metadata are read by [`Self::tag_metas`], only for
     /// the tags that are needed.
     pub async fn tag_attachments(&self) -> Result<BTreeMap<String, Vec<Moref>>, VcenterError> {
-        let Some(category) = self.find_category(crate::vcenter::OWNER_CATEGORY).await? else {
+        let Some(category) = self.find_category(crate::vcenter::OWNER_CATEGORY, true).await? else {
             return Ok(BTreeMap::new());
         };
         let tags = self.category_tag_ids(&category).await?;

@@ -66,7 +66,7 @@ pub fn router() -> Router<SiteCtx> {
         .route(&format!("{TAG}/tag"), get(rest::tag_collection).post(rest::tag_collection))
         .route(
             &format!("{TAG}/tag/{{id}}"),
-            get(rest::tag_by_id).post(rest::tag_by_id).delete(rest::tag_by_id),
+            get(rest::tag_by_id).post(rest::tag_by_id).patch(rest::tag_by_id).delete(rest::tag_by_id),
         )
         .route(&format!("{TAG}/tag-association"), post(rest::tag_association))
         .route(&format!("{TAG}/tag-association/{{id}}"), post(rest::tag_association_by_id))

@@ -124,7 +124,9 @@ pub(in crate::vcenter) async fn tag_by_id(
     method: axum::http::Method,
     VapiId(id): VapiId,
     Query(q): Q,
+    body: Bytes,
 ) -> Response {
+    let body = body_json(&body);
     with_session(&ctx, &headers, |lab, site| {
         let t = &mut vc(lab, site).tagging;
         match (method.as_str(), action(&q)) {
@@ -133,8 +135,19 @@ pub(in crate::vcenter) async fn tag_by_id(
                 |x| value(json!({"id": x.id, "name": x.name, "description": x.description, "category_id": x.category_id, "used_by": []})),
             ),
             ("POST", "list-tags-for-category") => value(t.tags.values().filter(|x| x.category_id == id).map(|x| &x.id).collect::<Vec<_>>()),
+            // Only the description changes: golden renews its lock this way.
+            ("PATCH", _) => match (t.tags.get_mut(&id), s(&body["update_spec"], &["description"])) {
+                (None, _) => not_found(&format!("tag {id}")),
+                (Some(tag), Some(description)) => {
+                    tag.description = description.to_owned();
+                    empty()
+                }
+                (Some(_), None) => empty(),
+            },
             ("DELETE", _) => {
-                t.tags.remove(&id);
+                if t.tags.remove(&id).is_none() {
+                    return not_found(&format!("tag {id}"));
+                }
                 t.attached.remove(&id);
                 empty()
             }
