@@ -31,6 +31,8 @@ impl EventSink for Lines {
             }
             Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
             Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
+            Event::Interrupted { .. } => Lines::line(event),
+            Event::Ended { .. } => return,
         };
         let _ = writeln!(anstream::stderr(), "{line}");
     }
@@ -91,6 +93,10 @@ impl EventSink for Bars {
                 let _ = self.multi.println(Lines::line(event));
                 self.overall.inc(1);
             }
+            Event::Interrupted { .. } => {
+                let _ = self.multi.println(Lines::line(event));
+            }
+            Event::Ended { .. } => self.overall.finish_and_clear(),
         }
     }
 }
@@ -102,9 +108,17 @@ impl Lines {
             Event::Finished { step, seconds, .. } => format!("done     {step} ({seconds:.1}s)"),
             Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
             Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
+            Event::Interrupted { running } if running.is_empty() => {
+                "INTERRUPTED: no new step starts".to_owned()
+            }
+            Event::Interrupted { running } => format!(
+                "INTERRUPTED: no new step starts; waiting for {} (Ctrl-C again abandons them, and the next apply finishes them)",
+                running.iter().map(StepId::as_str).collect::<Vec<_>>().join(", ")
+            ),
             Event::Started { step, .. } | Event::Note { step, .. } | Event::Progress { step, .. } => {
                 step.to_string()
             }
+            Event::Ended { .. } => String::new(),
         }
     }
 }

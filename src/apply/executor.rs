@@ -21,12 +21,59 @@ use crate::plan::{Action, Plan, Step, StepId};
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Started { step: StepId, site: SiteName, kind: String, what: String },
-    Note { step: StepId, message: String },
-    Progress { step: StepId, percent: u8 },
-    Finished { step: StepId, already_done: bool, message: String, seconds: f64 },
-    Failed { step: StepId, error: String, seconds: f64 },
-    Skipped { step: StepId, reason: String },
+    Started {
+        step: StepId,
+        site: SiteName,
+        kind: String,
+        what: String,
+    },
+    Note {
+        step: StepId,
+        message: String,
+    },
+    Progress {
+        step: StepId,
+        percent: u8,
+    },
+    Finished {
+        step: StepId,
+        already_done: bool,
+        message: String,
+        seconds: f64,
+    },
+    Failed {
+        step: StepId,
+        error: String,
+        seconds: f64,
+    },
+    Skipped {
+        step: StepId,
+        reason: String,
+    },
+    /// Ctrl-C: no step starts any more; `running` are waited for (a second Ctrl-C abandons them).
+    Interrupted {
+        running: Vec<StepId>,
+    },
+    /// The last event of every run.
+    Ended {
+        interrupted: bool,
+        done: usize,
+        failed: usize,
+        skipped: usize,
+    },
+}
+
+/// How many times the user asked apply to stop (Ctrl-C). The first stops starting steps and
+/// waits for the running ones; the second abandons them. Either way is safe: every step is
+/// idempotent, and the next apply finishes what was cut short (a push under way is followed).
+pub type Interrupts = tokio::sync::watch::Receiver<u32>;
+
+/// The next interrupt's count; never, once nobody can send one.
+async fn next_interrupt(interrupts: &mut Interrupts) -> u32 {
+    if interrupts.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    *interrupts.borrow_and_update()
 }
 
 /// Subscriber of the event stream.
@@ -41,11 +88,13 @@ pub struct Summary {
     pub already_done: Vec<StepId>,
     pub failed: Vec<(StepId, String)>,
     pub skipped: Vec<(StepId, String)>,
+    /// The run was stopped with Ctrl-C.
+    pub interrupted: bool,
 }
 
 impl Summary {
     pub fn succeeded(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty()
+        self.failed.is_empty() && self.skipped.is_empty() && !self.interrupted
     }
 }
 
@@ -100,6 +149,22 @@ where
     F: Fn(&'a Step, &'a dyn Progress) -> Fut,
     Fut: Future<Output = Result<Outcome, StepError>> + 'a,
 {
+    let (_never, interrupts) = tokio::sync::watch::channel(0);
+    execute_until(plan, parallelism, run, events, interrupts).await
+}
+
+/// [`execute`], stopped by `interrupts` (see [`Interrupts`]).
+pub async fn execute_until<'a, F, Fut>(
+    plan: &'a Plan,
+    parallelism: usize,
+    run: F,
+    events: &'a Events,
+    mut interrupts: Interrupts,
+) -> Summary
+where
+    F: Fn(&'a Step, &'a dyn Progress) -> Fut,
+    Fut: Future<Output = Result<Outcome, StepError>> + 'a,
+{
     let parallelism = parallelism.max(1);
     let sink = events;
     let progress: &'a dyn Progress = events;
@@ -132,11 +197,13 @@ where
     let mut pending: Vec<&Step> = plan.steps.iter().collect();
     let mut busy: BTreeSet<String> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
+    let mut in_flight: BTreeSet<StepId> = BTreeSet::new();
+    let mut stopping = false;
 
     loop {
-        // Skip what can no longer run; start what may.
+        // Skip what can no longer run; start what may (nothing once interrupted).
         let mut i = 0;
-        while i < pending.len() {
+        while i < pending.len() && !stopping {
             let step = pending[i];
             let needs = &deps[&step.id];
             if let Some(dep) = needs.iter().find(|d| bad.contains_key(*d)) {
@@ -161,12 +228,34 @@ where
                 });
                 let started = Instant::now();
                 let fut = run(step, progress);
+                in_flight.insert(step.id.clone());
                 running.push(async move { (step, started, fut.await) });
                 continue;
             }
             i += 1;
         }
-        let Some((step, started, result)) = running.next().await else { break };
+        let next = tokio::select! {
+            next = running.next() => next,
+            presses = next_interrupt(&mut interrupts) => {
+                if presses >= 2 {
+                    // Abandoned: each is safe to cut short, and the next apply finishes it.
+                    for step in std::mem::take(&mut in_flight) {
+                        let reason = "abandoned at the second Ctrl-C; the next apply finishes it".to_owned();
+                        sink.emit(&Event::Skipped { step: step.clone(), reason: reason.clone() });
+                        summary.skipped.push((step, reason));
+                    }
+                    stopping = true;
+                    break;
+                }
+                if !stopping {
+                    stopping = true;
+                    sink.emit(&Event::Interrupted { running: in_flight.iter().cloned().collect() });
+                }
+                continue;
+            }
+        };
+        let Some((step, started, result)) = next else { break };
+        in_flight.remove(&step.id);
         busy.remove(&object(step));
         let seconds = started.elapsed().as_secs_f64();
         match result {
@@ -191,12 +280,25 @@ where
             }
         }
     }
-    // Anything left was waiting on a step that never came (an unknown dependency).
+    drop(running);
+    // Anything left was not started: apply was interrupted, or it waited on a step that never
+    // came (an unknown dependency).
     for step in pending {
-        let reason = "its dependencies are not in the plan".to_owned();
+        let reason = if stopping {
+            "not started: apply was interrupted".to_owned()
+        } else {
+            "its dependencies are not in the plan".to_owned()
+        };
         sink.emit(&Event::Skipped { step: step.id.clone(), reason: reason.clone() });
         summary.skipped.push((step.id.clone(), reason));
     }
+    summary.interrupted = stopping;
+    sink.emit(&Event::Ended {
+        interrupted: stopping,
+        done: summary.done.len() + summary.already_done.len(),
+        failed: summary.failed.len(),
+        skipped: summary.skipped.len(),
+    });
     summary
 }
 
@@ -311,6 +413,77 @@ mod tests {
 
     fn position(events: &[Event], wanted: impl Fn(&Event) -> bool) -> usize {
         events.iter().position(wanted).unwrap_or(usize::MAX)
+    }
+
+    /// Runs `plan` (one step at a time), pressing Ctrl-C `presses` times while the first step
+    /// runs; the steps end only once the presses are made (and never after a second press).
+    async fn interrupted(presses: u32) -> (Summary, Vec<Event>) {
+        let log = std::sync::Arc::new(Log::default());
+        let events = Events::new(vec![Box::new(log.clone())]);
+        let p = plan(vec![deploy("eu", "v1", &[]), deploy("eu", "v2", &[]), deploy("eu", "v3", &[])]);
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let (started, release) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let press = async {
+            started.notified().await;
+            for n in 1..=presses {
+                let _ = tx.send(n);
+                tokio::task::yield_now().await;
+            }
+            if presses < 2 {
+                // Once the run has taken the interrupt in: the step may end then.
+                let seen = || {
+                    let events = log.0.lock().unwrap_or_else(|e| e.into_inner());
+                    events.iter().any(|e| matches!(e, Event::Interrupted { .. }))
+                };
+                while !seen() {
+                    tokio::task::yield_now().await;
+                }
+                release.notify_waiters();
+            }
+        };
+        let run = |_: &Step, _: &dyn Progress| async {
+            let released = release.notified();
+            started.notify_one();
+            released.await;
+            Ok(Outcome::Done("ok".into()))
+        };
+        let (summary, ()) = tokio::join!(execute_until(&p, 1, run, &events, rx), press);
+        let events = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (summary, events)
+    }
+
+    /// A first Ctrl-C lets the running step finish and starts no other; the run ends with an
+    /// event saying it was interrupted.
+    #[tokio::test]
+    async fn ctrl_c_stops_starting_steps_and_waits_for_the_running_one() {
+        let (summary, events) = interrupted(1).await;
+        assert!(summary.interrupted && !summary.succeeded());
+        assert_eq!(summary.done, [StepId::new("deploy/eu/img/v1")]);
+        let skipped: Vec<(&str, &str)> =
+            summary.skipped.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect();
+        assert_eq!(
+            skipped,
+            [
+                ("deploy/eu/img/v2", "not started: apply was interrupted"),
+                ("deploy/eu/img/v3", "not started: apply was interrupted")
+            ]
+        );
+        assert!(events.contains(&Event::Interrupted { running: vec![StepId::new("deploy/eu/img/v1")] }));
+        assert_eq!(
+            events.last(),
+            Some(&Event::Ended { interrupted: true, done: 1, failed: 0, skipped: 2 }),
+            "{events:?}"
+        );
+    }
+
+    /// A second Ctrl-C abandons the running step too.
+    #[tokio::test]
+    async fn a_second_ctrl_c_abandons_the_running_step() {
+        let (summary, events) = interrupted(2).await;
+        assert!(summary.done.is_empty(), "{summary:?}");
+        assert_eq!(summary.skipped.len(), 3);
+        assert!(summary.skipped[0].1.starts_with("abandoned"), "{summary:?}");
+        assert!(matches!(events.last(), Some(Event::Ended { interrupted: true, done: 0, .. })), "{events:?}");
     }
 
     #[tokio::test]

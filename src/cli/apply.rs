@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::{Exit, RepoArgs};
 use crate::apply::display::{Bars, Journal, Lines, summary_table};
-use crate::apply::executor::{EventSink, Events, execute};
+use crate::apply::executor::{EventSink, Events, execute_until};
 use crate::apply::steps;
 use crate::desired::{self, DesiredState};
 use crate::gather::{self, SiteClients};
@@ -129,9 +129,30 @@ async fn apply_observed(
     }
     let events = Events::new(subscribers);
     let parallelism = args.parallelism.unwrap_or(ctx.desired.settings.parallelism) as usize;
-    let summary =
-        execute(&plan, parallelism, |step, progress| steps::run_step(&ctx, step, progress), &events).await;
+    // Ctrl-C from here on stops the run in order (see `Interrupts`) rather than killing it:
+    // locks are released and sessions logged out after it, as after any run.
+    let (presses, interrupts) = tokio::sync::watch::channel(0u32);
+    let listener = tokio::spawn(async move {
+        let mut count = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count += 1;
+            if presses.send(count).is_err() {
+                break;
+            }
+        }
+    });
+    let run = |step, progress| steps::run_step(&ctx, step, progress);
+    let summary = execute_until(&plan, parallelism, run, &events, interrupts).await;
+    listener.abort();
     stdout.write_all(summary_table(&summary).as_bytes())?;
+    if summary.interrupted {
+        writeln!(
+            anstream::stderr(),
+            "apply interrupted: {} not done; run apply again to finish (every step is safe to repeat)",
+            crate::plan::render::count(summary.skipped.len(), "step", "steps")
+        )?;
+        return Ok(Exit::Interrupted);
+    }
     if summary.succeeded() {
         Ok(Exit::Success)
     } else {

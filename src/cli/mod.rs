@@ -115,6 +115,8 @@ pub enum Exit {
     Changes = 2,
     /// The saved plan is stale.
     StalePlan = 3,
+    /// Apply was stopped with Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 /// Runs the CLI and returns the process exit code. Errors are printed here, once.

@@ -272,3 +272,98 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
         .sum();
     assert_eq!(pushes as usize, desired.pools.len(), "one push per pool");
 }
+
+/// Ctrl-C (SIGINT) stops an apply in order: no step starts after it, the running ones end,
+/// the report's last event says the run was interrupted, sessions are logged out and site
+/// locks released (the next apply runs at once, without `unlock`), and the exit code is 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_apply_in_order_and_the_next_apply_finishes() {
+    let repo = TempRepo::new();
+    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
+    repo.commit("Import golden images");
+    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
+    let timings = Timings { push_publish_ms: 600, ..Timings::instant() };
+    let lab = Lab::start(
+        golden::lab::seed::from_desired(&desired, timings),
+        LabOptions { free_ports: true, ..LabOptions::default() },
+    )
+    .await
+    .expect("lab");
+    let env = lab.env();
+    let dir = repo.path().to_owned();
+    let report = dir.join("interrupted.jsonl");
+
+    let (code, stderr) = {
+        let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
+                .args(["apply", "--auto-approve", "--report", &report])
+                .current_dir(&dir)
+                .env_clear()
+                .envs(env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("apply starts");
+            let stderr = child.stderr.take().expect("piped");
+            let mut lines = BufReader::new(stderr).lines();
+            let mut seen = Vec::new();
+            // Interrupted once the first push is sent.
+            for line in lines.by_ref() {
+                let line = line.expect("a line");
+                seen.push(line.clone());
+                if line.contains(": pushed ") {
+                    break;
+                }
+            }
+            let pid = child.id().to_string();
+            let sent = Command::new("kill").args(["-INT", &pid]).status().expect("kill -INT");
+            assert!(sent.success(), "SIGINT sent");
+            seen.extend(lines.map_while(Result::ok));
+            let status = child.wait().expect("reaped");
+            (status.code(), seen.join("\n"))
+        })
+        .await
+        .expect("first run")
+    };
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("INTERRUPTED: no new step starts"), "{stderr}");
+    assert!(stderr.contains("apply interrupted:"), "{stderr}");
+    let journal = std::fs::read_to_string(&report).expect("--report wrote the journal");
+    let last: serde_json::Value =
+        serde_json::from_str(journal.lines().last().expect("events")).expect("a JSON line");
+    assert_eq!(
+        (last["event"].as_str(), last["interrupted"].as_bool()),
+        (Some("ended"), Some(true)),
+        "{last}"
+    );
+    // No step started after the interrupt.
+    let events: Vec<serde_json::Value> =
+        journal.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let interrupted_at = events.iter().position(|e| e["event"] == "interrupted").expect("the interrupt");
+    assert!(events[interrupted_at..].iter().all(|e| e["event"] != "started"), "{journal}");
+    // Logged out: the lab holds no vCenter session of the run.
+    {
+        let shared = lab.state();
+        let state = shared.lock();
+        for (name, vcenter) in &state.vcenters {
+            assert!(vcenter.sim.sessions.is_empty(), "{name}: a vCenter session left open");
+        }
+    }
+
+    // The locks were released: the next apply runs at once and converges.
+    let second = {
+        let (env, dir) = (env.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["apply", "--auto-approve"])))
+            .await
+            .expect("run")
+    };
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    let last = {
+        let (env, dir) = (env.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))
+            .await
+            .expect("run")
+    };
+    assert_eq!(last.code, 0, "converged: {}", last.stdout);
+}
