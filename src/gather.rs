@@ -179,7 +179,8 @@ pub struct Wanted {
     pub library: String,
     /// The site's datacenter: everything of the site is read inside it.
     pub datacenter: String,
-    /// At the source site, the VMs versions are captured from; empty elsewhere.
+    /// At the source site, the VMs versions are captured from; at every site, the VMs adopted
+    /// versions name (pools there may run them since before golden).
     pub source_vms: BTreeSet<String>,
 }
 
@@ -191,7 +192,7 @@ impl Wanted {
             .values()
             .flat_map(|i| i.versions.values())
             .filter_map(|v| match &v.source {
-                Source::Vm { vm, .. } if is_source => Some(vm.clone()),
+                Source::Vm { vm, .. } if is_source || v.adopted => Some(vm.clone()),
                 _ => None,
             })
             .collect();

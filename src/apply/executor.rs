@@ -104,6 +104,7 @@ fn object(step: &Step) -> String {
         Action::Publish { image, version, .. } => format!("copy/{}/{image}/{version}", step.site),
         Action::Replicate { image, version, .. }
         | Action::Deploy { image, version }
+        | Action::Adopt { image, version, .. }
         | Action::Retire { image, version, .. } => format!("copy/{}/{image}/{version}", step.site),
         Action::Push { horizon_name, .. } => format!("pool/{}/{horizon_name}", step.site),
     }

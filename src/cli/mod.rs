@@ -7,6 +7,7 @@ mod apply;
 mod demo;
 mod diff;
 mod history;
+mod init;
 mod lab;
 mod plan;
 mod status;
@@ -55,6 +56,9 @@ pub enum ColorWhen {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the repository of an existing estate (--from-live): images from the base VMs pools
+    /// run, versions from their snapshots, pools bound to markers
+    Init(init::InitArgs),
     /// Parse and check the repository; no network
     Validate(validate::ValidateArgs),
     /// Read desired and live state and print the steps that would close the gap
@@ -144,6 +148,7 @@ pub fn main(cli: Cli) -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Init(args) => init::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Unlock(args) => unlock::run(args),

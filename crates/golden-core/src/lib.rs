@@ -9,6 +9,7 @@
 pub mod desired;
 pub mod diag;
 pub mod diff;
+pub mod estate;
 pub mod explain;
 pub mod ids;
 pub mod live;

@@ -152,10 +152,28 @@ pub fn base_snapshot_name(version: &VersionName) -> String {
 
 impl Vm {
     /// The snapshot a base VM of `version` gives pools: the one golden took for the version,
-    /// whatever was taken after it; for a base VM without it (adopted), the latest.
+    /// whatever was taken after it; for a VM golden adopted (the version's own source VM,
+    /// which pools ran before golden), the snapshot the version names; else the latest.
     pub fn base_snapshot(&self, version: &VersionName) -> Option<&Snapshot> {
         let name = base_snapshot_name(version);
-        self.snapshots.iter().find(|s| s.name == name).or(self.snapshots.last())
+        let adopted = self.meta.as_ref().and_then(|m| {
+            let (vm, snapshot) = m.source.strip_prefix("vm:")?.rsplit_once('@')?;
+            (vm == self.name).then_some(snapshot)
+        });
+        self.snapshots
+            .iter()
+            .find(|s| s.name == name)
+            .or_else(|| self.snapshots.iter().find(|s| Some(s.name.as_str()) == adopted))
+            .or(self.snapshots.last())
+    }
+
+    /// Whether this VM is the source a version of golden's names (`vm:<name>...`): the
+    /// admin's VM, adopted, never one golden deployed.
+    pub fn is_source_vm(&self) -> bool {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.source.strip_prefix("vm:"))
+            .is_some_and(|rest| rest.rsplit_once('@').map_or(rest, |(vm, _)| vm) == self.name)
     }
 }
 

@@ -6,14 +6,17 @@
 //! started twice. Nothing is created before golden's metadata can be written on it at once or
 //! right after (a deployed VM is tagged before it is snapshotted), so a re-run after a crash
 //! finds and adopts it. Nothing without golden's metadata is ever changed or deleted, except a
-//! `library_item` source, which publishing adopts by writing the metadata on it.
+//! `library_item` source, which publishing adopts by writing the metadata on it, and the VM an
+//! adopted version's pools already run, which the `adopt` step tags.
 //!
 //! Image bytes never pass through golden: replication is a subscription sync, or a PULL that
 //! the target vCenter runs against the source's download endpoint.
 //!
-//! One file per step kind: [`publish`], [`replicate`], [`deploy`], [`push`], [`retire`]; this
+//! One file per step kind: [`publish`], [`replicate`], [`adopt`], [`deploy`], [`push`],
+//! [`retire`]; this
 //! module holds what they share (the step being run, waits, ownership checks).
 
+mod adopt;
 mod deploy;
 mod publish;
 mod push;
@@ -39,6 +42,7 @@ pub async fn run_step(ctx: &Context, step: &Step, progress: &dyn Progress) -> Re
         Action::Publish { image, version, source } => run.publish(image, version, source).await,
         Action::Replicate { image, version, from } => run.replicate(image, version, from).await,
         Action::Deploy { image, version } => run.deploy(image, version).await,
+        Action::Adopt { image, version, vm, snapshot } => run.adopt(image, version, vm, snapshot).await,
         Action::Push { horizon_name, pool_kind, image, version, logoff, .. } => {
             let spec = PushTarget { horizon_name, kind: *pool_kind, image, version, logoff: *logoff };
             run.push(&spec).await

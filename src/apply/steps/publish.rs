@@ -64,7 +64,7 @@ impl StepRun<'_> {
                 let inventory = vc.inventory().await?;
                 let candidates: Vec<&Vm> = inventory
                     .vms_in(&target.placement.datacenter)
-                    .filter(|v| &v.name == vm && v.meta.is_none())
+                    .filter(|v| &v.name == vm && (v.meta.is_none() || v.is_source_vm()))
                     .collect();
                 let found = match candidates.as_slice() {
                     [one] => *one,

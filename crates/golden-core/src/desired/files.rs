@@ -103,6 +103,10 @@ pub struct VersionFile {
     #[schemars(required)]
     pub source: Option<SourceFile>,
     pub notes: Option<String>,
+    /// The version pools already ran before golden (written by `golden init --from-live`):
+    /// golden takes each pool's current base VM as its copy at that site (tagging it) instead
+    /// of publishing, copying and pushing it. Needs a `vm` and `snapshot` source.
+    pub adopted: Option<bool>,
 }
 
 /// `source = { vm = "...", snapshot = "..." }` or `source = { library_item = "..." }`.

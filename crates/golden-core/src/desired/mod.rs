@@ -101,6 +101,9 @@ pub struct Version {
     pub parent: Option<VersionName>,
     pub source: Source,
     pub notes: Option<String>,
+    /// Pools already ran it before golden: their current base VMs become golden's copies (an
+    /// `adopt` step) rather than being published, copied and pushed again.
+    pub adopted: bool,
 }
 
 /// Where a version's bytes come from at the source site. A plan's publish step carries it as

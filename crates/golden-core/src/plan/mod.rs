@@ -108,6 +108,9 @@ pub enum Action {
     Replicate { image: ImageName, version: VersionName, from: SiteName },
     /// Deploy a version's base VM from the site's library item and snapshot it.
     Deploy { image: ImageName, version: VersionName },
+    /// Take a VM pools already run (the adopted version's own VM and snapshot) as golden's
+    /// copy of the version at the site: golden's tag on it, nothing else changed.
+    Adopt { image: ImageName, version: VersionName, vm: Moref, snapshot: Moref },
     /// Move a pool or farm to a version.
     Push {
         pool: PoolName,
@@ -130,6 +133,7 @@ impl Action {
             Action::Publish { .. } => "publish",
             Action::Replicate { .. } => "replicate",
             Action::Deploy { .. } => "deploy",
+            Action::Adopt { .. } => "adopt",
             Action::Push { .. } => "push",
             Action::Retire { .. } => "retire",
         }
@@ -140,9 +144,10 @@ impl Action {
         match self {
             Action::Publish { .. } => 0,
             Action::Replicate { .. } => 1,
-            Action::Deploy { .. } => 2,
-            Action::Push { .. } => 3,
-            Action::Retire { .. } => 4,
+            Action::Adopt { .. } => 2,
+            Action::Deploy { .. } => 3,
+            Action::Push { .. } => 4,
+            Action::Retire { .. } => 5,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::ids::SiteName;
 fn symbol(action: &Action) -> (char, AnsiColor) {
     match action {
         Action::Publish { .. } | Action::Replicate { .. } | Action::Deploy { .. } => ('+', AnsiColor::Green),
+        Action::Adopt { .. } => ('~', AnsiColor::Cyan),
         Action::Push { .. } => ('~', AnsiColor::Yellow),
         Action::Retire { .. } => ('-', AnsiColor::Red),
     }
@@ -32,6 +33,9 @@ pub fn describe(step: &Step) -> String {
         }
         Action::Replicate { image, version, from } => format!("{image}@{version} from {from}"),
         Action::Deploy { image, version } => format!("{image}@{version} base VM and snapshot"),
+        Action::Adopt { image, version, vm, snapshot } => {
+            format!("{image}@{version}: take VM {vm} at snapshot {snapshot}, which pools run, as its base VM")
+        }
         Action::Push { pool, horizon_name, pool_kind, image, marker, version, logoff, .. } => {
             let logoff = match logoff {
                 crate::desired::Logoff::Wait => "wait for logoff",
@@ -121,7 +125,10 @@ pub fn markdown(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "{}\n", summary(plan));
     if plan.has_changes() {
-        let kinds = ["publish", "replicate", "deploy", "push", "retire"];
+        let mut kinds = vec!["publish", "replicate", "deploy", "push", "retire"];
+        if plan.steps.iter().any(|s| matches!(s.action, Action::Adopt { .. })) {
+            kinds.insert(2, "adopt");
+        }
         let _ = writeln!(out, "| site | {} |", kinds.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(kinds.len()));
         for (site, steps) in by_site(plan) {

@@ -291,6 +291,12 @@ impl World {
             Action::Publish { image, version, .. } | Action::Replicate { image, version, .. } => {
                 self.add_item(&step.site, World::meta(image, version, desired));
             }
+            Action::Adopt { image, version, vm, .. } => {
+                let meta = World::meta(image, version, desired);
+                let adopted = self.site(&step.site).vms.get_mut(vm).expect("the adopted VM exists");
+                assert!(adopted.meta.is_none(), "{}: adopts a VM golden owns", step.id);
+                adopted.meta = Some(meta);
+            }
             Action::Deploy { image, version } => {
                 let meta = World::meta(image, version, desired);
                 let there =
@@ -848,7 +854,8 @@ mod property {
                     Source::Vm { vm: format!("build{i}"), snapshot: Some(format!("s{v}")) }
                 };
                 let vn = VersionName::new(format!("v{v}"));
-                versions.insert(vn.clone(), Version { name: vn, parent, source, notes: None });
+                versions
+                    .insert(vn.clone(), Version { name: vn, parent, source, notes: None, adopted: false });
             }
             let names: Vec<VersionName> = versions.keys().cloned().collect();
             let markers = ["prod", "pilot", "canary"][..1 + t.pick(3)]

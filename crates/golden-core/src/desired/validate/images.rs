@@ -137,11 +137,19 @@ impl Validator {
                 }
             }
         };
+        let adopted = raw.adopted.unwrap_or(false);
+        if adopted && !matches!(source, Some(Source::Vm { snapshot: Some(_), .. })) {
+            let message = format!("version `{name}` is adopted, but its source is not a VM and snapshot");
+            let hint = "an adopted version names the VM and snapshot pools run: source = { vm = \"<vm>\", snapshot = \"<snapshot>\" }";
+            self.push(parsed.diag(&path("adopted"), At::Value, message).hint(hint));
+            ok = false;
+        }
         Some(Version {
             name: VersionName::new(name),
             parent: raw.parent.clone().map(VersionName::new),
             source: source?,
             notes: raw.notes.clone(),
+            adopted,
         })
         .filter(|_| ok)
     }

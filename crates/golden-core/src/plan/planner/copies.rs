@@ -41,8 +41,9 @@ pub(super) fn copies<'a>(
     let vcenter_of = |site: &SiteName| inputs.site(site).map(|s| &s.vcenter);
     for (site, keys) in needs {
         for (key, users) in keys {
-            let replicate = !inputs.uses_source_library(site) && !inputs.has_item(site, key);
+            // A site with a base VM (or one to adopt) needs no library copy to make it.
             let deploy = inputs.base(site, key).is_none();
+            let replicate = deploy && !inputs.uses_source_library(site) && !inputs.has_item(site, key);
             if !replicate && !deploy {
                 continue;
             }
@@ -146,6 +147,30 @@ pub(super) fn copies<'a>(
             },
             reason,
             depends_on: published.of.get(key).cloned().into_iter().collect(),
+        });
+    }
+    // Adoptions: golden's tag on the VM a pool already runs, for the sites in the plan.
+    for ((site, key @ VersionRef { image, version }), running) in &inputs.adopt {
+        if !inputs.scope.contains(site) {
+            continue;
+        }
+        let id = step_id(&["adopt", site.as_str(), image.as_str(), version.as_str()]);
+        out.deploy_of.insert((*site, key.clone()), id.clone());
+        let users = needs.get(*site).and_then(|n| n.get(key)).into_iter().flatten().map(|p| p.name.as_str());
+        out.steps.push(Step {
+            id,
+            site: (*site).clone(),
+            action: Action::Adopt {
+                image: image.clone(),
+                version: version.clone(),
+                vm: running.vm.clone(),
+                snapshot: running.snapshot.clone(),
+            },
+            reason: format!(
+                "{} already run {key} from before golden: its VM becomes golden's base VM, nothing is copied or pushed",
+                list(users)
+            ),
+            depends_on: Vec::new(),
         });
     }
     for m in missing.iter().filter(|m| m.deploy) {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{PlanOptions, in_scope};
-use crate::desired::{DesiredState, Pool};
+use crate::desired::{DesiredState, Pool, Source, Version};
 use crate::ids::{ImageName, MarkerName, SiteName, VersionName, VersionRef};
 use crate::live::{ImageRef, ItemId, LibraryKind, LiveState, Moref, SiteLive, VcenterId, VcenterLive};
 
@@ -74,6 +74,9 @@ pub(super) struct Inputs<'a> {
     pub(super) libraries: BTreeMap<&'a VcenterId, LibraryView<'a>>,
     /// golden's base VMs at every site read.
     pub(super) bases: BTreeMap<&'a SiteName, BTreeMap<VersionRef, SiteCopy<'a>>>,
+    /// The base VMs to adopt: for an adopted version, a pool's current image that is the
+    /// version's own VM and snapshot, not yet golden's. It counts as the site's base already.
+    pub(super) adopt: BTreeMap<(&'a SiteName, VersionRef), ImageRef>,
 }
 
 impl<'a> Inputs<'a> {
@@ -126,7 +129,26 @@ impl<'a> Inputs<'a> {
         for library in libraries.values_mut() {
             library.sites.sort();
         }
-        Inputs { desired, live, options, source_site, scope, read, unread, pools, windows, libraries, bases }
+        let adopt = adoptions(desired, live, &read, &pools, &bases);
+        for ((site, key), image) in &adopt {
+            if let Some(copies) = bases.get_mut(site) {
+                copies.entry(key.clone()).or_default().base = Some(image.clone());
+            }
+        }
+        Inputs {
+            desired,
+            live,
+            options,
+            source_site,
+            scope,
+            read,
+            unread,
+            pools,
+            windows,
+            libraries,
+            bases,
+            adopt,
+        }
     }
 
     /// A site's live state, when the plan read it.
@@ -177,6 +199,44 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// For each adopted version a read site's pools need and the site has no base of: the image a
+/// pool there runs when it is the version's own VM and snapshot (by name), not owned yet.
+fn adoptions<'a>(
+    desired: &DesiredState,
+    live: &LiveState,
+    read: &[&'a SiteName],
+    pools: &BTreeMap<&'a SiteName, Vec<(&'a Pool, Option<VersionRef>)>>,
+    bases: &BTreeMap<&'a SiteName, BTreeMap<VersionRef, SiteCopy<'a>>>,
+) -> BTreeMap<(&'a SiteName, VersionRef), ImageRef> {
+    let mut out = BTreeMap::new();
+    for site in read {
+        let Some(s) = live.sites.get(*site) else { continue };
+        for (pool, key) in pools.get(site).into_iter().flatten() {
+            let Some(key) = key else { continue };
+            let has_base = bases.get(site).and_then(|b| b.get(key)).is_some_and(|c| c.base.is_some());
+            if has_base || out.contains_key(&(*site, key.clone())) {
+                continue;
+            }
+            let version = desired.images.get(&key.image).and_then(|i| i.versions.get(&key.version));
+            let Some(Version { adopted: true, source: Source::Vm { vm, snapshot: Some(snap) }, .. }) =
+                version
+            else {
+                continue;
+            };
+            let Some(current) = s.pools.get(&pool.horizon_name).and_then(|p| p.current.as_ref()) else {
+                continue;
+            };
+            let Some(running) = s.vms.get(&current.vm).filter(|v| &v.name == vm && v.meta.is_none()) else {
+                continue;
+            };
+            if running.snapshots.iter().any(|x| x.id == current.snapshot && &x.name == snap) {
+                out.insert((*site, key.clone()), current.clone());
+            }
+        }
+    }
+    out
+}
+
 pub(super) fn library_copies(vc: &VcenterLive) -> BTreeMap<VersionRef, LibraryCopy<'_>> {
     let mut out: BTreeMap<VersionRef, LibraryCopy> = BTreeMap::new();
     for item in vc.items.values() {
@@ -195,7 +255,10 @@ pub(super) fn site_copies(site: &SiteLive) -> BTreeMap<VersionRef, SiteCopy<'_>>
     for vm in site.vms.values() {
         if let Some(meta) = &vm.meta {
             let c = out.entry(meta.version_ref()).or_default();
-            c.vms.push(&vm.id);
+            // A version's own VM, adopted, is the admin's: golden never retires it.
+            if !vm.is_source_vm() {
+                c.vms.push(&vm.id);
+            }
             if let (None, Some(snapshot)) = (&c.base, vm.base_snapshot(&meta.version)) {
                 c.base = Some(ImageRef { vm: vm.id.clone(), snapshot: snapshot.id.clone() });
             }

@@ -125,8 +125,10 @@ fn step_id(parts: &[&str]) -> StepId {
 fn wave_of(step: &Step) -> u32 {
     match &step.action {
         Action::Push { wave, .. } => *wave,
-        Action::Publish { .. } | Action::Replicate { .. } | Action::Deploy { .. } | Action::Retire { .. } => {
-            0
-        }
+        Action::Publish { .. }
+        | Action::Replicate { .. }
+        | Action::Deploy { .. }
+        | Action::Adopt { .. }
+        | Action::Retire { .. } => 0,
     }
 }

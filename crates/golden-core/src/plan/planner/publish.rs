@@ -36,10 +36,19 @@ pub(super) fn publish(inputs: &Inputs<'_>, needs: &Needs<'_>, errors: &mut Vec<P
             }
             continue;
         }
+        // Every site that needs it has a base VM of it already (adopted ones included): no
+        // copy to make, so nothing to publish.
+        let based =
+            needs.iter().filter(|(_, m)| m.contains_key(key)).all(|(s, _)| inputs.base(s, key).is_some());
+        if based {
+            continue;
+        }
         let src = inputs.site(source_site);
         let missing = match &v.source {
             Source::Vm { vm, snapshot } => {
-                let found = src.and_then(|s| s.vms.values().find(|x| &x.name == vm && x.meta.is_none()));
+                let found = src.and_then(|s| {
+                    s.vms.values().find(|x| &x.name == vm && (x.meta.is_none() || x.is_source_vm()))
+                });
                 match (found, snapshot) {
                     (None, _) => Some(format!("no VM named `{vm}`")),
                     (Some(x), Some(s)) if !x.snapshots.iter().any(|y| &y.name == s) => {

@@ -81,7 +81,7 @@ pub(super) fn retirements(inputs: &Inputs<'_>, pushes: &Pushes<'_>, warnings: &m
         let Some(bases) = inputs.bases.get(site) else { continue };
         let library = inputs.library_of(site);
         for (key, copy) in bases {
-            if held.get(site).is_some_and(|h| h.contains(key)) {
+            if held.get(site).is_some_and(|h| h.contains(key)) || copy.vms.is_empty() {
                 continue;
             }
             let r = out.entry((*site, key.clone())).or_default();
