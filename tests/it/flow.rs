@@ -443,3 +443,65 @@ async fn the_whole_flow_on_the_lab_with_three_sites_in_one_vcenter() {
     let world = on_lab(repo.path()).await;
     tokio::time::timeout(Duration::from_secs(300), flow(&world, &repo)).await.expect("the flow finishes");
 }
+
+/// Adopting the estate on vcsim: `init --from-live` from the sites alone, a first plan that only
+/// adopts the VMs the pools run (tags), no VM or snapshot made and no push; then a marker move
+/// of one image plans the push of exactly its pool.
+async fn adoption(world: &World) {
+    let repo = TempRepo::new();
+    let (path, golden_toml) = repo_text(&world.places, &world.source_vm).remove(0);
+    repo.write(&path, &golden_toml);
+    repo.commit("Sites");
+    let dir = repo.path();
+    expect(world, dir, &["init", "--from-live"], 0).await;
+    expect(world, dir, &["validate"], 0).await;
+    repo.commit("Adopt the estate");
+    let vms = |inventory: &Inventory| -> (usize, usize) {
+        (inventory.vms.len(), inventory.vms.values().map(|v| v.snapshots.len()).sum())
+    };
+    let before = vms(&world.vcenter.inventory().await.expect("inventory"));
+    let plan = golden_in(world, dir, &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.trim_end().ends_with("Plan: 3 adopt (3 steps)."), "{}", plan.stdout);
+    expect(world, dir, &["apply", "--auto-approve"], 0).await;
+    expect(world, dir, &["plan", "--detailed-exitcode"], 0).await;
+    let inventory = world.vcenter.inventory().await.expect("inventory");
+    assert_eq!(vms(&inventory), before, "no VM or snapshot made");
+    assert_eq!(pushes(world), SITES.iter().map(|s| (*s, 0)).collect(), "no push");
+    assert_eq!(inventory.vms.values().filter(|v| v.meta.is_some()).count(), 3, "three VMs adopted");
+
+    // hq's image gets a version from the build VM, and prod moves to it.
+    let images = std::fs::read_dir(dir.join("images")).expect("images").count();
+    assert_eq!(images, 3, "one image per base VM");
+    let desired =
+        golden::desired::load(&golden::desired::Location::WorkTree { dir: dir.to_owned() }).expect("valid");
+    let hq = desired.pools.values().find(|p| p.site.as_str() == "hq").expect("hq's pool");
+    let file = dir.join(format!("images/{}.toml", hq.image));
+    let text = std::fs::read_to_string(&file).expect("image");
+    let moved = text.replace("\"prod\" = \"initial\"", "\"prod\" = \"v2\"")
+        + &format!(
+            "\n[versions.v2]\nparent = \"initial\"\nsource = {{ vm = \"{}\", snapshot = \"sealed-1\" }}\n",
+            world.source_vm
+        );
+    std::fs::write(&file, moved).expect("write");
+    repo.commit("Promote v2");
+    let plan = golden_in(world, dir, &["plan", "--format", "json"]).await;
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("JSON");
+    let pushed: Vec<&str> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["kind"] == "push")
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(pushed, [format!("push/hq/{}", hq.name)], "{plan}");
+    expect(world, dir, &["apply", "--auto-approve"], 0).await;
+    expect(world, dir, &["plan", "--detailed-exitcode"], 0).await;
+    assert_eq!(pushes(world), BTreeMap::from([("hq", 1), ("eu", 0), ("us", 0)]), "one push, at hq");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estate_is_adopted_on_vcsim_and_a_marker_move_pushes_its_pool() {
+    let Some(world) = on_vcsim().await else { return };
+    tokio::time::timeout(Duration::from_secs(300), adoption(&world)).await.expect("the adoption finishes");
+}
