@@ -23,7 +23,7 @@ fn each_command_has_the_flags_of_the_spec() {
             &["--dir", "--ref", "--site", "--out", "--format", "--detailed-exitcode", "--trusted-ref"],
         ),
         (&["apply"], &["[PLANFILE]", "--dir", "--auto-approve", "--parallelism"]),
-        (&["status"], &["--dir", "--format"]),
+        (&["status"], &["--dir", "--ref", "--site", "--format"]),
         (&["history"], &["[IMAGE]", "--format"]),
         (&["lab", "serve"], &["--state", "--latency", "--seed", "--free-ports", "--env-file"]),
         (&["demo"], &[]),

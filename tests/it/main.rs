@@ -18,6 +18,7 @@ mod resume;
 mod saved_plan;
 mod schema;
 mod secrets;
+mod status;
 mod validate;
 mod vcenter;
 mod vcsim;
