@@ -17,12 +17,12 @@ fn help_lists_every_command() {
 #[test]
 fn each_command_has_the_flags_of_the_spec() {
     let cases: &[(&[&str], &[&str])] = &[
-        (&["validate"], &["--dir", "--ref"]),
+        (&["validate"], &["--dir", "--ref", "--format"]),
         (
             &["plan"],
             &["--dir", "--ref", "--site", "--out", "--format", "--detailed-exitcode", "--trusted-ref"],
         ),
-        (&["apply"], &["[PLANFILE]", "--dir", "--auto-approve", "--parallelism"]),
+        (&["apply"], &["[PLANFILE]", "--dir", "--auto-approve", "--parallelism", "--format"]),
         (&["status"], &["--dir", "--ref", "--site", "--format"]),
         (&["history"], &["[IMAGE]", "--format"]),
         (&["lab", "serve"], &["--state", "--latency", "--seed", "--free-ports", "--env-file"]),

@@ -3,7 +3,7 @@
 use golden::desired::{Location, load};
 use golden::lab::{Lab, LabOptions, Timings};
 
-use super::common::{TempRepo, copy_dir, golden_with, repo_root};
+use super::common::{TempRepo, copy_dir, golden_with, json_matching_schema, repo_root};
 
 async fn quickstart_lab() -> Lab {
     let desired =
@@ -20,8 +20,9 @@ fn quickstart_repo() -> TempRepo {
     repo
 }
 
+/// `golden status --format json` output, checked against its schema.
 fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
+    json_matching_schema("status.schema.json", stdout)
 }
 
 /// The desired version of one Horizon pool in `golden status --format json`.
@@ -77,4 +78,22 @@ async fn status_reads_the_desired_state_at_ref() {
     let out = golden_with(&lab, repo.path(), &["status", "--ref", "no-such-branch"]).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("no-such-branch"), "{}", out.stderr);
+}
+
+/// `golden apply --format json` ends with the closing summary as data; the plan goes to stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_json_summary_matches_its_schema() {
+    let lab = quickstart_lab().await;
+    let repo = quickstart_repo();
+    let out = golden_with(&lab, repo.path(), &["apply", "--auto-approve", "--format", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary = json_matching_schema("apply.schema.json", &out.stdout);
+    assert_eq!(summary["succeeded"], true);
+    assert!(summary["done"].as_array().is_some_and(|d| !d.is_empty()), "{summary}");
+    assert!(out.stderr.contains("Plan: "), "the plan is on stderr: {}", out.stderr);
+
+    let out = golden_with(&lab, repo.path(), &["apply", "--auto-approve", "--format", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let summary = json_matching_schema("apply.schema.json", &out.stdout);
+    assert_eq!(summary["done"], serde_json::json!([]), "nothing left to do: {summary}");
 }
