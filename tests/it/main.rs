@@ -1,5 +1,6 @@
 //! The integration test binary (one binary for all, as ripgrep and jj do).
 
+mod action;
 mod apply;
 mod cli;
 mod common;
