@@ -126,6 +126,13 @@ impl RefTree {
     }
 }
 
+/// `dir` relative to the root of the repository containing it (`""` at the root), if it is in
+/// one.
+pub fn prefix(dir: &Path) -> Option<String> {
+    let repo = Repository::discover(dir).ok()?;
+    prefix_of(&repo, dir).ok()
+}
+
 /// The commit HEAD points at in the repository containing `dir`, if there is one.
 pub fn head_commit(dir: &Path) -> Option<String> {
     let repo = Repository::discover(dir).ok()?;

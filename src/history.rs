@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository, Sort};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::desired::files::{ImageFile, PoolsFile};
@@ -18,7 +19,7 @@ use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
 use crate::plan::history::{EarlierBinding, PoolKey};
 
 /// Who changed something, and when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Change {
     pub commit: String,
     pub author: String,
@@ -27,7 +28,7 @@ pub struct Change {
     pub subject: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MarkerMove {
     pub marker: MarkerName,
     /// `None` when the marker was created.
@@ -37,18 +38,26 @@ pub struct MarkerMove {
     pub change: Change,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// A version: its parent (as last written) and the change that added it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct VersionAdded {
+    pub parent: Option<VersionName>,
+    pub added: Change,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ImageHistory {
     pub description: Option<String>,
-    /// Each version's parent (as last written) and the change that added it.
-    pub versions: BTreeMap<VersionName, (Option<VersionName>, Change)>,
+    pub versions: BTreeMap<VersionName, VersionAdded>,
     /// Marker moves, oldest first.
     pub moves: Vec<MarkerMove>,
     /// Markers as of the newest commit read.
     pub markers: BTreeMap<MarkerName, VersionName>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The history of every image; `golden history --format json` prints it
+/// (`schema/history.schema.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct History {
     pub images: BTreeMap<ImageName, ImageHistory>,
     /// The bindings of each pool or farm (by site and Horizon name), oldest first: the image
@@ -279,9 +288,10 @@ fn record(h: &mut ImageHistory, file: &ImageFile, change: &Change) {
     for (name, v) in &file.versions {
         let parent = v.parent.clone().map(VersionName::new);
         match h.versions.get_mut(name.as_str()) {
-            Some(entry) => entry.0 = parent,
+            Some(entry) => entry.parent = parent,
             None => {
-                h.versions.insert(VersionName::new(name.clone()), (parent, change.clone()));
+                let added = VersionAdded { parent, added: change.clone() };
+                h.versions.insert(VersionName::new(name.clone()), added);
             }
         }
     }
@@ -332,12 +342,12 @@ pub mod render {
         let mut out: Vec<(&Change, &VersionName)> = h
             .versions
             .iter()
-            .filter(|(v, (p, _))| match parent {
+            .filter(|(v, e)| match parent {
                 // Roots: no parent, or a parent that is not (or no longer) a version.
-                None => p.as_ref().is_none_or(|p| !h.versions.contains_key(p) || p == *v),
-                Some(parent) => p.as_ref() == Some(parent) && *v != parent,
+                None => e.parent.as_ref().is_none_or(|p| !h.versions.contains_key(p) || p == *v),
+                Some(parent) => e.parent.as_ref() == Some(parent) && *v != parent,
             })
-            .map(|(v, (_, c))| (c, v))
+            .map(|(v, e)| (&e.added, v))
             .collect();
         out.sort_by(|a, b| (a.0.time, a.1).cmp(&(b.0.time, b.1)));
         out.into_iter().map(|(_, v)| v).collect()
@@ -365,7 +375,7 @@ pub mod render {
                 last: bool,
                 depth: usize,
             ) {
-                let (_, change) = &h.versions[v];
+                let change = &h.versions[v].added;
                 let branch = if depth == 0 {
                     ""
                 } else if last {
@@ -421,6 +431,14 @@ pub mod render {
         format!("v_{id}")
     }
 
+    /// The history as pretty JSON with a trailing newline (`schema/history.schema.json`).
+    pub fn json(history: &History) -> String {
+        // Names, strings and numbers only: serializing cannot fail.
+        let mut text = serde_json::to_string_pretty(history).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
     /// A Mermaid flowchart per image: versions as nodes, parents as edges, markers as labels.
     pub fn mermaid(history: &History) -> String {
         let mut out = String::new();
@@ -430,7 +448,7 @@ pub mod render {
                 "```mermaid\nflowchart LR\n  subgraph {}[\"{image}\"]",
                 node(&VersionName::new(image.as_str()))
             );
-            for (v, (parent, change)) in &h.versions {
+            for (v, super::VersionAdded { parent, added: change }) in &h.versions {
                 let _ = writeln!(
                     out,
                     "    {}[\"{v}<br/><small>{} {}</small>\"]",

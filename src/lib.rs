@@ -10,7 +10,7 @@
 //! (simulated vCenter and Horizon) is the `golden-lab` crate. This crate holds what does I/O:
 //! git, the vCenter and Horizon clients, loading, apply and the command line.
 
-pub use golden_core::{diag, diff, estate, ids, live, plan, schema, status};
+pub use golden_core::{diag, diff, estate, ids, live, plan, status};
 pub use golden_lab as lab;
 
 pub mod apply;
@@ -24,6 +24,7 @@ pub mod history;
 pub mod horizon;
 pub mod load;
 pub mod lock;
+pub mod schema;
 pub mod trusted;
 pub mod vcenter;
 pub mod wait;

@@ -173,3 +173,57 @@ pub fn summary_table(summary: &Summary) -> String {
     ));
     out
 }
+
+/// What `golden apply --format json` prints when the run ends (`schema/apply.schema.json`): the
+/// closing table as data.
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
+pub struct SummaryDocument {
+    /// True when every step is done or was already done.
+    pub succeeded: bool,
+    /// The run was stopped with Ctrl-C.
+    pub interrupted: bool,
+    pub done: Vec<StepId>,
+    /// Steps whose work was found done (another run, or the world already as planned).
+    pub already_done: Vec<StepId>,
+    /// Each failed step with its error.
+    pub failed: Vec<StepNote>,
+    /// Each step not run, with why (a dependency failed, the run was stopped).
+    pub skipped: Vec<StepNote>,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct StepNote {
+    pub step: StepId,
+    pub reason: String,
+}
+
+impl SummaryDocument {
+    /// The document of a finished run.
+    pub fn of(summary: &Summary) -> SummaryDocument {
+        let notes = |list: &[(StepId, String)]| -> Vec<StepNote> {
+            list.iter()
+                .map(|(step, reason)| StepNote { step: step.clone(), reason: reason.clone() })
+                .collect()
+        };
+        SummaryDocument {
+            succeeded: summary.succeeded(),
+            interrupted: summary.interrupted,
+            done: summary.done.clone(),
+            already_done: summary.already_done.clone(),
+            failed: notes(&summary.failed),
+            skipped: notes(&summary.skipped),
+        }
+    }
+
+    /// The document of a run with nothing to do.
+    pub fn nothing_to_do() -> SummaryDocument {
+        SummaryDocument { succeeded: true, ..SummaryDocument::default() }
+    }
+
+    pub fn json(&self) -> String {
+        // Step ids and strings only: serializing cannot fail.
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}

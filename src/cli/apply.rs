@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::{Exit, RepoArgs};
-use crate::apply::display::{Bars, Journal, Lines, summary_table};
+use crate::apply::display::{Bars, Journal, Lines, SummaryDocument, summary_table};
 use crate::apply::executor::{EventSink, Events, execute_until};
 use crate::apply::steps;
 use crate::desired::{self, DesiredState};
@@ -39,6 +39,16 @@ pub struct ApplyArgs {
     /// instead of failing at once
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Output format of the closing summary (json: `schema/apply.schema.json`; the plan is
+    /// then shown on stderr)
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ApplyFormat {
+    Text,
+    Json,
 }
 
 pub(super) fn run(args: ApplyArgs) -> anyhow::Result<Exit> {
@@ -106,13 +116,21 @@ async fn apply_observed(
         None => observed.plan.clone(),
     };
     let mut stdout = anstream::stdout();
+    let json = args.format == ApplyFormat::Json;
+    // With JSON on stdout, the plan people read goes to stderr.
+    let mut plan_out: Box<dyn Write> =
+        if json { Box::new(anstream::stderr()) } else { Box::new(anstream::stdout()) };
     if !plan.has_changes() {
-        writeln!(stdout, "{}", render::text(&plan).trim_end())?;
+        writeln!(plan_out, "{}", render::text(&plan).trim_end())?;
+        if json {
+            stdout.write_all(SummaryDocument::nothing_to_do().json().as_bytes())?;
+        }
         return Ok(Exit::Success);
     }
     if args.plan.is_none() {
-        stdout.write_all(render::text(&plan).as_bytes())?;
+        plan_out.write_all(render::text(&plan).as_bytes())?;
     }
+    drop(plan_out);
     confirm(&plan, args.auto_approve)?;
 
     let ctx = apply_context(desired, observed)?;
@@ -144,7 +162,8 @@ async fn apply_observed(
     let run = |step, progress| steps::run_step(&ctx, step, progress);
     let summary = execute_until(&plan, parallelism, run, &events, interrupts).await;
     listener.abort();
-    stdout.write_all(summary_table(&summary).as_bytes())?;
+    let closing = if json { SummaryDocument::of(&summary).json() } else { summary_table(&summary) };
+    stdout.write_all(closing.as_bytes())?;
     if summary.interrupted {
         writeln!(
             anstream::stderr(),

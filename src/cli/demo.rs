@@ -148,7 +148,7 @@ async fn plan_and_apply(desired: DesiredState, observed: Observed, apply: bool) 
 
 async fn status(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
-    let view = super::status::view(&desired, dir, env).await?;
+    let view = super::status::view(&desired, dir, None, &Default::default(), env).await?;
     anstream::stdout().write_all(crate::status::text(&view).as_bytes())?;
     Ok(())
 }

@@ -20,7 +20,7 @@ pub struct HistoryArgs {
     /// Read history up to this ref
     #[arg(long = "ref", value_name = "REF", default_value = "HEAD")]
     pub reference: String,
-    /// Output format
+    /// Output format (json: `schema/history.schema.json`)
     #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
     pub format: HistoryFormat,
 }
@@ -29,6 +29,7 @@ pub struct HistoryArgs {
 pub enum HistoryFormat {
     Text,
     Mermaid,
+    Json,
 }
 
 pub(super) fn run(args: HistoryArgs) -> anyhow::Result<Exit> {
@@ -45,6 +46,7 @@ pub(super) fn run(args: HistoryArgs) -> anyhow::Result<Exit> {
     let text = match args.format {
         HistoryFormat::Text => render::text(&history),
         HistoryFormat::Mermaid => render::mermaid(&history),
+        HistoryFormat::Json => render::json(&history),
     };
     anstream::stdout().write_all(text.as_bytes())?;
     Ok(Exit::Success)

@@ -4,11 +4,13 @@
 //! Each subcommand lives in its own file and receives checked values, not raw clap structs.
 
 mod apply;
+mod completions;
 mod demo;
 mod diff;
 mod history;
 mod init;
 mod lab;
+mod man;
 mod plan;
 mod status;
 mod unlock;
@@ -78,6 +80,10 @@ pub enum Command {
     Lab(lab::LabCommand),
     /// Set up a lab and an example repo and walk plan → apply → marker move → revert
     Demo(demo::DemoArgs),
+    /// Print the shell completion script (bash, zsh, fish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --dir
+    Man(man::ManArgs),
 }
 
 /// Where the desired state is read from (`-C`, `--ref`).
@@ -157,6 +163,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Diff(args) => diff::run(args),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

@@ -56,7 +56,8 @@ pub(super) fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     }
     let text = match args.format {
         Format::Text => render::text(&plan),
-        Format::Markdown => render::markdown(&plan),
+        // The comment on a pull request also shows where pushed versions sit in their trees.
+        Format::Markdown => render::markdown(&plan) + &render::version_trees(&plan, &desired),
         Format::Json => render::json(&plan),
     };
     anstream::stdout().write_all(text.as_bytes())?;

@@ -179,3 +179,18 @@ pub(crate) fn answer(status: &str, headers: &[&str]) -> String {
     text.push_str("\r\n");
     text
 }
+
+/// Parses `stdout` as JSON and checks it against `schema/NAME`; panics naming every mismatch.
+pub(crate) fn json_matching_schema(name: &str, stdout: &str) -> serde_json::Value {
+    let value: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    let path = repo_root().join("schema").join(name);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema exists"))
+            .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> =
+        validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "output does not match schema/{name}: {errors:#?}\n{stdout}");
+    value
+}

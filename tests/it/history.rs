@@ -1,6 +1,6 @@
 //! `golden history`: version trees and marker moves read from git, as text and Mermaid.
 
-use super::common::{TempRepo, copy_dir, golden, repo_root, run};
+use super::common::{TempRepo, copy_dir, golden, json_matching_schema, repo_root, run};
 
 const DAY: i64 = 86_400;
 const START: i64 = 1_790_000_000; // 2026-09-21
@@ -132,4 +132,30 @@ fn diff_between_two_commits_in_domain_terms() {
     let bad = run(golden(repo.path()).args(["diff", "no-such-ref"]));
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("git ref `no-such-ref` does not name a commit"), "{}", bad.stderr);
+}
+
+#[test]
+fn history_and_diff_as_json_match_their_schemas() {
+    let repo = repo_with_history();
+    let out = run(golden(repo.path()).args(["history", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let history = json_matching_schema("history.schema.json", &out.stdout);
+    let win11 = &history["images"]["win11-ent"];
+    assert_eq!(win11["versions"]["2026.11-hotfix"]["parent"], "2026.11");
+    assert_eq!(win11["versions"]["2026.11-hotfix"]["added"]["author"], "Bo Builder");
+    assert_eq!(win11["markers"]["prod"], "2026.10");
+    let moves = win11["moves"].as_array().expect("moves");
+    assert!(moves.iter().any(|m| m["marker"] == "prod" && m["from"] == "2026.10" && m["to"] == "2026.11"));
+
+    let out = run(golden(repo.path()).args(["diff", "HEAD~3", "HEAD~1", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let diff = json_matching_schema("diff.schema.json", &out.stdout);
+    assert!(
+        diff["marker_moves"]
+            .as_array()
+            .expect("moves")
+            .iter()
+            .any(|m| m["marker"] == "prod" && m["to"] == "2026.11"),
+        "{diff}"
+    );
 }

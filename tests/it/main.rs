@@ -1,5 +1,6 @@
 //! The integration test binary (one binary for all, as ripgrep and jj do).
 
+mod action;
 mod adopt;
 mod apply;
 mod cli;
@@ -19,6 +20,7 @@ mod resume;
 mod saved_plan;
 mod schema;
 mod secrets;
+mod status;
 mod validate;
 mod vcenter;
 mod vcsim;

@@ -93,6 +93,9 @@ async fn markdown_plan_for_one_site_is_a_table() {
         "the publish at the source site is a prerequisite"
     );
     assert!(!out.stdout.contains("| eu |"), "eu is out of scope");
+    // The version tree of each image whose pools it pushes, after the plan.
+    let tree = out.stdout.find("#### Version tree of `win11-ent`\n\n```mermaid\ngraph LR\n");
+    assert!(tree.is_some_and(|at| at > out.stdout.find("| us |").unwrap_or(usize::MAX)), "{}", out.stdout);
 }
 
 #[test]

@@ -8,8 +8,11 @@ use std::fmt;
 use std::io::{self, Write};
 use std::ops::Range;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 /// A position in a file, 1-based, with the column counted in characters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 pub struct Position {
     pub line: usize,
     pub column: usize,
@@ -30,7 +33,7 @@ impl Position {
 }
 
 /// One problem: where it is, what is wrong, and what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Diagnostic {
     /// The file as the user should see it, e.g. `images/win11-ent.toml` or `HEAD~1:golden.toml`.
     pub file: String,
@@ -111,6 +114,58 @@ impl Diagnostics {
     }
 }
 
+/// What `golden validate --format json` prints (`schema/validate.schema.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Report {
+    /// True when the desired state has no problem.
+    pub valid: bool,
+    /// What the valid desired state holds, e.g. `3 sites, 2 images, 9 pools`; `None` when invalid.
+    pub summary: Option<String>,
+    /// Every problem, sorted by file and position; empty when valid.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn json(&self) -> String {
+        // A report holds only strings, numbers and booleans, which always serialize.
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+/// The diagnostics as GitHub Actions workflow commands, one `::error ...::message` line each,
+/// so that a workflow shows them as annotations on the pull request's files and lines.
+/// `path` turns a diagnostic's file into a path from the repository root, which is how GitHub
+/// names files.
+pub fn github(diagnostics: &Diagnostics, path: &dyn Fn(&str) -> String) -> String {
+    let mut out = String::new();
+    for d in diagnostics.iter() {
+        let mut properties = vec![format!("file={}", escape_property(&path(&d.file)))];
+        if let Some(p) = d.position {
+            properties.push(format!("line={}", p.line));
+            properties.push(format!("col={}", p.column));
+        }
+        properties.push(format!("title={}", escape_property("golden validate")));
+        let message = match &d.hint {
+            Some(hint) => format!("{}\nhint: {hint}", d.message),
+            None => d.message.clone(),
+        };
+        out.push_str(&format!("::error {}::{}\n", properties.join(","), escape_data(&message)));
+    }
+    out
+}
+
+/// A workflow command's message: `%`, CR and LF percent-encoded, as GitHub's toolkit does.
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// A workflow command's property value: as a message, and `:` and `,` too.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.len() {
@@ -125,6 +180,20 @@ impl std::error::Error for Diagnostics {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn github_annotations_escape_messages_and_properties() {
+        let mut diags = Diagnostics::default();
+        let text = "a = 1\nb = 2\n";
+        diags.push(Diagnostic::at("pools/eu,1.toml", text, 6..7, "100% wrong:\r\nsee a, b").hint("fix: it"));
+        diags.push(Diagnostic::file("golden.toml", "missing"));
+        let out = github(&diags, &|f| format!("repo/{f}"));
+        assert_eq!(
+            out,
+            "::error file=repo/pools/eu%2C1.toml,line=2,col=1,title=golden validate::100%25 wrong:%0D%0Asee a, b%0Ahint: fix: it\n\
+             ::error file=repo/golden.toml,title=golden validate::missing\n"
+        );
+    }
 
     #[test]
     fn positions_are_one_based_and_count_characters() {

@@ -8,12 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::desired::{DesiredState, Pool};
 use crate::ids::{ImageName, MarkerName, PoolName, SiteName, VersionName};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The desired-state change between two commits; `golden diff --format json` prints it
+/// (`schema/diff.schema.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Diff {
     pub sites_added: Vec<SiteName>,
     pub sites_removed: Vec<SiteName>,
@@ -30,7 +33,7 @@ pub struct Diff {
     pub affected: BTreeMap<SiteName, Vec<(PoolName, Option<String>, String)>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MarkerMove {
     pub image: ImageName,
     pub marker: MarkerName,

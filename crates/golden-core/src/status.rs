@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::desired::DesiredState;
@@ -16,7 +17,7 @@ use crate::plan::PlanOptions;
 use crate::plan::history::{Provenance, provenance};
 
 /// A version's presence at one site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CopyState {
     /// No base VM.
@@ -25,7 +26,7 @@ pub enum CopyState {
     Deployed,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct VersionRow {
     pub image: String,
     pub version: String,
@@ -39,13 +40,13 @@ pub struct VersionRow {
 }
 
 /// One vCenter's library and the sites that share it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct LibraryRow {
     pub vcenter: VcenterId,
     pub sites: Vec<SiteName>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct PoolRow {
     pub site: SiteName,
     pub horizon_name: HorizonName,
@@ -60,7 +61,7 @@ pub struct PoolRow {
 }
 
 /// Where a bound pool stands against its desired version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolState {
     /// Not bound in the repository.
@@ -79,7 +80,7 @@ pub enum PoolState {
 /// A VM whose annotation says it is golden's copy of a version, without golden's tag: a clone
 /// of a base VM (vSphere copies notes, not tags) or notes written by hand. golden never pushes,
 /// counts or deletes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ClaimRow {
     pub site: SiteName,
     pub vm: String,
@@ -88,14 +89,16 @@ pub struct ClaimRow {
     pub claims: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The status view; `golden status --format json` prints it (`schema/status.schema.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Status {
     pub versions: Vec<VersionRow>,
     /// Every vCenter read, with the sites in it: its library is theirs.
     pub libraries: Vec<LibraryRow>,
     pub pools: Vec<PoolRow>,
     /// VMs that claim to be golden's in their annotation only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Absent when there are none (`default` keeps it optional in the schema).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub untagged_claims: Vec<ClaimRow>,
 }
 

@@ -172,3 +172,48 @@ pub fn json(plan: &Plan) -> String {
     text.push('\n');
     text
 }
+
+/// For a pull-request comment: the version tree of each image the plan pushes pools of (a
+/// marker moved, or pools were bound anew), as a Mermaid `graph LR`: versions as nodes labelled
+/// with their markers, parents as `v1 --> v2` edges, and the versions pushed to drawn bold.
+/// Empty when the plan pushes nothing. The plan names images and versions; the tree is the
+/// desired state's, so the CLI passes both.
+pub fn version_trees(plan: &Plan, desired: &crate::desired::DesiredState) -> String {
+    let mut pushed: BTreeMap<&crate::ids::ImageName, std::collections::BTreeSet<&crate::ids::VersionName>> =
+        BTreeMap::new();
+    for step in &plan.steps {
+        if let Action::Push { image, version, .. } = &step.action {
+            pushed.entry(image).or_default().insert(version);
+        }
+    }
+    let mut out = String::new();
+    for (name, targets) in pushed {
+        let Some(image) = desired.images.get(name) else { continue };
+        // Node ids by position: version names hold dots and dashes Mermaid ids cannot.
+        let ids: BTreeMap<&crate::ids::VersionName, String> =
+            image.versions.keys().enumerate().map(|(i, v)| (v, format!("v{}", i + 1))).collect();
+        let _ = writeln!(out, "#### Version tree of `{name}`\n\n```mermaid\ngraph LR");
+        for (version, id) in &ids {
+            let markers: Vec<&str> =
+                image.markers.iter().filter(|(_, t)| t == version).map(|(m, _)| m.as_str()).collect();
+            let label = match markers.is_empty() {
+                true => version.to_string(),
+                false => format!("{version}<br/>{}", markers.join(", ")),
+            };
+            let _ = writeln!(out, "  {id}[\"{}\"]", label.replace('"', "#quot;"));
+        }
+        for (version, v) in &image.versions {
+            let parent =
+                v.parent.as_ref().and_then(|p| ids.get(p)).filter(|_| v.parent.as_ref() != Some(version));
+            if let Some(parent) = parent {
+                let _ = writeln!(out, "  {parent} --> {}", ids[version]);
+            }
+        }
+        let bold: Vec<&str> = targets.iter().filter_map(|v| ids.get(v)).map(String::as_str).collect();
+        if !bold.is_empty() {
+            let _ = writeln!(out, "  classDef pushed stroke-width:3px\n  class {} pushed", bold.join(","));
+        }
+        out.push_str("```\n\n");
+    }
+    out
+}

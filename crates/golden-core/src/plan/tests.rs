@@ -801,6 +801,19 @@ fn markdown_and_json_renderings() {
     assert_eq!(back, plan);
 }
 
+/// The plan comment's version trees: one Mermaid graph per image the plan pushes pools of.
+#[test]
+fn version_trees_of_the_images_pushed() {
+    let desired = quickstart();
+    let world = World::before_golden(&desired);
+    let plan = plan_of(&desired, &world, &PlanOptions::default());
+    let trees = render::version_trees(&plan, &desired);
+    assert!(trees.contains("```mermaid\ngraph LR\n"), "{trees}");
+    insta::assert_snapshot!(trees);
+    let nothing = Plan { steps: Vec::new(), ..plan };
+    assert_eq!(render::version_trees(&nothing, &desired), "");
+}
+
 mod property {
     //! For random repositories and random live states, applying the plan to the model and
     //! planning again gives no changes.
