@@ -623,7 +623,8 @@ impl HorizonClient {
             self.raw(Method::POST, &["login"], &[], None, Some(&body), what).await?;
         if !status.is_success() {
             let err = api_error(&self.site, what, status, &headers, &bytes);
-            if err.is_retryable() {
+            // A 401 here is the credentials refused, not a token that ended.
+            if err.is_retryable() && status != StatusCode::UNAUTHORIZED {
                 return Err(err);
             }
             return Err(HorizonError::Login {

@@ -106,7 +106,11 @@ impl Retryable for HorizonError {
         match self {
             // A request that could not even be built will not build next time either.
             HorizonError::Transport { source, .. } => !source.is_builder(),
-            HorizonError::Api { status, .. } => retryable_status(*status),
+            // 401 although the call had just refreshed or logged in again: the new token ended
+            // too. Refused before anything was done; the next attempt authenticates afresh.
+            HorizonError::Api { status, .. } => {
+                retryable_status(*status) || *status == StatusCode::UNAUTHORIZED
+            }
             HorizonError::Login { .. }
             | HorizonError::Redirect { .. }
             | HorizonError::Unreasonable { .. }
@@ -119,7 +123,7 @@ impl Retryable for HorizonError {
     fn had_no_effect(&self) -> bool {
         match self {
             HorizonError::Transport { source, .. } => source.is_connect() || source.is_builder(),
-            HorizonError::Api { status, .. } => matches!(status.as_u16(), 429 | 503),
+            HorizonError::Api { status, .. } => matches!(status.as_u16(), 401 | 429 | 503),
             _ => false,
         }
     }
@@ -230,10 +234,10 @@ mod tests {
                 b"",
             )
         };
-        for code in [429, 502, 503, 504] {
+        for code in [401, 429, 502, 503, 504] {
             assert!(err(code).is_retryable(), "{code}");
         }
-        for code in [400, 401, 403, 404, 409, 500] {
+        for code in [400, 403, 404, 409, 500] {
             assert!(!err(code).is_retryable(), "{code}");
         }
         assert_eq!(err(400).to_string(), "cannot list pools at site `eu`: horizon answered 400 Bad Request");

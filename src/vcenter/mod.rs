@@ -233,6 +233,20 @@ impl VcenterError {
     }
 }
 
+impl VcenterError {
+    /// A call refused for its session (REST 401, SOAP `NotAuthenticated`) although it had
+    /// just logged in again: that session ended too (sessions ended on the server, a restart).
+    /// vCenter refused it before doing anything, and the next attempt logs in afresh. A login
+    /// refused is [`VcenterError::Login`], never this.
+    fn is_session_ended(&self) -> bool {
+        match self {
+            VcenterError::Http { status, .. } => *status == 401,
+            VcenterError::Fault { fault, .. } => fault == "NotAuthenticated",
+            _ => false,
+        }
+    }
+}
+
 impl Retryable for VcenterError {
     fn is_retryable(&self) -> bool {
         match self {
@@ -242,7 +256,9 @@ impl Retryable for VcenterError {
             VcenterError::Http { status, kind, .. } => {
                 matches!(status, 429 | 502 | 503 | 504)
                     || kind.as_deref() == Some("com.vmware.vapi.std.errors.service_unavailable")
+                    || self.is_session_ended()
             }
+            VcenterError::Fault { .. } => self.is_session_ended(),
             _ => false,
         }
     }
@@ -250,7 +266,8 @@ impl Retryable for VcenterError {
     fn had_no_effect(&self) -> bool {
         match self {
             VcenterError::Transport { source, .. } => source.is_connect() || source.is_builder(),
-            VcenterError::Http { status, .. } => matches!(status, 429 | 503),
+            VcenterError::Http { status, .. } => matches!(status, 429 | 503) || self.is_session_ended(),
+            VcenterError::Fault { .. } => self.is_session_ended(),
             _ => false,
         }
     }
@@ -349,6 +366,16 @@ mod tests {
         assert!(http(503, None).is_retryable());
         assert!(http(400, Some("com.vmware.vapi.std.errors.service_unavailable")).is_retryable());
         assert!(!http(400, Some("com.vmware.vapi.std.errors.already_exists")).is_retryable());
+        let ended = http(401, Some("com.vmware.vapi.std.errors.unauthenticated"));
+        assert!(ended.is_retryable() && ended.had_no_effect());
+        let fault = |fault: &str| VcenterError::Fault {
+            site: site.clone(),
+            operation: "x".into(),
+            fault: fault.into(),
+            message: String::new(),
+        };
+        assert!(fault("NotAuthenticated").is_retryable() && fault("NotAuthenticated").had_no_effect());
+        assert!(!fault("InvalidState").is_retryable());
         assert!(!VcenterError::Login { site, user: "u".into() }.is_retryable());
     }
 }

@@ -6,6 +6,7 @@ mod apply;
 mod cli;
 mod common;
 mod demo;
+mod faults;
 mod flow;
 mod git_ref;
 mod history;

@@ -15,9 +15,11 @@
 //! - [`vcenter`]: the vCenter simulator (inventory, Content Library, tags, SOAP calls).
 //! - [`horizon`]: the Horizon simulator (auth, pools, farms, push-image state machine).
 //! - [`server`]: binding, per-request latency, request counters and fault injection.
+//! - [`chaos`]: random faults from a seed (503, 429, dropped connections, expiry, slowness).
 //! - [`seed`]: building a lab from a repository's desired state.
 //! - [`remote`]: Horizon in front of a vCenter the lab does not simulate (vcsim in the tests).
 
+pub mod chaos;
 mod clock;
 pub mod horizon;
 pub mod remote;
@@ -31,6 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use chaos::{Chaos, FaultKind};
 pub use server::{CONTROL_TOKEN_HEADER, Endpoint, Lab, LabOptions, Product};
 
 /// User name and password the lab accepts on every endpoint (Horizon also wants the domain).

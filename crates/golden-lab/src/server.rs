@@ -6,7 +6,10 @@
 //!   (`DELETE` resets them), or [`Lab::requests`] in-process;
 //! - faults: rules that answer matching requests with a status and body, or delay them, the same
 //!   JSON as the vcsim wrapper's `/__fault` (`POST` adds, `GET` lists with hit counts, `DELETE`
-//!   clears), so a contract test can inject the same fault into either.
+//!   clears), so a contract test can inject the same fault into either; and random faults drawn
+//!   from a seed ([`Chaos`], see [`super::chaos`]), after the rules;
+//! - accepted requests: per route, the requests whose handler answered 2xx, whatever became of
+//!   the answer ([`Lab::accepted_by_route`]), so that a test can count what took effect.
 //!
 //! Only what runs on this machine may use the lab, and only its owner may steer it. Every
 //! request must name the lab's own address in its `Host` header (the bound loopback address or
@@ -27,12 +30,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::chaos::{self, Chaos, Dice, FaultKind};
 use super::clock::Clock;
 use super::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, Shared, SiteCtx};
 
@@ -64,6 +67,8 @@ pub struct LabOptions {
     /// one), by name: the lab serves no endpoint for them, and the Horizon of each of their
     /// sites reads base VMs and snapshots from them (see [`super::remote`]).
     pub remote_vcenters: BTreeMap<String, Arc<dyn super::remote::RemoteVcenter>>,
+    /// Random faults from the start ([`Lab::set_chaos`] changes them later).
+    pub chaos: Option<Chaos>,
 }
 
 /// A rule of fault injection. Matches on method, path prefix and body text; answers with
@@ -95,6 +100,8 @@ pub struct FaultRule {
 struct Stats {
     total: u64,
     by_route: BTreeMap<String, u64>,
+    /// Requests per route whose handler answered 2xx.
+    accepted_by_route: BTreeMap<String, u64>,
     #[serde(skip)]
     faults: Vec<FaultRule>,
 }
@@ -122,6 +129,7 @@ pub struct Lab {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     token: Arc<str>,
+    dice: Arc<Mutex<Dice>>,
 }
 
 #[derive(Clone)]
@@ -164,12 +172,14 @@ impl Lab {
         // Two v4 UUIDs: 244 random bits from the operating system's generator.
         let token: Arc<str> =
             format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()).into();
+        let dice = Arc::new(Mutex::new(Dice::new(options.chaos.clone())));
         let mut lab = Lab {
             shared: shared.clone(),
             endpoints: Vec::new(),
             stop,
             tasks: Vec::new(),
             token: token.clone(),
+            dice: dice.clone(),
         };
         for (product, name, configured, sites) in served {
             let addr = match (&configured, options.free_ports) {
@@ -194,7 +204,8 @@ impl Lab {
                 addr: bound,
                 token: token.clone(),
             };
-            let mut routes = routes.with_state(ctx);
+            let mut routes =
+                routes.with_state(ctx).layer(middleware::from_fn_with_state(stats.clone(), count_accepted));
             // A Horizon whose vCenter is remote refreshes its mirror of it before each request.
             let remote = match product {
                 Product::Horizon => {
@@ -207,20 +218,21 @@ impl Lab {
                 let mirror = super::remote::Mirror::new(shared.clone(), &vcenter, remote.clone());
                 routes = routes.layer(middleware::from_fn_with_state(mirror, super::remote::refresh_first));
             }
-            let app: Router = routes.layer(middleware::from_fn_with_state(layer, around));
+            let chaos =
+                chaos::ChaosLayer { dice: dice.clone(), lab: shared.clone(), name: name.clone(), product };
+            let app: Router = routes
+                .layer(middleware::from_fn_with_state(chaos, chaos::inject))
+                .layer(middleware::from_fn_with_state(layer, around));
             let mut stopped = stopped.clone();
             lab.tasks.push(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
                 // A make-service hands each connection a clone of the router (one Arc);
-                // serving the router itself rebuilds its route table per connection.
-                let app = app.into_make_service();
-                // No Nagle delay on answers, as vCenter's and Horizon's front ends do not
-                // have one either: an answer written in parts goes out at once.
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
+                // serving the router itself rebuilds its route table per connection. Its
+                // connect info is the handle chaos cuts a connection with.
+                let app = app.into_make_service_with_connect_info::<chaos::Conn>();
+                let listener = chaos::Listener(listener);
                 if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                     tracing::error!("lab endpoint stopped: {e}");
                 }
@@ -291,12 +303,26 @@ impl Lab {
         self.endpoint(site, product).map(|e| lock(&e.stats).by_route.clone()).unwrap_or_default()
     }
 
+    /// Requests per `METHOD /path` at an endpoint that its handler answered with 2xx: those
+    /// that took effect, whether or not the answer reached the client.
+    pub fn accepted_by_route(&self, site: &str, product: Product) -> BTreeMap<String, u64> {
+        self.endpoint(site, product).map(|e| lock(&e.stats).accepted_by_route.clone()).unwrap_or_default()
+    }
+
     pub fn reset_counters(&self) {
         for e in &self.endpoints {
-            let mut stats = lock(&e.stats);
-            stats.total = 0;
-            stats.by_route.clear();
+            lock(&e.stats).reset();
         }
+    }
+
+    /// Starts random faults afresh from `chaos`'s seed, or stops them (`None`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        chaos::lock(&self.dice).set(chaos);
+    }
+
+    /// The random faults injected since the lab started, by kind.
+    pub fn faults_injected(&self) -> BTreeMap<FaultKind, u64> {
+        chaos::lock(&self.dice).injected()
     }
 
     /// Adds a fault rule to an endpoint.
@@ -347,6 +373,25 @@ impl Drop for Lab {
 
 fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
     stats.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Stats {
+    fn reset(&mut self) {
+        self.total = 0;
+        self.by_route.clear();
+        self.accepted_by_route.clear();
+    }
+}
+
+/// Counts the requests the handler answered with 2xx, by route: the innermost layer, so
+/// that what a fault answered instead is not counted.
+async fn count_accepted(State(stats): State<Arc<Mutex<Stats>>>, request: Request, next: Next) -> Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        *lock(&stats).accepted_by_route.entry(route).or_default() += 1;
+    }
+    response
 }
 
 /// The loopback socket address of a lab URL; the lab never binds anything but loopback.
@@ -403,11 +448,14 @@ async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Res
     if path == "/__lab/counters" {
         let mut stats = lock(&layer.stats);
         if method == Method::DELETE {
-            stats.total = 0;
-            stats.by_route.clear();
+            stats.reset();
         }
-        return axum::Json(serde_json::json!({"total": stats.total, "by_route": stats.by_route}))
-            .into_response();
+        let counters = serde_json::json!({
+            "total": stats.total,
+            "by_route": stats.by_route,
+            "accepted_by_route": stats.accepted_by_route,
+        });
+        return axum::Json(counters).into_response();
     }
     if path == "/__fault" {
         return fault_admin(&layer, request).await;

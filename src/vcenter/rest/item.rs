@@ -128,13 +128,18 @@ impl VcenterClient {
         self.call(&format!("update library item {item}"), Method::PATCH, &path, Some(body)).await.map(drop)
     }
 
+    /// Deletes a library item; one that is gone already is deleted (a retried delete whose
+    /// first answer was lost).
     pub async fn delete_item(&self, library: &LibraryId, item: &ItemId) -> Result<(), VcenterError> {
         let path = format!(
             "/com/vmware/content/library/item/id:{}?library_id={}",
             seg(item.as_str()),
             q(library.as_str())
         );
-        self.call(&format!("delete library item {item}"), Method::DELETE, &path, None).await.map(drop)
+        match self.call(&format!("delete library item {item}"), Method::DELETE, &path, None).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The names of an item's files whose content is there, sorted

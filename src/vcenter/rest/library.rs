@@ -134,7 +134,7 @@ impl VcenterClient {
     /// The caller checks that the library is of the kind it wants.
     async fn create_library(&self, name: &str, path: &str, body: Value) -> Result<LibraryId, VcenterError> {
         let op = format!("create library `{name}`");
-        match self.created_id(&op, path, body).await {
+        match self.created_unique_id(&op, path, body).await {
             Ok(id) => Ok(LibraryId::new(id)),
             Err(e) if is_already_exists(&e) => match self.find_library(name).await? {
                 Some(library) => Ok(library.id),
@@ -148,6 +148,6 @@ impl VcenterClient {
     pub async fn sync_library(&self, library: &LibraryId) -> Result<(), VcenterError> {
         let path =
             format!("/com/vmware/content/subscribed-library/id:{}?~action=sync", seg(library.as_str()));
-        self.call(&format!("sync library {library}"), Method::POST, &path, None).await.map(drop)
+        self.call_safe(&format!("sync library {library}"), &path, None).await.map(drop)
     }
 }

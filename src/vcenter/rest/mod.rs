@@ -252,6 +252,24 @@ impl VcenterClient {
         id.filter(|s| !s.is_empty()).ok_or_else(|| self.err_protocol(op, "no id in the answer"))
     }
 
+    /// [`Self::created_id`] for an object whose name vCenter keeps unique in its scope (a
+    /// library, a tag category, a tag in its category): sent again after a failure that may
+    /// have reached vCenter, as a second create is refused with `already_exists`, which every
+    /// caller takes for "it is there", so a repeat never makes two.
+    async fn created_unique_id(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {
+        let value = self.call_within(op, Method::POST, path, Some(body), None, Repeat::Safe).await?;
+        let id: Option<String> =
+            serde_json::from_value(value).map_err(|e| self.err_protocol(op, e.to_string()))?;
+        id.filter(|s| !s.is_empty()).ok_or_else(|| self.err_protocol(op, "no id in the answer"))
+    }
+
+    /// [`Self::call`] for a POST that is safe to repeat: a read (`?~action=list-...`, `get`),
+    /// or an action whose repetition does nothing more (attach a tag, sync a library, prepare
+    /// a file).
+    async fn call_safe(&self, op: &str, path: &str, body: Option<Value>) -> Result<Value, VcenterError> {
+        self.call_within(op, Method::POST, path, body, None, Repeat::Safe).await
+    }
+
     /// [`Self::created_id`] for a long operation (a VM template captured or deployed), which
     /// vCenter answers only when it is done: up to `TASK_TIMEOUT`, not the client's timeout.
     async fn created_id_long(&self, op: &str, path: &str, body: Value) -> Result<String, VcenterError> {

@@ -112,10 +112,14 @@ impl VcenterClient {
         self.created_id_long(&op, &path, body).await.map(Moref::new)
     }
 
-    /// Deletes a VM (it must be powered off on a real vCenter).
+    /// Deletes a VM (it must be powered off on a real vCenter). A VM that is gone already is
+    /// deleted: so is a retried delete whose first answer was lost.
     pub async fn delete_vm(&self, vm: &Moref) -> Result<(), VcenterError> {
         let path = format!("/vcenter/vm/{}", seg(vm.as_str()));
-        self.call(&format!("delete vm {vm}"), Method::DELETE, &path, None).await.map(drop)
+        match self.call(&format!("delete vm {vm}"), Method::DELETE, &path, None).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -109,7 +109,7 @@ impl VcenterClient {
             "associable_types": types,
         }});
         let op = format!("create tag category `{name}`");
-        match self.created_id(&op, "/com/vmware/cis/tagging/category", body).await {
+        match self.created_unique_id(&op, "/com/vmware/cis/tagging/category", body).await {
             // Created at the same moment by another step or run: use that one.
             Err(e) if is_already_exists(&e) => self.find_category(name, for_vms).await?.ok_or(e),
             other => other,
@@ -129,7 +129,12 @@ impl VcenterClient {
         let category = self.ensure_category(category, category_description, false).await?;
         let body =
             json!({"create_spec": {"name": name, "description": description, "category_id": category}});
-        match self.created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body).await {
+        // A create whose answer was lost is sent again and refused with `already_exists`: the
+        // lock then reads the tag and finds it holds this run.
+        match self
+            .created_unique_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body)
+            .await
+        {
             Ok(id) => Ok(Some(id)),
             Err(e) if is_already_exists(&e) => Ok(None),
             Err(e) => Err(e),
@@ -199,7 +204,7 @@ impl VcenterClient {
                     "category_id": category,
                 }});
                 match self
-                    .created_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body)
+                    .created_unique_id(&format!("create tag `{name}`"), "/com/vmware/cis/tagging/tag", body)
                     .await
                 {
                     // Created at the same moment by another step or run: use that one.
@@ -212,7 +217,9 @@ impl VcenterClient {
         };
         let path = format!("/com/vmware/cis/tagging/tag-association/id:{}?~action=attach", seg(&tag));
         let body = json!({"object_id": {"type": "VirtualMachine", "id": vm.as_str()}});
-        self.call(&format!("tag vm {vm} as `{name}`"), Method::POST, &path, Some(body)).await.map(drop)
+        // Attaching a tag that is attached already does nothing: safe to repeat.
+        let op = format!("tag vm {vm} as `{name}`");
+        self.call_safe(&op, &path, Some(body)).await.map(drop)
     }
 
     /// The tag `name` of golden's category, checked to hold `meta`: a tag of that name with
@@ -254,14 +261,11 @@ impl VcenterClient {
             return Ok(BTreeMap::new());
         }
         let body = json!({ "tag_ids": tags });
-        let attached: Option<Vec<TagObjects>> = self
-            .call_as(
-                "list the vms golden owns",
-                Method::POST,
-                "/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags",
-                Some(body),
-            )
-            .await?;
+        let op = "list the vms golden owns";
+        let path = "/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags";
+        let value = self.call_safe(op, path, Some(body)).await?;
+        let attached: Option<Vec<TagObjects>> =
+            serde_json::from_value(value).map_err(|e| self.err_protocol(op, e.to_string()))?;
         let mut vms: BTreeMap<String, Vec<Moref>> = BTreeMap::new();
         for entry in attached.unwrap_or_default() {
             let objects = entry.object_ids.unwrap_or_default().into_iter();

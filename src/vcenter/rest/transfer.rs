@@ -175,7 +175,7 @@ impl VcenterClient {
             )
         };
         let body = json!({"file_name": file_name});
-        let mut file = self.call(op, Method::POST, &path("prepare"), Some(body.clone())).await?;
+        let mut file = self.call_safe(op, &path("prepare"), Some(body.clone())).await?;
         let waiting = Waiting::new(wait, Duration::from_secs(2));
         loop {
             match file.get("status").and_then(Value::as_str) {
@@ -183,7 +183,7 @@ impl VcenterClient {
                 Some("ERROR") => return Err(self.failed(op, &file, "vCenter could not prepare the file")),
                 _ => self.next_wait(&waiting, op, wait).await?,
             }
-            file = self.call(op, Method::POST, &path("get"), Some(body.clone())).await?;
+            file = self.call_safe(op, &path("get"), Some(body.clone())).await?;
         }
         file.pointer("/download_endpoint/uri")
             .and_then(Value::as_str)
