@@ -31,6 +31,19 @@ pub(crate) async fn golden_with(lab: &golden::lab::Lab, dir: &Path, args: &[&str
     tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(&args))).await.expect("golden ran")
 }
 
+/// The push image and farm maintenance requests the lab's Horizons received, at every site.
+pub(crate) fn pushes_sent(lab: &golden::lab::Lab) -> u64 {
+    lab.endpoints()
+        .iter()
+        .filter(|e| e.product == golden::lab::Product::Horizon)
+        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
+        .filter(|(route, _)| {
+            route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
 pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("golden runs");
     Output {

@@ -9,10 +9,10 @@ use golden::connect::RetryPolicy;
 use golden::desired::{DesiredState, Location, load};
 use golden::gather::{SiteClients, connect_all};
 use golden::ids::SiteName;
-use golden::lab::{Lab, LabOptions, Product, Timings};
+use golden::lab::{Lab, LabOptions, Timings};
 use golden::lock::{self, Holder, LockError, LockOptions};
 
-use super::common::{TempRepo, copy_dir, golden_with, repo_root};
+use super::common::{TempRepo, copy_dir, golden_with, pushes_sent, repo_root};
 
 /// The quickstart committed into a temp repository, and a lab seeded from it.
 async fn quickstart_lab(timings: Timings) -> (TempRepo, DesiredState, Lab) {
@@ -41,18 +41,6 @@ fn other_run(expires_in: Duration) -> Holder {
         .until(SystemTime::now() + expires_in)
 }
 
-fn pushes(lab: &Lab) -> u64 {
-    lab.endpoints()
-        .iter()
-        .filter(|e| e.product == Product::Horizon)
-        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
-        .filter(|(route, _)| {
-            route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
-        })
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_applies_at_once_one_runs_and_the_other_names_the_holder() {
     // Slow enough that the first apply still holds its locks when the second asks for them.
@@ -75,7 +63,7 @@ async fn two_applies_at_once_one_runs_and_the_other_names_the_holder() {
     // The world is what the repository says, every push was sent once, and no lock is left.
     let plan = golden_with(&lab, repo.path(), &["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "converged: {}\n{}", plan.stdout, plan.stderr);
-    assert_eq!(pushes(&lab), 8, "one push per pool and farm");
+    assert_eq!(pushes_sent(&lab), 8, "one push per pool and farm");
     let state = lab.state();
     let state = state.lock();
     for (name, vc) in &state.vcenters {

@@ -3,48 +3,75 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
-use golden::desired::{Location, load};
-use golden::lab::{Lab, LabOptions, Product, Timings};
+use golden::desired::{DesiredState, Location, load};
+use golden::lab::{Lab, LabOptions, Timings};
 
-use super::common::{TempRepo, copy_dir, golden, repo_root, run};
+use super::common::{TempRepo, copy_dir, golden_with, pushes_sent, repo_root};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
+/// The quickstart committed into a temporary repository, and a lab seeded from it.
+async fn quickstart(timings: Timings) -> (TempRepo, DesiredState, Lab) {
     let repo = TempRepo::new();
     copy_dir(&repo_root().join("examples/quickstart"), repo.path());
     repo.commit("Import golden images");
     let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-    // Slow enough that the kill lands in the middle of the run.
-    let timings =
-        Timings { library_sync_ms: 300, push_publish_ms: 300, push_apply_ms: 300, ..Timings::default() };
     let lab = Lab::start(
         golden::lab::seed::from_desired(&desired, timings),
         LabOptions { free_ports: true, ..LabOptions::default() },
     )
     .await
     .expect("lab");
-    let env = lab.env();
-    let dir = repo.path().to_owned();
+    (repo, desired, lab)
+}
+
+/// `golden ARGS` started in `dir` with the lab's environment `env`, and its stderr line by
+/// line, for a test to stop it at a moment of its choosing.
+fn start(
+    env: Vec<(String, String)>,
+    dir: &Path,
+    args: &[&str],
+) -> (Child, impl Iterator<Item = String> + use<>) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("golden starts");
+    let stderr = child.stderr.take().expect("piped");
+    (child, BufReader::new(stderr).lines().map(|l| l.expect("a line")))
+}
+
+/// Breaks the locks a killed run left at every site, as the error tells an operator to.
+async fn unlock_all(lab: &Lab, dir: &Path) -> Vec<String> {
+    let mut said = Vec::new();
+    for site in ["eu", "hq", "us"] {
+        let unlocked = golden_with(lab, dir, &["unlock", site]).await;
+        assert_eq!(unlocked.code, 0, "{}", unlocked.stderr);
+        said.push(unlocked.stdout);
+    }
+    said
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
+    // Slow enough that the kill lands in the middle of the run.
+    let timings =
+        Timings { library_sync_ms: 300, push_publish_ms: 300, push_apply_ms: 300, ..Timings::default() };
+    let (repo, _, lab) = quickstart(timings).await;
+    let (env, dir) = (lab.env(), repo.path().to_owned());
 
     // First run: kill it once a few steps are done.
     let killed_after = {
         let (env, dir) = (env.clone(), dir.clone());
         tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
-                .args(["apply", "--auto-approve"])
-                .current_dir(&dir)
-                .env_clear()
-                .envs(env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("apply starts");
-            let stderr = child.stderr.take().expect("piped");
+            let (mut child, lines) = start(env, &dir, &["apply", "--auto-approve"]);
             let mut done = 0;
-            for line in BufReader::new(stderr).lines() {
-                let line = line.expect("a line");
+            for line in lines {
                 if line.starts_with("done ") {
                     done += 1;
                     if done == 8 {
@@ -63,30 +90,14 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
 
     // The killed run left its site locks behind (they would expire in 10 minutes): break them
     // on purpose, as the error tells an operator to.
-    for site in ["eu", "hq", "us"] {
-        let (env, dir) = (env.clone(), dir.clone());
-        let unlocked =
-            tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["unlock", site])))
-                .await
-                .expect("run");
-        assert_eq!(unlocked.code, 0, "{}", unlocked.stderr);
-        assert!(
-            unlocked.stdout.starts_with(&format!("removed the lock of site `{site}` held by ")),
-            "{}",
-            unlocked.stdout
-        );
+    for (site, said) in ["eu", "hq", "us"].iter().zip(unlock_all(&lab, &dir).await) {
+        assert!(said.starts_with(&format!("removed the lock of site `{site}` held by ")), "{said}");
     }
 
     // Second run: to the end.
     let report = dir.join("apply-report.jsonl");
-    let second = {
-        let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
-        tokio::task::spawn_blocking(move || {
-            run(golden(&dir).envs(env).args(["apply", "--auto-approve", "--report", &report]))
-        })
-        .await
-        .expect("run")
-    };
+    let report_arg = report.display().to_string();
+    let second = golden_with(&lab, &dir, &["apply", "--auto-approve", "--report", &report_arg]).await;
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stdout.contains("0 failed, 0 skipped"), "{}", second.stdout);
     // The journal: one JSON object per event, with a time, and no credential.
@@ -96,12 +107,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
     assert!(events.iter().any(|e| e["event"] == "finished"), "{journal}");
     assert!(events.iter().all(|e| e["time_ms"].is_i64()));
     assert!(!journal.contains(golden::lab::LAB_PASSWORD));
-    let last = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))
-            .await
-            .expect("run")
-    };
+    let last = golden_with(&lab, &dir, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(
         last.code, 0,
         "converged: {}\n--- second run:\n{}\n{}",
@@ -127,17 +133,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
         assert!(vms.values().all(|n| *n == 1), "{name}: duplicate VMs {vms:?}");
     }
     drop(state);
-    let pushes: u64 = lab
-        .endpoints()
-        .iter()
-        .filter(|e| e.product == Product::Horizon)
-        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
-        .filter(|(route, _)| {
-            route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
-        })
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(pushes, 8, "one push per pool and farm across both runs");
+    assert_eq!(pushes_sent(&lab), 8, "one push per pool and farm across both runs");
 }
 
 /// An apply killed right after it sent a push leaves Horizon publishing: the next apply
@@ -145,37 +141,17 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
 /// is done, and exits only once every pool runs its image, so the plan right after is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
     let timings = Timings { push_publish_ms: 1200, push_apply_ms: 300, ..Timings::instant() };
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, timings),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
-    let env = lab.env();
-    let dir = repo.path().to_owned();
+    let (repo, desired, lab) = quickstart(timings).await;
+    let (env, dir) = (lab.env(), repo.path().to_owned());
 
     // First run: killed as soon as Horizon has accepted a push.
     let pushed = {
         let (env, dir) = (env.clone(), dir.clone());
         tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
-                .args(["apply", "--auto-approve"])
-                .current_dir(&dir)
-                .env_clear()
-                .envs(env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("apply starts");
-            let stderr = child.stderr.take().expect("piped");
+            let (mut child, lines) = start(env, &dir, &["apply", "--auto-approve"]);
             let mut pushed = None;
-            for line in BufReader::new(stderr).lines() {
-                let line = line.expect("a line");
+            for line in lines {
                 if line.contains(": pushed ") {
                     pushed = line.split_whitespace().next().map(|s| s.trim_end_matches(':').to_owned());
                     break;
@@ -190,22 +166,10 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
     };
     let pushed = pushed.expect("the first run sent a push before it was killed");
     // Its site locks stay behind: broken on purpose, as the error tells an operator to.
-    for site in ["eu", "hq", "us"] {
-        let (env, dir) = (env.clone(), dir.clone());
-        let unlocked =
-            tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["unlock", site])))
-                .await
-                .expect("run");
-        assert_eq!(unlocked.code, 0, "{}", unlocked.stderr);
-    }
+    unlock_all(&lab, &dir).await;
 
     // The plan says the push is followed, not sent again.
-    let plan = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--format", "json"])))
-            .await
-            .expect("run")
-    };
+    let plan = golden_with(&lab, &dir, &["plan", "--format", "json"]).await;
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("a JSON plan");
     let steps = plan["steps"].as_array().expect("steps");
     let followed = steps.iter().find(|s| s["id"] == pushed.as_str()).expect("the push under way is a step");
@@ -220,14 +184,8 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
 
     // Second run: to the end.
     let report = dir.join("apply-report.jsonl");
-    let second = {
-        let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
-        tokio::task::spawn_blocking(move || {
-            run(golden(&dir).envs(env).args(["apply", "--auto-approve", "--report", &report]))
-        })
-        .await
-        .expect("run")
-    };
+    let report_arg = report.display().to_string();
+    let second = golden_with(&lab, &dir, &["apply", "--auto-approve", "--report", &report_arg]).await;
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     // Every pool runs its image the moment apply returns: nothing is still being pushed.
     {
@@ -239,12 +197,7 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
             }
         }
     }
-    let last = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))
-            .await
-            .expect("run")
-    };
+    let last = golden_with(&lab, &dir, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(last.code, 0, "converged: {}", last.stdout);
 
     // The followed push ended before any push of a later wave started.
@@ -260,17 +213,7 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
         assert!(started >= followed_end, "{step} started before {pushed} was done");
     }
     // Sent once in all: each pool got one push.
-    let pushes: u64 = lab
-        .endpoints()
-        .iter()
-        .filter(|e| e.product == Product::Horizon)
-        .flat_map(|e| lab.requests_by_route(&e.name, e.product))
-        .filter(|(route, _)| {
-            route.ends_with("/action/schedule-push-image") || route.ends_with("/action/schedule-maintenance")
-        })
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(pushes as usize, desired.pools.len(), "one push per pool");
+    assert_eq!(pushes_sent(&lab) as usize, desired.pools.len(), "one push per pool");
 }
 
 /// Ctrl-C (SIGINT) stops an apply in order: no step starts after it, the running ones end,
@@ -278,39 +221,18 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
 /// locks released (the next apply runs at once, without `unlock`), and the exit code is 130.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_apply_in_order_and_the_next_apply_finishes() {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
     let timings = Timings { push_publish_ms: 600, ..Timings::instant() };
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, timings),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
-    let env = lab.env();
-    let dir = repo.path().to_owned();
+    let (repo, _, lab) = quickstart(timings).await;
+    let (env, dir) = (lab.env(), repo.path().to_owned());
     let report = dir.join("interrupted.jsonl");
 
     let (code, stderr) = {
         let (env, dir, report) = (env.clone(), dir.clone(), report.display().to_string());
         tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(assert_cmd::cargo::cargo_bin("golden"))
-                .args(["apply", "--auto-approve", "--report", &report])
-                .current_dir(&dir)
-                .env_clear()
-                .envs(env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("apply starts");
-            let stderr = child.stderr.take().expect("piped");
-            let mut lines = BufReader::new(stderr).lines();
+            let (mut child, mut lines) = start(env, &dir, &["apply", "--auto-approve", "--report", &report]);
             let mut seen = Vec::new();
             // Interrupted once the first push is sent.
             for line in lines.by_ref() {
-                let line = line.expect("a line");
                 seen.push(line.clone());
                 if line.contains(": pushed ") {
                     break;
@@ -319,7 +241,7 @@ async fn ctrl_c_stops_apply_in_order_and_the_next_apply_finishes() {
             let pid = child.id().to_string();
             let sent = Command::new("kill").args(["-INT", &pid]).status().expect("kill -INT");
             assert!(sent.success(), "SIGINT sent");
-            seen.extend(lines.map_while(Result::ok));
+            seen.extend(lines);
             let status = child.wait().expect("reaped");
             (status.code(), seen.join("\n"))
         })
@@ -352,18 +274,8 @@ async fn ctrl_c_stops_apply_in_order_and_the_next_apply_finishes() {
     }
 
     // The locks were released: the next apply runs at once and converges.
-    let second = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["apply", "--auto-approve"])))
-            .await
-            .expect("run")
-    };
+    let second = golden_with(&lab, &dir, &["apply", "--auto-approve"]).await;
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
-    let last = {
-        let (env, dir) = (env.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || run(golden(&dir).envs(env).args(["plan", "--detailed-exitcode"])))
-            .await
-            .expect("run")
-    };
+    let last = golden_with(&lab, &dir, &["plan", "--detailed-exitcode"]).await;
     assert_eq!(last.code, 0, "converged: {}", last.stdout);
 }
