@@ -52,10 +52,10 @@ pub fn load(location: &Location) -> Result<DesiredState, LoadError> {
 pub fn read(location: &Location) -> Result<RepoFiles, LoadError> {
     match location {
         Location::WorkTree { dir } => {
-            let revision = git::head_commit(dir).map(|commit| Revision {
+            let revision = git::head_state(dir).map(|(commit, dirty)| Revision {
                 commit: CommitId::new(commit),
                 reference: None,
-                dirty: git::has_changes(dir),
+                dirty,
             });
             Ok(RepoFiles::read(&WorkTree { dir }, revision)?)
         }

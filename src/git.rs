@@ -133,25 +133,23 @@ pub fn prefix(dir: &Path) -> Option<String> {
     prefix_of(&repo, dir).ok()
 }
 
-/// The commit HEAD points at in the repository containing `dir`, if there is one.
-pub fn head_commit(dir: &Path) -> Option<String> {
+/// The commit HEAD points at in the repository containing `dir`, and whether the
+/// desired-state files under `dir` (`golden.toml`, `images/`, `pools/`) differ from it:
+/// modified, added, deleted or untracked (not ignored). An unreadable index counts as changed,
+/// which only ever makes a plan more careful. `None` outside a repository or without a commit.
+pub fn head_state(dir: &Path) -> Option<(String, bool)> {
     let repo = Repository::discover(dir).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?;
-    Some(head.id().to_string())
-}
-
-/// Whether the desired-state files under `dir` (`golden.toml`, `images/`, `pools/`) differ from
-/// HEAD: modified, added, deleted or untracked (not ignored). Unknown (an unreadable index)
-/// counts as changed, which only ever makes a plan more careful.
-pub fn has_changes(dir: &Path) -> bool {
-    let Ok(repo) = Repository::discover(dir) else { return true };
-    let Ok(prefix) = prefix_of(&repo, dir) else { return true };
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
-    for path in ["golden.toml", "images", "pools"] {
-        options.pathspec(if prefix.is_empty() { path.to_owned() } else { format!("{prefix}/{path}") });
-    }
-    repo.statuses(Some(&mut options)).map_or(true, |s| !s.is_empty())
+    let commit = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    let changed = || {
+        let prefix = prefix_of(&repo, dir).ok()?;
+        let mut options = git2::StatusOptions::new();
+        options.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+        for path in ["golden.toml", "images", "pools"] {
+            options.pathspec(if prefix.is_empty() { path.to_owned() } else { format!("{prefix}/{path}") });
+        }
+        Some(!repo.statuses(Some(&mut options)).ok()?.is_empty())
+    };
+    Some((commit, changed().unwrap_or(true)))
 }
 
 fn discover(dir: &Path) -> Result<Repository, GitError> {
