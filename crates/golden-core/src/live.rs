@@ -54,6 +54,13 @@ impl GoldenMeta {
     pub fn version_ref(&self) -> VersionRef {
         VersionRef::new(&self.image, &self.version)
     }
+
+    /// The VM the version was captured from, and its snapshot, when the source is a VM
+    /// (`vm:<vm>@<snapshot>` or `vm:<vm>`, as `Source::identity` writes it).
+    pub fn source_vm(&self) -> Option<(&str, Option<&str>)> {
+        let rest = self.source.strip_prefix("vm:")?;
+        Some(rest.rsplit_once('@').map_or((rest, None), |(vm, snapshot)| (vm, Some(snapshot))))
+    }
 }
 
 /// Everything read from one site: what lives in its datacenter and its Horizon pod.
@@ -156,10 +163,8 @@ impl Vm {
     /// which pools ran before golden), the snapshot the version names; else the latest.
     pub fn base_snapshot(&self, version: &VersionName) -> Option<&Snapshot> {
         let name = base_snapshot_name(version);
-        let adopted = self.meta.as_ref().and_then(|m| {
-            let (vm, snapshot) = m.source.strip_prefix("vm:")?.rsplit_once('@')?;
-            (vm == self.name).then_some(snapshot)
-        });
+        let source = self.meta.as_ref().and_then(GoldenMeta::source_vm);
+        let adopted = source.and_then(|(vm, snapshot)| snapshot.filter(|_| vm == self.name));
         self.snapshots
             .iter()
             .find(|s| s.name == name)
@@ -170,10 +175,7 @@ impl Vm {
     /// Whether this VM is the source a version of golden's names (`vm:<name>...`): the
     /// admin's VM, adopted, never one golden deployed.
     pub fn is_source_vm(&self) -> bool {
-        self.meta
-            .as_ref()
-            .and_then(|m| m.source.strip_prefix("vm:"))
-            .is_some_and(|rest| rest.rsplit_once('@').map_or(rest, |(vm, _)| vm) == self.name)
+        self.meta.as_ref().and_then(GoldenMeta::source_vm).is_some_and(|(vm, _)| vm == self.name)
     }
 }
 
