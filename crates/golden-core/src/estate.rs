@@ -70,7 +70,8 @@ pub fn repository(pools: &[LivePoolRun]) -> BTreeMap<String, String> {
     }
 
     let mut files = BTreeMap::new();
-    let mut bindings: BTreeMap<&SiteName, Vec<(String, &LivePoolRun, String)>> = BTreeMap::new();
+    // Per site: each pool's name, the pool, its image and its marker.
+    let mut bindings: BTreeMap<&SiteName, Vec<(String, &LivePoolRun, &str, String)>> = BTreeMap::new();
     for (image, lineage) in &images {
         let in_use: BTreeSet<&str> = lineage.versions.keys().map(String::as_str).collect();
         // The most used version is `prod` (ties: the last by name).
@@ -95,11 +96,7 @@ pub fn repository(pools: &[LivePoolRun]) -> BTreeMap<String, String> {
             markers.push((marker.clone(), version));
             for pool in users {
                 let pool_name = name(&format!("{}-{}", pool.site, pool.horizon_name), "pool");
-                bindings.entry(&pool.site).or_default().push((
-                    pool_name,
-                    pool,
-                    format!("{image}\u{0}{marker}"),
-                ));
+                bindings.entry(&pool.site).or_default().push((pool_name, pool, image, marker.clone()));
             }
         }
         text.push_str("\n[markers]\n");
@@ -121,8 +118,7 @@ pub fn repository(pools: &[LivePoolRun]) -> BTreeMap<String, String> {
                 let _ = writeln!(text, "#   {} {}", pool.kind, quoted(&pool.horizon_name));
             }
         }
-        for (pool_name, pool, target) in bindings.get(site).into_iter().flatten() {
-            let (image, marker) = target.split_once('\u{0}').unwrap_or((target, "prod"));
+        for (pool_name, pool, image, marker) in bindings.get(site).into_iter().flatten() {
             let _ = writeln!(text, "\n[pools.{}]", quoted(pool_name));
             let _ = writeln!(text, "site = {}", quoted(site.as_str()));
             if pool.kind == PoolKind::Farm {
