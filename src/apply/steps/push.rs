@@ -4,7 +4,7 @@
 use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::PoolKind;
-use crate::horizon::PushSpec;
+use crate::horizon::{HorizonClient, HorizonError, PushSpec};
 use crate::live::{ImageRef, LivePool, Operation, PendingState};
 
 /// Polls in a row that may show no pending image right after a push was accepted, before
@@ -92,10 +92,7 @@ impl StepRun<'_> {
         let limit = self.ctx.timeouts.push;
         let waiting = self.waiting(limit);
         loop {
-            let now = match kind {
-                PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await?,
-                PoolKind::Farm => hz.farm(&pool.id).await?,
-            };
+            let now = reread(hz, pool).await?;
             if now.operation == Operation::None {
                 return Ok(now);
             }
@@ -162,10 +159,7 @@ impl StepRun<'_> {
         let mut missing = 0;
         let mut last_percent = None;
         loop {
-            let now = match kind {
-                PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await?,
-                PoolKind::Farm => hz.farm(&pool.id).await?,
-            };
+            let now = reread(hz, pool).await?;
             if now.current.as_ref() == Some(wanted) {
                 self.progress.percent(self.id(), 100);
                 return Ok(Outcome::Done(format!("{kind} `{name}` runs {image_text}")));
@@ -208,5 +202,13 @@ impl StepRun<'_> {
             }
             self.wait(&waiting, limit, &format!("{kind} `{name}` to run {image_text}")).await?;
         }
+    }
+}
+
+/// The pool (or farm) as Horizon shows it now.
+async fn reread(hz: &HorizonClient, pool: &LivePool) -> Result<LivePool, HorizonError> {
+    match pool.kind {
+        PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await,
+        PoolKind::Farm => hz.farm(&pool.id).await,
     }
 }
