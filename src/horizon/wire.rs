@@ -86,7 +86,13 @@ pub(crate) struct ProvisioningSettings {
     pub base_snapshot_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
+pub(crate) struct PushImageSettings {
+    #[serde(default)]
+    pub start_time: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct StatusData {
     #[serde(default)]
     pub instant_clone_operation: Option<String>,
@@ -100,6 +106,10 @@ pub(crate) struct StatusData {
     pub instant_clone_pending_image_progress: Option<i64>,
     #[serde(default)]
     pub instant_clone_pending_image_error: Option<String>,
+    /// The settings of the push under way; `start_time` (epoch ms) says when it replaces
+    /// machines.
+    #[serde(default)]
+    pub instant_clone_push_image_settings: Option<PushImageSettings>,
     #[serde(default)]
     pub last_provisioning_error: Option<String>,
 }
@@ -269,6 +279,7 @@ fn live_pool(
                     state,
                     progress: s.instant_clone_pending_image_progress.map(|p| p.clamp(0, 100) as u8),
                     error: s.instant_clone_pending_image_error.filter(|e| !e.is_empty()),
+                    start_time: s.instant_clone_push_image_settings.and_then(|p| p.start_time),
                 }),
                 _ => None,
             };

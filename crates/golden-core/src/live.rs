@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::PoolKind;
@@ -74,6 +75,25 @@ pub struct SiteLive {
     pub vms: BTreeMap<Moref, Vm>,
     /// Desktop pools and farms, by their Horizon name.
     pub pools: BTreeMap<HorizonName, LivePool>,
+    /// Machines and sessions of each pool or farm, by Horizon name: a push's blast radius.
+    /// Not fingerprinted (sessions come and go by the minute; a saved plan stays valid).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub occupancy: BTreeMap<HorizonName, Occupancy>,
+}
+
+/// What a push to a pool or farm touches: its machines (desktop VMs, or a farm's RDS hosts)
+/// and the user sessions on them now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Occupancy {
+    pub machines: u32,
+    pub sessions: u32,
+}
+
+impl std::ops::AddAssign for Occupancy {
+    fn add_assign(&mut self, other: Occupancy) {
+        self.machines += other.machines;
+        self.sessions += other.sessions;
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +235,10 @@ pub struct PendingImage {
     /// Publish progress, 0 to 100.
     pub progress: Option<u8>,
     pub error: Option<String>,
+    /// When Horizon starts replacing machines (`instant_clone_push_image_settings.start_time`,
+    /// epoch ms): a push scheduled for later when it is in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
 }
 
 /// Horizon's `instant_clone_pending_image_state`.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
-use crate::live::{ItemId, Moref, ObjectKey};
+use crate::live::{ItemId, Moref, ObjectKey, Occupancy};
 
 pub use history::PlanOptions;
 pub use planner::{PlanError, plan};
@@ -121,6 +121,17 @@ pub enum Action {
         version: VersionName,
         wave: u32,
         logoff: Logoff,
+        /// When Horizon is to start replacing machines (epoch ms, UTC): the next start of the
+        /// pool's maintenance window when the plan was made outside it. Absent: at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<i64>,
+        /// Push to this many machines first (Horizon's selective push), the rest once they are
+        /// available with the new image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<u32>,
+        /// The machines and sessions the push touches, as Horizon reported them when planning.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blast: Option<Occupancy>,
     },
     /// Delete a copy (library item, base VM) no marker, pool or rollback window needs.
     Retire { image: ImageName, version: VersionName, items: Vec<ItemId>, vms: Vec<Moref> },

@@ -51,7 +51,7 @@ impl World {
             w.live.vcenters.entry(vcenter.clone()).or_default();
             w.live
                 .sites
-                .insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new() });
+                .insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new(), occupancy: BTreeMap::new() });
         }
         let source = desired.settings.source_site.clone();
         for image in desired.images.values() {
@@ -417,6 +417,7 @@ impl World {
                     state: crate::live::PendingState::Publishing,
                     progress: Some(40),
                     error: None,
+                    start_time: None,
                 });
                 pool.operation = Operation::PushImage;
                 return;
@@ -430,6 +431,7 @@ impl World {
                         state: crate::live::PendingState::Failed,
                         progress: None,
                         error: Some("the model failed it".into()),
+                        start_time: None,
                     });
                 }
                 continue;
