@@ -6,7 +6,9 @@
 //! build pipeline would have left them. Every pool and farm in
 //! the repository exists in its site's Horizon, running an initial image golden does not own
 //! (a `legacy-<image>` VM and its `initial` snapshot), as a real estate would before adopting
-//! golden.
+//! golden. Each has machines (a farm: RDS servers) and user sessions on them, as many as
+//! [`occupancy`] derives from its Horizon name: the same for every lab of a repository, and
+//! always at least one desktop of a pool without a session.
 
 use std::collections::BTreeMap;
 
@@ -127,10 +129,30 @@ pub fn from_desired(desired: &DesiredState, timings: Timings) -> LabState {
             PoolKind::Farm => SimPoolKind::Farm,
         };
         if let Some(site) = lab.sites.get_mut(pool.site.as_str()) {
-            site.horizon.add_pool(kind, pool.horizon_name.as_str(), &dc, &vm, &snapshot);
+            let name = pool.horizon_name.as_str();
+            let id = site.horizon.add_pool(kind, name, &dc, &vm, &snapshot);
+            let (machines, sessions) = occupancy(kind, name);
+            // Within the bounds `set_occupancy` checks, so it cannot refuse.
+            let _ = site.horizon.set_occupancy(&id, machines, sessions);
         }
     }
     lab
+}
+
+/// The machines and sessions a seeded pool or farm gets, from its name (FNV-1a, so that it
+/// is the same on every machine and Rust version): a desktop pool 3 to 8 machines with fewer
+/// sessions than machines, a farm 2 to 4 RDS servers with 0 to 11 sessions.
+pub fn occupancy(kind: SimPoolKind, name: &str) -> (u32, u32) {
+    let hash =
+        name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let (low, high) = ((hash % 1_000) as u32, ((hash >> 16) % 1_000) as u32);
+    match kind {
+        SimPoolKind::DesktopPool => {
+            let machines = 3 + low % 6;
+            (machines, high % machines)
+        }
+        SimPoolKind::Farm => (2 + low % 3, high % 12),
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +178,22 @@ mod tests {
         assert_eq!(eu_pools.len(), 3, "{eu_pools:?}");
         assert!(eu_pools.contains(&"SAP-Farm"));
         assert_eq!(lab.vcenters["hq"].url.as_deref(), Some("http://127.0.0.1:18441"));
+        // Every pool has machines on its image and sessions, as `occupancy` says.
+        for site in lab.sites.values() {
+            for pool in site.horizon.pools.values() {
+                let sessions: usize = pool.machines.iter().map(|m| m.sessions.len()).sum();
+                let (machines, expected) = occupancy(pool.kind, &pool.name);
+                assert_eq!(
+                    (pool.machines.len(), sessions),
+                    (machines as usize, expected as usize),
+                    "{}",
+                    pool.name
+                );
+                assert!(pool.machines.iter().all(|m| m.base_snapshot_id == pool.base_snapshot_id));
+                if pool.kind == SimPoolKind::DesktopPool {
+                    assert!(pool.machines.iter().any(|m| m.sessions.is_empty()), "{}", pool.name);
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,23 @@
 //! (2012), `/inventory/v2/farms` from 8.2 (2103), the farm maintenance actions from 8.4 (2111).
 //! An older pod answers those with 404, as a server without the resource does.
 //!
+//! Every pool has machines (a farm: RDS servers), each an instant clone of the image it was
+//! made from, with the user sessions on it ([`Machine`]). Horizon lists them through
+//! `/inventory/v1/machines` (8.0), `/inventory/v2/machines` (8.1, 2012, whose
+//! `managed_machine_data` names each machine's base VM and snapshot and its pending ones),
+//! `/inventory/v1/rds-servers` (2012) and `/inventory/v1/sessions` (8.0), with filter and paging
+//! from 2012 (sessions take a filter only from 2206). A push that ends recreates every machine
+//! on the new image, except that under `WAIT_FOR_LOGOFF` a machine with a session keeps its
+//! image (its pending image set) until the session ends, as Horizon waits for the user.
+//!
+//! A selective push (`/inventory/v2/.../schedule-push-image` with `selective_push_image` and
+//! `machine_ids`, 2206) publishes the image and holds it as `READY_HELD`: only the listed
+//! machines are recreated on it. `promote-pending-image` (2206, only while `READY_HELD`) then
+//! gives it to the whole pool. Horizon's reference says a held image stays "unless it is
+//! promoted or cancelled", but not through which call: the lab takes
+//! `cancel-scheduled-push-image` for a held image at any time (golden's client sends that),
+//! and puts the machines recreated on it back on the pool's current image.
+//!
 //! - `routes`: the HTTP surface (auth, inventory, actions, external inventory, lab controls).
 //! - `view`: the JSON documents the API returns, rendered from this model.
 
@@ -101,6 +118,41 @@ pub struct Pool {
     pub last_provisioning_error: Option<String>,
     #[serde(default)]
     pub last_provisioning_error_time: Option<i64>,
+    /// The machines of a desktop pool, or the RDS servers of a farm, by name.
+    #[serde(default)]
+    pub machines: Vec<Machine>,
+    /// When set, the machines of the next selective push fail to be recreated with this
+    /// message (`PROVISIONING_ERROR`, operation state `FAULT`).
+    #[serde(default)]
+    pub fail_next_canary: Option<String>,
+}
+
+/// A machine of a desktop pool, or an RDS server of a farm: an instant clone of the image it
+/// was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub id: String,
+    pub name: String,
+    /// The image it was cloned from (`managed_machine_data.base_vm_id`, `base_vm_snapshot_id`).
+    pub base_vm_id: String,
+    pub base_snapshot_id: String,
+    /// The user sessions on it: at most one on a desktop, any number on an RDS server.
+    #[serde(default)]
+    pub sessions: Vec<UserSession>,
+    /// The image it is recreated from once its sessions end (a push that waits for logoff).
+    #[serde(default)]
+    pub pending: Option<(String, String)>,
+    /// Why recreating it failed: the machine is in `PROVISIONING_ERROR`.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A user's session on a machine (`SessionInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSession {
+    pub id: String,
+    /// `CONNECTED` or `DISCONNECTED`.
+    pub connected: bool,
 }
 
 fn enabled() -> bool {
@@ -141,6 +193,27 @@ pub struct Push {
     pub fail: Option<String>,
     /// When the push was cancelled.
     pub cancelled_at: Option<i64>,
+    /// A selective push: the machines it recreates; the image is then held (`READY_HELD`)
+    /// until promoted or cancelled.
+    #[serde(default)]
+    pub selective: Option<Vec<String>>,
+    /// When a held image was promoted to the whole pool.
+    #[serde(default)]
+    pub promoted_at: Option<i64>,
+    /// The selected machines fail to be recreated with this message.
+    #[serde(default)]
+    pub canary_fail: Option<String>,
+}
+
+/// Where the machines of a selective push are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canaries {
+    /// Waiting for the start time.
+    Waiting,
+    /// Being recreated on the new image.
+    Recreating,
+    /// Recreated (or failed).
+    Recreated,
 }
 
 /// A pending image left in state `FAILED`.
@@ -176,6 +249,11 @@ pub enum Phase {
     /// Published; waiting for `start_time`, then machines are recreated. Pending `READY`.
     Ready {
         applying: bool,
+    },
+    /// A selective push published its image, which Horizon holds (`READY_HELD`) until it is
+    /// promoted or cancelled; the selected machines are at `canaries`.
+    Held {
+        canaries: Canaries,
     },
     /// Cancel requested; operation `CANCEL_SCHEDULED_*`, pending image still shown.
     Cancelling,
@@ -227,7 +305,22 @@ impl Push {
         if self.fail.is_some() {
             return Phase::Failed { at: publish_end };
         }
-        let apply_begin = publish_end.max(self.start());
+        let apply_begin = match (&self.selective, self.promoted_at) {
+            (Some(_), None) => {
+                let begin = publish_end.max(self.start());
+                let canaries = if now < begin {
+                    Canaries::Waiting
+                } else if now < begin + apply_ms {
+                    Canaries::Recreating
+                } else {
+                    Canaries::Recreated
+                };
+                return Phase::Held { canaries };
+            }
+            // The rest of the pool is recreated from the promotion on.
+            (Some(_), Some(promoted)) => promoted.max(publish_end),
+            (None, _) => publish_end.max(self.start()),
+        };
         let done = apply_begin + apply_ms;
         if now >= done { Phase::Done { at: done } } else { Phase::Ready { applying: now >= apply_begin } }
     }
@@ -235,6 +328,74 @@ impl Push {
     /// Whether the schedule has not fired yet, so it may still be cancelled or rescheduled.
     pub fn not_started(&self, now: i64) -> bool {
         self.cancelled_at.is_none() && now < self.start()
+    }
+
+    /// Whether this is a selective push whose image is held, not promoted.
+    pub fn held(&self) -> bool {
+        self.selective.is_some() && self.promoted_at.is_none() && self.cancelled_at.is_none()
+    }
+
+    /// The new image, when the push has one.
+    fn image(&self) -> Option<(String, String)> {
+        Some((self.parent_vm_id.clone()?, self.snapshot_id.clone()?))
+    }
+
+    /// Whether `machine` is one this push recreates now: every machine, or for a held
+    /// selective push the selected ones.
+    pub fn selects(&self, machine: &str) -> bool {
+        match &self.selective {
+            Some(ids) if self.promoted_at.is_none() => ids.iter().any(|id| id == machine),
+            _ => true,
+        }
+    }
+}
+
+impl Machine {
+    /// A machine with no session, cloned from `vm` and `snapshot`.
+    pub fn new(name: &str, vm: &str, snapshot: &str) -> Machine {
+        Machine {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            base_vm_id: vm.to_owned(),
+            base_snapshot_id: snapshot.to_owned(),
+            sessions: Vec::new(),
+            pending: None,
+            error: None,
+        }
+    }
+
+    /// Whether it runs the image `(vm, snapshot)`.
+    pub fn runs(&self, image: &(String, String)) -> bool {
+        self.base_vm_id == image.0 && self.base_snapshot_id == image.1
+    }
+
+    /// Recreates it on `image`: under `WAIT_FOR_LOGOFF` a machine with sessions only gets the
+    /// image as pending, to take once they end; otherwise its sessions are logged off.
+    fn recreate(&mut self, image: &(String, String), logoff: &str) {
+        if self.runs(image) && self.error.is_none() {
+            self.pending = None;
+            return;
+        }
+        if !self.sessions.is_empty() && logoff == "WAIT_FOR_LOGOFF" {
+            self.pending = Some(image.clone());
+            return;
+        }
+        self.sessions.clear();
+        self.base_vm_id = image.0.clone();
+        self.base_snapshot_id = image.1.clone();
+        self.pending = None;
+        self.error = None;
+    }
+
+    /// Takes a pending image once no session is left.
+    fn take_pending(&mut self) {
+        if self.sessions.is_empty() {
+            if let Some((vm, snapshot)) = self.pending.take() {
+                self.base_vm_id = vm;
+                self.base_snapshot_id = snapshot;
+                self.error = None;
+            }
+        }
     }
 }
 
@@ -274,9 +435,67 @@ impl HorizonSim {
                 fail_next_push: None,
                 last_provisioning_error: None,
                 last_provisioning_error_time: None,
+                machines: Vec::new(),
+                fail_next_canary: None,
             },
         );
         id
+    }
+
+    /// Gives a pool `machines` machines (RDS servers for a farm) and `sessions` user
+    /// sessions on them. Machines kept keep their image and id; new ones (named after the
+    /// pool, `<name>-001`, ...) run the pool's current image. Sessions go to the first
+    /// machines by name, one each on a desktop pool, round-robin on a farm's servers; every
+    /// third one is disconnected. A machine whose last session ends takes its pending image.
+    pub fn set_occupancy(&mut self, pool_id: &str, machines: u32, sessions: u32) -> Result<(), String> {
+        let pool = self.pools.get_mut(pool_id).ok_or_else(|| format!("no pool or farm with id {pool_id}"))?;
+        if pool.kind == PoolKind::DesktopPool && sessions > machines {
+            return Err(format!(
+                "desktop pool {} cannot hold {sessions} sessions on {machines} machines",
+                pool.name
+            ));
+        }
+        if machines == 0 && sessions > 0 {
+            return Err(format!("farm {} has no RDS server to hold sessions", pool.name));
+        }
+        pool.machines.sort_by(|a, b| a.name.cmp(&b.name));
+        pool.machines.truncate(machines as usize);
+        let prefix = pool.name.to_lowercase();
+        let mut n = pool.machines.len();
+        while pool.machines.len() < machines as usize {
+            n += 1;
+            let name = format!("{prefix}-{n:03}");
+            if pool.machines.iter().any(|m| m.name == name) {
+                continue;
+            }
+            pool.machines.push(Machine::new(&name, &pool.parent_vm_id, &pool.base_snapshot_id));
+        }
+        pool.machines.sort_by(|a, b| a.name.cmp(&b.name));
+        for machine in &mut pool.machines {
+            machine.sessions.clear();
+        }
+        let count = pool.machines.len().max(1);
+        for s in 0..sessions as usize {
+            if let Some(machine) = pool.machines.get_mut(s % count) {
+                let id = uuid::Uuid::new_v4().to_string();
+                machine.sessions.push(UserSession { id, connected: s % 3 != 2 });
+            }
+        }
+        for machine in &mut pool.machines {
+            machine.take_pending();
+        }
+        Ok(())
+    }
+
+    /// Makes the machines of the next selective push of a pool fail to be recreated.
+    pub fn fail_next_canary(&mut self, pool_id: &str, error: &str) -> bool {
+        match self.pools.get_mut(pool_id) {
+            Some(pool) => {
+                pool.fail_next_canary = Some(error.to_owned());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the pod runs Horizon `major.minor` or later. A version that does not read as
@@ -314,11 +533,35 @@ impl HorizonSim {
             let Some(push) = &pool.push else { continue };
             match push.phase(now, timings) {
                 Phase::Done { .. } => {
-                    if let (Some(vm), Some(snapshot)) = (&push.parent_vm_id, &push.snapshot_id) {
-                        pool.parent_vm_id = vm.clone();
-                        pool.base_snapshot_id = snapshot.clone();
+                    if let Some(image) = push.image() {
+                        for machine in &mut pool.machines {
+                            machine.recreate(&image, &push.logoff_policy);
+                        }
+                        (pool.parent_vm_id, pool.base_snapshot_id) = image;
+                    } else {
+                        // A maintenance without a new image refreshes servers on the current one.
+                        let current = (pool.parent_vm_id.clone(), pool.base_snapshot_id.clone());
+                        for machine in &mut pool.machines {
+                            machine.recreate(&current, &push.logoff_policy);
+                        }
                     }
                     pool.push = None;
+                }
+                Phase::Held { canaries: Canaries::Recreated } => {
+                    // Once: a selected machine already recreated (or failed) is left alone.
+                    let Some(image) = push.image() else { continue };
+                    for machine in pool.machines.iter_mut().filter(|m| push.selects(&m.id)) {
+                        if machine.runs(&image) || machine.error.is_some() || machine.pending.is_some() {
+                            continue;
+                        }
+                        match &push.canary_fail {
+                            Some(error) => {
+                                machine.error = Some(error.clone());
+                                machine.pending = Some(image.clone());
+                            }
+                            None => machine.recreate(&image, &push.logoff_policy),
+                        }
+                    }
                 }
                 Phase::Failed { at } => {
                     let error = push.fail.clone().unwrap_or_default();
@@ -332,8 +575,24 @@ impl HorizonSim {
                     pool.last_provisioning_error_time = Some(at);
                     pool.push = None;
                 }
-                Phase::Cancelled => pool.push = None,
-                Phase::PendingPublish | Phase::Publishing(_) | Phase::Ready { .. } | Phase::Cancelling => {}
+                Phase::Cancelled => {
+                    // Machines recreated on a cancelled (held) image go back to the current one.
+                    let current = (pool.parent_vm_id.clone(), pool.base_snapshot_id.clone());
+                    if let Some(image) = push.image() {
+                        for machine in &mut pool.machines {
+                            if machine.runs(&image) || machine.error.is_some() {
+                                machine.recreate(&current, "FORCE_LOGOFF");
+                            }
+                            machine.pending = None;
+                        }
+                    }
+                    pool.push = None;
+                }
+                Phase::PendingPublish
+                | Phase::Publishing(_)
+                | Phase::Ready { .. }
+                | Phase::Held { .. }
+                | Phase::Cancelling => {}
             }
         }
     }
@@ -346,6 +605,7 @@ impl HorizonSim {
                 push.scheduled_at -= ms;
                 push.start_time = push.start_time.map(|t| t - ms);
                 push.cancelled_at = push.cancelled_at.map(|t| t - ms);
+                push.promoted_at = push.promoted_at.map(|t| t - ms);
             }
         }
         for session in self.sessions.values_mut() {
@@ -430,6 +690,9 @@ mod tests {
             scheduled_at: 10_000,
             fail: None,
             cancelled_at: None,
+            selective: None,
+            promoted_at: None,
+            canary_fail: None,
         }
     }
 
@@ -481,6 +744,72 @@ mod tests {
         assert_eq!(bad.parent_vm_id, "vm-1");
         assert_eq!(bad.failed.as_ref().map(|f| f.error.as_str()), Some("no space"));
         assert_eq!(bad.last_provisioning_error.as_deref(), Some("no space"));
+    }
+
+    #[test]
+    fn a_selective_push_holds_its_image_recreates_the_selected_machines_then_the_rest() {
+        let t = timings();
+        let mut sim = HorizonSim::new("vc", "vc.lab");
+        let id = sim.add_pool(PoolKind::DesktopPool, "A", "datacenter-2", "vm-1", "snapshot-1");
+        sim.set_occupancy(&id, 3, 1).expect("occupancy");
+        let pool = &sim.pools[&id];
+        let (busy, canary) = (pool.machines[0].id.clone(), pool.machines[2].id.clone());
+        let selective = Push { selective: Some(vec![canary.clone()]), ..push(None) };
+        assert_eq!(selective.phase(11_000, &t), Phase::Held { canaries: Canaries::Recreating });
+        assert_eq!(selective.phase(90_000, &t), Phase::Held { canaries: Canaries::Recreated });
+        sim.pools.get_mut(&id).expect("pool").push = Some(selective);
+        sim.settle(12_000, &t);
+        let pool = &sim.pools[&id];
+        let on_new: Vec<&str> = pool
+            .machines
+            .iter()
+            .filter(|m| m.base_snapshot_id == "snapshot-3")
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(on_new, [canary.as_str()], "only the selected machine");
+        assert_eq!(pool.base_snapshot_id, "snapshot-1", "the pool's image is held, not current");
+
+        // Promoted: the rest follow; the machine with a session waits for its user to log off.
+        sim.pools.get_mut(&id).and_then(|p| p.push.as_mut()).expect("push").promoted_at = Some(12_000);
+        sim.settle(13_000, &t);
+        let pool = &sim.pools[&id];
+        assert_eq!(pool.base_snapshot_id, "snapshot-3");
+        let waiting: Vec<&str> =
+            pool.machines.iter().filter(|m| m.pending.is_some()).map(|m| m.id.as_str()).collect();
+        assert_eq!(waiting, [busy.as_str()]);
+        sim.set_occupancy(&id, 3, 0).expect("the user logs off");
+        assert!(
+            sim.pools[&id].machines.iter().all(|m| m.base_snapshot_id == "snapshot-3" && m.pending.is_none())
+        );
+    }
+
+    #[test]
+    fn a_failed_canary_is_recorded_and_a_cancel_puts_the_machines_back() {
+        let t = timings();
+        let mut sim = HorizonSim::new("vc", "vc.lab");
+        let id = sim.add_pool(PoolKind::DesktopPool, "A", "datacenter-2", "vm-1", "snapshot-1");
+        sim.set_occupancy(&id, 2, 0).expect("occupancy");
+        let ids: Vec<String> = sim.pools[&id].machines.iter().map(|m| m.id.clone()).collect();
+        let failing = Push {
+            selective: Some(vec![ids[0].clone()]),
+            canary_fail: Some("sysprep failed".into()),
+            ..push(None)
+        };
+        sim.pools.get_mut(&id).expect("pool").push = Some(failing);
+        sim.settle(12_000, &t);
+        let machine = &sim.pools[&id].machines[0];
+        assert_eq!(
+            (machine.error.as_deref(), machine.base_snapshot_id.as_str()),
+            (Some("sysprep failed"), "snapshot-1")
+        );
+        // Cancelled while held: the push goes, the machine is recreated on the current image.
+        let push = sim.pools.get_mut(&id).and_then(|p| p.push.as_mut()).expect("push");
+        assert!(push.held());
+        push.cancelled_at = Some(12_000);
+        sim.settle(13_000, &t);
+        let pool = &sim.pools[&id];
+        assert!(pool.push.is_none());
+        assert!(pool.machines.iter().all(|m| m.error.is_none() && m.base_snapshot_id == "snapshot-1"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::view::{self, Placement};
-use super::{HorizonSim, PoolKind, PoolSource, Push};
+use super::{HorizonSim, Phase, PoolKind, PoolSource, Push};
 use crate::vcenter::VcenterSim;
 use crate::{LAB_DOMAIN, LAB_PASSWORD, LAB_USER, LabState, SiteCtx, Timings, now_ms};
 
@@ -35,7 +35,13 @@ pub fn router() -> Router<SiteCtx> {
         .route("/rest/inventory/v2/desktop-pools", get(list_pools_v2))
         .route("/rest/inventory/v2/desktop-pools/{id}", get(get_pool_v2))
         .route("/rest/inventory/v1/desktop-pools/{id}/action/schedule-push-image", post(push_image))
+        .route("/rest/inventory/v2/desktop-pools/{id}/action/schedule-push-image", post(push_image_v2))
         .route("/rest/inventory/v1/desktop-pools/{id}/action/cancel-scheduled-push-image", post(cancel_push))
+        .route("/rest/inventory/v1/desktop-pools/{id}/action/promote-pending-image", post(promote))
+        .route("/rest/inventory/v1/machines", get(machines_v1))
+        .route("/rest/inventory/v2/machines", get(machines_v2))
+        .route("/rest/inventory/v1/rds-servers", get(rds_servers))
+        .route("/rest/inventory/v1/sessions", get(sessions))
         .route("/rest/inventory/v1/farms", get(list_farms_v1))
         .route("/rest/inventory/v2/farms", get(list_farms))
         .route("/rest/inventory/v2/farms/{id}", get(get_farm))
@@ -51,6 +57,8 @@ pub fn router() -> Router<SiteCtx> {
         .route("/__lab/horizon/expire-tokens", post(expire_tokens))
         .route("/__lab/horizon/fast-forward", post(fast_forward))
         .route("/__lab/horizon/pools/{id}/fail-next-push", post(fail_next_push))
+        .route("/__lab/horizon/pools/{id}/fail-next-canary", post(fail_next_canary))
+        .route("/__lab/horizon/pools/{id}/occupancy", post(occupancy))
         .fallback(not_found)
 }
 
@@ -457,7 +465,13 @@ struct MaintenanceBody {
 /// a VM (not a template) in the pool's datacenter and own the snapshot; a second request while
 /// one is under way is refused, except that a pool's not yet started push may be rescheduled
 /// and a farm's not yet started maintenance replaced.
-fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResult {
+fn schedule(
+    ctx: &SiteCtx,
+    kind: PoolKind,
+    id: &str,
+    body: PushBody,
+    selective: Option<Vec<String>>,
+) -> Result<(), ApiError> {
     with_site(ctx, |site, _, now| {
         let Pod { vcenter, horizon, .. } = site;
         let pool =
@@ -536,6 +550,14 @@ fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResul
                 ),
             ));
         }
+        if let Some(ids) = &selective {
+            if let Some(stranger) = ids.iter().find(|id| !pool.machines.iter().any(|m| &m.id == *id)) {
+                return Err(ApiError::bad_request(
+                    "machine.not.in.pool",
+                    format!("Machine {stranger} does not belong to the {} {}.", noun(kind), pool.name),
+                ));
+            }
+        }
         let (vm, snapshot) = image.map_or((None, None), |(v, s)| (Some(v), Some(s)));
         let stop_on_first_error = body.stop_on_first_error.unwrap_or(true);
         let add_virtual_tpm = body.add_virtual_tpm.unwrap_or(false);
@@ -544,12 +566,13 @@ fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResul
                 && existing.snapshot_id == snapshot
                 && existing.logoff_policy == logoff
                 && existing.stop_on_first_error == stop_on_first_error
-                && existing.add_virtual_tpm == add_virtual_tpm;
+                && existing.add_virtual_tpm == add_virtual_tpm
+                && existing.selective == selective;
             match kind {
                 // Calling again before the schedule fired reschedules; only start_time may differ.
                 PoolKind::DesktopPool if same && existing.not_started(now) => {
                     existing.start_time = body.start_time;
-                    return Ok(StatusCode::NO_CONTENT.into_response());
+                    return Ok(());
                 }
                 // A farm call replaces the schedule of its kind while it has not fired.
                 PoolKind::Farm if existing.not_started(now) => {}
@@ -562,6 +585,7 @@ fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResul
             }
         }
         let fail = if vm.is_some() { pool.fail_next_push.take() } else { None };
+        let canary_fail = if selective.is_some() { pool.fail_next_canary.take() } else { None };
         pool.failed = None;
         pool.push = Some(Push {
             parent_vm_id: vm,
@@ -573,8 +597,11 @@ fn schedule(ctx: &SiteCtx, kind: PoolKind, id: &str, body: PushBody) -> ApiResul
             scheduled_at: now,
             fail,
             cancelled_at: None,
+            selective,
+            promoted_at: None,
+            canary_fail,
         });
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(())
     })
 }
 
@@ -592,7 +619,8 @@ fn cancel(ctx: &SiteCtx, kind: PoolKind, id: &str) -> ApiResult {
             PoolKind::Farm => "maintenance",
         };
         match &mut pool.push {
-            Some(push) if push.not_started(now) => {
+            // A held image (selective push) may be cancelled whenever it is held.
+            Some(push) if push.held() || push.not_started(now) => {
                 push.cancelled_at = Some(now);
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
@@ -615,7 +643,85 @@ fn cancel(ctx: &SiteCtx, kind: PoolKind, id: &str) -> ApiResult {
 
 async fn push_image(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     since(&ctx, 8, 1)?;
-    schedule(&ctx, PoolKind::DesktopPool, &id, parse_body(&body)?)
+    schedule(&ctx, PoolKind::DesktopPool, &id, parse_body(&body)?, None)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DesktopPoolPushImageSpecV2`: v1's fields, a compute profile (which the lab ignores) and
+/// the selective push.
+#[derive(Deserialize)]
+struct PushBodyV2 {
+    #[serde(flatten)]
+    push: PushBody,
+    selective_push_image: Option<bool>,
+    machine_ids: Option<Vec<String>>,
+}
+
+/// `POST /inventory/v2/desktop-pools/{id}/action/schedule-push-image` (2206): 200 with one
+/// `BulkItemResponseInfo` per selected machine (for the pool itself without a selection; what
+/// the items stand for is not documented).
+async fn push_image_v2(
+    _: Authed,
+    State(ctx): State<SiteCtx>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    since(&ctx, 8, 6)?;
+    let body: PushBodyV2 = parse_body(&body)?;
+    let selective = match (body.selective_push_image.unwrap_or(false), body.machine_ids) {
+        (true, Some(ids)) if !ids.is_empty() => {
+            let mut ids = ids;
+            ids.sort();
+            ids.dedup();
+            Some(ids)
+        }
+        (true, _) => {
+            return Err(ApiError::bad_request(
+                "machine.ids.required",
+                "machine_ids are required when selective_push_image is true.",
+            ));
+        }
+        (false, Some(ids)) if !ids.is_empty() => {
+            return Err(ApiError::bad_request(
+                "machine.ids.not.allowed",
+                "machine_ids can be set only when selective_push_image is true.",
+            ));
+        }
+        (false, _) => None,
+    };
+    let keys = selective.clone().unwrap_or_else(|| vec![id.clone()]);
+    schedule(&ctx, PoolKind::DesktopPool, &id, body.push, selective)?;
+    let now = now_ms();
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|key| json!({"id": key, "key": key, "status_code": 200, "errors": [], "timestamp": now}))
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+/// `POST /inventory/v1/desktop-pools/{id}/action/promote-pending-image` (2206): the held
+/// image of a selective push goes to the whole pool. Only while it is `READY_HELD`.
+async fn promote(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
+    since(&ctx, 8, 6)?;
+    with_site(&ctx, |site, t, now| {
+        let kind = PoolKind::DesktopPool;
+        let pool = site
+            .horizon
+            .pools
+            .get_mut(&id)
+            .filter(|p| p.kind == kind)
+            .ok_or_else(|| pool_not_found(kind, &id))?;
+        match &mut pool.push {
+            Some(push) if push.held() && matches!(push.phase(now, t), Phase::Held { .. }) => {
+                push.promoted_at = Some(now);
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            _ => Err(ApiError::bad_request(
+                "pending.image.not.ready.held",
+                format!("The pending image of the desktop pool {} is not in READY_HELD state.", pool.name),
+            )),
+        }
+    })
 }
 
 async fn cancel_push(_: Authed, State(ctx): State<SiteCtx>, Path(id): Path<String>) -> ApiResult {
@@ -647,7 +753,8 @@ async fn schedule_maintenance(
     since(&ctx, 8, 4)?;
     let body: MaintenanceBody = parse_body(&body)?;
     maintenance_mode(body.maintenance_mode.as_deref())?;
-    schedule(&ctx, PoolKind::Farm, &id, body.push)
+    schedule(&ctx, PoolKind::Farm, &id, body.push, None)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -665,6 +772,105 @@ async fn cancel_maintenance(
     let body: CancelMaintenanceBody = parse_body(&body)?;
     maintenance_mode(body.maintenance_mode.as_deref())?;
     cancel(&ctx, PoolKind::Farm, &id)
+}
+
+// ---- machines, RDS servers and sessions ----
+
+const MACHINE_FILTER_FIELDS: &[&str] = &["id", "name", "dns_name", "desktop_pool_id", "state", "type"];
+const RDS_SERVER_FILTER_FIELDS: &[&str] = &["id", "name", "dns_name", "farm_id", "state", "base_vm_id"];
+const SESSION_FILTER_FIELDS: &[&str] =
+    &["id", "desktop_pool_id", "farm_id", "machine_id", "session_state", "session_type", "user_id"];
+
+/// The query a pod of its version understands: paging and filter on these lists came with
+/// 2012 (sessions take a filter only from 2206); an older server ignores them, as it ignores
+/// any parameter it does not know.
+fn known_params(
+    ctx: &SiteCtx,
+    query: HashMap<String, String>,
+    filter_since: (u32, u32),
+) -> HashMap<String, String> {
+    let lab = ctx.read();
+    let Some(site) = lab.sites.get(&ctx.name) else { return HashMap::new() };
+    let (paging, filter) =
+        (site.horizon.at_least(8, 1), site.horizon.at_least(filter_since.0, filter_since.1));
+    query
+        .into_iter()
+        .filter(|(name, _)| match name.as_str() {
+            "page" | "size" => paging,
+            "filter" => filter,
+            _ => true,
+        })
+        .collect()
+}
+
+/// Every machine of `kind` (desktop machines or RDS servers), rendered with `render`.
+fn render_machines(
+    ctx: &SiteCtx,
+    kind: PoolKind,
+    render: fn(&super::Pool, &super::Machine, &str, i64, &Timings) -> Value,
+) -> Result<Vec<Value>, ApiError> {
+    read_site(ctx, |site, t, now| {
+        let sim = &site.horizon;
+        Ok(sim
+            .pools
+            .values()
+            .filter(|p| p.kind == kind)
+            .flat_map(|p| p.machines.iter().map(move |m| (p, m)))
+            .map(|(p, m)| render(p, m, &sim.vcenter_id, now, t))
+            .collect())
+    })
+}
+
+/// `GET /inventory/v1/machines` (8.0): `MachineInfo`, without images.
+async fn machines_v1(
+    _: Authed,
+    State(ctx): State<SiteCtx>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    since(&ctx, 8, 0)?;
+    let query = known_params(&ctx, query, (8, 1));
+    listing(render_machines(&ctx, PoolKind::DesktopPool, view::machine_v1)?, &query, MACHINE_FILTER_FIELDS)
+}
+
+/// `GET /inventory/v2/machines` (2012): `MachineInfoV2`, whose `managed_machine_data` names
+/// the machine's image and pending image.
+async fn machines_v2(
+    _: Authed,
+    State(ctx): State<SiteCtx>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    since(&ctx, 8, 1)?;
+    listing(render_machines(&ctx, PoolKind::DesktopPool, view::machine_v2)?, &query, MACHINE_FILTER_FIELDS)
+}
+
+/// `GET /inventory/v1/rds-servers` (2012): `RDSServerInfo`.
+async fn rds_servers(
+    _: Authed,
+    State(ctx): State<SiteCtx>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    since(&ctx, 8, 1)?;
+    listing(render_machines(&ctx, PoolKind::Farm, view::rds_server)?, &query, RDS_SERVER_FILTER_FIELDS)
+}
+
+/// `GET /inventory/v1/sessions` (8.0): `SessionInfo` of every session in the pod.
+async fn sessions(
+    _: Authed,
+    State(ctx): State<SiteCtx>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    since(&ctx, 8, 0)?;
+    let query = known_params(&ctx, query, (8, 6));
+    let items = read_site(&ctx, |site, _, now| {
+        Ok(site
+            .horizon
+            .pools
+            .values()
+            .flat_map(|p| p.machines.iter().flat_map(move |m| m.sessions.iter().map(move |s| (p, m, s))))
+            .map(|(p, m, s)| view::session(p, m, s, now))
+            .collect::<Vec<_>>())
+    })?;
+    listing(items, &query, SESSION_FILTER_FIELDS)
 }
 
 // ---- external inventory (the site's lab vCenter) and virtual centers ----
@@ -823,6 +1029,36 @@ async fn fail_next_push(State(ctx): State<SiteCtx>, Path(id): Path<String>, body
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found("pool.not.found", format!("No pool or farm with id {id}.")))
+    }
+}
+
+/// `POST /__lab/horizon/pools/{id}/fail-next-canary {"error": "..."}`: the machines of the
+/// pool's next selective push fail to be recreated.
+async fn fail_next_canary(State(ctx): State<SiteCtx>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let body: FailBody = parse_body(&body)?;
+    if with_site(&ctx, |site, _, _| Ok(site.horizon.fail_next_canary(&id, &body.error)))? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found("pool.not.found", format!("No pool or farm with id {id}.")))
+    }
+}
+
+#[derive(Deserialize)]
+struct OccupancyBody {
+    machines: u32,
+    sessions: u32,
+}
+
+/// `POST /__lab/horizon/pools/{id}/occupancy {"machines": N, "sessions": M}`: the pool's
+/// machines (a farm's RDS servers) and the user sessions on them.
+async fn occupancy(State(ctx): State<SiteCtx>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let body: OccupancyBody = parse_body(&body)?;
+    let set =
+        with_site(&ctx, |site, _, _| Ok(site.horizon.set_occupancy(&id, body.machines, body.sessions)))?;
+    match set {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) if e.starts_with("no pool") => Err(ApiError::not_found("pool.not.found", e)),
+        Err(e) => Err(ApiError::bad_request("occupancy.invalid", e)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The JSON documents the lab's Horizon returns, rendered from the model: `DesktopPoolInfo`
-//! (v1), `DesktopPoolInfoV2`, `FarmInfo` (v1), `FarmInfoV2`, `BaseVMInfo`, `BaseSnapshotInfo`,
+//! (v1), `DesktopPoolInfoV2`, `FarmInfo` (v1), `FarmInfoV2`, `MachineInfo` (v1, v2),
+//! `RDSServerInfo`, `SessionInfo`, `BaseVMInfo`, `BaseSnapshotInfo`,
 //! the virtual center and connection server views and the error envelope. Field names and enum values follow the Horizon Server
 //! REST API documentation.
 
@@ -7,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{FailedImage, Phase, Pool, PoolKind, PoolSource, Push};
+use super::{Canaries, FailedImage, Machine, Phase, Pool, PoolKind, PoolSource, Push, UserSession};
 use crate::Timings;
 use crate::vcenter::{Snapshot, VcenterSim, Vm};
 
@@ -287,6 +288,7 @@ fn status_data(pool: &Pool, now: i64, t: &Timings) -> StatusData {
             Phase::PendingPublish => Some(("PENDING_PUBLISH", 0)),
             Phase::Publishing(p) => Some(("PUBLISHING", p)),
             Phase::Ready { .. } | Phase::Done { .. } => Some(("READY", 100)),
+            Phase::Held { .. } => Some(("READY_HELD", 100)),
             Phase::Cancelling | Phase::Cancelled | Phase::Failed { .. } => None,
         };
         if let (Some((state, progress)), Some(vm)) = (state, &push.parent_vm_id) {
@@ -459,4 +461,172 @@ pub(super) fn connection_server_monitor(version: &str, now: i64, v2: bool) -> Va
         fields.insert("last_updated_timestamp".to_owned(), json!(now));
     }
     item
+}
+
+/// What a machine (or RDS server) shows at `now`: its state and the push operation on it.
+struct MachineNow<'a> {
+    state: &'static str,
+    operation: Option<&'static str>,
+    operation_state: Option<&'static str>,
+    pending: Option<(&'a String, &'a String)>,
+}
+
+/// The state of `machine` in `pool` at `now` (the pod is settled): a push in flight shows on
+/// the machines it recreates as operation `PUSH_IMAGE`, `SCHEDULED` before their turn,
+/// `PROGRESSING` while they are recreated, then `COMPLETED` (or `FAULT`, the machine in
+/// `PROVISIONING_ERROR`).
+fn machine_now<'a>(pool: &'a Pool, machine: &'a Machine, now: i64, t: &Timings) -> MachineNow<'a> {
+    let resting = if machine.error.is_some() {
+        "PROVISIONING_ERROR"
+    } else if pool.kind == PoolKind::Farm {
+        "AVAILABLE"
+    } else if machine.sessions.iter().any(|s| s.connected) {
+        "CONNECTED"
+    } else if machine.sessions.is_empty() {
+        "AVAILABLE"
+    } else {
+        "DISCONNECTED"
+    };
+    let mut shown = MachineNow { state: resting, operation: None, operation_state: None, pending: None };
+    let waiting = |shown: &mut MachineNow<'a>, image: (&'a String, &'a String)| {
+        shown.operation = Some("PUSH_IMAGE");
+        shown.operation_state = Some("SCHEDULED");
+        shown.pending = Some(image);
+    };
+    if let Some((vm, snapshot)) = &machine.pending {
+        waiting(&mut shown, (vm, snapshot));
+    }
+    let Some(push) = pool.push.as_ref().filter(|p| p.selects(&machine.id)) else { return shown };
+    let (Some(vm), Some(snapshot)) = (&push.parent_vm_id, &push.snapshot_id) else { return shown };
+    let on_it = machine.base_vm_id == *vm && machine.base_snapshot_id == *snapshot;
+    match push.phase(now, t) {
+        Phase::PendingPublish
+        | Phase::Publishing(_)
+        | Phase::Ready { applying: false }
+        | Phase::Held { canaries: Canaries::Waiting }
+            if !on_it =>
+        {
+            waiting(&mut shown, (vm, snapshot));
+        }
+        Phase::Ready { applying: true } if !on_it => {
+            waiting(&mut shown, (vm, snapshot));
+            shown.operation_state = Some("PROGRESSING");
+        }
+        Phase::Held { canaries: Canaries::Recreating } if !on_it => {
+            waiting(&mut shown, (vm, snapshot));
+            shown.operation_state = Some("PROGRESSING");
+            if machine.sessions.is_empty() || push.logoff_policy == "FORCE_LOGOFF" {
+                shown.state = "PROVISIONING";
+            }
+        }
+        Phase::Held { canaries: Canaries::Recreated } if machine.error.is_some() => {
+            waiting(&mut shown, (vm, snapshot));
+            shown.operation_state = Some("FAULT");
+        }
+        _ if on_it => {
+            shown.operation = Some("PUSH_IMAGE");
+            shown.operation_state = Some("COMPLETED");
+        }
+        _ => {}
+    }
+    shown
+}
+
+fn machine_path(pool: &Pool, machine: &Machine) -> String {
+    format!("/{}/vm/{}/{}", pool.datacenter_id, pool.name, machine.name)
+}
+
+/// `MachineInfo` (v1): what a machine is and its state, not its image.
+pub(super) fn machine_v1(pool: &Pool, machine: &Machine, vcenter_id: &str, now: i64, t: &Timings) -> Value {
+    let shown = machine_now(pool, machine, now, t);
+    json!({
+        "id": machine.id,
+        "name": machine.name,
+        "dns_name": format!("{}.lab.local", machine.name),
+        "desktop_pool_id": pool.id,
+        "state": shown.state,
+        "type": "MANAGED_MACHINE",
+        "operating_system": "WINDOWS_10",
+        "user_ids": [],
+        "managed_machine_data": {
+            "virtual_center_id": vcenter_id,
+            "path": machine_path(pool, machine),
+            "virtual_machine_power_state": "POWERED_ON",
+            "in_maintenance_mode": false,
+        },
+    })
+}
+
+/// `MachineInfoV2`: v1 plus the session and, in `managed_machine_data`, the machine's image,
+/// its pending image and the operation on it.
+pub(super) fn machine_v2(pool: &Pool, machine: &Machine, vcenter_id: &str, now: i64, t: &Timings) -> Value {
+    let shown = machine_now(pool, machine, now, t);
+    json!({
+        "id": machine.id,
+        "name": machine.name,
+        "dns_name": format!("{}.lab.local", machine.name),
+        "desktop_pool_id": pool.id,
+        "state": shown.state,
+        "type": "MANAGED_MACHINE",
+        "operating_system": "WINDOWS_10",
+        "user_ids": [],
+        "session_id": machine.sessions.first().map(|s| s.id.as_str()),
+        "managed_machine_data": {
+            "virtual_center_id": vcenter_id,
+            "path": machine_path(pool, machine),
+            "virtual_machine_power_state": "POWERED_ON",
+            "in_maintenance_mode": false,
+            "base_vm_id": machine.base_vm_id,
+            "base_vm_snapshot_id": machine.base_snapshot_id,
+            "pending_base_vm_id": shown.pending.map(|p| p.0),
+            "pending_base_vm_snapshot_id": shown.pending.map(|p| p.1),
+            "operation": shown.operation,
+            "operation_state": shown.operation_state,
+            "logoff_policy": pool.push.as_ref().map(|p| p.logoff_policy.as_str()),
+            "clone_error_message": machine.error,
+            "clone_error_time": machine.error.as_ref().map(|_| now),
+        },
+    })
+}
+
+/// `RDSServerInfo`: an RDS server of a farm, with its image and pending image.
+pub(super) fn rds_server(pool: &Pool, machine: &Machine, _: &str, now: i64, t: &Timings) -> Value {
+    let shown = machine_now(pool, machine, now, t);
+    json!({
+        "id": machine.id,
+        "name": machine.name,
+        "dns_name": format!("{}.lab.local", machine.name),
+        "description": null,
+        "farm_id": pool.id,
+        "enabled": true,
+        "state": shown.state,
+        "operating_system": "WINDOWS_SERVER_2016_OR_ABOVE",
+        "session_count": machine.sessions.len(),
+        "load_preference": "LIGHT",
+        "base_vm_id": machine.base_vm_id,
+        "base_vm_snapshot_id": machine.base_snapshot_id,
+        "pending_base_vm_id": shown.pending.map(|p| p.0),
+        "pending_base_vm_snapshot_id": shown.pending.map(|p| p.1),
+        "operation": shown.operation,
+        "operation_state": shown.operation_state,
+        "logoff_policy": pool.push.as_ref().map(|p| p.logoff_policy.as_str()),
+    })
+}
+
+/// `SessionInfo`: a desktop session names its pool and machine, an RDS session its farm and
+/// server (its `machine_id` is unset).
+pub(super) fn session(pool: &Pool, machine: &Machine, session: &UserSession, now: i64) -> Value {
+    let farm = pool.kind == PoolKind::Farm;
+    json!({
+        "id": session.id,
+        "user_id": format!("S-1-5-21-lab-{}", &session.id[..8.min(session.id.len())]),
+        "desktop_pool_id": (!farm).then_some(pool.id.as_str()),
+        "farm_id": farm.then_some(pool.id.as_str()),
+        "machine_id": (!farm).then_some(machine.id.as_str()),
+        "rds_server_id": farm.then_some(machine.id.as_str()),
+        "session_type": "DESKTOP",
+        "session_state": if session.connected { "CONNECTED" } else { "DISCONNECTED" },
+        "session_protocol": session.connected.then_some("BLAST"),
+        "start_time": now - 3_600_000,
+    })
 }
