@@ -152,7 +152,9 @@ impl Explain for HorizonError {
             HorizonError::TooOld { site, minimum, .. } => {
                 vec![format!("upgrade the connection servers of site `{site}` to horizon {minimum} or later")]
             }
-            HorizonError::Api { .. } | HorizonError::Decode { .. } => Vec::new(),
+            HorizonError::Api { .. } | HorizonError::Decode { .. } | HorizonError::Refused { .. } => {
+                Vec::new()
+            }
         }
     }
 }

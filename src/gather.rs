@@ -2,7 +2,9 @@
 //!
 //! Per site the vCenter and Horizon reads run concurrently: one SOAP inventory read (VMs with
 //! snapshot trees and golden's ownership tags), the library and its items, and Horizon's pools
-//! and farms by pages. Never one call per pool; one per library item, of which there are a few
+//! and farms by pages, with the pod's machines, RDS servers and user sessions (three more paged
+//! lists, counted into each pool's occupancy: a push's blast radius; left empty where Horizon
+//! does not list them). Never one call per pool; one per library item, of which there are a few
 //! per version. The result is golden's own [`LiveState`]; nothing of the APIs leaks past here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,12 +271,22 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         Ok::<_, GatherError>((inventory?, uuid, VcenterLive { library, items }))
     };
     let horizon = async {
-        clients.horizon.login().await?;
-        Ok::<_, GatherError>(clients.horizon.pools().await?)
+        let hz = &clients.horizon;
+        hz.login().await?;
+        let (pools, occupancy) = tokio::join!(hz.pools(), hz.occupancy());
+        Ok::<_, GatherError>((pools?, occupancy?))
     };
     let (vcenter, horizon) = tokio::join!(vcenter, horizon);
     let (inventory, uuid, library) = vcenter?;
-    let pools = horizon?;
+    let (pools, by_id) = horizon?;
+    // Every pool's count where Horizon lists machines and sessions (none is a count too);
+    // nothing where it does not.
+    let occupancy = match by_id {
+        Some(by_id) => {
+            pools.iter().map(|p| (p.name.clone(), by_id.get(&p.id).copied().unwrap_or_default())).collect()
+        }
+        None => BTreeMap::new(),
+    };
 
     // VMs that matter, inside the site's datacenter only: what golden owns, what claims to be
     // golden's without its tag (for status to report), and at the source site the VMs versions
@@ -290,7 +302,7 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         vcenter: uuid,
         vms,
         pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
-        occupancy: BTreeMap::new(),
+        occupancy,
     };
     Ok(SiteRead { site, vcenter: library, inventory })
 }

@@ -29,6 +29,7 @@ impl EventSink for Lines {
             Event::Finished { step, message, seconds, .. } => {
                 format!("done     {step}: {message} ({seconds:.1}s)")
             }
+            Event::Scheduled { step, message, .. } => format!("scheduled {step}: {message}"),
             Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
             Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
             Event::Interrupted { .. } => Lines::line(event),
@@ -82,7 +83,7 @@ impl EventSink for Bars {
                     bar.set_message(format!("{step}: {percent}%"));
                 }
             }
-            Event::Finished { step, .. } | Event::Failed { step, .. } => {
+            Event::Finished { step, .. } | Event::Scheduled { step, .. } | Event::Failed { step, .. } => {
                 if let Some(bar) = steps.remove(step) {
                     bar.finish_and_clear();
                 }
@@ -106,6 +107,7 @@ impl Lines {
         match event {
             Event::Finished { step, already_done: true, .. } => format!("ok       {step} (already done)"),
             Event::Finished { step, seconds, .. } => format!("done     {step} ({seconds:.1}s)"),
+            Event::Scheduled { step, at, .. } => format!("scheduled {step} for {at}"),
             Event::Failed { step, error, .. } => format!("FAILED   {step}: {error}"),
             Event::Skipped { step, reason } => format!("skipped  {step}: {reason}"),
             Event::Interrupted { running } if running.is_empty() => {
@@ -148,7 +150,8 @@ impl EventSink for Journal {
     }
 }
 
-/// The closing table: what succeeded, failed and was skipped.
+/// The closing table: what succeeded, is scheduled (and what waits for it), failed and was
+/// skipped.
 pub fn summary_table(summary: &Summary) -> String {
     let mut out = String::new();
     let rows: Vec<(&str, &StepId, &str)> = summary
@@ -156,6 +159,8 @@ pub fn summary_table(summary: &Summary) -> String {
         .iter()
         .map(|s| ("done", s, ""))
         .chain(summary.already_done.iter().map(|s| ("already done", s, "")))
+        .chain(summary.scheduled.iter().map(|(s, m)| ("scheduled", s, m.as_str())))
+        .chain(summary.waiting.iter().map(|(s, r)| ("waiting", s, r.as_str())))
         .chain(summary.failed.iter().map(|(s, e)| ("FAILED", s, e.as_str())))
         .chain(summary.skipped.iter().map(|(s, r)| ("skipped", s, r.as_str())))
         .collect();
@@ -164,8 +169,14 @@ pub fn summary_table(summary: &Summary) -> String {
         out.push_str(format!("  {state:<12} {:<width$}  {why}", step.as_str()).trim_end());
         out.push('\n');
     }
+    // The scheduled figures only when there are some: most runs schedule nothing.
+    let scheduled = if summary.scheduled.is_empty() && summary.waiting.is_empty() {
+        String::new()
+    } else {
+        format!(", {} scheduled, {} waiting for them", summary.scheduled.len(), summary.waiting.len())
+    };
     out.push_str(&format!(
-        "Apply: {} done, {} already done, {} failed, {} skipped.\n",
+        "Apply: {} done, {} already done{scheduled}, {} failed, {} skipped.\n",
         summary.done.len(),
         summary.already_done.len(),
         summary.failed.len(),
@@ -178,13 +189,20 @@ pub fn summary_table(summary: &Summary) -> String {
 /// closing table as data.
 #[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct SummaryDocument {
-    /// True when every step is done or was already done.
+    /// True when no step failed or was skipped and the run was not stopped: every step is
+    /// done, was already done, is scheduled, or waits for a scheduled one.
     pub succeeded: bool,
     /// The run was stopped with Ctrl-C.
     pub interrupted: bool,
     pub done: Vec<StepId>,
     /// Steps whose work was found done (another run, or the world already as planned).
     pub already_done: Vec<StepId>,
+    /// Pushes Horizon carries out at a start time ahead (their images published), with what
+    /// each step said, the time in UTC included. Not done yet.
+    pub scheduled: Vec<StepNote>,
+    /// Steps not run because they depend on a scheduled push (a later wave, the retirement of
+    /// the image it replaces), with why; the next apply after the start time runs them.
+    pub waiting: Vec<StepNote>,
     /// Each failed step with its error.
     pub failed: Vec<StepNote>,
     /// Each step not run, with why (a dependency failed, the run was stopped).
@@ -210,6 +228,8 @@ impl SummaryDocument {
             interrupted: summary.interrupted,
             done: summary.done.clone(),
             already_done: summary.already_done.clone(),
+            scheduled: notes(&summary.scheduled),
+            waiting: notes(&summary.waiting),
             failed: notes(&summary.failed),
             skipped: notes(&summary.skipped),
         }

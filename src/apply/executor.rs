@@ -4,6 +4,11 @@
 //! A run is one attempt. A failed step fails nothing else by itself; what depends on it (the
 //! later waves, through their `wave/N` dependency) is skipped, and the summary says so. Recovery
 //! is planning again: every step is idempotent, so a re-run converges.
+//!
+//! A push scheduled for later ([`Outcome::Scheduled`]) is not done: what depends on it is
+//! skipped too, with a reason that names the wave and the start time ("waits for wave 1
+//! (push/eu/eu-finance), scheduled for ...; run apply again after it"), but it is counted as
+//! waiting, not as skipped: nothing went wrong, so the run still succeeds (exit 0).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -41,6 +46,13 @@ pub enum Event {
         message: String,
         seconds: f64,
     },
+    /// The step's part is done and Horizon does the rest at `at` (a scheduled push).
+    Scheduled {
+        step: StepId,
+        message: String,
+        at: String,
+        seconds: f64,
+    },
     Failed {
         step: StepId,
         error: String,
@@ -54,10 +66,13 @@ pub enum Event {
     Interrupted {
         running: Vec<StepId>,
     },
-    /// The last event of every run.
+    /// The last event of every run. `skipped` leaves out the steps that wait for a scheduled
+    /// one (`waiting`).
     Ended {
         interrupted: bool,
         done: usize,
+        scheduled: usize,
+        waiting: usize,
         failed: usize,
         skipped: usize,
     },
@@ -86,6 +101,10 @@ pub trait EventSink: Send + Sync {
 pub struct Summary {
     pub done: Vec<StepId>,
     pub already_done: Vec<StepId>,
+    /// Pushes scheduled for later, with what the step said.
+    pub scheduled: Vec<(StepId, String)>,
+    /// Steps not run because a step they depend on is scheduled for later, with why.
+    pub waiting: Vec<(StepId, String)>,
     pub failed: Vec<(StepId, String)>,
     pub skipped: Vec<(StepId, String)>,
     /// The run was stopped with Ctrl-C.
@@ -93,6 +112,8 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Nothing failed, was skipped or was interrupted. A scheduled push and what waits for it
+    /// are not failures: the next apply after its start time goes on.
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty() && !self.interrupted
     }
@@ -192,9 +213,22 @@ where
         })
         .collect();
 
+    // The wave of each push, for the reason of a step that waits for a scheduled one.
+    let wave_of: BTreeMap<&StepId, u32> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Push { wave, .. } => Some((&s.id, *wave)),
+            _ => None,
+        })
+        .collect();
+
     let mut summary = Summary::default();
     let mut ok: BTreeSet<StepId> = BTreeSet::new();
     let mut bad: BTreeMap<StepId, String> = BTreeMap::new();
+    // Steps that will not be done in this run without having failed: a push scheduled for
+    // later, and what waits for it, each with the reason its dependants give.
+    let mut held: BTreeMap<StepId, String> = BTreeMap::new();
     let mut pending: Vec<&Step> = plan.steps.iter().collect();
     let mut busy: BTreeSet<String> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
@@ -214,6 +248,14 @@ where
                 summary.skipped.push((step.id.clone(), reason));
                 pending.remove(i);
                 // A skip can unblock skips earlier in the list: look again from the start.
+                i = 0;
+                continue;
+            }
+            if let Some(reason) = needs.iter().find_map(|d| held.get(d)).cloned() {
+                sink.emit(&Event::Skipped { step: step.id.clone(), reason: reason.clone() });
+                held.insert(step.id.clone(), reason.clone());
+                summary.waiting.push((step.id.clone(), reason));
+                pending.remove(i);
                 i = 0;
                 continue;
             }
@@ -264,6 +306,26 @@ where
                 let (already_done, message) = match outcome {
                     Outcome::Done(m) => (false, m),
                     Outcome::AlreadyDone(m) => (true, m),
+                    Outcome::Scheduled { message, at } => {
+                        sink.emit(&Event::Scheduled {
+                            step: step.id.clone(),
+                            message: message.clone(),
+                            at: at.clone(),
+                            seconds,
+                        });
+                        let reason = match wave_of.get(&step.id) {
+                            Some(wave) => format!(
+                                "waits for wave {wave} ({}), scheduled for {at}; run apply again after it",
+                                step.id
+                            ),
+                            None => {
+                                format!("waits for {}, scheduled for {at}; run apply again after it", step.id)
+                            }
+                        };
+                        held.insert(step.id.clone(), reason);
+                        summary.scheduled.push((step.id.clone(), message));
+                        continue;
+                    }
                 };
                 sink.emit(&Event::Finished { step: step.id.clone(), already_done, message, seconds });
                 if already_done {
@@ -297,6 +359,8 @@ where
     sink.emit(&Event::Ended {
         interrupted: stopping,
         done: summary.done.len() + summary.already_done.len(),
+        scheduled: summary.scheduled.len(),
+        waiting: summary.waiting.len(),
         failed: summary.failed.len(),
         skipped: summary.skipped.len(),
     });
@@ -402,6 +466,9 @@ mod tests {
                     running.lock().unwrap_or_else(|e| e.into_inner()).0 -= 1;
                     if failing.contains(&step.id.to_string()) {
                         Err(StepError::Failed("lab said no".into()))
+                    } else if step.id.as_str().starts_with("push/") && step.id.as_str().ends_with("-later") {
+                        let at = "2026-12-03 02:00:00 UTC".to_owned();
+                        Ok(Outcome::Scheduled { message: format!("scheduled for {at}"), at })
                     } else {
                         Ok(Outcome::Done("ok".into()))
                     }
@@ -475,7 +542,14 @@ mod tests {
         assert!(events.contains(&Event::Interrupted { running: vec![StepId::new("deploy/eu/img/v1")] }));
         assert_eq!(
             events.last(),
-            Some(&Event::Ended { interrupted: true, done: 1, failed: 0, skipped: 2 }),
+            Some(&Event::Ended {
+                interrupted: true,
+                done: 1,
+                scheduled: 0,
+                waiting: 0,
+                failed: 0,
+                skipped: 2
+            }),
             "{events:?}"
         );
     }
@@ -528,6 +602,49 @@ mod tests {
         let skipped: Vec<&str> = summary.skipped.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(skipped, ["push/us/b", "push/us/c"]);
         assert!(summary.done.contains(&StepId::new("deploy/us/img/v1")), "{summary:?}");
+    }
+
+    /// A scheduled push is not done: the later waves and what else depends on it wait, with a
+    /// reason naming the wave and the time, and the run still succeeds.
+    #[tokio::test]
+    async fn a_scheduled_push_holds_back_its_dependants_and_the_run_succeeds() {
+        let mut retire = deploy("eu", "v0", &["push/eu/a-later"]);
+        retire.id = StepId::new("retire/eu/img/v0");
+        let p = plan(vec![
+            deploy("eu", "v1", &[]),
+            push("eu", "a-later", 1, &["deploy/eu/img/v1"]),
+            push("eu", "b", 1, &["deploy/eu/img/v1"]),
+            push("us", "c", 2, &["wave/1"]),
+            push("us", "d", 3, &["wave/2"]),
+            retire,
+        ]);
+        let (summary, events, _) = run_fake(&p, 4, &[]).await;
+        assert!(summary.succeeded(), "{summary:?}");
+        assert_eq!(
+            summary.scheduled,
+            [(StepId::new("push/eu/a-later"), "scheduled for 2026-12-03 02:00:00 UTC".to_owned())]
+        );
+        assert_eq!(summary.done, [StepId::new("deploy/eu/img/v1"), StepId::new("push/eu/b")]);
+        let mut waiting: Vec<(&str, &str)> =
+            summary.waiting.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect();
+        waiting.sort();
+        let reason = "waits for wave 1 (push/eu/a-later), scheduled for 2026-12-03 02:00:00 UTC; run apply again after it";
+        assert_eq!(waiting, [("push/us/c", reason), ("push/us/d", reason), ("retire/eu/img/v0", reason)]);
+        assert!(summary.skipped.is_empty(), "{summary:?}");
+        assert!(events.iter().any(
+            |e| matches!(e, Event::Skipped { step, reason: r } if step.as_str() == "push/us/d" && r == reason)
+        ));
+        assert_eq!(
+            events.last(),
+            Some(&Event::Ended {
+                interrupted: false,
+                done: 2,
+                scheduled: 1,
+                waiting: 3,
+                failed: 0,
+                skipped: 0
+            })
+        );
     }
 
     #[tokio::test]

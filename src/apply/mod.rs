@@ -103,6 +103,11 @@ pub enum Outcome {
     Done(String),
     /// Nothing was needed: the live state already was as the step wants it.
     AlreadyDone(String),
+    /// The step did its part and Horizon carries out the rest at a time ahead: a push with a
+    /// start time, its image published and waiting. Not done: the steps that depend on it (the
+    /// later waves, the retirement of the image it replaces) wait for the next apply after
+    /// `at`, the start time in UTC as people read it (`2026-12-03 02:00:00 UTC`).
+    Scheduled { message: String, at: String },
 }
 
 /// The apply did not finish: some steps failed or were skipped (exit code 1).

@@ -4,16 +4,17 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::error::{HorizonError, ServerMessage, api_error, error_text};
 use super::wire;
-use super::{BaseSnapshot, BaseVm, HorizonVersion, PushSpec, VirtualCenter};
+use super::{BaseSnapshot, BaseVm, HorizonVersion, Machine, PushSpec, VirtualCenter};
 use crate::connect::{BodyError, Credentials, MAX_BODY, Repeat, RetryPolicy, Retryable, Secret, read_body};
 use crate::ids::SiteName;
-use crate::live::{HorizonId, LivePool, Moref};
+use crate::live::{HorizonId, LivePool, Moref, Occupancy};
 
 /// Records per page: the documented maximum, so 2,500 pools cost three requests.
 const PAGE_SIZE: usize = 1000;
@@ -363,6 +364,132 @@ impl HorizonClient {
         self.post(&what, &path, Some(&body)).await
     }
 
+    /// Schedules a selective push of `spec.image` to `machines` of a desktop pool, the canaries
+    /// of a rollout (`/inventory/v2/.../schedule-push-image` with `selective_push_image`,
+    /// Horizon 2206 and later): Horizon publishes the image, holds it (`READY_HELD`) and
+    /// recreates only those machines on it, until [`Self::promote_pending_image`] gives it to
+    /// the whole pool or [`Self::cancel_push`] drops it. Horizon answers 200 with one
+    /// `BulkItemResponseInfo` per item; one with a status of 400 or more, or with errors, is a
+    /// [`HorizonError::Refused`]. On an older server it fails before sending
+    /// ([`HorizonError::TooOld`]). Sent once, like [`Self::push_image`].
+    pub async fn push_image_selective(
+        &self,
+        pool_id: &HorizonId,
+        spec: &PushSpec,
+        machines: &[HorizonId],
+    ) -> Result<(), HorizonError> {
+        let what = format!("schedule a selective push image (canary) to desktop pool `{pool_id}`");
+        self.needs_selective_push(&what).await?;
+        let body = wire::SelectivePushImageSpec {
+            logoff_policy: wire::logoff_policy(spec.logoff),
+            parent_vm_id: spec.image.vm.as_str(),
+            snapshot_id: spec.image.snapshot.as_str(),
+            start_time: spec.start_time_ms,
+            stop_on_first_error: spec.stop_on_first_error,
+            selective_push_image: true,
+            machine_ids: machines.iter().map(HorizonId::as_str).collect(),
+        };
+        let path = ["inventory", "v2", "desktop-pools", pool_id.as_str(), "action", "schedule-push-image"];
+        let items: Vec<wire::BulkItem> = self.post_json(&what, &path, Some(&body)).await?;
+        let failures: Vec<String> = items.iter().filter_map(wire::BulkItem::failure).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(HorizonError::Refused { site: self.site.clone(), what, failures: failures.join(", ") })
+        }
+    }
+
+    /// Gives the image a selective push holds (`READY_HELD`) to the whole desktop pool (204;
+    /// Horizon 2206 and later).
+    pub async fn promote_pending_image(&self, pool_id: &HorizonId) -> Result<(), HorizonError> {
+        let what = format!("promote the pending image of desktop pool `{pool_id}`");
+        self.needs_selective_push(&what).await?;
+        let path = ["inventory", "v1", "desktop-pools", pool_id.as_str(), "action", "promote-pending-image"];
+        self.post::<()>(&what, &path, None).await
+    }
+
+    /// Fails on a server older than 2206, which has no selective push: a canary needs it.
+    async fn needs_selective_push(&self, what: &str) -> Result<(), HorizonError> {
+        match self.version().await? {
+            Some(version) if version < HorizonVersion::SELECTIVE_PUSH => {
+                let reason = "a canary is a selective push image, which horizon added in 2206; remove `canary` from the pool".into();
+                Err(self.older_than(HorizonVersion::SELECTIVE_PUSH, what, version, reason))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The machines of a desktop pool with their images (`/inventory/v2/machines` filtered by
+    /// `desktop_pool_id`, Horizon 2012 and later), by name.
+    pub async fn machines(&self, pool_id: &HorizonId) -> Result<Vec<Machine>, HorizonError> {
+        let what = format!("list the machines of desktop pool `{pool_id}`");
+        let filter =
+            serde_json::json!({"type": "Equals", "name": "desktop_pool_id", "value": pool_id.as_str()});
+        let machines: Vec<wire::MachineV2> =
+            self.list_filtered(&["inventory", "v2", "machines"], &what, Some(&filter)).await?;
+        let mut machines: Vec<Machine> = machines.into_iter().map(wire::MachineV2::into_machine).collect();
+        machines.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(machines)
+    }
+
+    /// The machines and user sessions of every desktop pool and farm of the pod, by their id:
+    /// three paged lists for the whole pod (`/inventory/v1/machines`, `/inventory/v1/rds-servers`,
+    /// `/inventory/v1/sessions`), never one call per pool. A pool or farm without any is not
+    /// in the map.
+    ///
+    /// `Ok(None)` when the server cannot say: older than 2012 (no RDS server list, no paging),
+    /// or a list answered 404 (not there) or 403 (the account may not see machines,
+    /// `MACHINE_VIEW`). The blast radius is then unknown; nothing else depends on it.
+    pub async fn occupancy(&self) -> Result<Option<BTreeMap<HorizonId, Occupancy>>, HorizonError> {
+        if let Some(version) = self.version().await?.filter(|v| *v < HorizonVersion::MACHINES_PAGED) {
+            tracing::info!(site = %self.site, %version, "horizon lists machines and sessions by pages only from 2012; the blast radius of pushes is unknown here");
+            return Ok(None);
+        }
+        let (machines, servers, sessions) = futures::join!(
+            self.list_paged::<wire::MachineRef>(&["inventory", "v1", "machines"], "list machines"),
+            self.list_paged::<wire::RdsServerRef>(&["inventory", "v1", "rds-servers"], "list rds servers"),
+            self.list_paged::<wire::SessionRef>(&["inventory", "v1", "sessions"], "list sessions"),
+        );
+        let unavailable =
+            |e: &HorizonError| matches!(e.status(), Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN));
+        let (machines, servers, sessions) = match (machines, servers, sessions) {
+            (Ok(m), Ok(r), Ok(s)) => (m, r, s),
+            (m, r, s) => {
+                let errors = [m.err(), r.err(), s.err()];
+                let mut errors = errors.into_iter().flatten();
+                let first = errors.next();
+                match first {
+                    Some(e) if unavailable(&e) && errors.all(|e| unavailable(&e)) => {
+                        tracing::info!(site = %self.site, error = %e, "horizon does not list machines or sessions to this account; the blast radius of pushes is unknown here");
+                        return Ok(None);
+                    }
+                    Some(e) if unavailable(&e) => return Err(errors.find(|e| !unavailable(e)).unwrap_or(e)),
+                    Some(e) => return Err(e),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let mut counts: BTreeMap<HorizonId, Occupancy> = BTreeMap::new();
+        let mut count = |id: Option<String>, add: Occupancy| {
+            if let Some(id) = id.filter(|id| !id.is_empty()) {
+                *counts.entry(HorizonId::new(id)).or_default() += add;
+            }
+        };
+        let one_machine = Occupancy { machines: 1, sessions: 0 };
+        let one_session = Occupancy { machines: 0, sessions: 1 };
+        for m in machines {
+            count(m.desktop_pool_id, one_machine);
+        }
+        for r in servers {
+            count(r.farm_id, one_machine);
+        }
+        for s in sessions {
+            // An RDS session counts for its farm, not for the RDS desktop pool it also names.
+            count(s.farm_id.or(s.desktop_pool_id), one_session);
+        }
+        Ok(Some(counts))
+    }
+
     /// Cancels a scheduled push that has not started (204).
     pub async fn cancel_push(&self, pool_id: &HorizonId) -> Result<(), HorizonError> {
         let what = format!("cancel the scheduled push image of desktop pool `{pool_id}`");
@@ -415,9 +542,22 @@ impl HorizonClient {
         path: &[&str],
         what: &str,
     ) -> Result<Vec<T>, HorizonError> {
+        self.list_filtered(path, what, None).await
+    }
+
+    /// [`Self::list_paged`] with a `filter` (Horizon's filter JSON, minified).
+    async fn list_filtered<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        what: &str,
+        filter: Option<&serde_json::Value>,
+    ) -> Result<Vec<T>, HorizonError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
-            let query = vec![("page", page.to_string()), ("size", PAGE_SIZE.to_string())];
+            let mut query = vec![("page", page.to_string()), ("size", PAGE_SIZE.to_string())];
+            if let Some(filter) = filter {
+                query.push(("filter", filter.to_string()));
+            }
             let (items, headers): (Vec<T>, HeaderMap) = self.get_json(what, path, query).await?;
             let empty = items.is_empty();
             all.extend(items);
@@ -479,6 +619,27 @@ impl HorizonClient {
             body,
         };
         self.send(&call).await.map(|_| ())
+    }
+
+    /// An action that answers with a JSON body (the v2 push image's bulk items).
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, HorizonError> {
+        let body =
+            body.map(serde_json::to_value).transpose().map_err(|source| self.decode_error(what, source))?;
+        let call = Call {
+            what: what.to_owned(),
+            repeat: Repeat::Once,
+            method: Method::POST,
+            path,
+            query: Vec::new(),
+            body,
+        };
+        let answer = self.send(&call).await?;
+        serde_json::from_slice(&answer.body).map_err(|source| self.decode_error(what, source))
     }
 
     /// Sends a resource call under the retry policy.

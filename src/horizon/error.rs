@@ -62,6 +62,10 @@ pub enum HorizonError {
          golden never follows redirects"
     )]
     Redirect { site: SiteName, what: String, status: StatusCode, location: String },
+    /// Horizon answered a bulk action (the v2 push image) with success, but refused it for
+    /// some of its items; `failures` names each with Horizon's reason.
+    #[error("cannot {what} at site `{site}`: horizon refused it for {failures}")]
+    Refused { site: SiteName, what: String, failures: String },
     /// Horizon logins need a NetBIOS domain.
     #[error("no horizon domain is set for site `{site}`")]
     MissingDomain { site: SiteName },
@@ -116,6 +120,7 @@ impl Retryable for HorizonError {
             | HorizonError::Unreasonable { .. }
             | HorizonError::Decode { .. }
             | HorizonError::MissingDomain { .. }
+            | HorizonError::Refused { .. }
             | HorizonError::TooOld { .. } => false,
         }
     }

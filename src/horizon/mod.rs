@@ -57,6 +57,43 @@ impl PushSpec {
     }
 }
 
+/// A machine of a desktop pool (`MachineInfoV2`), as a canary push watches it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub id: HorizonId,
+    pub name: String,
+    /// Horizon's `state`: `AVAILABLE`, `CONNECTED`, `PROVISIONING`, `PROVISIONING_ERROR`, ...
+    pub state: String,
+    /// A user session is on it.
+    pub has_session: bool,
+    /// The image it was made from (`managed_machine_data.base_vm_id`, `base_vm_snapshot_id`).
+    pub image: Option<ImageRef>,
+    /// The image a push is to recreate it from.
+    pub pending: Option<ImageRef>,
+    /// The state of the operation on it: `SCHEDULED`, `PROGRESSING`, `COMPLETED`, `FAULT`, ...
+    pub operation_state: Option<String>,
+    /// Why making it failed (`clone_error_message`).
+    pub error: Option<String>,
+}
+
+impl Machine {
+    /// Why Horizon failed to make it, when it did: an error state (`PROVISIONING_ERROR`,
+    /// `ERROR`) or a failed operation (`FAULT`).
+    pub fn failure(&self) -> Option<String> {
+        let failed = matches!(self.state.as_str(), "PROVISIONING_ERROR" | "ERROR")
+            || self.operation_state.as_deref() == Some("FAULT");
+        failed.then(|| {
+            let error = self.error.as_deref().unwrap_or("no message");
+            format!("`{}` is {} ({error})", self.name, self.state.to_lowercase().replace('_', " "))
+        })
+    }
+
+    /// Whether it is ready for users on `image`: `AVAILABLE`, made from it.
+    pub fn ready_on(&self, image: &ImageRef) -> bool {
+        self.state == "AVAILABLE" && self.image.as_ref() == Some(image)
+    }
+}
+
 /// A vCenter VM Horizon offers as a parent image (`BaseVMInfo`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseVm {

@@ -26,6 +26,12 @@ impl HorizonVersion {
     /// Horizon 8.4 (2111): `schedule-maintenance` of farms, the only way to give a farm a new
     /// image.
     pub const FARM_MAINTENANCE: HorizonVersion = HorizonVersion::new(8, 4, 0);
+    /// Horizon 8.1 (2012): `/inventory/v2/machines`, `/inventory/v1/rds-servers`, and paging
+    /// of the machine, RDS server and session lists.
+    pub const MACHINES_PAGED: HorizonVersion = HorizonVersion::new(8, 1, 0);
+    /// Horizon 8.6 (2206): selective push image (`/inventory/v2/.../schedule-push-image` with
+    /// `machine_ids`), `READY_HELD` and `promote-pending-image`: what a canary needs.
+    pub const SELECTIVE_PUSH: HorizonVersion = HorizonVersion::new(8, 6, 0);
     /// The oldest Horizon golden supports: 8.2 (2103). Older 8.x servers are read only while
     /// their pod has no farms.
     pub const MINIMUM: HorizonVersion = HorizonVersion::FARMS_V2;

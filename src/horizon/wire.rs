@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Machine;
 use crate::desired::{Logoff, PoolKind};
 use crate::ids::HorizonName;
 use crate::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingImage, PendingState};
@@ -110,8 +111,115 @@ pub(crate) struct StatusData {
     /// machines.
     #[serde(default)]
     pub instant_clone_push_image_settings: Option<PushImageSettings>,
+    /// A farm's schedule: `next_scheduled_time` (epoch ms) says when its maintenance starts.
+    #[serde(default)]
+    pub instant_clone_scheduled_maintenance_data: Option<MaintenanceData>,
     #[serde(default)]
     pub last_provisioning_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct MaintenanceData {
+    #[serde(default)]
+    pub next_scheduled_time: Option<i64>,
+}
+
+/// `MachineInfo` (v1): only which pool a machine is in, for counting.
+#[derive(Deserialize)]
+pub(crate) struct MachineRef {
+    #[serde(default)]
+    pub desktop_pool_id: Option<String>,
+}
+
+/// `RDSServerInfo`: only which farm a server is in, for counting.
+#[derive(Deserialize)]
+pub(crate) struct RdsServerRef {
+    #[serde(default)]
+    pub farm_id: Option<String>,
+}
+
+/// `SessionInfo`: which pool or farm a session is on. An RDS session names its farm (and, for
+/// an RDS desktop, the RDS desktop pool too); a desktop session only its pool.
+#[derive(Deserialize)]
+pub(crate) struct SessionRef {
+    #[serde(default)]
+    pub desktop_pool_id: Option<String>,
+    #[serde(default)]
+    pub farm_id: Option<String>,
+}
+
+/// `MachineInfoV2`: a machine with its image, as a canary push watches it.
+#[derive(Deserialize)]
+pub(crate) struct MachineV2 {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub managed_machine_data: Option<ManagedMachineData>,
+}
+
+/// `ManagedMachineDataV2`: the fields golden reads.
+#[derive(Deserialize)]
+pub(crate) struct ManagedMachineData {
+    #[serde(default)]
+    pub base_vm_id: Option<String>,
+    #[serde(default)]
+    pub base_vm_snapshot_id: Option<String>,
+    #[serde(default)]
+    pub pending_base_vm_id: Option<String>,
+    #[serde(default)]
+    pub pending_base_vm_snapshot_id: Option<String>,
+    #[serde(default)]
+    pub operation_state: Option<String>,
+    #[serde(default)]
+    pub clone_error_message: Option<String>,
+}
+
+/// `BulkItemResponseInfo`: one item of a bulk answer (the v2 push image). It failed when its
+/// `status_code` is 400 or more or it carries errors.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkItem {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub status_code: Option<i64>,
+    #[serde(default)]
+    pub errors: Option<Vec<ApiErrorItem>>,
+    #[serde(default)]
+    pub error_messages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApiErrorItem {
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl BulkItem {
+    /// Why the item failed, or `None` when it did not.
+    pub(crate) fn failure(&self) -> Option<String> {
+        let mut messages: Vec<String> = self
+            .errors
+            .iter()
+            .flatten()
+            .filter_map(|e| e.error_message.clone())
+            .chain(self.error_messages.iter().flatten().cloned())
+            .filter(|m| !m.trim().is_empty())
+            .collect();
+        let status = self.status_code.unwrap_or(200);
+        if status < 400 && messages.is_empty() {
+            return None;
+        }
+        if messages.is_empty() {
+            messages.push(format!("status {status}"));
+        }
+        let id = self.id.as_deref().unwrap_or("?");
+        Some(format!("{id}: {}", messages.join("; ")))
+    }
 }
 
 /// `BaseVMInfo`.
@@ -185,6 +293,20 @@ pub(crate) struct PushImageSpec<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<i64>,
     pub stop_on_first_error: bool,
+}
+
+/// `DesktopPoolPushImageSpecV2` (2206) for a selective push: the image goes to `machine_ids`
+/// only, and Horizon holds it until it is promoted or cancelled.
+#[derive(Serialize)]
+pub(crate) struct SelectivePushImageSpec<'a> {
+    pub logoff_policy: &'static str,
+    pub parent_vm_id: &'a str,
+    pub snapshot_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
+    pub stop_on_first_error: bool,
+    pub selective_push_image: bool,
+    pub machine_ids: Vec<&'a str>,
 }
 
 /// `FarmMaintenanceSpec` (v1), immediate mode only.
@@ -279,7 +401,9 @@ fn live_pool(
                     state,
                     progress: s.instant_clone_pending_image_progress.map(|p| p.clamp(0, 100) as u8),
                     error: s.instant_clone_pending_image_error.filter(|e| !e.is_empty()),
-                    start_time: s.instant_clone_push_image_settings.and_then(|p| p.start_time),
+                    start_time: s.instant_clone_push_image_settings.and_then(|p| p.start_time).or_else(
+                        || s.instant_clone_scheduled_maintenance_data.and_then(|m| m.next_scheduled_time),
+                    ),
                 }),
                 _ => None,
             };
@@ -299,6 +423,31 @@ fn live_pool(
         pending,
         operation,
         last_error,
+    }
+}
+
+impl MachineV2 {
+    pub(crate) fn into_machine(self) -> Machine {
+        let data = self.managed_machine_data;
+        let (image, pending, operation_state, error) = match data {
+            Some(d) => (
+                image(d.base_vm_id, d.base_vm_snapshot_id),
+                image(d.pending_base_vm_id, d.pending_base_vm_snapshot_id),
+                d.operation_state,
+                d.clone_error_message.filter(|e| !e.trim().is_empty()),
+            ),
+            None => (None, None, None, None),
+        };
+        Machine {
+            id: HorizonId::new(self.id),
+            name: self.name.unwrap_or_default(),
+            state: self.state.unwrap_or_default(),
+            has_session: self.session_id.is_some_and(|s| !s.is_empty()),
+            image,
+            pending,
+            operation_state,
+            error,
+        }
     }
 }
 
@@ -435,6 +584,13 @@ mod tests {
             "errors",
             "error_message",
             "error_messages",
+            "desktop_pool_id",
+            "farm_id",
+            "managed_machine_data",
+            "base_vm_snapshot_id",
+            "pending_base_vm_snapshot_id",
+            "operation_state",
+            "status_code",
         ];
 
         /// Any JSON value, its objects keyed mostly by the names Horizon uses.
@@ -477,6 +633,15 @@ mod tests {
                     farms.into_iter().for_each(|f| drop(f.into_live()));
                 }
                 let _ = serde_json::from_value::<Vec<FarmV1>>(list.clone());
+                if let Ok(machines) = serde_json::from_value::<Vec<MachineV2>>(list.clone()) {
+                    machines.into_iter().for_each(|m| drop(m.into_machine().failure()));
+                }
+                if let Ok(items) = serde_json::from_value::<Vec<BulkItem>>(list.clone()) {
+                    items.iter().for_each(|i| drop(i.failure()));
+                }
+                let _ = serde_json::from_value::<Vec<SessionRef>>(list.clone());
+                let _ = serde_json::from_value::<Vec<MachineRef>>(list.clone());
+                let _ = serde_json::from_value::<Vec<RdsServerRef>>(list.clone());
                 let _ = serde_json::from_value::<Vec<BaseVm>>(list.clone());
                 let _ = serde_json::from_value::<Vec<BaseSnapshot>>(list.clone());
                 let _ = serde_json::from_value::<Vec<VirtualCenter>>(list.clone());

@@ -43,8 +43,16 @@ pub async fn run_step(ctx: &Context, step: &Step, progress: &dyn Progress) -> Re
         Action::Replicate { image, version, from } => run.replicate(image, version, from).await,
         Action::Deploy { image, version } => run.deploy(image, version).await,
         Action::Adopt { image, version, vm, snapshot } => run.adopt(image, version, vm, snapshot).await,
-        Action::Push { horizon_name, pool_kind, image, version, logoff, .. } => {
-            let spec = PushTarget { horizon_name, kind: *pool_kind, image, version, logoff: *logoff };
+        Action::Push { horizon_name, pool_kind, image, version, logoff, start_time, canary, .. } => {
+            let spec = PushTarget {
+                horizon_name,
+                kind: *pool_kind,
+                image,
+                version,
+                logoff: *logoff,
+                start_time: *start_time,
+                canary: *canary,
+            };
             run.push(&spec).await
         }
         Action::Retire { image, version, items, vms } => run.retire(image, version, items, vms).await,
@@ -64,6 +72,10 @@ struct PushTarget<'a> {
     image: &'a ImageName,
     version: &'a VersionName,
     logoff: Logoff,
+    /// When Horizon may start replacing machines (epoch ms); `None`: at once.
+    start_time: Option<i64>,
+    /// Machines to push to first, the rest once they run the image.
+    canary: Option<u32>,
 }
 
 /// True when `meta` names this image and version.

@@ -1,10 +1,34 @@
 //! Push: move a pool (schedule-push-image) or farm (immediate maintenance) to the base VM and
 //! snapshot of a version at its site, and follow Horizon until the new image is current.
+//!
+//! **A start time** (the step's `start_time`, epoch ms) goes to Horizon as the push's
+//! `start_time` (a farm maintenance's `next_scheduled_time`: an `IMMEDIATE` maintenance runs
+//! then, or at once when it is past). Horizon publishes the image at once and holds it as
+//! pending `READY` until then; the step waits only for that publish (or its failure) and ends
+//! as [`Outcome::Scheduled`], which the executor does not count as done: the later waves wait
+//! for the next apply after the start time, whose plan follows the push to its end.
+//!
+//! **A canary** (`canary = N` on a desktop pool) uses Horizon's selective push (2206 and later):
+//! `/inventory/v2/.../schedule-push-image` with `selective_push_image` and the `machine_ids` of
+//! N machines, picked by name among those without a session first (then those `AVAILABLE`).
+//! Horizon publishes the image, holds it (`READY_HELD`) and recreates only those machines;
+//! once each is `AVAILABLE` on the new image (`managed_machine_data.base_vm_id` and
+//! `base_vm_snapshot_id` of `/inventory/v2/machines`), `promote-pending-image` gives it to the
+//! rest of the pool and the push is followed to its end as any other. A canary machine in
+//! `PROVISIONING_ERROR` or `ERROR`, or whose operation is `FAULT`, fails the step, naming the
+//! machines and Horizon's error, after cancelling the held image with
+//! `cancel-scheduled-push-image`: the reference says a held image stays "unless it is promoted
+//! or cancelled" without naming the call for a held one, so golden sends that one, and the lab
+//! accepts it for a held image. The pool keeps its image; the later waves are skipped. A
+//! server older than 2206 fails the step before anything is sent; a farm with a canary too
+//! (Horizon's selective maintenance of farms is not what golden drives).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::PoolKind;
-use crate::horizon::{HorizonClient, HorizonError, PushSpec};
+use crate::horizon::{HorizonClient, HorizonError, HorizonVersion, Machine, PushSpec};
 use crate::live::{ImageRef, LivePool, Operation, PendingState};
 
 /// Polls in a row that may show no pending image right after a push was accepted, before
@@ -24,6 +48,11 @@ impl StepRun<'_> {
         if !pool.instant_clone {
             return Err(self.failed(format!(
                 "{kind} `{name}` is not an automated instant-clone {kind}; golden can only push images to those"
+            )));
+        }
+        if let (PoolKind::Farm, Some(n)) = (kind, push.canary) {
+            return Err(self.failed(format!(
+                "farm `{name}` has `canary = {n}`, but golden pushes canaries to desktop pools only (a farm's maintenance replaces all its RDS servers); remove canary from the farm"
             )));
         }
         let inventory = inventory?;
@@ -55,16 +84,142 @@ impl StepRun<'_> {
             let spec = PushSpec {
                 image: wanted.clone(),
                 logoff: push.logoff,
-                start_time_ms: None,
+                start_time_ms: push.start_time,
                 stop_on_first_error: true,
             };
-            match kind {
-                PoolKind::DesktopPool => hz.push_image(&pool.id, &spec).await?,
-                PoolKind::Farm => hz.schedule_maintenance(&pool.id, &spec).await?,
+            let when = match push.start_time {
+                Some(at) if at > now_ms() => format!(", to start at {}", utc(at)),
+                _ => String::new(),
+            };
+            match (kind, push.canary) {
+                (PoolKind::DesktopPool, Some(n)) => {
+                    self.send_canary(target, &pool, &spec, n, &image_text).await?
+                }
+                (PoolKind::DesktopPool, None) => {
+                    hz.push_image(&pool.id, &spec).await?;
+                    self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
+                }
+                (PoolKind::Farm, _) => {
+                    hz.schedule_maintenance(&pool.id, &spec).await?;
+                    self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
+                }
             }
-            self.note(&format!("pushed {image_text} to {kind} `{name}`; waiting for horizon"));
         }
         self.follow_push(target, &pool, &wanted, &image_text).await
+    }
+
+    /// Sends a canary push: the image to `n` machines of the pool first (see the module
+    /// documentation). A pool without machines gets the push whole: there is nothing to try
+    /// it on, and nothing to break.
+    async fn send_canary(
+        &self,
+        target: &Target,
+        pool: &LivePool,
+        spec: &PushSpec,
+        n: u32,
+        image_text: &str,
+    ) -> Result<(), StepError> {
+        let hz = &target.clients.horizon;
+        let name = &pool.name;
+        if let Some(version) = hz.version().await?.filter(|v| *v < HorizonVersion::SELECTIVE_PUSH) {
+            return Err(self.failed(format!(
+                "desktop pool `{name}` has `canary = {n}`, but the connection server runs horizon {version}, which has no selective push image (added in horizon {}); remove canary or upgrade the connection servers",
+                HorizonVersion::SELECTIVE_PUSH
+            )));
+        }
+        let machines = hz.machines(&pool.id).await?;
+        if machines.is_empty() {
+            hz.push_image(&pool.id, spec).await?;
+            self.note(&format!(
+                "desktop pool `{name}` has no machines to push to first; pushed {image_text} to the whole pool; waiting for horizon"
+            ));
+            return Ok(());
+        }
+        // Machines nobody uses first, then ready ones, then by name: deterministic, and the
+        // fewest users disturbed.
+        let mut order: Vec<&Machine> = machines.iter().collect();
+        order.sort_by(|a, b| {
+            (a.has_session, a.state != "AVAILABLE", &a.name).cmp(&(
+                b.has_session,
+                b.state != "AVAILABLE",
+                &b.name,
+            ))
+        });
+        order.truncate(n.max(1) as usize);
+        let ids: Vec<_> = order.iter().map(|m| m.id.clone()).collect();
+        hz.push_image_selective(&pool.id, spec, &ids).await?;
+        let names: Vec<String> = order.iter().map(|m| format!("`{}`", m.name)).collect();
+        self.note(&format!(
+            "pushed {image_text} to {} of desktop pool `{name}` first ({}); the rest follow once they run it",
+            crate::plan::render::count(order.len(), "canary machine", "canary machines"),
+            names.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// One look at the canary machines of a held image: failed ones fail the step (after the
+    /// held image is cancelled), all of them ready promotes the image to the whole pool, a
+    /// start time ahead ends the step as scheduled; otherwise they are waited for.
+    async fn canaries(
+        &self,
+        target: &Target,
+        pool: &LivePool,
+        wanted: &ImageRef,
+        image_text: &str,
+        start_time: Option<i64>,
+        last_note: &mut Option<String>,
+    ) -> Result<Canaries, StepError> {
+        let hz = &target.clients.horizon;
+        let name = &pool.name;
+        let machines = hz.machines(&pool.id).await?;
+        // The machines the held image is for: marked with it as their pending image, or made
+        // from it already.
+        let canaries: Vec<&Machine> = machines
+            .iter()
+            .filter(|m| m.pending.as_ref() == Some(wanted) || m.image.as_ref() == Some(wanted))
+            .collect();
+        let failures: Vec<String> = canaries.iter().filter_map(|m| m.failure()).collect();
+        if !failures.is_empty() {
+            let current = pool.current.as_ref().map_or_else(
+                || "its current image".to_owned(),
+                |c| format!("its current image ({} @ {})", c.vm, c.snapshot),
+            );
+            let after = match hz.cancel_push(&pool.id).await {
+                Ok(()) => format!("the held image was cancelled, and desktop pool `{name}` keeps {current}"),
+                Err(e) => format!("cancelling the held image failed too ({e}): cancel it in horizon"),
+            };
+            return Err(self.failed(format!(
+                "canary machines of desktop pool `{name}` failed on {image_text}: {}; {after}; the later waves are not pushed. Fix the image (a new version for the marker) or what made the machines fail, then run apply again",
+                failures.join(", ")
+            )));
+        }
+        let names = || canaries.iter().map(|m| format!("`{}`", m.name)).collect::<Vec<_>>().join(", ");
+        let ready = canaries.iter().filter(|m| m.ready_on(wanted)).count();
+        if !canaries.is_empty() && ready == canaries.len() {
+            hz.promote_pending_image(&pool.id).await?;
+            self.note(&format!(
+                "canary machines {} run {image_text}; promoted it to the rest of desktop pool `{name}`",
+                names()
+            ));
+            return Ok(Canaries::Promoted);
+        }
+        if let Some(at) = start_time.filter(|t| *t > now_ms()) {
+            let message = format!(
+                "desktop pool `{name}`: {image_text} is published and held for its canary machines ({}), which horizon recreates at {}; apply again after that to promote it to the whole pool",
+                names(),
+                utc(at)
+            );
+            return Ok(Canaries::Scheduled(Outcome::Scheduled { message, at: utc(at) }));
+        }
+        let text = format!(
+            "waiting for the canary machines of desktop pool `{name}` to run {image_text}: {ready} of {} ready",
+            canaries.len()
+        );
+        if last_note.as_deref() != Some(text.as_str()) {
+            self.note(&text);
+            *last_note = Some(text);
+        }
+        Ok(Canaries::Waiting)
     }
 
     /// Makes sure Horizon will take a push: provisioning on, a pending image whose publish
@@ -158,6 +313,7 @@ impl StepRun<'_> {
         let waiting = self.waiting(limit);
         let mut missing = 0;
         let mut last_percent = None;
+        let mut canary_note = None;
         loop {
             let now = reread(hz, pool).await?;
             if now.current.as_ref() == Some(wanted) {
@@ -172,10 +328,27 @@ impl StepRun<'_> {
                             "horizon failed to push {image_text} to {kind} `{name}`: {error}"
                         )));
                     }
-                    PendingState::PendingPublish
-                    | PendingState::Publishing
-                    | PendingState::Ready
-                    | PendingState::ReadyHeld => {
+                    PendingState::ReadyHeld => {
+                        missing = 0;
+                        let look = self
+                            .canaries(target, &now, wanted, image_text, p.start_time, &mut canary_note)
+                            .await?;
+                        match look {
+                            Canaries::Scheduled(outcome) => return Ok(outcome),
+                            Canaries::Promoted | Canaries::Waiting => {}
+                        }
+                    }
+                    // Published, and held by Horizon until its start time: the push is
+                    // scheduled; the rest is Horizon's.
+                    PendingState::Ready if p.start_time.is_some_and(|t| t > now_ms()) => {
+                        self.progress.percent(self.id(), 100);
+                        let at = utc(p.start_time.unwrap_or_default());
+                        let message = format!(
+                            "{kind} `{name}`: {image_text} is published, and horizon replaces the machines at {at}"
+                        );
+                        return Ok(Outcome::Scheduled { message, at });
+                    }
+                    PendingState::PendingPublish | PendingState::Publishing | PendingState::Ready => {
                         missing = 0;
                         if let Some(percent) = p.progress {
                             if last_percent != Some(percent) {
@@ -205,10 +378,46 @@ impl StepRun<'_> {
     }
 }
 
+/// What a look at the canary machines found.
+enum Canaries {
+    /// Not all of them run the image yet.
+    Waiting,
+    /// All do: the image was promoted to the whole pool.
+    Promoted,
+    /// They are recreated at a start time ahead.
+    Scheduled(Outcome),
+}
+
+/// Now, in epoch milliseconds (Horizon's time unit).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An epoch-milliseconds instant in UTC as people read it: `2026-12-03 02:00:00 UTC`.
+fn utc(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+}
+
 /// The pool (or farm) as Horizon shows it now.
 async fn reread(hz: &HorizonClient, pool: &LivePool) -> Result<LivePool, HorizonError> {
     match pool.kind {
         PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await,
         PoolKind::Farm => hz.farm(&pool.id).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_263_200_000), "2026-12-03 02:00:00 UTC");
+        assert_eq!(utc(-5), "1970-01-01 00:00:00 UTC");
     }
 }
