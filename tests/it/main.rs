@@ -3,6 +3,7 @@
 mod action;
 mod adopt;
 mod apply;
+mod canary;
 mod cli;
 mod common;
 mod demo;
@@ -18,7 +19,9 @@ mod ownership;
 mod plan;
 mod replication;
 mod resume;
+mod rollout;
 mod saved_plan;
+mod scheduled;
 mod schema;
 mod secrets;
 mod status;
