@@ -1,12 +1,21 @@
 //! Client of the Horizon Server REST API of a site's Connection Server.
 //!
-//! golden asks Horizon three things: which image each instant-clone desktop pool and farm
-//! runs (and what it is being moved to), which VMs and snapshots of the site's vCenter Horizon
-//! can use as images, and to push a new image (pools) or schedule an immediate maintenance
-//! onto one (farms). The calls and their wire format follow VMware's Horizon Server REST API
-//! documentation: `/inventory/v2` desktop pools (Horizon 8.0 / 2006 and later), `/inventory/v2`
-//! farms (8.2 / 2103 and later), the v1 `schedule-push-image` and `schedule-maintenance`
-//! actions.
+//! golden asks Horizon four things: which image each instant-clone desktop pool and farm
+//! runs (and what it is being moved to), how many machines and user sessions each has (a
+//! push's blast radius), which VMs and snapshots of the site's vCenter Horizon can use as
+//! images, and to push a new image (pools, to a few canary machines first if asked) or
+//! schedule an immediate maintenance onto one (farms), now or at a start time. The calls and
+//! their wire format follow VMware's Horizon Server REST API documentation: `/inventory/v2`
+//! desktop pools (Horizon 8.0 / 2006 and later), `/inventory/v2` farms (8.2 / 2103 and later),
+//! the v1 `schedule-push-image` and `schedule-maintenance` actions (`start_time` and
+//! `next_scheduled_time`: unset or past means now); `/inventory/v1/machines`,
+//! `/inventory/v1/rds-servers` and `/inventory/v1/sessions` by pages (2012 and later; a
+//! session names its pool, or for an RDS session its farm); and for canaries the v2
+//! `schedule-push-image` with `selective_push_image` and `machine_ids` (2206 and later; it
+//! answers 200 with one `BulkItemResponseInfo` per item, any of them at 400 or more, or with
+//! errors, a refusal), `promote-pending-image` (only while the image is `READY_HELD`), and
+//! `/inventory/v2/machines` filtered by `desktop_pool_id`, whose `managed_machine_data` names
+//! each machine's image and pending image.
 //!
 //! golden supports Horizon 8.2 (2103) and later. Before its first pool listing the client reads
 //! the Connection Server's version, once, from `GET /rest/monitor/v1/connection-servers`

@@ -13,7 +13,8 @@
 //! is plain data that can be saved to a file and resumed.
 //!
 //! - [`vcenter`]: the vCenter simulator (inventory, Content Library, tags, SOAP calls).
-//! - [`horizon`]: the Horizon simulator (auth, pools, farms, push-image state machine).
+//! - [`horizon`]: the Horizon simulator (auth, pools, farms, their machines and sessions, the
+//!   push-image state machine, selective push).
 //! - [`server`]: binding, per-request latency, request counters and fault injection.
 //! - [`chaos`]: random faults from a seed (503, 429, dropped connections, expiry, slowness).
 //! - [`seed`]: building a lab from a repository's desired state.
