@@ -160,3 +160,48 @@ async fn a_farm_with_a_canary_is_refused() {
     );
     assert_eq!(h.route("eu", "POST /rest/inventory/v1/farms/{id}/action/schedule-maintenance"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_with_a_start_time_are_promoted_by_the_apply_after_it() {
+    let h = Harness::start(|_| {}).await;
+    let canaries = expected_canaries(&h);
+    let before = h.images("eu", "Finance-IC");
+    let mut plan = canary_plan(&h).await;
+    let start = super::rollout::now_ms() + 3_600_000;
+    if let Action::Push { start_time, .. } = step_mut(&mut plan, POOL) {
+        *start_time = Some(start);
+    }
+    let summary = h.execute(&plan).await;
+    assert!(summary.succeeded(), "{summary:?}");
+    let scheduled: Vec<(&str, &str)> =
+        summary.scheduled.iter().map(|(s, m)| (s.as_str(), m.as_str())).collect();
+    assert_eq!(scheduled.len(), 1, "{summary:?}");
+    assert_eq!(scheduled[0].0, POOL);
+    assert!(scheduled[0].1.contains("held for its canary machines"), "{scheduled:?}");
+    assert!(!summary.waiting.is_empty(), "the later waves wait: {summary:?}");
+    // Held, not applied: every machine keeps the old image until the start time.
+    h.live().await;
+    assert_eq!(h.images("eu", "Finance-IC"), before);
+    assert_eq!(h.route("eu", PROMOTE), 0);
+
+    // Past the start time Horizon recreates the canaries; the next apply promotes the image
+    // and finishes the rollout.
+    h.control("eu", "/__lab/horizon/fast-forward", json!({"ms": 3_600_000 + 1_000})).await;
+    h.live().await;
+    let id = h.pool_id("eu", "Finance-IC");
+    let on_new: Vec<String> = h.sim("eu", |s| {
+        let pool = &s.pools[&id];
+        let held = pool.push.as_ref().and_then(|p| p.snapshot_id.clone());
+        pool.machines
+            .iter()
+            .filter(|m| Some(&m.base_snapshot_id) == held.as_ref())
+            .map(|m| m.name.clone())
+            .collect()
+    });
+    assert_eq!(on_new, canaries, "only the canaries run the held image");
+    let summary = h.execute(&h.plan().await).await;
+    assert!(summary.succeeded() && summary.scheduled.is_empty() && summary.waiting.is_empty(), "{summary:?}");
+    assert_eq!((h.route("eu", V2_PUSH), h.route("eu", PROMOTE)), (1, 1));
+    assert_ne!(h.images("eu", "Finance-IC").0, before.0);
+    assert!(!h.plan().await.has_changes());
+}
