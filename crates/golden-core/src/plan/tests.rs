@@ -846,6 +846,8 @@ mod property {
             folder: "golden".into(),
             datastore: "ds".into(),
             ca_file: None,
+            timezone: crate::desired::Zone::utc(),
+            window: None,
         }
     }
 
@@ -877,7 +879,7 @@ mod property {
                 .iter()
                 .map(|m| (MarkerName::new(*m), names[t.pick(names.len())].clone()))
                 .collect();
-            images.insert(name.clone(), Image { name, description: None, versions, markers });
+            images.insert(name.clone(), Image { name, description: None, versions, markers, policies: BTreeMap::new() });
         }
         let mut pools = BTreeMap::new();
         let site_list: Vec<&SiteName> = sites.keys().collect();
@@ -896,6 +898,8 @@ mod property {
                     marker: markers[t.pick(markers.len())].clone(),
                     wave: 1 + t.pick(3) as u32,
                     logoff: Logoff::Wait,
+                    window: None,
+                    canary: None,
                 },
             );
         }
