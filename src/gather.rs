@@ -286,13 +286,12 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         .map(|vm| (vm.id.clone(), vm.clone()))
         .collect();
     one_copy_each(&clients.site, &vms)?;
-    let site =
-        SiteLive {
-            vcenter: uuid,
-            vms,
-            pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
-            occupancy: BTreeMap::new(),
-        };
+    let site = SiteLive {
+        vcenter: uuid,
+        vms,
+        pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        occupancy: BTreeMap::new(),
+    };
     Ok(SiteRead { site, vcenter: library, inventory })
 }
 

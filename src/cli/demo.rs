@@ -120,7 +120,7 @@ async fn demo() -> anyhow::Result<()> {
 /// Plans (printing the plan) and, when asked and there is something to do, applies.
 async fn round(dir: &Path, env: &dyn Fn(&str) -> Option<String>, apply: bool) -> anyhow::Result<Plan> {
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
-    let observed = observe(&desired, dir, None, &BTreeSet::new(), env).await?;
+    let observed = observe(&desired, dir, None, &BTreeSet::new(), None, env).await?;
     let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
     let result = plan_and_apply(desired, observed, apply).await;
     gather::logout_all(&sessions).await;

@@ -108,9 +108,9 @@ impl FromStr for Zone {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Zone, String> {
-        let tz = jiff::tz::db()
-            .get(name)
-            .map_err(|_| format!("`{name}` is not a time zone golden knows (an IANA name such as `Europe/Berlin`)"))?;
+        let tz = jiff::tz::db().get(name).map_err(|_| {
+            format!("`{name}` is not a time zone golden knows (an IANA name such as `Europe/Berlin`)")
+        })?;
         Ok(Zone { name: name.to_owned(), tz })
     }
 }
@@ -154,7 +154,9 @@ impl FromStr for Window {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Window, String> {
-        let bad = |why: &str| format!("window `{text}`: {why}; write it like `Sat 02:00-06:00` or `Mon-Fri 22:00-04:00`");
+        let bad = |why: &str| {
+            format!("window `{text}`: {why}; write it like `Sat 02:00-06:00` or `Mon-Fri 22:00-04:00`")
+        };
         let (days_text, times) = match text.trim().rsplit_once(' ') {
             Some((d, t)) => (d.trim(), t),
             None => ("daily", text.trim()),
@@ -178,7 +180,8 @@ impl FromStr for Window {
                         }
                     }
                     None => {
-                        let i = day_index(part).ok_or_else(|| bad(&format!("`{}` is not a day", part.trim())))?;
+                        let i =
+                            day_index(part).ok_or_else(|| bad(&format!("`{}` is not a day", part.trim())))?;
                         days[i] = true;
                     }
                 }
@@ -332,7 +335,10 @@ mod tests {
         // Spring forward, Sunday 2026-03-29: 02:30 does not exist in Berlin; the window opens
         // when the clock resumes, 03:30 summer time (01:30 UTC).
         let gap: Window = "Sun 02:30-05:00".parse().expect("valid");
-        assert_eq!(gap.opening(ts("2026-03-27T12:00:00Z"), &berlin()), Opening::At(ts("2026-03-29T01:30:00Z")));
+        assert_eq!(
+            gap.opening(ts("2026-03-27T12:00:00Z"), &berlin()),
+            Opening::At(ts("2026-03-29T01:30:00Z"))
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@ use crate::ids::{MarkerName, NameKind, check_name};
 
 impl Validator {
     /// A `window = "..."` at `path`, when it reads.
-    pub(super) fn window<T>(&mut self, parsed: &Parsed<'_, T>, path: &[&str], text: Option<&String>) -> Option<Window> {
+    pub(super) fn window<T>(
+        &mut self,
+        parsed: &Parsed<'_, T>,
+        path: &[&str],
+        text: Option<&String>,
+    ) -> Option<Window> {
         let text = text?;
         match text.parse::<Window>() {
             Ok(w) => Some(w),
@@ -25,14 +30,21 @@ impl Validator {
     }
 
     /// A site's `timezone`, UTC when absent; `None` when it does not read.
-    pub(super) fn timezone<T>(&mut self, parsed: &Parsed<'_, T>, path: &[&str], text: Option<&String>) -> Option<Zone> {
+    pub(super) fn timezone<T>(
+        &mut self,
+        parsed: &Parsed<'_, T>,
+        path: &[&str],
+        text: Option<&String>,
+    ) -> Option<Zone> {
         let Some(name) = text else { return Some(Zone::utc()) };
         match name.parse::<Zone>() {
             Ok(z) => Some(z),
             Err(e) => {
                 let hint = match Zone::suggest(name) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => "use an IANA time zone name such as `Europe/Berlin` or `America/New_York`".to_owned(),
+                    None => {
+                        "use an IANA time zone name such as `Europe/Berlin` or `America/New_York`".to_owned()
+                    }
                 };
                 self.push(parsed.diag(path, At::Value, e).hint(hint));
                 None
@@ -73,7 +85,11 @@ impl Validator {
 
     /// `[policy.<marker>]` of an image: each names a marker of the image and an `after` marker
     /// of it, no marker waits for itself, directly or through others.
-    pub(super) fn policies(&mut self, stem: &str, parsed: &Parsed<'_, ImageFile>) -> BTreeMap<MarkerName, Policy> {
+    pub(super) fn policies(
+        &mut self,
+        stem: &str,
+        parsed: &Parsed<'_, ImageFile>,
+    ) -> BTreeMap<MarkerName, Policy> {
         let raw = &parsed.value;
         let markers: Vec<&str> = raw.markers.keys().map(String::as_str).collect();
         let mut out = BTreeMap::new();
@@ -94,15 +110,26 @@ impl Validator {
             let Some(after) = &rule.after else {
                 self.push(
                     parsed
-                        .diag(&["policy", marker], At::Key, format!("[policy.{marker}] of image `{stem}` has no `after`"))
-                        .hint(format!("name the marker a version must pass first, e.g. after = \"pilot\"; one of: {}", list(&markers))),
+                        .diag(
+                            &["policy", marker],
+                            At::Key,
+                            format!("[policy.{marker}] of image `{stem}` has no `after`"),
+                        )
+                        .hint(format!(
+                            "name the marker a version must pass first, e.g. after = \"pilot\"; one of: {}",
+                            list(&markers)
+                        )),
                 );
                 continue;
             };
             if after == marker {
                 self.push(
                     parsed
-                        .diag(&at("after"), At::Value, format!("marker `{marker}` of image `{stem}` would wait for itself"))
+                        .diag(
+                            &at("after"),
+                            At::Value,
+                            format!("marker `{marker}` of image `{stem}` would wait for itself"),
+                        )
                         .hint("name another marker, e.g. after = \"pilot\""),
                 );
                 continue;
@@ -123,7 +150,10 @@ impl Validator {
                     continue;
                 }
             };
-            out.insert(MarkerName::new(marker.clone()), Policy { after: MarkerName::new(after.clone()), soak });
+            out.insert(
+                MarkerName::new(marker.clone()),
+                Policy { after: MarkerName::new(after.clone()), soak },
+            );
         }
         // A chain that comes back to where it started would hold every marker on it forever.
         for start in out.keys() {
