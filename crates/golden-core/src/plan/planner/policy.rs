@@ -7,8 +7,10 @@
 //! - while `pilot` still points there, every pilot pool the plan read runs the version, and
 //!   none has a failed push of it.
 //!
-//! A move back to a version the marker itself pointed at before is a rollback and always
-//! holds: a rule must never stand between an admin and the last good image. A rule that does
+//! The rule guards moves. A move back to a version the marker itself pointed at before is a
+//! rollback and always holds: a rule must never stand between an admin and the last good
+//! image. A marker that has pointed at one version since it was created has not moved (a first
+//! deploy, a pool bound anew): the rule holds too. A rule that does
 //! not hold keeps its marker's pushes out of the plan (listed as held), unless the plan is
 //! made with `--override-policy REASON`, which the plan records.
 
@@ -59,6 +61,19 @@ pub(super) fn check(
             .evidence
             .push(format!("rollback: {marker} pointed at {version} before (from {})", when(earlier.since)));
         return check;
+    }
+
+    // Not a promotion: the marker has pointed at the version since it was created (a first
+    // deploy, a pool bound anew). The rule guards moves.
+    if let [only] = of(marker) {
+        if only.version == *version && only.until.is_none() {
+            check.holds = true;
+            check.evidence.push(format!(
+                "{marker} has pointed at {version} since it was created ({}): no move to check",
+                when(only.since)
+            ));
+            return check;
+        }
     }
 
     let points_now = image.markers.get(after) == Some(version);

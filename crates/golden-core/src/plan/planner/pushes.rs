@@ -119,9 +119,10 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                         held.push(hold(
                             HeldCause::Policy,
                             format!(
-                                "[policy.{}] of {image}: {} must carry {version} first: {}; {when}",
+                                "[policy.{}] (after {}, soak {}) does not hold yet: {}; {when}",
                                 pool.marker,
                                 rule.after,
+                                rule.soak,
                                 check.missing.join("; ")
                             ),
                             until,
