@@ -18,6 +18,7 @@ mod ownership;
 mod plan;
 mod replication;
 mod resume;
+mod rollout;
 mod saved_plan;
 mod schema;
 mod secrets;
