@@ -400,6 +400,8 @@ mod tests {
             folder: "golden".to_owned(),
             datastore: "ds".to_owned(),
             ca_file: None,
+            timezone: crate::desired::Zone::utc(),
+            window: None,
         }
     }
 

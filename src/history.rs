@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use git2::{ObjectType, Oid, Repository, Sort};
+use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::desired::files::{ImageFile, PoolsFile};
 use crate::git::GitError;
 use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName};
-use crate::plan::history::{EarlierBinding, PoolKey};
+use crate::plan::history::{EarlierBinding, PoolKey, Stint};
 
 /// Who changed something, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -121,6 +122,26 @@ impl History {
 }
 
 impl History {
+    /// When each marker pointed at which version, oldest first: the evidence of promotion
+    /// rules. Times are those of the commits on the first-parent line that moved the marker,
+    /// so a change merged through a pull request counts from its merge.
+    pub fn marker_stints(&self) -> BTreeMap<(ImageName, MarkerName), Vec<Stint>> {
+        let mut out: BTreeMap<(ImageName, MarkerName), Vec<Stint>> = BTreeMap::new();
+        for (image, h) in &self.images {
+            for m in &h.moves {
+                let Ok(at) = Timestamp::from_second(m.change.time) else { continue };
+                let stints = out.entry((image.clone(), m.marker.clone())).or_default();
+                if let Some(open) = stints.last_mut().filter(|s| s.until.is_none()) {
+                    open.until = Some(at);
+                }
+                if let Some(to) = &m.to {
+                    stints.push(Stint { version: to.clone(), since: at, until: None });
+                }
+            }
+        }
+        out
+    }
+
     /// Every version `marker` of `image` pointed at in the history read.
     fn targets(&self, image: &ImageName, marker: &MarkerName) -> BTreeSet<VersionName> {
         let Some(h) = self.images.get(image) else { return BTreeSet::new() };

@@ -61,10 +61,11 @@ pub async fn observe(
     dir: &Path,
     reference: Option<&str>,
     scope: &BTreeSet<SiteName>,
+    override_policy: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
     let clients = connect(desired, dir, scope, env)?;
-    observe_with(desired, dir, reference, scope, clients).await
+    observe_with(desired, dir, reference, scope, override_policy, clients).await
 }
 
 /// Clients for the sites a plan of `scope` reads; nothing is sent yet.
@@ -79,16 +80,19 @@ pub fn connect(
 }
 
 /// [`observe`] with the clients of [`connect`]: `apply` locks the sites in between.
+/// `override_policy` is the reason given with `--override-policy`, if any.
 pub async fn observe_with(
     desired: &DesiredState,
     dir: &Path,
     reference: Option<&str>,
     scope: &BTreeSet<SiteName>,
+    override_policy: Option<&str>,
     clients: BTreeMap<SiteName, SiteClients>,
 ) -> anyhow::Result<Observed> {
     let history = HistoryRead::start(dir, reference);
     let read = gather::read_all(desired, &clients).await?;
-    let options = history.options(desired, scope).await;
+    let mut options = history.options(desired, scope).await;
+    options.override_policy = override_policy.map(str::to_owned);
     let plan = plan::plan(desired, &read.live, &options).map_err(PlanErrors)?;
     Ok(Observed { plan, clients, inventories: read.inventories })
 }
@@ -123,12 +127,15 @@ fn options_from(
             sites: scope.clone(),
             marker_history: history.window_for(desired),
             pool_history: Some(history.pool_history_for(desired)),
+            marker_stints: Some(history.marker_stints()),
+            now: jiff::Timestamp::now(),
+            override_policy: None,
         },
         Err(e) => {
             tracing::info!(
                 "no git history, so no rollback window beyond current use, and no telling drift from a marker move: {e}"
             );
-            PlanOptions { sites: scope.clone(), ..PlanOptions::default() }
+            PlanOptions { sites: scope.clone(), now: jiff::Timestamp::now(), ..PlanOptions::default() }
         }
     }
 }
@@ -308,6 +315,9 @@ mod tests {
                 .collect(),
             steps: Vec::new(),
             warnings: Vec::new(),
+            policy: Vec::new(),
+            held: Vec::new(),
+            blast_radius: Default::default(),
         }
     }
 

@@ -431,6 +431,9 @@ mod tests {
             fingerprints: BTreeMap::new(),
             steps,
             warnings: Vec::new(),
+            policy: Vec::new(),
+            held: Vec::new(),
+            blast_radius: Default::default(),
         }
     }
 

@@ -43,6 +43,10 @@ pub struct ApplyArgs {
     /// then shown on stderr)
     #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
     pub format: ApplyFormat,
+    /// Roll out what a promotion rule holds back, recording REASON (without PLANFILE; a
+    /// saved plan carries the reason it was made with)
+    #[arg(long, value_name = "REASON", value_parser = super::nonblank_reason, conflicts_with = "plan")]
+    pub override_policy: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,8 +95,14 @@ async fn apply_locked(
     let sites: Vec<&str> = locks.sites().map(SiteName::as_str).collect();
     tracing::info!("locked {} as {holder}", sites.join(", "));
     let result = async {
+        // A saved plan is checked against a plan made as it was: with its override, if any.
+        let reason = match &saved {
+            Some(plan) => plan.policy.iter().find_map(|c| c.overridden.clone()),
+            None => args.override_policy.clone(),
+        };
+        let reference = args.repo.reference.as_deref();
         let observed =
-            observe_with(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, clients).await?;
+            observe_with(&desired, &args.repo.dir, reference, &scope, reason.as_deref(), clients).await?;
         apply_observed(args, desired, saved, observed).await
     }
     .await;

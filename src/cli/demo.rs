@@ -1,7 +1,8 @@
 //! `golden demo`: a guided walk through the whole workflow on a lab, in a throwaway repository.
 //!
-//! validate → plan → apply → status → a commit moving `prod` → plan (only the affected pools)
-//! → apply → `git revert` → plan → apply → plan (no changes). The example repository is built
+//! validate → plan → apply → status → a commit moving `prod` → plan (the promotion rule holds
+//! the pushes back; copies are staged) → apply with `--override-policy` (only the affected
+//! pools move) → `git revert` → plan → apply → plan (no changes). The example repository is built
 //! into the binary, so the demo runs anywhere with no VMware software and no network.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,7 +82,7 @@ async fn demo() -> anyhow::Result<()> {
         3,
         "golden plan: first deploy. Publish at hq, replicate once into the library eu and us share (one vCenter), deploy base VMs in each datacenter, push pools in waves.",
     )?;
-    round(dir.path(), &lookup, true).await?;
+    round(dir.path(), &lookup, true, None).await?;
     say(4, "golden status: every pool runs the version its marker names.")?;
     status(dir.path(), &lookup).await?;
 
@@ -92,35 +93,56 @@ async fn demo() -> anyhow::Result<()> {
     let moved = commit(&repo, "Promote win11-ent 2026.11 to prod")?;
     say(
         6,
-        "golden plan: only the pools that follow prod of win11-ent move, onto base VMs of 2026.11 at their sites.",
+        "golden plan: the promotion rule [policy.prod] (after pilot, soak 72h) holds the move back, and says when it will hold. Meanwhile golden stages 2026.11 at prod's sites, so the push is quick once it may go.",
     )?;
-    round(dir.path(), &lookup, true).await?;
+    let held = round(dir.path(), &lookup, true, None).await?;
+    if held.held.is_empty() || held.steps.iter().any(|s| matches!(s.action, crate::plan::Action::Push { .. }))
+    {
+        anyhow::bail!("the promotion rule should hold the prod pushes back");
+    }
+    let reason = "demo: a fix that cannot wait 72 hours, approved by the change board";
+    say(
+        7,
+        &format!(
+            "A fix that cannot wait: `golden apply --override-policy \"{reason}\"` rolls prod out now; the plan records the rule it overrode and why."
+        ),
+    )?;
+    round(dir.path(), &lookup, true, Some(reason)).await?;
 
-    say(7, "Something is wrong with 2026.11: `git revert` of the marker move is the rollback.")?;
+    say(8, "Something is wrong with 2026.11: `git revert` of the marker move is the rollback.")?;
     revert(&repo, moved)?;
-    say(8, "golden plan: pushes back to 2026.10, with no replication: the previous copy was kept warm.")?;
-    let plan = round(dir.path(), &lookup, true).await?;
+    say(
+        9,
+        "golden plan: pushes back to 2026.10, with no replication: the previous copy was kept warm. A rollback always passes the promotion rule.",
+    )?;
+    let plan = round(dir.path(), &lookup, true, None).await?;
     if plan.steps.iter().any(|s| !matches!(s.action, crate::plan::Action::Push { .. })) {
         anyhow::bail!("the rollback plan should only push pools back, but it has other steps");
     }
 
-    say(9, "golden plan once more: nothing to do.")?;
-    let last = round(dir.path(), &lookup, false).await?;
+    say(10, "golden plan once more: nothing to do.")?;
+    let last = round(dir.path(), &lookup, false, None).await?;
     if last.has_changes() {
         anyhow::bail!("the final plan should be empty, but it has {} steps", last.steps.len());
     }
     lab.shutdown().await;
     say(
-        10,
+        11,
         "Done. Your turn: `golden lab serve --seed examples/quickstart`, then plan and apply against it.",
     )?;
     Ok(())
 }
 
-/// Plans (printing the plan) and, when asked and there is something to do, applies.
-async fn round(dir: &Path, env: &dyn Fn(&str) -> Option<String>, apply: bool) -> anyhow::Result<Plan> {
+/// Plans (printing the plan) and, when asked and there is something to do, applies;
+/// `override_policy` as `--override-policy` gives it.
+async fn round(
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    apply: bool,
+    override_policy: Option<&str>,
+) -> anyhow::Result<Plan> {
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
-    let observed = observe(&desired, dir, None, &BTreeSet::new(), env).await?;
+    let observed = observe(&desired, dir, None, &BTreeSet::new(), override_policy, env).await?;
     let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
     let result = plan_and_apply(desired, observed, apply).await;
     gather::logout_all(&sessions).await;

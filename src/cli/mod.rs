@@ -245,3 +245,12 @@ fn report(err: &anyhow::Error, out: &mut dyn Write) -> io::Result<()> {
     }
     hints(out, crate::error::hints(err))
 }
+
+/// `--override-policy REASON`: the reason is recorded in the plan, so it must say something.
+pub(crate) fn nonblank_reason(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("give the reason the rule is overridden, e.g. --override-policy \"CVE-2026-1234 hotfix, approved by J. Doe\"".to_owned())
+    } else {
+        Ok(text.trim().to_owned())
+    }
+}

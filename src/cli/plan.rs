@@ -33,6 +33,10 @@ pub struct PlanArgs {
     /// requests: the base branch); fail before any request if one differs
     #[arg(long, value_name = "REF")]
     pub trusted_ref: Option<String>,
+    /// Roll out what a promotion rule (`[policy.<marker>]`) holds back; the plan records
+    /// REASON with every rule it overrides
+    #[arg(long, value_name = "REASON", value_parser = super::nonblank_reason)]
+    pub override_policy: Option<String>,
 }
 
 pub(super) fn run(args: PlanArgs) -> anyhow::Result<Exit> {
@@ -43,7 +47,14 @@ pub(super) fn run(args: PlanArgs) -> anyhow::Result<Exit> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let env = |name: &str| std::env::var(name).ok();
-    let observing = load::observe(&desired, &args.repo.dir, args.repo.reference.as_deref(), &scope, &env);
+    let observing = load::observe(
+        &desired,
+        &args.repo.dir,
+        args.repo.reference.as_deref(),
+        &scope,
+        args.override_policy.as_deref(),
+        &env,
+    );
     let plan = runtime.block_on(async {
         let observed = observing.await?;
         gather::logout_all(observed.clients.values()).await;

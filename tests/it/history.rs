@@ -159,3 +159,34 @@ fn history_and_diff_as_json_match_their_schemas() {
         "{diff}"
     );
 }
+
+/// The evidence of promotion rules: each marker's stints, from the commit that moved it there
+/// to the one that moved it on.
+#[test]
+fn marker_stints_run_from_move_to_move() {
+    let repo = repo_with_history();
+    let history = golden::history::read(repo.path(), "HEAD").expect("history");
+    let stints = history.marker_stints();
+    let of = |marker: &str| -> Vec<(String, i64, Option<i64>)> {
+        let key = (golden::ids::ImageName::new("win11-ent"), golden::ids::MarkerName::new(marker));
+        stints[&key]
+            .iter()
+            .map(|s| (s.version.to_string(), s.since.as_second(), s.until.map(|t| t.as_second())))
+            .collect()
+    };
+    assert_eq!(
+        of("prod"),
+        [
+            ("2026.10".to_owned(), START, Some(START + DAY)),
+            ("2026.11".to_owned(), START + DAY, Some(START + 3 * DAY)),
+            ("2026.10".to_owned(), START + 3 * DAY, None),
+        ]
+    );
+    assert_eq!(
+        of("pilot"),
+        [
+            ("2026.11".to_owned(), START, Some(START + 2 * DAY)),
+            ("2026.11-hotfix".to_owned(), START + 2 * DAY, None)
+        ]
+    );
+}

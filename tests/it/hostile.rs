@@ -296,6 +296,8 @@ fn the_ca_file_is_read_from_the_ref() {
         folder: "golden".to_owned(),
         datastore: "ds".to_owned(),
         ca_file: Some("ca.pem".to_owned()),
+        timezone: golden::desired::Zone::utc(),
+        window: None,
     };
     let env = |name: &str| {
         name.starts_with("GOLDEN_HQ_").then(|| "x".to_owned()).filter(|_| !name.ends_with("_URL"))

@@ -17,6 +17,7 @@ mod lab;
 mod lock;
 mod ownership;
 mod plan;
+mod policy;
 mod replication;
 mod resume;
 mod rollout;

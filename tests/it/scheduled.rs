@@ -3,7 +3,7 @@
 //! next apply, and that apply, once the lab's clock passed the start time (`fast-forward`,
 //! never a sleep), finishes the rollout.
 
-use golden::plan::Action;
+use golden::plan::{Action, HeldCause};
 use serde_json::json;
 
 use super::rollout::{Harness, now_ms, pushes_but, step_mut};
@@ -81,12 +81,20 @@ async fn a_scheduled_push_waits_for_its_start_time_and_holds_back_the_later_wave
         assert!(h.sim(site, |s| s.pools[&id].push.is_none()), "{site} {name} has a push");
     }
 
-    // Applying again before the start time follows the push (not sent again) and still waits.
+    // Planning again before the start time leaves the push to Horizon and holds the later
+    // waves; and should a plan still carry the push (one saved before), apply follows it
+    // without sending it again and reports it scheduled still.
     let again = h.plan().await;
-    let summary = h.execute(&again).await;
+    assert!(!again.steps.iter().any(|s| matches!(s.action, Action::Push { .. })), "{:?}", again.steps);
+    let held: Vec<(&str, HeldCause, Option<i64>)> =
+        again.held.iter().map(|held| (held.pool.as_str(), held.cause, held.until)).collect();
+    assert!(held.contains(&("hq-it", HeldCause::Scheduled, Some(start))), "{held:?}");
+    assert_eq!(held.len(), 7, "hq-it and every later wave: {held:?}");
+    let summary = h.execute(&plan).await;
     assert!(summary.succeeded(), "{summary:?}");
-    assert_eq!(summary.scheduled.len(), 1, "{summary:?}");
-    assert!(summary.done.is_empty() && !summary.waiting.is_empty(), "{summary:?}");
+    let scheduled: Vec<&str> = summary.scheduled.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(scheduled, ["push/hq/hq-it"]);
+    assert!(!summary.waiting.is_empty(), "{summary:?}");
     assert_eq!(h.route("hq", "POST /rest/inventory/v1/desktop-pools/{id}/action/schedule-push-image"), 1);
 
     // The lab's clock passes the start time: Horizon recreates the machines on the new image

@@ -54,6 +54,9 @@ pub struct PoolRow {
     pub pool: Option<String>,
     pub current: String,
     pub pending: Option<String>,
+    /// When Horizon starts the pending push (epoch ms, UTC), when it is scheduled for later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<i64>,
     pub desired: Option<String>,
     pub state: PoolState,
     /// Pushed outside golden (`state` is `drift`); kept for readers of the JSON.
@@ -70,6 +73,8 @@ pub enum PoolState {
     InSync,
     /// Horizon is pushing its desired version.
     Pushing,
+    /// Horizon has a push of its desired version scheduled for a window start.
+    Scheduled,
     /// golden's next apply pushes it: a marker moved, the pool was bound anew, golden has not
     /// pushed it yet, or a push failed.
     Behind,
@@ -186,8 +191,12 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 if let Some(e) = &p.error {
                     let _ = write!(text, ": {e}");
                 }
+                if let Some(at) = scheduled_for(p, options) {
+                    let _ = write!(text, ", scheduled for {}", crate::plan::render::time(at));
+                }
                 text
             });
+            let scheduled = lp.pending.as_ref().and_then(|p| scheduled_for(p, options));
             let desired_version = bound.and_then(|p| {
                 let v = desired.images.get(&p.image)?.markers.get(&p.marker)?;
                 Some(format!("{}@{v}", p.image))
@@ -199,6 +208,7 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
             let state = match bound {
                 None => PoolState::Unmanaged,
                 Some(_) if desired_version.as_ref() == Some(&current) => PoolState::InSync,
+                Some(_) if moving_there && scheduled.is_some() => PoolState::Scheduled,
                 Some(_) if moving_there => PoolState::Pushing,
                 Some(pool) => {
                     let runs = lp.current.as_ref().and_then(|c| s.version_of(c));
@@ -212,6 +222,7 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 pool: bound.map(|p| p.name.to_string()),
                 current,
                 pending,
+                scheduled_for: scheduled,
                 desired: desired_version,
                 state,
                 drift: state == PoolState::Drift,
@@ -310,6 +321,7 @@ fn rows(status: &Status) -> (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>) {
                 match p.state {
                     PoolState::Unmanaged | PoolState::InSync => String::new(),
                     PoolState::Pushing => "pushing".to_owned(),
+                    PoolState::Scheduled => "scheduled".to_owned(),
                     PoolState::Behind => "behind".to_owned(),
                     PoolState::Drift => "DRIFT".to_owned(),
                 },
@@ -333,12 +345,13 @@ pub fn text(status: &Status) -> String {
         ),
     };
     format!(
-        "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} behind, {} drifted, {} not managed\n{claims}",
+        "copies\n{}\npools\n{}\n{} pools: {} in sync, {} pushing, {} scheduled, {} behind, {} drifted, {} not managed\n{claims}",
         table(&header, &versions),
         table(&POOL_HEADER, &pools),
         status.pools.len(),
         count(PoolState::InSync),
         count(PoolState::Pushing),
+        count(PoolState::Scheduled),
         count(PoolState::Behind),
         count(PoolState::Drift),
         count(PoolState::Unmanaged),
@@ -374,6 +387,12 @@ pub fn json(status: &Status) -> String {
     let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// When Horizon starts a pending push it holds for later: its start time, if after the
+/// options' clock.
+fn scheduled_for(pending: &crate::live::PendingImage, options: &PlanOptions) -> Option<i64> {
+    pending.start_time.filter(|ms| *ms > options.now.as_millisecond())
 }
 
 #[cfg(test)]
@@ -430,5 +449,6 @@ mod tests {
         assert_eq!(state_in("marker-moved-without-history", "hq", "Office-IC"), PoolState::Behind);
         assert_eq!(state_in("first-deploy", "hq", "Office-IC"), PoolState::Behind);
         assert_eq!(state_in("push-in-progress", "hq", "Office-IC"), PoolState::Pushing);
+        assert_eq!(state_in("push-scheduled-in-horizon", "hq", "Office-IC"), PoolState::Scheduled);
     }
 }

@@ -78,6 +78,11 @@ pub struct SiteFile {
     pub datastore: Option<String>,
     /// PEM file with the CA that signs this site's certificates (relative to the repo root).
     pub ca_file: Option<String>,
+    /// IANA time zone the site's windows are read in, e.g. `Europe/Berlin` (default: UTC).
+    pub timezone: Option<String>,
+    /// Maintenance window for the site's pools, e.g. `Sat 02:00-06:00` or `Mon-Fri 22:00-04:00`:
+    /// a push planned outside it is scheduled by Horizon at the next window start.
+    pub window: Option<String>,
 }
 
 /// `images/<image>.toml`: one golden image, its version tree and its markers.
@@ -91,6 +96,21 @@ pub struct ImageFile {
     /// Marker name to version name, e.g. `prod = "2026.10"`.
     #[serde(default)]
     pub markers: BTreeMap<String, String>,
+    /// Promotion rules by marker: `[policy.prod] after = "pilot", soak = "72h"`.
+    #[serde(default)]
+    pub policy: BTreeMap<String, PolicyFile>,
+}
+
+/// `[policy.<marker>]`: the marker may only point at a version that `after` has pointed at
+/// for at least `soak`, with `after`'s pools running it and no failed push.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The marker that must have pointed at the version first, e.g. `pilot`.
+    #[schemars(required)]
+    pub after: Option<String>,
+    /// How long, e.g. `72h`, `3d`, `90m` (default: no wait beyond `after`'s pools running it).
+    pub soak: Option<String>,
 }
 
 /// `[versions."<name>"]`
@@ -146,6 +166,12 @@ pub struct PoolFile {
     pub wave: u32,
     #[serde(default)]
     pub logoff: Logoff,
+    /// Maintenance window for this pool, overriding its site's, e.g. `Sat 02:00-06:00`.
+    pub window: Option<String>,
+    /// Push to this many machines first (Horizon 2206+ selective push), the rest once they
+    /// are available with the new image. Desktop pools only.
+    #[schemars(range(min = 1))]
+    pub canary: Option<u32>,
 }
 
 fn default_wave() -> u32 {

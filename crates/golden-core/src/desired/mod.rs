@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod layout;
+pub mod rollout;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
 
 pub use layout::{RepoFiles, load_dir};
+pub use rollout::{Policy, Soak, Window, Zone};
 
 /// A validated desired state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -77,6 +79,10 @@ pub struct Site {
     pub folder: String,
     pub datastore: String,
     pub ca_file: Option<String>,
+    /// The time zone windows are read in (UTC unless the site names one).
+    pub timezone: Zone,
+    /// When pushes may run at the site's pools (a pool's own window wins).
+    pub window: Option<Window>,
 }
 
 /// Where base VMs run: a cluster (its root resource pool) or a named resource pool.
@@ -93,6 +99,8 @@ pub struct Image {
     pub description: Option<String>,
     pub versions: BTreeMap<VersionName, Version>,
     pub markers: BTreeMap<MarkerName, VersionName>,
+    /// Promotion rules, by the marker they hold back.
+    pub policies: BTreeMap<MarkerName, Policy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -140,6 +148,10 @@ pub struct Pool {
     pub marker: MarkerName,
     pub wave: u32,
     pub logoff: Logoff,
+    /// When pushes may run (else the site's window; none: at once).
+    pub window: Option<Window>,
+    /// Push to this many machines first, the rest once they are available.
+    pub canary: Option<u32>,
 }
 
 #[derive(

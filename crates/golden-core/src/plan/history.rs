@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
+
 use crate::desired::Pool;
 use crate::ids::{HorizonName, ImageName, MarkerName, SiteName, VersionName, VersionRef};
 
@@ -20,6 +22,26 @@ pub struct PlanOptions {
     /// runs a version none of its markers ever pointed at was pushed outside golden: drift.
     /// Without it, the planner cannot tell drift from a marker move or a new binding.
     pub pool_history: Option<BTreeMap<PoolKey, Vec<EarlierBinding>>>,
+    /// When each marker pointed at which version, from git history (the commit that moved it
+    /// on the first-parent line, so a pull request counts from its merge): the evidence
+    /// promotion rules need. `None` when the desired state has no git history.
+    pub marker_stints: Option<BTreeMap<(ImageName, MarkerName), Vec<Stint>>>,
+    /// The planner's clock: promotion rules and maintenance windows are judged at this
+    /// instant. The default is the Unix epoch; `golden plan` passes the time it runs.
+    pub now: Timestamp,
+    /// `--override-policy REASON`: roll out what promotion rules would hold back, recording
+    /// the reason in the plan.
+    pub override_policy: Option<String>,
+}
+
+/// A span of time during which a marker pointed at one version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stint {
+    pub version: VersionName,
+    /// The commit time of the change that moved the marker there.
+    pub since: Timestamp,
+    /// The commit time of the change that moved it away; `None` while it still points there.
+    pub until: Option<Timestamp>,
 }
 
 /// A pool or farm as Horizon knows it: its site and its Horizon name.

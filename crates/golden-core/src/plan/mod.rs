@@ -19,11 +19,11 @@ use crate::desired::{Logoff, PoolKind, Source};
 use crate::ids::{CommitId, HorizonName, ImageName, MarkerName, PoolName, SiteName, VersionName};
 use crate::live::{ItemId, Moref, ObjectKey, Occupancy};
 
-pub use history::PlanOptions;
+pub use history::{PlanOptions, Stint};
 pub use planner::{PlanError, plan};
 
 /// Bumped whenever the plan document changes incompatibly; apply refuses other versions.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A complete plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -50,6 +50,118 @@ pub struct Plan {
     /// Things the user should know that are not steps (a pool missing in Horizon, a rollback
     /// that will not be warm, a source library item kept because a site was not read).
     pub warnings: Vec<String>,
+    /// The promotion rules checked: one per marker whose pools the plan would move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<PolicyCheck>,
+    /// Pushes the plan does not make now, and why: a promotion rule not met yet, a push
+    /// Horizon has scheduled already, an earlier wave still waiting for its window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// What the pushes touch: machines and sessions per wave and per site.
+    #[serde(default)]
+    pub blast_radius: BlastRadius,
+}
+
+/// A promotion rule (`[policy.<marker>]`) checked against the version its marker points at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyCheck {
+    pub image: ImageName,
+    pub marker: MarkerName,
+    pub version: VersionName,
+    /// The rule: the marker that must have pointed at the version first ...
+    pub after: MarkerName,
+    /// ... and for how long (`72h`).
+    pub soak: String,
+    pub holds: bool,
+    /// What showed the rule holds, or the part of it that does.
+    pub evidence: Vec<String>,
+    /// What is missing; empty when the rule holds.
+    pub missing: Vec<String>,
+    /// When the rule will hold if nothing else changes (epoch ms, UTC); absent when waiting
+    /// alone will not make it hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds_at: Option<i64>,
+    /// The reason given with `--override-policy` for rolling out although the rule does not
+    /// hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
+    /// The pools and farms the rule applies to in this plan (`<site>/<pool>`).
+    pub pools: Vec<String>,
+}
+
+/// A push the plan does not make now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Held {
+    pub site: SiteName,
+    pub pool: PoolName,
+    pub image: ImageName,
+    pub marker: MarkerName,
+    pub version: VersionName,
+    pub wave: u32,
+    pub cause: HeldCause,
+    pub reason: String,
+    /// When it can go ahead (epoch ms, UTC), when that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// Why a push is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldCause {
+    /// A promotion rule does not hold yet.
+    Policy,
+    /// Horizon already has the push, scheduled for a window start.
+    Scheduled,
+    /// A canary pool outside its window: canaries are watched, so they run inside it.
+    Window,
+    /// An earlier wave has a push that waits for its window.
+    EarlierWave,
+}
+
+/// Machines and sessions the plan's pushes touch, per wave and per site.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BlastRadius {
+    pub waves: BTreeMap<u32, Blast>,
+    pub sites: BTreeMap<SiteName, Blast>,
+}
+
+/// Totals over some pushes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Blast {
+    pub pools: u32,
+    pub machines: u32,
+    pub sessions: u32,
+    /// Pools among them Horizon gave no machine or session figures for.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl BlastRadius {
+    /// The totals of the push steps among `steps`.
+    pub fn of(steps: &[Step]) -> BlastRadius {
+        let mut radius = BlastRadius::default();
+        for step in steps {
+            let Action::Push { wave, blast, .. } = &step.action else { continue };
+            for total in
+                [radius.waves.entry(*wave).or_default(), radius.sites.entry(step.site.clone()).or_default()]
+            {
+                total.pools += 1;
+                match blast {
+                    Some(b) => {
+                        total.machines += b.machines;
+                        total.sessions += b.sessions;
+                    }
+                    None => total.unknown += 1,
+                }
+            }
+        }
+        radius
+    }
 }
 
 /// A step id derived from the step's content, e.g. `push/eu/eu-finance`.

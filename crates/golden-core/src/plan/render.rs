@@ -36,12 +36,40 @@ pub fn describe(step: &Step) -> String {
         Action::Adopt { image, version, vm, snapshot } => {
             format!("{image}@{version}: take VM {vm} at snapshot {snapshot}, which pools run, as its base VM")
         }
-        Action::Push { pool, horizon_name, pool_kind, image, marker, version, logoff, .. } => {
+        Action::Push {
+            pool,
+            horizon_name,
+            pool_kind,
+            image,
+            marker,
+            version,
+            logoff,
+            start_time,
+            canary,
+            blast,
+            ..
+        } => {
             let logoff = match logoff {
                 crate::desired::Logoff::Wait => "wait for logoff",
                 crate::desired::Logoff::Force => "force logoff",
             };
-            format!("{pool_kind} {horizon_name} ({pool}) to {image}@{version} [{marker}], {logoff}")
+            let mut text =
+                format!("{pool_kind} {horizon_name} ({pool}) to {image}@{version} [{marker}], {logoff}");
+            if let Some(at) = start_time {
+                let _ = write!(text, ", scheduled for {}", time(*at));
+            }
+            if let Some(n) = canary {
+                let _ = write!(text, ", {} first", count(*n as usize, "canary machine", "canary machines"));
+            }
+            if let Some(b) = blast {
+                let _ = write!(
+                    text,
+                    " ({}, {})",
+                    count(b.machines as usize, "machine", "machines"),
+                    count(b.sessions as usize, "session", "sessions")
+                );
+            }
+            text
         }
         Action::Retire { image, version, items, vms } => {
             // A subscribed library's items are not deleted: name only what goes.
@@ -63,13 +91,90 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// An instant of the plan (epoch ms) as people read it: `2026-12-05 01:00 UTC`.
+pub fn time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => format!("{ms} ms after the epoch"),
+    }
+}
+
 fn summary(plan: &Plan) -> String {
+    let held = match plan.held.len() {
+        0 => String::new(),
+        n => format!(" {} held back (see below).", count(n, "push", "pushes")),
+    };
     if !plan.has_changes() {
+        if !plan.held.is_empty() {
+            return format!("No changes now:{held}");
+        }
         return "No changes: the live state matches the desired state.".to_owned();
     }
     // Step kinds are verbs ("2 deploy"), the same in the singular and the plural.
     let parts: Vec<String> = plan.counts().iter().map(|(verb, n)| format!("{n} {verb}")).collect();
-    format!("Plan: {} ({}).", parts.join(", "), count(plan.steps.len(), "step", "steps"))
+    format!("Plan: {} ({}).{held}", parts.join(", "), count(plan.steps.len(), "step", "steps"))
+}
+
+/// `wave 1: 3 pools, 420 machines, 188 sessions`.
+fn blast_line(label: &str, b: &super::Blast) -> String {
+    if b.unknown == b.pools {
+        return format!(
+            "{label}: {} (Horizon gave no machine or session figures)",
+            count(b.pools as usize, "pool", "pools")
+        );
+    }
+    let mut line = format!(
+        "{label}: {}, {}, {}",
+        count(b.pools as usize, "pool", "pools"),
+        count(b.machines as usize, "machine", "machines"),
+        count(b.sessions as usize, "session", "sessions")
+    );
+    if b.unknown > 0 {
+        let _ =
+            write!(line, " ({} without figures from Horizon)", count(b.unknown as usize, "pool", "pools"));
+    }
+    line
+}
+
+/// The blast radius of the pushes, per wave then per site, one line each.
+fn blast_lines(plan: &Plan) -> Vec<String> {
+    let r = &plan.blast_radius;
+    if !r.waves.is_empty() && r.waves.values().all(|b| b.unknown == b.pools) {
+        return vec!["Horizon gave no machine or session figures for the pools pushed".to_owned()];
+    }
+    let waves = r.waves.iter().map(|(w, b)| blast_line(&format!("wave {w}"), b));
+    let sites = r.sites.iter().map(|(s, b)| blast_line(&format!("site {s}"), b));
+    waves.chain(sites).collect()
+}
+
+/// A rule check in one line: `[policy.prod] of win11 → 2026.11 (after pilot, soak 3d): ...`.
+fn rule_line(c: &super::PolicyCheck) -> String {
+    let state = match (c.holds, &c.overridden) {
+        (true, _) => "holds".to_owned(),
+        (false, Some(reason)) => format!("does not hold; overridden: {reason}"),
+        (false, None) => "does not hold".to_owned(),
+    };
+    let mut line = format!(
+        "[policy.{}] of {} → {} (after {}, soak {}): {state}",
+        c.marker, c.image, c.version, c.after, c.soak
+    );
+    for e in &c.evidence {
+        let _ = write!(line, "; {e}");
+    }
+    for m in &c.missing {
+        let _ = write!(line, "; missing: {m}");
+    }
+    if let (false, Some(at)) = (c.holds, c.holds_at) {
+        let _ = write!(line, "; holds from {}", time(at));
+    }
+    line
+}
+
+fn held_line(h: &super::Held) -> String {
+    format!(
+        "{}/{} (wave {}) → {}@{} [{}]: {}",
+        h.site, h.pool, h.wave, h.image, h.version, h.marker, h.reason
+    )
 }
 
 fn by_site(plan: &Plan) -> BTreeMap<&SiteName, Vec<&Step>> {
@@ -102,6 +207,28 @@ pub fn text(plan: &Plan) -> String {
             let style = Style::new().fg_color(Some(color.into()));
             let _ = writeln!(out, "  {style}{sym} {:<9}{style:#} {}", step.action.verb(), describe(step));
             let _ = writeln!(out, "      {dim}why: {}{dim:#}", step.reason);
+        }
+        out.push('\n');
+    }
+    if !plan.policy.is_empty() {
+        let _ = writeln!(out, "{bold}promotion rules{bold:#}");
+        for check in &plan.policy {
+            let _ = writeln!(out, "  {}", rule_line(check));
+        }
+        out.push('\n');
+    }
+    if !plan.held.is_empty() {
+        let _ = writeln!(out, "{bold}held back{bold:#}");
+        for h in &plan.held {
+            let _ = writeln!(out, "  {dim}={dim:#} {}", held_line(h));
+        }
+        out.push('\n');
+    }
+    let blast = blast_lines(plan);
+    if !blast.is_empty() {
+        let _ = writeln!(out, "{bold}blast radius{bold:#}");
+        for line in blast {
+            let _ = writeln!(out, "  {line}");
         }
         out.push('\n');
     }
@@ -158,6 +285,41 @@ pub fn markdown(plan: &Plan) -> String {
             }
             out.push_str("\n</details>\n\n");
         }
+    }
+    let blast = blast_lines(plan);
+    if !blast.is_empty() {
+        let _ = writeln!(out, "**Blast radius**: {}.\n", blast.join("; "));
+    }
+    if !plan.policy.is_empty() {
+        let _ = writeln!(out, "**Promotion rules**\n");
+        for check in &plan.policy {
+            let mark = if check.holds {
+                "✅"
+            } else if check.overridden.is_some() {
+                "⚠️"
+            } else {
+                "⏸️"
+            };
+            let _ = writeln!(out, "- {mark} {}", cell(&rule_line(check)));
+        }
+        out.push('\n');
+    }
+    if !plan.held.is_empty() {
+        let _ = writeln!(out, "**Held back**\n\n| pool | wave | to | why |\n|---|---:|---|---|");
+        for h in &plan.held {
+            let _ = writeln!(
+                out,
+                "| {}/{} | {} | {}@{} [{}] | {} |",
+                h.site,
+                h.pool,
+                h.wave,
+                h.image,
+                h.version,
+                h.marker,
+                cell(&h.reason)
+            );
+        }
+        out.push('\n');
     }
     for warning in &plan.warnings {
         let _ = writeln!(out, "> [!WARNING]\n> {}\n", cell(warning));

@@ -27,6 +27,11 @@ fn quickstart() -> DesiredState {
     let mut d = load_dir(&crate::repo_root().join("examples/quickstart")).expect("quickstart is valid");
     // Scenarios must not depend on the commit the test runs at.
     d.revision = None;
+    // Without git history the quickstart's promotion rule cannot be shown to hold and keeps
+    // prod back; the rule has scenarios of its own (tests/fixtures/plan/policy-*).
+    for image in d.images.values_mut() {
+        image.policies.clear();
+    }
     d
 }
 
@@ -516,6 +521,18 @@ pub(crate) mod fixtures {
         /// Per pool, the markers it was bound to before, most recent first.
         #[serde(default)]
         pools: BTreeMap<PoolName, Vec<BindingFile>>,
+        /// Per image, per marker, when it pointed at which version, oldest first.
+        #[serde(default)]
+        stints: BTreeMap<ImageName, BTreeMap<MarkerName, Vec<StintFile>>>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StintFile {
+        version: VersionName,
+        since: String,
+        #[serde(default)]
+        until: Option<String>,
     }
 
     #[derive(serde::Deserialize)]
@@ -532,6 +549,12 @@ pub(crate) mod fixtures {
         /// The `--site` flags.
         #[serde(default)]
         sites: BTreeSet<SiteName>,
+        /// The planner's clock (RFC 3339); the Unix epoch when absent.
+        #[serde(default)]
+        now: Option<String>,
+        /// `--override-policy REASON`.
+        #[serde(default)]
+        override_policy: Option<String>,
     }
 
     fn dirs() -> Vec<PathBuf> {
@@ -587,7 +610,26 @@ pub(crate) mod fixtures {
         });
         let mut marker_history = BTreeMap::new();
         let mut pool_history = None;
-        if let Some(HistoryFile { markers, pools }) = history {
+        let mut marker_stints = None;
+        let at = |t: &str| -> jiff::Timestamp {
+            t.parse().unwrap_or_else(|e| panic!("{here}: `{t}` is not an RFC 3339 time: {e}"))
+        };
+        if let Some(HistoryFile { markers, pools, stints }) = history {
+            let mut by_marker = BTreeMap::new();
+            for (image, markers) in stints {
+                for (marker, list) in markers {
+                    let list = list
+                        .into_iter()
+                        .map(|s| history::Stint {
+                            version: s.version,
+                            since: at(&s.since),
+                            until: s.until.as_deref().map(at),
+                        })
+                        .collect();
+                    by_marker.insert((image.clone(), marker), list);
+                }
+            }
+            marker_stints = Some(by_marker);
             for (image, markers) in markers {
                 for (marker, versions) in markers {
                     let known = desired.images.get(&image).is_some_and(|i| i.markers.contains_key(&marker));
@@ -621,7 +663,7 @@ pub(crate) mod fixtures {
         }
 
         let path = dir.join("options.toml");
-        let sites = if path.exists() {
+        let file = if path.exists() {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{here}: cannot read options.toml: {e}"));
             let file: OptionsFile =
@@ -629,11 +671,19 @@ pub(crate) mod fixtures {
             for site in &file.sites {
                 assert!(desired.sites.contains_key(site), "{here}: options.toml names unknown site {site}");
             }
-            file.sites
+            file
         } else {
-            BTreeSet::new()
+            OptionsFile { sites: BTreeSet::new(), now: None, override_policy: None }
         };
-        Fixture { name, desired, live, options: PlanOptions { sites, marker_history, pool_history } }
+        let options = PlanOptions {
+            sites: file.sites,
+            marker_history,
+            pool_history,
+            marker_stints,
+            now: file.now.as_deref().map(at).unwrap_or_default(),
+            override_policy: file.override_policy,
+        };
+        Fixture { name, desired, live, options }
     }
 
     /// What `golden plan` reads: the sites planned and the source site. The rest of a fixture's
@@ -759,6 +809,73 @@ pub(crate) mod fixtures {
         );
     }
 
+    /// The safe-rollout scenarios, checked field by field beside their snapshots: a rule holds
+    /// prod back and says when it will hold, an override is recorded, a window schedules a
+    /// push at the right UTC instant across a daylight saving change.
+    #[test]
+    fn rollout_scenarios_hold_record_and_schedule() {
+        let fixture = |name: &str| read(&crate::repo_root().join("tests/fixtures/plan").join(name));
+        let ms = |t: &str| t.parse::<jiff::Timestamp>().expect("a time").as_millisecond();
+        let pushes = |p: &Plan| -> Vec<String> {
+            p.steps.iter().filter(|s| s.action.verb() == "push").map(|s| s.id.to_string()).collect()
+        };
+
+        let Fixture { desired, live, options, .. } = fixture("policy-holds-back-prod");
+        let held = plan(&desired, &live, &options).expect("plans");
+        assert!(pushes(&held).is_empty(), "{:?}", pushes(&held));
+        assert_eq!(held.held.len(), 2);
+        assert!(held.held.iter().all(|h| h.cause == crate::plan::HeldCause::Policy));
+        assert!(held.held.iter().all(|h| h.until == Some(ms("2026-12-03T10:00:00Z"))));
+        let [check] = held.policy.as_slice() else { panic!("one rule check: {:?}", held.policy) };
+        assert!(!check.holds && check.overridden.is_none());
+        assert_eq!(check.holds_at, Some(ms("2026-12-03T10:00:00Z")));
+        assert_eq!(check.pools, ["eu/eu-office", "hq/hq-office"]);
+
+        // A day later the rule holds; had pilot's pool not run it, it would not.
+        let mut later = options.clone();
+        later.now = "2026-12-03T10:00:00Z".parse().expect("a time");
+        let went = plan(&desired, &live, &later).expect("plans");
+        assert_eq!(pushes(&went), ["push/eu/eu-office", "push/hq/hq-office"]);
+        assert!(went.policy[0].holds && went.held.is_empty());
+        let mut lagging = live.clone();
+        let pilot = lagging
+            .sites
+            .get_mut(&SiteName::new("hq"))
+            .and_then(|s| s.pools.get_mut(&HorizonName::new("IT-Pilot-IC")));
+        pilot.expect("the pilot pool").current = None;
+        let waits = plan(&desired, &lagging, &later).expect("plans");
+        assert!(pushes(&waits).iter().all(|p| !p.contains("office")), "{:?}", pushes(&waits));
+        assert!(
+            waits.policy[0].missing.iter().any(|m| m.contains("pilot pool hq-it at hq does not run 2026.11"))
+        );
+        assert_eq!(waits.policy[0].holds_at, None, "waiting alone does not make it hold");
+
+        let Fixture { desired, live, options, .. } = fixture("policy-overridden");
+        let overridden = plan(&desired, &live, &options).expect("plans");
+        assert_eq!(pushes(&overridden), ["push/eu/eu-office", "push/hq/hq-office"]);
+        assert_eq!(
+            overridden.policy[0].overridden.as_deref(),
+            Some("CVE-2026-4242 hotfix, approved by the change board")
+        );
+        assert!(!overridden.policy[0].holds);
+        let json = render::json(&overridden);
+        assert!(json.contains("\"overridden\": \"CVE-2026-4242"), "{json}");
+        assert!(render::markdown(&overridden).contains("overridden: CVE-2026-4242"));
+        insta::assert_snapshot!("markdown_of_held_pushes", render::markdown(&held));
+
+        let Fixture { desired, live, options, .. } = fixture("window-across-dst");
+        let scheduled = plan(&desired, &live, &options).expect("plans");
+        let start = |id: &str| {
+            scheduled.steps.iter().find(|s| s.id.as_str() == id).map(|s| match &s.action {
+                Action::Push { start_time, .. } => *start_time,
+                _ => panic!("{id} is not a push"),
+            })
+        };
+        // Monday 02:00 in Berlin after the change back to winter time (UTC+1): 01:00 UTC.
+        assert_eq!(start("push/eu/eu-office"), Some(Some(ms("2026-10-26T01:00:00Z"))));
+        assert_eq!(start("push/hq/hq-office"), Some(None), "hq has no window");
+    }
+
     /// Plans every scenario and snapshots the plain text (or the errors, for `*-error`); then
     /// applies the plan to the model of the live state and checks that the next plan is empty.
     #[test]
@@ -852,6 +969,8 @@ mod property {
             folder: "golden".into(),
             datastore: "ds".into(),
             ca_file: None,
+            timezone: crate::desired::Zone::utc(),
+            window: None,
         }
     }
 
@@ -883,7 +1002,10 @@ mod property {
                 .iter()
                 .map(|m| (MarkerName::new(*m), names[t.pick(names.len())].clone()))
                 .collect();
-            images.insert(name.clone(), Image { name, description: None, versions, markers });
+            images.insert(
+                name.clone(),
+                Image { name, description: None, versions, markers, policies: BTreeMap::new() },
+            );
         }
         let mut pools = BTreeMap::new();
         let site_list: Vec<&SiteName> = sites.keys().collect();
@@ -902,6 +1024,8 @@ mod property {
                     marker: markers[t.pick(markers.len())].clone(),
                     wave: 1 + t.pick(3) as u32,
                     logoff: Logoff::Wait,
+                    window: None,
+                    canary: None,
                 },
             );
         }

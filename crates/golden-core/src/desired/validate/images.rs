@@ -51,11 +51,13 @@ impl Validator {
             }
             markers.insert(MarkerName::new(marker.clone()), VersionName::new(target.clone()));
         }
+        let policies = self.policies(stem, parsed);
         (self.diags.len() == before).then(|| Image {
             name: ImageName::new(stem),
             description: raw.description.clone(),
             versions,
             markers,
+            policies,
         })
     }
 

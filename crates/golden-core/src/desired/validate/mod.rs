@@ -11,12 +11,14 @@
 //!
 //! One file per concern: `parse` (TOML to typed files with spans, unknown keys, schema
 //! hints), `credentials` (nothing secret in the repository), `sites` (`golden.toml`),
-//! `images` (version trees and markers), `pools` (bindings to markers).
+//! `images` (version trees and markers), `pools` (bindings to markers), `rollout` (windows,
+//! time zones, canaries and promotion rules).
 
 mod credentials;
 mod images;
 mod parse;
 mod pools;
+mod rollout;
 mod sites;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -119,6 +119,8 @@ impl Validator {
                     }
                 }
 
+                let window = self.window(parsed, &path("window"), raw.window.as_ref());
+                let canary = self.canary(parsed, &path("canary"), name, raw.kind, raw.canary);
                 if self.diags.len() == before {
                     pools.insert(
                         PoolName::new(name.clone()),
@@ -131,6 +133,8 @@ impl Validator {
                             marker: MarkerName::new(raw.marker.clone()),
                             wave: raw.wave,
                             logoff: raw.logoff,
+                            window,
+                            canary: canary.flatten(),
                         },
                     );
                 }

@@ -129,8 +129,15 @@ impl Validator {
                 );
             }
         }
+        let timezone = self.timezone(golden, &path("timezone"), raw.timezone.as_ref());
+        let window = self.window(golden, &path("window"), raw.window.as_ref());
+        if raw.window.is_some() && window.is_none() {
+            return None;
+        }
         Some(Site {
             name: name.clone(),
+            timezone: timezone?,
+            window,
             vcenter: vcenter?,
             horizon: horizon?,
             datacenter: datacenter?,

@@ -23,6 +23,7 @@
 
 mod copies;
 mod inputs;
+mod policy;
 mod publish;
 mod pushes;
 mod retire;
@@ -94,6 +95,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         return Err(errors);
     }
 
+    let (held, checks) = (pushes.held, pushes.checks);
     let mut steps: Vec<Step> = [published.steps, copies.steps, pushes.steps, retirements].concat();
     // Step ids are unique, so an unstable sort is as deterministic as a stable one.
     steps.sort_unstable_by(|a, b| {
@@ -107,8 +109,11 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
         desired_digest: desired.digest.clone(),
         fingerprints: live.fingerprints(&inputs.read),
         sites: inputs.scope.iter().map(|s| (*s).clone()).collect(),
+        blast_radius: super::BlastRadius::of(&steps),
         steps,
         warnings,
+        policy: checks,
+        held,
     })
 }
 

@@ -3,28 +3,53 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
+
 use super::copies::Copies;
 use super::inputs::Inputs;
-use super::{Action, Step, StepId, step_id};
+use super::{Action, Step, StepId, policy, step_id};
 use crate::desired::Pool;
-use crate::ids::{SiteName, VersionRef};
+use crate::desired::rollout::Opening;
+use crate::ids::{ImageName, MarkerName, SiteName, VersionRef};
 use crate::live::{LivePool, Operation, PendingState, SiteLive};
 use crate::plan::history::{PlanOptions, Provenance, provenance};
+use crate::plan::{Held, HeldCause, PolicyCheck};
 
-/// The push steps, and the pushes moving each site's pools away from each version.
+/// The push steps, the pushes held back, the promotion rules checked, and the pushes moving
+/// each site's pools away from each version.
 pub(super) struct Pushes<'a> {
     pub(super) steps: Vec<Step>,
+    pub(super) held: Vec<Held>,
+    pub(super) checks: Vec<PolicyCheck>,
     pub(super) away: BTreeMap<(&'a SiteName, VersionRef), Vec<StepId>>,
 }
 
+/// A push the plan would make, before waves are ordered.
+struct Candidate<'a> {
+    pool: &'a Pool,
+    site: &'a SiteName,
+    key: VersionRef,
+    /// `None` for a push held for a window (a canary's, or Horizon's schedule): it orders the
+    /// waves after it without being a step.
+    step: Option<Step>,
+    /// When its push starts, when that is a window start.
+    waits_until: Option<Timestamp>,
+}
+
 /// Pushes every planned pool that does not run its marker's version (or follows the push under
-/// way towards it).
+/// way towards it), unless a promotion rule holds it back; outside a maintenance window the
+/// push is scheduled for the next window start.
 pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mut Vec<String>) -> Pushes<'a> {
-    let mut pushes: Vec<(u32, Step)> = Vec::new();
-    let mut away: BTreeMap<(&SiteName, VersionRef), Vec<StepId>> = BTreeMap::new();
+    let mut candidates: Vec<Candidate<'a>> = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
+    let mut checks: BTreeMap<(&ImageName, &MarkerName), PolicyCheck> = BTreeMap::new();
+    let now = inputs.options.now;
     for site in &inputs.scope {
+        let site: &'a SiteName = site;
         let Some(s_live) = inputs.site(site) else { continue };
+        let Some(s_desired) = inputs.desired.sites.get(site) else { continue };
         for (pool, key) in inputs.pools_of(site) {
+            let pool: &'a Pool = pool;
             let Some(key) = key else { continue };
             let VersionRef { image, version } = key;
             let Some(lp) = s_live.pools.get(&pool.horizon_name) else {
@@ -38,24 +63,119 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
             if runs_target {
                 continue;
             }
+            let hold = |cause: HeldCause, reason: String, until: Option<Timestamp>| Held {
+                site: site.clone(),
+                pool: pool.name.clone(),
+                image: image.clone(),
+                marker: pool.marker.clone(),
+                version: version.clone(),
+                wave: pool.wave,
+                cause,
+                reason,
+                until: until.map(Timestamp::as_millisecond),
+            };
             let current = lp.current.as_ref().and_then(|c| s_live.version_of(c));
             // A push under way towards the version (sent by a run that stopped, or by hand) is
             // work in progress: a step that follows it to the end, in its wave, so that apply
-            // ends only when the pool runs its image and no later wave starts before it.
-            let reason = if pending_towards(lp, s_live, key) {
+            // ends only when the pool runs its image and no later wave starts before it. One
+            // Horizon has scheduled for later is left to Horizon, and holds later waves.
+            let following = pending_towards(lp, s_live, key);
+            let mut waits_until = None;
+            let mut start_time = None;
+            let reason = if following {
+                if let Some(at) = scheduled_start(lp, now) {
+                    held.push(hold(
+                        HeldCause::Scheduled,
+                        format!(
+                            "Horizon has the push of {key} to pool {} scheduled for {}; to change the time, cancel it in Horizon and plan again",
+                            pool.name,
+                            policy::when(at)
+                        ),
+                        Some(at),
+                    ));
+                    candidates.push(Candidate {
+                        pool,
+                        site,
+                        key: key.clone(),
+                        step: None,
+                        waits_until: Some(at),
+                    });
+                    continue;
+                }
                 format!("Horizon is already moving pool {} to {key}; apply follows it to the end", pool.name)
             } else {
-                push_reason(pool, lp, current.as_ref(), key, s_live, inputs.options)
+                let img = &inputs.desired.images[image];
+                if let Some(rule) = img.policies.get(&pool.marker) {
+                    let check = checks
+                        .entry((image, &pool.marker))
+                        .or_insert_with(|| policy::check(inputs, img, &pool.marker, rule, version));
+                    check.pools.push(format!("{site}/{}", pool.name));
+                    if !check.holds && inputs.options.override_policy.is_none() {
+                        let until = check.holds_at.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+                        let when = until.map_or_else(
+                            || "it will not hold by waiting alone".to_owned(),
+                            |t| format!("it holds from {}", policy::when(t)),
+                        );
+                        held.push(hold(
+                            HeldCause::Policy,
+                            format!(
+                                "[policy.{}] (after {}, soak {}) does not hold yet: {}; {when}",
+                                pool.marker,
+                                rule.after,
+                                rule.soak,
+                                check.missing.join("; ")
+                            ),
+                            until,
+                        ));
+                        continue;
+                    }
+                }
+                let mut reason = push_reason(pool, lp, current.as_ref(), key, s_live, inputs.options);
+                let window = pool.window.as_ref().or(s_desired.window.as_ref());
+                if let Some(window) = window {
+                    let zone = &s_desired.timezone;
+                    if let Opening::At(at) = window.opening(now, zone) {
+                        let local = at.to_zoned_datetime(zone.tz().clone()).strftime("%a %H:%M %Z");
+                        if pool.canary.is_some() {
+                            held.push(hold(
+                                HeldCause::Window,
+                                format!(
+                                    "pool {} pushes to {} canary machine(s) first, which golden watches, so it runs inside its window `{window}`; the window opens {} ({local} {})",
+                                    pool.name,
+                                    pool.canary.unwrap_or_default(),
+                                    policy::when(at),
+                                    zone.name()
+                                ),
+                                Some(at),
+                            ));
+                            candidates.push(Candidate {
+                                pool,
+                                site,
+                                key: key.clone(),
+                                step: None,
+                                waits_until: Some(at),
+                            });
+                            continue;
+                        }
+                        start_time = Some(at.as_millisecond());
+                        waits_until = Some(at);
+                        reason = format!(
+                            "{reason}; outside window `{window}` ({}), so Horizon starts it at {} ({local})",
+                            zone.name(),
+                            policy::when(at)
+                        );
+                    }
+                }
+                reason
             };
             let id = step_id(&["push", site.as_str(), pool.name.as_str()]);
-            if let Some(c) = current {
-                away.entry((*site, c)).or_default().push(id.clone());
-            }
-            pushes.push((
-                pool.wave,
-                Step {
+            candidates.push(Candidate {
+                pool,
+                site,
+                key: key.clone(),
+                step: Some(Step {
                     id,
-                    site: (*site).clone(),
+                    site: site.clone(),
                     action: Action::Push {
                         pool: pool.name.clone(),
                         horizon_name: pool.horizon_name.clone(),
@@ -65,26 +185,79 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                         version: version.clone(),
                         wave: pool.wave,
                         logoff: pool.logoff,
-                        start_time: None,
-                        canary: None,
+                        start_time,
+                        canary: pool.canary,
                         blast: s_live.occupancy.get(&pool.horizon_name).copied(),
                     },
                     reason,
-                    depends_on: copies.deploy_of.get(&(*site, key.clone())).cloned().into_iter().collect(),
-                },
-            ));
+                    depends_on: copies.deploy_of.get(&(site, key.clone())).cloned().into_iter().collect(),
+                }),
+                waits_until,
+            });
         }
     }
+    let mut checks: Vec<PolicyCheck> = checks.into_values().collect();
+    if let Some(reason) = &inputs.options.override_policy {
+        for check in checks.iter_mut().filter(|c| !c.holds) {
+            check.overridden = Some(reason.clone());
+        }
+    }
+
     // Waves are global: a wave starts when every push of every earlier wave succeeded. A push
     // depends on the previous wave as a group (`wave/N`), which covers the waves before it,
     // rather than on each of its pushes: thousands of pools must not mean millions of edges.
-    let waves: BTreeSet<u32> = pushes.iter().map(|(w, _)| *w).collect();
-    for (wave, step) in &mut pushes {
-        if let Some(previous) = waves.range(..*wave).next_back() {
+    // While an earlier wave waits for a window (scheduled by Horizon, or a canary held for its
+    // window), later waves are held: they go once it has run.
+    // A push scheduled by this plan holds later waves too, but in apply: a scheduled push is
+    // not done, so the pushes that depend on its wave wait for the next run.
+    let waves: BTreeSet<u32> = candidates.iter().filter(|c| c.step.is_some()).map(|c| c.pool.wave).collect();
+    let first_wait: Option<(u32, Timestamp, &Pool, &SiteName)> = candidates
+        .iter()
+        .filter(|c| c.step.is_none())
+        .filter_map(|c| Some((c.pool.wave, c.waits_until?, c.pool, c.site)))
+        .min_by_key(|(w, t, _, _)| (*w, *t));
+    let mut steps = Vec::new();
+    let mut away: BTreeMap<(&SiteName, VersionRef), Vec<StepId>> = BTreeMap::new();
+    for c in &candidates {
+        let Some(mut step) = c.step.clone() else { continue };
+        let wave = c.pool.wave;
+        if let Some((w, at, first, first_site)) = first_wait.filter(|(w, ..)| *w < wave) {
+            held.push(Held {
+                site: c.site.clone(),
+                pool: c.pool.name.clone(),
+                image: c.key.image.clone(),
+                marker: c.pool.marker.clone(),
+                version: c.key.version.clone(),
+                wave,
+                cause: HeldCause::EarlierWave,
+                reason: format!(
+                    "waits for wave {w}: pool {} at {} goes at {}; run apply again after it",
+                    first.name,
+                    first_site,
+                    policy::when(at)
+                ),
+                until: Some(at.as_millisecond()),
+            });
+            continue;
+        }
+        if let Some(previous) = waves.range(..wave).next_back() {
             step.depends_on.push(StepId::wave(*previous));
         }
+        if let Some(current) = inputs.site(c.site).and_then(|s| {
+            let lp = s.pools.get(&c.pool.horizon_name)?;
+            s.version_of(lp.current.as_ref()?)
+        }) {
+            away.entry((c.site, current)).or_default().push(step.id.clone());
+        }
+        steps.push(step);
     }
-    Pushes { steps: pushes.into_iter().map(|(_, s)| s).collect(), away }
+    Pushes { steps, held, checks, away }
+}
+
+/// When Horizon will start a push it holds for later (its `start_time` is after `now`).
+fn scheduled_start(pool: &LivePool, now: Timestamp) -> Option<Timestamp> {
+    let ms = pool.pending.as_ref()?.start_time?;
+    Timestamp::from_millisecond(ms).ok().filter(|t| *t > now)
 }
 
 /// True when Horizon is already moving the pool to this version and has not failed.
