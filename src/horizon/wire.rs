@@ -545,6 +545,43 @@ mod tests {
         assert_eq!(live.pending.map(|p| p.state), Some(PendingState::ReadyHeld));
     }
 
+    #[test]
+    fn machines_show_their_image_and_failure_and_bulk_items_their_refusal() {
+        let machine: MachineV2 = serde_json::from_str(
+            r#"{"id":"m1","name":"finance-ic-001","state":"PROVISIONING_ERROR","session_id":null,
+                "managed_machine_data":{"base_vm_id":"vm-1","base_vm_snapshot_id":"snapshot-1",
+                    "pending_base_vm_id":"vm-2","pending_base_vm_snapshot_id":"snapshot-3",
+                    "operation":"PUSH_IMAGE","operation_state":"FAULT",
+                    "clone_error_message":"Customization failed"}}"#,
+        )
+        .expect("parses");
+        let machine = machine.into_machine();
+        let new = ImageRef { vm: Moref::new("vm-2"), snapshot: Moref::new("snapshot-3") };
+        assert_eq!(machine.pending.as_ref(), Some(&new));
+        assert!(!machine.has_session && !machine.ready_on(&new));
+        assert_eq!(
+            machine.failure().as_deref(),
+            Some("`finance-ic-001` is provisioning error (Customization failed)")
+        );
+        let ready: MachineV2 = serde_json::from_str(
+            r#"{"id":"m2","name":"finance-ic-002","state":"AVAILABLE","session_id":"s-1",
+                "managed_machine_data":{"base_vm_id":"vm-2","base_vm_snapshot_id":"snapshot-3","operation_state":"COMPLETED"}}"#,
+        )
+        .expect("parses");
+        let ready = ready.into_machine();
+        assert!(ready.ready_on(&new) && ready.has_session && ready.failure().is_none());
+
+        let items: Vec<BulkItem> = serde_json::from_str(
+            r#"[{"id":"m1","status_code":200,"errors":[]},
+                {"id":"m2","status_code":404,"errors":[{"error_key":"k","error_message":"Machine not found."}]},
+                {"id":"m3","status_code":400,"error_messages":["Machine is busy."]},
+                {"id":"m4","status_code":409}]"#,
+        )
+        .expect("parses");
+        let failures: Vec<String> = items.iter().filter_map(BulkItem::failure).collect();
+        assert_eq!(failures, ["m2: Machine not found.", "m3: Machine is busy.", "m4: status 409"]);
+    }
+
     mod fuzz {
         use super::super::*;
         use crate::horizon::HorizonVersion;

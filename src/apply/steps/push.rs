@@ -79,6 +79,9 @@ impl StepRun<'_> {
         if underway {
             self.note(&format!("horizon is already moving {kind} `{name}` to {image_text}; waiting"));
         } else {
+            if let (PoolKind::DesktopPool, Some(n)) = (kind, push.canary) {
+                self.canaries_supported(target, &pool, n).await?;
+            }
             let pool = self.ready_for_push(target, &pool).await?;
             self.check_snapshot(target, &pool, &wanted, &image_text).await?;
             let spec = PushSpec {
@@ -108,6 +111,20 @@ impl StepRun<'_> {
         self.follow_push(target, &pool, &wanted, &image_text).await
     }
 
+    /// Fails on a connection server older than 2206, which has no selective push: before
+    /// anything is sent to the pool.
+    async fn canaries_supported(&self, target: &Target, pool: &LivePool, n: u32) -> Result<(), StepError> {
+        let hz = &target.clients.horizon;
+        match hz.version().await? {
+            Some(version) if version < HorizonVersion::SELECTIVE_PUSH => Err(self.failed(format!(
+                "desktop pool `{}` has `canary = {n}`, but the connection server runs horizon {version}, which has no selective push image (added in horizon {}); remove canary or upgrade the connection servers",
+                pool.name,
+                HorizonVersion::SELECTIVE_PUSH
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends a canary push: the image to `n` machines of the pool first (see the module
     /// documentation). A pool without machines gets the push whole: there is nothing to try
     /// it on, and nothing to break.
@@ -121,12 +138,6 @@ impl StepRun<'_> {
     ) -> Result<(), StepError> {
         let hz = &target.clients.horizon;
         let name = &pool.name;
-        if let Some(version) = hz.version().await?.filter(|v| *v < HorizonVersion::SELECTIVE_PUSH) {
-            return Err(self.failed(format!(
-                "desktop pool `{name}` has `canary = {n}`, but the connection server runs horizon {version}, which has no selective push image (added in horizon {}); remove canary or upgrade the connection servers",
-                HorizonVersion::SELECTIVE_PUSH
-            )));
-        }
         let machines = hz.machines(&pool.id).await?;
         if machines.is_empty() {
             hz.push_image(&pool.id, spec).await?;

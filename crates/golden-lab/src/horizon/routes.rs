@@ -804,11 +804,11 @@ fn known_params(
 }
 
 /// Every machine of `kind` (desktop machines or RDS servers), rendered with `render`.
-fn render_machines(
+fn render_machines<T>(
     ctx: &SiteCtx,
     kind: PoolKind,
-    render: fn(&super::Pool, &super::Machine, &str, i64, &Timings) -> Value,
-) -> Result<Vec<Value>, ApiError> {
+    render: fn(&super::Pool, &super::Machine, &str, i64, &Timings) -> T,
+) -> Result<Vec<T>, ApiError> {
     read_site(ctx, |site, t, now| {
         let sim = &site.horizon;
         Ok(sim

@@ -536,97 +536,175 @@ fn machine_path(pool: &Pool, machine: &Machine) -> String {
     format!("/{}/vm/{}/{}", pool.datacenter_id, pool.name, machine.name)
 }
 
-/// `MachineInfo` (v1): what a machine is and its state, not its image.
-pub(super) fn machine_v1(pool: &Pool, machine: &Machine, vcenter_id: &str, now: i64, t: &Timings) -> Value {
+/// `MachineInfo` (v1) and `MachineInfoV2`: typed, as the pool documents are, since a listing
+/// renders every machine of the pod while holding the lab's lock. v1 has no `session_id` and
+/// no image in `managed_machine_data`.
+#[derive(Debug, Serialize)]
+pub(super) struct MachineView {
+    id: String,
+    name: String,
+    dns_name: String,
+    desktop_pool_id: String,
+    state: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    operating_system: &'static str,
+    user_ids: [&'static str; 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<Option<String>>,
+    managed_machine_data: ManagedMachineData,
+}
+
+#[derive(Debug, Serialize)]
+struct ManagedMachineData {
+    virtual_center_id: String,
+    path: String,
+    virtual_machine_power_state: &'static str,
+    in_maintenance_mode: bool,
+    clone_error_message: Option<String>,
+    clone_error_time: Option<i64>,
+    #[serde(flatten)]
+    image: Option<MachineImage>,
+}
+
+/// The image fields of `ManagedMachineDataV2` and `RDSServerInfo`.
+#[derive(Debug, Serialize)]
+struct MachineImage {
+    base_vm_id: String,
+    base_vm_snapshot_id: String,
+    pending_base_vm_id: Option<String>,
+    pending_base_vm_snapshot_id: Option<String>,
+    operation: Option<&'static str>,
+    operation_state: Option<&'static str>,
+    logoff_policy: Option<String>,
+}
+
+fn machine_image(pool: &Pool, machine: &Machine, shown: &MachineNow<'_>) -> MachineImage {
+    MachineImage {
+        base_vm_id: machine.base_vm_id.clone(),
+        base_vm_snapshot_id: machine.base_snapshot_id.clone(),
+        pending_base_vm_id: shown.pending.map(|p| p.0.clone()),
+        pending_base_vm_snapshot_id: shown.pending.map(|p| p.1.clone()),
+        operation: shown.operation,
+        operation_state: shown.operation_state,
+        logoff_policy: pool.push.as_ref().map(|p| p.logoff_policy.clone()),
+    }
+}
+
+fn machine_view(
+    pool: &Pool,
+    machine: &Machine,
+    vcenter_id: &str,
+    now: i64,
+    t: &Timings,
+    v2: bool,
+) -> MachineView {
     let shown = machine_now(pool, machine, now, t);
-    json!({
-        "id": machine.id,
-        "name": machine.name,
-        "dns_name": format!("{}.lab.local", machine.name),
-        "desktop_pool_id": pool.id,
-        "state": shown.state,
-        "type": "MANAGED_MACHINE",
-        "operating_system": "WINDOWS_10",
-        "user_ids": [],
-        "managed_machine_data": {
-            "virtual_center_id": vcenter_id,
-            "path": machine_path(pool, machine),
-            "virtual_machine_power_state": "POWERED_ON",
-            "in_maintenance_mode": false,
+    MachineView {
+        id: machine.id.clone(),
+        name: machine.name.clone(),
+        dns_name: format!("{}.lab.local", machine.name),
+        desktop_pool_id: pool.id.clone(),
+        state: shown.state,
+        kind: "MANAGED_MACHINE",
+        operating_system: "WINDOWS_10",
+        user_ids: [],
+        session_id: v2.then(|| machine.sessions.first().map(|s| s.id.clone())),
+        managed_machine_data: ManagedMachineData {
+            virtual_center_id: vcenter_id.to_owned(),
+            path: machine_path(pool, machine),
+            virtual_machine_power_state: "POWERED_ON",
+            in_maintenance_mode: false,
+            clone_error_message: machine.error.clone(),
+            clone_error_time: machine.error.as_ref().map(|_| now),
+            image: v2.then(|| machine_image(pool, machine, &shown)),
         },
-    })
+    }
+}
+
+/// `MachineInfo` (v1): what a machine is and its state, not its image.
+pub(super) fn machine_v1(
+    pool: &Pool,
+    machine: &Machine,
+    vcenter_id: &str,
+    now: i64,
+    t: &Timings,
+) -> MachineView {
+    machine_view(pool, machine, vcenter_id, now, t, false)
 }
 
 /// `MachineInfoV2`: v1 plus the session and, in `managed_machine_data`, the machine's image,
-/// its pending image and the operation on it.
-pub(super) fn machine_v2(pool: &Pool, machine: &Machine, vcenter_id: &str, now: i64, t: &Timings) -> Value {
-    let shown = machine_now(pool, machine, now, t);
-    json!({
-        "id": machine.id,
-        "name": machine.name,
-        "dns_name": format!("{}.lab.local", machine.name),
-        "desktop_pool_id": pool.id,
-        "state": shown.state,
-        "type": "MANAGED_MACHINE",
-        "operating_system": "WINDOWS_10",
-        "user_ids": [],
-        "session_id": machine.sessions.first().map(|s| s.id.as_str()),
-        "managed_machine_data": {
-            "virtual_center_id": vcenter_id,
-            "path": machine_path(pool, machine),
-            "virtual_machine_power_state": "POWERED_ON",
-            "in_maintenance_mode": false,
-            "base_vm_id": machine.base_vm_id,
-            "base_vm_snapshot_id": machine.base_snapshot_id,
-            "pending_base_vm_id": shown.pending.map(|p| p.0),
-            "pending_base_vm_snapshot_id": shown.pending.map(|p| p.1),
-            "operation": shown.operation,
-            "operation_state": shown.operation_state,
-            "logoff_policy": pool.push.as_ref().map(|p| p.logoff_policy.as_str()),
-            "clone_error_message": machine.error,
-            "clone_error_time": machine.error.as_ref().map(|_| now),
-        },
-    })
+/// its pending image and the operation on it (`clone_error_message` when it failed).
+pub(super) fn machine_v2(
+    pool: &Pool,
+    machine: &Machine,
+    vcenter_id: &str,
+    now: i64,
+    t: &Timings,
+) -> MachineView {
+    machine_view(pool, machine, vcenter_id, now, t, true)
 }
 
 /// `RDSServerInfo`: an RDS server of a farm, with its image and pending image.
-pub(super) fn rds_server(pool: &Pool, machine: &Machine, _: &str, now: i64, t: &Timings) -> Value {
+#[derive(Debug, Serialize)]
+pub(super) struct RdsServerView {
+    id: String,
+    name: String,
+    dns_name: String,
+    farm_id: String,
+    enabled: bool,
+    state: &'static str,
+    operating_system: &'static str,
+    session_count: usize,
+    load_preference: &'static str,
+    #[serde(flatten)]
+    image: MachineImage,
+}
+
+pub(super) fn rds_server(pool: &Pool, machine: &Machine, _: &str, now: i64, t: &Timings) -> RdsServerView {
     let shown = machine_now(pool, machine, now, t);
-    json!({
-        "id": machine.id,
-        "name": machine.name,
-        "dns_name": format!("{}.lab.local", machine.name),
-        "description": null,
-        "farm_id": pool.id,
-        "enabled": true,
-        "state": shown.state,
-        "operating_system": "WINDOWS_SERVER_2016_OR_ABOVE",
-        "session_count": machine.sessions.len(),
-        "load_preference": "LIGHT",
-        "base_vm_id": machine.base_vm_id,
-        "base_vm_snapshot_id": machine.base_snapshot_id,
-        "pending_base_vm_id": shown.pending.map(|p| p.0),
-        "pending_base_vm_snapshot_id": shown.pending.map(|p| p.1),
-        "operation": shown.operation,
-        "operation_state": shown.operation_state,
-        "logoff_policy": pool.push.as_ref().map(|p| p.logoff_policy.as_str()),
-    })
+    RdsServerView {
+        id: machine.id.clone(),
+        name: machine.name.clone(),
+        dns_name: format!("{}.lab.local", machine.name),
+        farm_id: pool.id.clone(),
+        enabled: true,
+        state: shown.state,
+        operating_system: "WINDOWS_SERVER_2016_OR_ABOVE",
+        session_count: machine.sessions.len(),
+        load_preference: "LIGHT",
+        image: machine_image(pool, machine, &shown),
+    }
 }
 
 /// `SessionInfo`: a desktop session names its pool and machine, an RDS session its farm and
 /// server (its `machine_id` is unset).
-pub(super) fn session(pool: &Pool, machine: &Machine, session: &UserSession, now: i64) -> Value {
+#[derive(Debug, Serialize)]
+pub(super) struct SessionView {
+    id: String,
+    user_id: String,
+    desktop_pool_id: Option<String>,
+    farm_id: Option<String>,
+    machine_id: Option<String>,
+    rds_server_id: Option<String>,
+    session_type: &'static str,
+    session_state: &'static str,
+    session_protocol: Option<&'static str>,
+    start_time: i64,
+}
+
+pub(super) fn session(pool: &Pool, machine: &Machine, session: &UserSession, now: i64) -> SessionView {
     let farm = pool.kind == PoolKind::Farm;
-    json!({
-        "id": session.id,
-        "user_id": format!("S-1-5-21-lab-{}", &session.id[..8.min(session.id.len())]),
-        "desktop_pool_id": (!farm).then_some(pool.id.as_str()),
-        "farm_id": farm.then_some(pool.id.as_str()),
-        "machine_id": (!farm).then_some(machine.id.as_str()),
-        "rds_server_id": farm.then_some(machine.id.as_str()),
-        "session_type": "DESKTOP",
-        "session_state": if session.connected { "CONNECTED" } else { "DISCONNECTED" },
-        "session_protocol": session.connected.then_some("BLAST"),
-        "start_time": now - 3_600_000,
-    })
+    SessionView {
+        id: session.id.clone(),
+        user_id: format!("S-1-5-21-lab-{}", session.id.get(..8).unwrap_or(&session.id)),
+        desktop_pool_id: (!farm).then(|| pool.id.clone()),
+        farm_id: farm.then(|| pool.id.clone()),
+        machine_id: (!farm).then(|| machine.id.clone()),
+        rds_server_id: farm.then(|| machine.id.clone()),
+        session_type: "DESKTOP",
+        session_state: if session.connected { "CONNECTED" } else { "DISCONNECTED" },
+        session_protocol: session.connected.then_some("BLAST"),
+        start_time: now - 3_600_000,
+    }
 }
