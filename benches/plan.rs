@@ -27,8 +27,11 @@ const POOLS: usize = 250;
 const IMAGES: usize = 50;
 const VERSIONS: usize = 20;
 const LATENCY_MS: u64 = 20;
-/// The latency at which the longest chain of dependent requests is measured.
-const CHECK_LATENCY_MS: u64 = 250;
+/// The latency at which the longest chain of dependent requests is measured. 500 ms: the
+/// work on the chain must stay under one latency, and since each site's read lists its
+/// machines (1,400 a site here, two pages of 1,000 on the chain, rendered by the lab and
+/// parsed by golden for 20 sites on the same cores) it took about 270 ms at 250.
+const CHECK_LATENCY_MS: u64 = 500;
 
 /// The lab's latency: 20 ms, or `GOLDEN_BENCH_LATENCY_MS` (0 shows what the work alone costs).
 fn latency_ms() -> u64 {
@@ -160,7 +163,7 @@ async fn run(
     lab_runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<()> {
     let sites = desired.sites.keys().cloned().collect();
-    // The chain is checked, not only reasoned: at 250 ms a request, the work is small next to
+    // The chain is checked, not only reasoned: at 500 ms a request, the work is small next to
     // the waiting, so a read's wall time over the latency counts the dependent requests. Every
     // one of them waits the full latency, so the count is the whole part of the quotient, as
     // long as the work (here on a cold process) stays under one latency.
@@ -247,7 +250,8 @@ async fn bench(lab_runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     steady(&desired, &mut settled);
     // The longest dependent chains the APIs impose (no request can start before the answer it
     // needs), checked by `run` at a high latency. First deploy, 3, over SOAP: service content →
-    // login → one property read walking the inventory (there is no library yet: over REST,
+    // login → one property read walking the inventory (and at Horizon: login → machines page 1
+    // → page 2) (there is no library yet: over REST,
     // login → list libraries, and login → list tag categories). Steady state, 5: login → list
     // tag categories → get each → list the category's tags → list the objects they are
     // attached to. (No item is read: every item is named by the base VM deployed from it; no

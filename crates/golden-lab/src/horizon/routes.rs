@@ -290,37 +290,50 @@ fn listing<T: Serialize>(items: Vec<T>, query: &HashMap<String, String>, fields:
 
 /// The page of `items` the query's `page` and `size` ask for (all of them without paging).
 fn page<T: Serialize>(items: Vec<T>, query: &HashMap<String, String>) -> ApiResult {
+    let (range, more) = page_bounds(items.len(), query)?;
+    let page: Vec<T> = items.into_iter().skip(range.start).take(range.len()).collect();
+    Ok(paged_response(&page, more))
+}
+
+/// Which of `len` items the query's `page` and `size` ask for (all of them without paging),
+/// and whether more pages follow; a page past the end is 400.
+fn page_bounds(
+    len: usize,
+    query: &HashMap<String, String>,
+) -> Result<(std::ops::Range<usize>, bool), ApiError> {
     let number = |name: &str, raw: &str| -> Result<usize, ApiError> {
         raw.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             ApiError::bad_request("pagination.invalid", format!("{name} must be a positive integer."))
         })
     };
-    let (page, more) = match (query.get("page"), query.get("size")) {
-        (None, None) => (items, false),
+    match (query.get("page"), query.get("size")) {
+        (None, None) => Ok((0..len, false)),
         (Some(page), Some(size)) => {
             let (page, size) = (number("page", page)?, number("size", size)?);
             if size > 1000 {
                 return Err(ApiError::bad_request("pagination.invalid", "size must not exceed 1000."));
             }
             let start = (page - 1).saturating_mul(size);
-            if page > 1 && start >= items.len() {
+            if page > 1 && start >= len {
                 return Err(ApiError::bad_request("pagination.invalid", "Requested page does not exist."));
             }
-            let more = start.saturating_add(size) < items.len();
-            (items.into_iter().skip(start).take(size).collect(), more)
+            let end = start.saturating_add(size).min(len);
+            Ok((start.min(len)..end, end < len))
         }
-        _ => {
-            return Err(ApiError::bad_request("pagination.invalid", "page and size must be given together."));
-        }
-    };
-    let mut response = json_list(&page);
+        _ => Err(ApiError::bad_request("pagination.invalid", "page and size must be given together.")),
+    }
+}
+
+/// A page as a JSON response, with `HAS_MORE_RECORDS: true` when more pages follow.
+fn paged_response<T: Serialize>(page: &[T], more: bool) -> Response {
+    let mut response = json_list(page);
     if more {
         // Header names are case-insensitive; `from_static` wants them lowercase.
         response
             .headers_mut()
             .insert(HeaderName::from_static("has_more_records"), HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 const POOL_FILTER_FIELDS: &[&str] = &["id", "name", "display_name", "type", "source", "vcenter_id"];
@@ -803,22 +816,34 @@ fn known_params(
         .collect()
 }
 
-/// Every machine of `kind` (desktop machines or RDS servers), rendered with `render`.
-fn render_machines<T>(
+/// The machines of `kind` (desktop machines or RDS servers) a list request asks for, rendered
+/// with `render`: without a filter only the page asked for is rendered (a pod has thousands,
+/// and the lab's lock is held meanwhile); with one, all of them, to be matched.
+fn list_machines<T: Serialize>(
     ctx: &SiteCtx,
     kind: PoolKind,
+    query: &HashMap<String, String>,
+    fields: &[&str],
     render: fn(&super::Pool, &super::Machine, &str, i64, &Timings) -> T,
-) -> Result<Vec<T>, ApiError> {
-    read_site(ctx, |site, t, now| {
+) -> ApiResult {
+    let filtered = query.contains_key("filter");
+    let (items, more) = read_site(ctx, |site, t, now| {
         let sim = &site.horizon;
-        Ok(sim
+        let all = sim
             .pools
             .values()
             .filter(|p| p.kind == kind)
-            .flat_map(|p| p.machines.iter().map(move |m| (p, m)))
-            .map(|(p, m)| render(p, m, &sim.vcenter_id, now, t))
-            .collect())
-    })
+            .flat_map(|p| p.machines.iter().map(move |m| (p, m)));
+        if filtered {
+            return Ok((all.map(|(p, m)| render(p, m, &sim.vcenter_id, now, t)).collect::<Vec<T>>(), false));
+        }
+        let count = sim.pools.values().filter(|p| p.kind == kind).map(|p| p.machines.len()).sum();
+        let (range, more) = page_bounds(count, query)?;
+        let page =
+            all.skip(range.start).take(range.len()).map(|(p, m)| render(p, m, &sim.vcenter_id, now, t));
+        Ok((page.collect(), more))
+    })?;
+    if filtered { listing(items, query, fields) } else { Ok(paged_response(&items, more)) }
 }
 
 /// `GET /inventory/v1/machines` (8.0): `MachineInfo`, without images.
@@ -829,7 +854,7 @@ async fn machines_v1(
 ) -> ApiResult {
     since(&ctx, 8, 0)?;
     let query = known_params(&ctx, query, (8, 1));
-    listing(render_machines(&ctx, PoolKind::DesktopPool, view::machine_v1)?, &query, MACHINE_FILTER_FIELDS)
+    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::machine_v1)
 }
 
 /// `GET /inventory/v2/machines` (2012): `MachineInfoV2`, whose `managed_machine_data` names
@@ -840,7 +865,7 @@ async fn machines_v2(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     since(&ctx, 8, 1)?;
-    listing(render_machines(&ctx, PoolKind::DesktopPool, view::machine_v2)?, &query, MACHINE_FILTER_FIELDS)
+    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::machine_v2)
 }
 
 /// `GET /inventory/v1/rds-servers` (2012): `RDSServerInfo`.
@@ -850,7 +875,7 @@ async fn rds_servers(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     since(&ctx, 8, 1)?;
-    listing(render_machines(&ctx, PoolKind::Farm, view::rds_server)?, &query, RDS_SERVER_FILTER_FIELDS)
+    list_machines(&ctx, PoolKind::Farm, &query, RDS_SERVER_FILTER_FIELDS, view::rds_server)
 }
 
 /// `GET /inventory/v1/sessions` (8.0): `SessionInfo` of every session in the pod.
