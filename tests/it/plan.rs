@@ -223,7 +223,8 @@ async fn status_shows_copies_pools_and_drift() {
     // Before golden's first apply every bound pool runs an image golden does not own: behind,
     // not drifted.
     assert!(
-        out.stdout.ends_with("9 pools: 0 in sync, 0 pushing, 0 scheduled, 8 behind, 0 drifted, 1 not managed\n"),
+        out.stdout
+            .ends_with("9 pools: 0 in sync, 0 pushing, 0 scheduled, 8 behind, 0 drifted, 1 not managed\n"),
         "{}",
         out.stdout
     );

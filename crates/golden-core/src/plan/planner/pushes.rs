@@ -36,6 +36,13 @@ struct Candidate<'a> {
     waits_until: Option<Timestamp>,
 }
 
+impl<'a> Candidate<'a> {
+    /// A push held for a window that opens `at`: no step, but later waves wait for it.
+    fn waiting(pool: &'a Pool, site: &'a SiteName, key: &VersionRef, at: Timestamp) -> Candidate<'a> {
+        Candidate { pool, site, key: key.clone(), step: None, waits_until: Some(at) }
+    }
+}
+
 /// Pushes every planned pool that does not run its marker's version (or follows the push under
 /// way towards it), unless a promotion rule holds it back; outside a maintenance window the
 /// push is scheduled for the next window start.
@@ -93,13 +100,7 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                         ),
                         Some(at),
                     ));
-                    candidates.push(Candidate {
-                        pool,
-                        site,
-                        key: key.clone(),
-                        step: None,
-                        waits_until: Some(at),
-                    });
+                    candidates.push(Candidate::waiting(pool, site, key, at));
                     continue;
                 }
                 format!("Horizon is already moving pool {} to {key}; apply follows it to the end", pool.name)
@@ -148,13 +149,7 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                                 ),
                                 Some(at),
                             ));
-                            candidates.push(Candidate {
-                                pool,
-                                site,
-                                key: key.clone(),
-                                step: None,
-                                waits_until: Some(at),
-                            });
+                            candidates.push(Candidate::waiting(pool, site, key, at));
                             continue;
                         }
                         start_time = Some(at.as_millisecond());
