@@ -612,18 +612,7 @@ impl HorizonClient {
         path: &[&str],
         body: Option<&B>,
     ) -> Result<(), HorizonError> {
-        let body =
-            body.map(serde_json::to_value).transpose().map_err(|source| self.decode_error(what, source))?;
-        // Every POST golden makes besides logging in is an action.
-        let call = Call {
-            what: what.to_owned(),
-            repeat: Repeat::Once,
-            method: Method::POST,
-            path,
-            query: Vec::new(),
-            body,
-        };
-        self.send(&call).await.map(|_| ())
+        self.action(what, path, body).await.map(|_| ())
     }
 
     /// An action that answers with a JSON body (the v2 push image's bulk items).
@@ -633,6 +622,17 @@ impl HorizonClient {
         path: &[&str],
         body: Option<&B>,
     ) -> Result<T, HorizonError> {
+        let answer = self.action(what, path, body).await?;
+        serde_json::from_slice(&answer.body).map_err(|source| self.decode_error(what, source))
+    }
+
+    /// Sends an action: every POST golden makes besides logging in, sent once.
+    async fn action<B: Serialize>(
+        &self,
+        what: &str,
+        path: &[&str],
+        body: Option<&B>,
+    ) -> Result<Answer, HorizonError> {
         let body =
             body.map(serde_json::to_value).transpose().map_err(|source| self.decode_error(what, source))?;
         let call = Call {
@@ -643,8 +643,7 @@ impl HorizonClient {
             query: Vec::new(),
             body,
         };
-        let answer = self.send(&call).await?;
-        serde_json::from_slice(&answer.body).map_err(|source| self.decode_error(what, source))
+        self.send(&call).await
     }
 
     /// Sends a resource call under the retry policy.

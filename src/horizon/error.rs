@@ -167,6 +167,13 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// `error_messages[]`, then a lone `error_message`, then the HTTP reason phrase.
 pub(crate) fn error_text(status: StatusCode, body: &[u8]) -> String {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    error_messages(&json).unwrap_or_else(|| status.canonical_reason().unwrap_or("unknown error").to_owned())
+}
+
+/// The messages of Horizon's error envelope in `json` (an error body, or an item of a bulk
+/// answer): `errors[].error_message` (2203+), then the older `error_messages[]`, then a lone
+/// `error_message`; `None` when it carries none.
+pub(crate) fn error_messages(json: &Value) -> Option<String> {
     let strings = |v: Option<&Value>, pick: fn(&Value) -> Option<&str>| -> Vec<String> {
         v.and_then(Value::as_array)
             .map(|items| {
@@ -182,18 +189,17 @@ pub(crate) fn error_text(status: StatusCode, body: &[u8]) -> String {
     };
     let from_errors = strings(json.get("errors"), |e| e.get("error_message").and_then(Value::as_str));
     if !from_errors.is_empty() {
-        return from_errors.join("; ");
+        return Some(from_errors.join("; "));
     }
     let legacy = strings(json.get("error_messages"), Value::as_str);
     if !legacy.is_empty() {
-        return legacy.join("; ");
+        return Some(legacy.join("; "));
     }
-    if let Some(text) =
-        json.get("error_message").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
-    {
-        return text.to_owned();
-    }
-    status.canonical_reason().unwrap_or("unknown error").to_owned()
+    json.get("error_message")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

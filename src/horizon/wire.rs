@@ -180,45 +180,28 @@ pub(crate) struct ManagedMachineData {
 }
 
 /// `BulkItemResponseInfo`: one item of a bulk answer (the v2 push image). It failed when its
-/// `status_code` is 400 or more or it carries errors.
+/// `status_code` is 400 or more or it carries errors (in Horizon's error envelope).
 #[derive(Debug, Deserialize)]
 pub(crate) struct BulkItem {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
     pub status_code: Option<i64>,
-    #[serde(default)]
-    pub errors: Option<Vec<ApiErrorItem>>,
-    #[serde(default)]
-    pub error_messages: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct ApiErrorItem {
-    #[serde(default)]
-    pub error_message: Option<String>,
+    /// The rest of the item, where its errors are.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl BulkItem {
     /// Why the item failed, or `None` when it did not.
     pub(crate) fn failure(&self) -> Option<String> {
-        let mut messages: Vec<String> = self
-            .errors
-            .iter()
-            .flatten()
-            .filter_map(|e| e.error_message.clone())
-            .chain(self.error_messages.iter().flatten().cloned())
-            .filter(|m| !m.trim().is_empty())
-            .collect();
+        let messages = super::error::error_messages(&serde_json::Value::Object(self.rest.clone()));
         let status = self.status_code.unwrap_or(200);
-        if status < 400 && messages.is_empty() {
+        if status < 400 && messages.is_none() {
             return None;
         }
-        if messages.is_empty() {
-            messages.push(format!("status {status}"));
-        }
         let id = self.id.as_deref().unwrap_or("?");
-        Some(format!("{id}: {}", messages.join("; ")))
+        Some(format!("{id}: {}", messages.unwrap_or_else(|| format!("status {status}"))))
     }
 }
 
