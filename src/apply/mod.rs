@@ -106,7 +106,7 @@ pub enum Outcome {
     /// The step did its part and Horizon carries out the rest at a time ahead: a push with a
     /// start time, its image published and waiting. Not done: the steps that depend on it (the
     /// later waves, the retirement of the image it replaces) wait for the next apply after
-    /// `at`, the start time in UTC as people read it (`2026-12-03 02:00:00 UTC`).
+    /// `at`, the start time in UTC as people read it (`2026-12-03 02:00 UTC`).
     Scheduled { message: String, at: String },
 }
 

@@ -12,9 +12,7 @@ const HOUR: i64 = 3_600_000;
 
 /// The start time as the step reports it.
 fn utc(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-    let text = humantime::format_rfc3339_seconds(time).to_string();
-    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+    golden::plan::render::time(ms)
 }
 
 /// Every pool and farm of the quickstart that is not in `except`, by site and Horizon name.

@@ -23,13 +23,12 @@
 //! server older than 2206 fails the step before anything is sent; a farm with a canary too
 //! (Horizon's selective maintenance of farms is not what golden drives).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::PoolKind;
 use crate::horizon::{HorizonClient, HorizonError, HorizonVersion, Machine, PushSpec};
 use crate::live::{ImageRef, LivePool, Operation, PendingState};
+use crate::plan::render::time;
 
 /// Polls in a row that may show no pending image right after a push was accepted, before
 /// golden concludes the push vanished (cancelled, or replaced by an admin).
@@ -91,7 +90,7 @@ impl StepRun<'_> {
                 stop_on_first_error: true,
             };
             let when = match push.start_time {
-                Some(at) if at > now_ms() => format!(", to start at {}", utc(at)),
+                Some(at) if at > now_ms() => format!(", to start at {}", time(at)),
                 _ => String::new(),
             };
             match (kind, push.canary) {
@@ -218,9 +217,9 @@ impl StepRun<'_> {
             let message = format!(
                 "desktop pool `{name}`: {image_text} is published and held for its canary machines ({}), which horizon recreates at {}; apply again after that to promote it to the whole pool",
                 names(),
-                utc(at)
+                time(at)
             );
-            return Ok(Canaries::Scheduled(Outcome::Scheduled { message, at: utc(at) }));
+            return Ok(Canaries::Scheduled(Outcome::Scheduled { message, at: time(at) }));
         }
         let text = format!(
             "waiting for the canary machines of desktop pool `{name}` to run {image_text}: {ready} of {} ready",
@@ -353,7 +352,7 @@ impl StepRun<'_> {
                     // scheduled; the rest is Horizon's.
                     PendingState::Ready if p.start_time.is_some_and(|t| t > now_ms()) => {
                         self.progress.percent(self.id(), 100);
-                        let at = utc(p.start_time.unwrap_or_default());
+                        let at = time(p.start_time.unwrap_or_default());
                         let message = format!(
                             "{kind} `{name}`: {image_text} is published, and horizon replaces the machines at {at}"
                         );
@@ -401,16 +400,7 @@ enum Canaries {
 
 /// Now, in epoch milliseconds (Horizon's time unit).
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// An epoch-milliseconds instant in UTC as people read it: `2026-12-03 02:00:00 UTC`.
-fn utc(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    let text = humantime::format_rfc3339_seconds(time).to_string();
-    format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// The pool (or farm) as Horizon shows it now.
@@ -418,17 +408,5 @@ async fn reread(hz: &HorizonClient, pool: &LivePool) -> Result<LivePool, Horizon
     match pool.kind {
         PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await,
         PoolKind::Farm => hz.farm(&pool.id).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_read_as_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_796_263_200_000), "2026-12-03 02:00:00 UTC");
-        assert_eq!(utc(-5), "1970-01-01 00:00:00 UTC");
     }
 }

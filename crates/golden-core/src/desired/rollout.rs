@@ -220,6 +220,11 @@ impl Serialize for Window {
     }
 }
 
+/// An instant as people read it in plans, reasons and reports: `2026-12-05 01:00 UTC`.
+pub fn utc(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 /// When a push may run: at once (inside a window), or from a window start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opening {
@@ -276,6 +281,13 @@ mod tests {
 
     fn berlin() -> Zone {
         "Europe/Berlin".parse().expect("Berlin is in the bundled database")
+    }
+
+    #[test]
+    fn instants_read_in_utc_to_the_minute() {
+        assert_eq!(utc(Timestamp::UNIX_EPOCH), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(ts("2026-12-03T02:00:00Z")), "2026-12-03 02:00 UTC");
+        assert_eq!(utc(ts("2026-12-03T02:00:59.9Z")), "2026-12-03 02:00 UTC");
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 /// An instant of the plan (epoch ms) as people read it: `2026-12-05 01:00 UTC`.
 pub fn time(ms: i64) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Ok(t) => crate::desired::rollout::utc(t),
         Err(_) => format!("{ms} ms after the epoch"),
     }
 }

@@ -167,10 +167,7 @@ pub(super) fn check(
     check
 }
 
-/// `2026-12-05 14:00 UTC`.
-pub(super) fn when(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
-}
+pub(super) use crate::desired::rollout::utc as when;
 
 /// `20h`, `3d 4h`: a duration to the hour, as a soak is read.
 fn hours(d: SignedDuration) -> String {
