@@ -181,6 +181,7 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
         for lp in s.pools.values() {
             let bound = desired.pools.values().find(|p| &p.site == site && p.horizon_name == lp.name);
             let current = lp.current.as_ref().map_or("none".to_owned(), |c| image_name(s, c));
+            let scheduled = lp.pending.as_ref().and_then(|p| scheduled_for(p, options));
             let pending = lp.pending.as_ref().map(|p| {
                 // Horizon's own name of the state, e.g. PUBLISHING.
                 let state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_owned));
@@ -191,12 +192,11 @@ pub fn status(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -
                 if let Some(e) = &p.error {
                     let _ = write!(text, ": {e}");
                 }
-                if let Some(at) = scheduled_for(p, options) {
+                if let Some(at) = scheduled {
                     let _ = write!(text, ", scheduled for {}", crate::plan::render::time(at));
                 }
                 text
             });
-            let scheduled = lp.pending.as_ref().and_then(|p| scheduled_for(p, options));
             let desired_version = bound.and_then(|p| {
                 let v = desired.images.get(&p.image)?.markers.get(&p.marker)?;
                 Some(format!("{}@{v}", p.image))

@@ -70,17 +70,7 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
             if runs_target {
                 continue;
             }
-            let hold = |cause: HeldCause, reason: String, until: Option<Timestamp>| Held {
-                site: site.clone(),
-                pool: pool.name.clone(),
-                image: image.clone(),
-                marker: pool.marker.clone(),
-                version: version.clone(),
-                wave: pool.wave,
-                cause,
-                reason,
-                until: until.map(Timestamp::as_millisecond),
-            };
+            let hold = |cause, reason, until| held_push(site, pool, key, cause, reason, until);
             let current = lp.current.as_ref().and_then(|c| s_live.version_of(c));
             // A push under way towards the version (sent by a run that stopped, or by hand) is
             // work in progress: a step that follows it to the end, in its wave, so that apply
@@ -105,8 +95,12 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                 }
                 format!("Horizon is already moving pool {} to {key}; apply follows it to the end", pool.name)
             } else {
-                let img = &inputs.desired.images[image];
-                if let Some(rule) = img.policies.get(&pool.marker) {
+                let rule = inputs
+                    .desired
+                    .images
+                    .get(image)
+                    .and_then(|img| Some((img, img.policies.get(&pool.marker)?)));
+                if let Some((img, rule)) = rule {
                     let check = checks
                         .entry((image, &pool.marker))
                         .or_insert_with(|| policy::check(inputs, img, &pool.marker, rule, version));
@@ -137,13 +131,12 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                     let zone = &s_desired.timezone;
                     if let Opening::At(at) = window.opening(now, zone) {
                         let local = at.to_zoned_datetime(zone.tz().clone()).strftime("%a %H:%M %Z");
-                        if pool.canary.is_some() {
+                        if let Some(canaries) = pool.canary {
                             held.push(hold(
                                 HeldCause::Window,
                                 format!(
-                                    "pool {} pushes to {} canary machine(s) first, which golden watches, so it runs inside its window `{window}`; the window opens {} ({local} {})",
+                                    "pool {} pushes to {canaries} canary machine(s) first, which golden watches, so it runs inside its window `{window}`; the window opens {} ({local} {})",
                                     pool.name,
-                                    pool.canary.unwrap_or_default(),
                                     policy::when(at),
                                     zone.name()
                                 ),
@@ -217,22 +210,13 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
         let Some(mut step) = c.step.clone() else { continue };
         let wave = c.pool.wave;
         if let Some((w, at, first, first_site)) = first_wait.filter(|(w, ..)| *w < wave) {
-            held.push(Held {
-                site: c.site.clone(),
-                pool: c.pool.name.clone(),
-                image: c.key.image.clone(),
-                marker: c.pool.marker.clone(),
-                version: c.key.version.clone(),
-                wave,
-                cause: HeldCause::EarlierWave,
-                reason: format!(
-                    "waits for wave {w}: pool {} at {} goes at {}; run apply again after it",
-                    first.name,
-                    first_site,
-                    policy::when(at)
-                ),
-                until: Some(at.as_millisecond()),
-            });
+            let reason = format!(
+                "waits for wave {w}: pool {} at {} goes at {}; run apply again after it",
+                first.name,
+                first_site,
+                policy::when(at)
+            );
+            held.push(held_push(c.site, c.pool, &c.key, HeldCause::EarlierWave, reason, Some(at)));
             continue;
         }
         if let Some(previous) = waves.range(..wave).next_back() {
@@ -247,6 +231,28 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
         steps.push(step);
     }
     Pushes { steps, held, checks, away }
+}
+
+/// The push of `pool` at `site` to `key`, held for `cause`, until `until` when known.
+fn held_push(
+    site: &SiteName,
+    pool: &Pool,
+    key: &VersionRef,
+    cause: HeldCause,
+    reason: String,
+    until: Option<Timestamp>,
+) -> Held {
+    Held {
+        site: site.clone(),
+        pool: pool.name.clone(),
+        image: key.image.clone(),
+        marker: pool.marker.clone(),
+        version: key.version.clone(),
+        wave: pool.wave,
+        cause,
+        reason,
+        until: until.map(Timestamp::as_millisecond),
+    }
 }
 
 /// When Horizon will start a push it holds for later (its `start_time` is after `now`).
