@@ -2,10 +2,11 @@
 //!
 //! Per site the vCenter and Horizon reads run concurrently: one SOAP inventory read (VMs with
 //! snapshot trees and golden's ownership tags), the library and its items, and Horizon's pools
-//! and farms by pages, with the pod's machines, RDS servers and user sessions (three more paged
-//! lists, counted into each pool's occupancy: a push's blast radius; left empty where Horizon
-//! does not list them). Never one call per pool; one per library item, of which there are a few
+//! and farms by pages. Never one call per pool; one per library item, of which there are a few
 //! per version. The result is golden's own [`LiveState`]; nothing of the APIs leaks past here.
+//!
+//! After planning, [`occupancy`] reads the pod's machines, RDS servers and user sessions at the
+//! sites the plan pushes at: each push's blast radius.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,8 +16,8 @@ use futures::future::join_all;
 use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, fan_out, http_client};
 use crate::desired::{DesiredState, Location, Revision, Source};
 use crate::horizon::{HorizonClient, HorizonError};
-use crate::ids::{ImageName, SiteName, VersionName};
-use crate::live::{LibraryItem, LiveState, Moref, SiteLive, VcenterLive, Vm};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName};
+use crate::live::{LibraryItem, LiveState, Moref, Occupancy, SiteLive, VcenterLive, Vm};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
 /// Both clients of one site. Clones share the sessions.
@@ -273,20 +274,11 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
     let horizon = async {
         let hz = &clients.horizon;
         hz.login().await?;
-        let (pools, occupancy) = tokio::join!(hz.pools(), hz.occupancy());
-        Ok::<_, GatherError>((pools?, occupancy?))
+        Ok::<_, GatherError>(hz.pools().await?)
     };
     let (vcenter, horizon) = tokio::join!(vcenter, horizon);
     let (inventory, uuid, library) = vcenter?;
-    let (pools, by_id) = horizon?;
-    // Every pool's count where Horizon lists machines and sessions (none is a count too);
-    // nothing where it does not.
-    let occupancy = match by_id {
-        Some(by_id) => {
-            pools.iter().map(|p| (p.name.clone(), by_id.get(&p.id).copied().unwrap_or_default())).collect()
-        }
-        None => BTreeMap::new(),
-    };
+    let pools = horizon?;
 
     // VMs that matter, inside the site's datacenter only: what golden owns, what claims to be
     // golden's without its tag (for status to report), and at the source site the VMs versions
@@ -298,13 +290,48 @@ pub async fn read_site(wanted: &Wanted, clients: &SiteClients) -> Result<SiteRea
         .map(|vm| (vm.id.clone(), vm.clone()))
         .collect();
     one_copy_each(&clients.site, &vms)?;
-    let site = SiteLive {
-        vcenter: uuid,
-        vms,
-        pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
-        occupancy,
-    };
+    let site =
+        SiteLive { vcenter: uuid, vms, pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect() };
     Ok(SiteRead { site, vcenter: library, inventory })
+}
+
+/// The machines and user sessions of every pool and farm at `sites`, by site and Horizon
+/// name: the blast radius of a plan's pushes. Read after planning, and only at the sites the
+/// plan pushes at, since it is three paged lists of the whole pod (see
+/// [`HorizonClient::occupancy`]); a plan that pushes nothing spares Horizon its session list.
+///
+/// A site whose Horizon cannot say (older than 2012, or no machine view for this account) has
+/// no entry, and nor has one whose lists fail: the figures inform, nothing depends on them, so
+/// a failure is a warning (returned, for the plan to show) rather than a failed plan.
+pub async fn occupancy(
+    live: &LiveState,
+    clients: &BTreeMap<SiteName, SiteClients>,
+    sites: &BTreeSet<SiteName>,
+) -> (BTreeMap<SiteName, BTreeMap<HorizonName, Occupancy>>, Vec<String>) {
+    // A task per site, as in `read_all`: parsing the lists spreads over the runtime's threads.
+    let reads = sites.iter().filter_map(|site| {
+        let (horizon, site_live) = (clients.get(site)?.horizon.clone(), live.sites.get(site)?);
+        Some(async move { (site, site_live, tokio::spawn(async move { horizon.occupancy().await }).await) })
+    });
+    let (mut figures, mut warnings) = (BTreeMap::new(), Vec::new());
+    for (site, site_live, read) in join_all(reads).await {
+        let read = read.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        match read {
+            // Every pool's count (none is a count too).
+            Ok(Some(by_id)) => {
+                let pools = site_live.pools.values();
+                let counts = pools.map(|p| (p.name.clone(), by_id.get(&p.id).copied().unwrap_or_default()));
+                figures.insert(site.clone(), counts.collect());
+            }
+            Ok(None) => {}
+            // With Horizon's own explanation (the error's source).
+            Err(e) => warnings.push(format!(
+                "site `{site}`: the machines and sessions its pushes touch are unknown: {:#}",
+                anyhow::Error::from(e)
+            )),
+        }
+    }
+    (figures, warnings)
 }
 
 /// Two VMs of a site that golden owns (both tagged) for one version: golden cannot tell which

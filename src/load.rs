@@ -3,7 +3,8 @@
 //! It turns (repository, ref, sites) into the planner's inputs: the desired state (loaded by
 //! [`crate::desired`]), the live state of the sites the plan reads and their inventories
 //! ([`crate::gather`]), and the options git history gives (the rollback window, earlier
-//! bindings). Saved plans are read, and checked for staleness against a fresh plan, here too.
+//! bindings); once planned, it reads the blast radius of the plan's pushes. Saved plans are
+//! read, and checked for staleness against a fresh plan, here too.
 //! Every command that plans (`plan`, `apply`, `status`, `demo`) goes through this module.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +17,8 @@ use crate::connect::RetryPolicy;
 use crate::desired::DesiredState;
 use crate::gather::{self, SiteClients};
 use crate::ids::{CommitId, SiteName};
-use crate::plan::{self, FORMAT_VERSION, Plan, PlanError, PlanOptions, Step};
+use crate::live::LiveState;
+use crate::plan::{self, Action, FORMAT_VERSION, Plan, PlanError, PlanOptions, Step};
 use crate::vcenter::Inventory;
 
 /// Every reason a plan cannot be made.
@@ -52,10 +54,25 @@ pub fn sites_to_read(desired: &DesiredState, scope: &BTreeSet<SiteName>) -> BTre
 pub struct Observed {
     pub plan: Plan,
     pub clients: BTreeMap<SiteName, SiteClients>,
+    pub live: LiveState,
     pub inventories: BTreeMap<SiteName, Inventory>,
 }
 
-/// Reads the live state of the sites the plan needs and plans. Shared with `apply`.
+impl Observed {
+    /// Reads the blast radius of the plan's pushes (their pools' machines and sessions, at
+    /// the sites it pushes at) into the plan; a site that cannot say adds a warning. Not done
+    /// for a saved plan's freshness check, which does not compare the figures.
+    pub async fn read_blast(mut self) -> Observed {
+        let sites = self.plan.push_sites();
+        let (figures, warnings) = gather::occupancy(&self.live, &self.clients, &sites).await;
+        self.plan.set_blast(&figures);
+        self.plan.warnings.extend(warnings);
+        self
+    }
+}
+
+/// Reads the live state of the sites the plan needs, plans, and reads its pushes' blast
+/// radius: `golden plan`.
 pub async fn observe(
     desired: &DesiredState,
     dir: &Path,
@@ -65,7 +82,7 @@ pub async fn observe(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Observed> {
     let clients = connect(desired, dir, scope, env)?;
-    observe_with(desired, dir, reference, scope, override_policy, clients).await
+    Ok(observe_with(desired, dir, reference, scope, override_policy, clients).await?.read_blast().await)
 }
 
 /// Clients for the sites a plan of `scope` reads; nothing is sent yet.
@@ -79,7 +96,8 @@ pub fn connect(
     Ok(gather::connect_all(desired, &read, dir, env, &RetryPolicy::default())?)
 }
 
-/// [`observe`] with the clients of [`connect`]: `apply` locks the sites in between.
+/// [`observe`] with the clients of [`connect`], without the blast radius: `apply` locks the
+/// sites in between, and reads the blast radius only when it has no saved plan.
 /// `override_policy` is the reason given with `--override-policy`, if any.
 pub async fn observe_with(
     desired: &DesiredState,
@@ -93,8 +111,18 @@ pub async fn observe_with(
     let read = gather::read_all(desired, &clients).await?;
     let mut options = history.options(desired, scope).await;
     options.override_policy = override_policy.map(str::to_owned);
-    let plan = plan::plan(desired, &read.live, &options).map_err(PlanErrors)?;
-    Ok(Observed { plan, clients, inventories: read.inventories })
+    plan_read(desired, clients, read, &options)
+}
+
+/// Plans from what [`gather::read_all`] read with `clients`.
+pub fn plan_read(
+    desired: &DesiredState,
+    clients: BTreeMap<SiteName, SiteClients>,
+    read: gather::Read,
+    options: &PlanOptions,
+) -> anyhow::Result<Observed> {
+    let plan = plan::plan(desired, &read.live, options).map_err(PlanErrors)?;
+    Ok(Observed { plan, clients, live: read.live, inventories: read.inventories })
 }
 
 /// Git history (the rollback window, earlier bindings) walked on a thread of its own while the
@@ -226,9 +254,18 @@ pub fn check_fresh(saved: &Plan, fresh: &Plan, desired: &DesiredState) -> Result
     if changes.is_empty() { Ok(()) } else { Err(StalePlan { changes }) }
 }
 
-/// How the saved steps differ from the fresh ones, step by step.
+/// How the saved steps differ from the fresh ones, step by step. A push's blast radius is
+/// not compared: it is Horizon's figures of the moment (sessions come and go by the minute),
+/// not part of the work.
 fn step_changes(saved: &[Step], fresh: &[Step]) -> Vec<String> {
-    let by_id = |steps: &[Step]| steps.iter().map(|s| (s.id.clone(), s.clone())).collect::<BTreeMap<_, _>>();
+    let work = |step: &Step| {
+        let mut step = step.clone();
+        if let Action::Push { blast, .. } = &mut step.action {
+            *blast = None;
+        }
+        step
+    };
+    let by_id = |steps: &[Step]| steps.iter().map(|s| (s.id.clone(), work(s))).collect::<BTreeMap<_, _>>();
     let (saved, fresh) = (by_id(saved), by_id(fresh));
     let mut changes = Vec::new();
     for (id, step) in &saved {
@@ -299,6 +336,41 @@ mod tests {
                 "step deploy/eu/win11-ent/2026.10 is planned now and is not in the saved plan",
             ]
         );
+    }
+
+    /// Sessions come and go by the minute: a saved plan whose pushes touched other figures
+    /// when it was made still applies, whatever the push's other fields say.
+    #[test]
+    fn a_saved_plan_is_not_stale_for_its_blast_radius() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let desired = desired_at(commit);
+        let push = |blast: Option<crate::live::Occupancy>, wave: u32| Step {
+            id: crate::plan::StepId::new("push/hq/hq-office"),
+            site: crate::ids::SiteName::new("hq"),
+            action: Action::Push {
+                pool: crate::ids::PoolName::new("hq-office"),
+                horizon_name: crate::ids::HorizonName::new("Office-IC"),
+                pool_kind: crate::desired::PoolKind::DesktopPool,
+                image: crate::ids::ImageName::new("win11-ent"),
+                marker: crate::ids::MarkerName::new("prod"),
+                version: crate::ids::VersionName::new("2026.10"),
+                wave,
+                logoff: crate::desired::Logoff::Wait,
+                start_time: None,
+                canary: None,
+                blast,
+            },
+            reason: "marker prod of win11-ent moved 2026.09 → 2026.10".into(),
+            depends_on: Vec::new(),
+        };
+        let figures = |sessions| Some(crate::live::Occupancy { machines: 40, sessions });
+        let at = |steps| Plan { steps, desired_digest: desired.digest.clone(), ..plan(Some(commit), &[]) };
+        let saved = at(vec![push(figures(17), 1)]);
+        for fresh in [at(vec![push(figures(3), 1)]), at(vec![push(None, 1)])] {
+            assert!(check_fresh(&saved, &fresh, &desired).is_ok(), "{:?}", fresh.steps[0].action);
+        }
+        let stale = check_fresh(&saved, &at(vec![push(figures(17), 2)]), &desired).expect_err("another wave");
+        assert_eq!(stale.changes, ["step push/hq/hq-office is not what golden plans now"]);
     }
 
     fn plan(commit: Option<&str>, prints: &[(&str, &str)]) -> Plan {

@@ -103,6 +103,8 @@ async fn apply_locked(
         let reference = args.repo.reference.as_deref();
         let observed =
             observe_with(&desired, &args.repo.dir, reference, &scope, reason.as_deref(), clients).await?;
+        // The plan shown before applying shows what its pushes touch; a saved plan has it.
+        let observed = if saved.is_none() { observed.read_blast().await } else { observed };
         apply_observed(args, desired, saved, observed).await
     }
     .await;

@@ -20,7 +20,8 @@ use golden::lab::horizon::HorizonSim;
 use golden::lab::server::FaultRule;
 use golden::lab::{CONTROL_TOKEN_HEADER, Lab, LabOptions, LabState, Product, Timings};
 use golden::live::{LiveState, Occupancy};
-use golden::plan::{Action, Plan, PlanOptions, StepId, plan};
+use golden::load::{Observed, plan_read};
+use golden::plan::{Action, Plan, PlanOptions, StepId};
 
 use super::common::repo_root;
 
@@ -78,7 +79,14 @@ impl Harness {
     /// cannot be shown to hold without git history; these tests are about Horizon's side, so
     /// they override it.
     pub(crate) async fn plan(&self) -> Plan {
-        plan(&self.ctx.desired, &self.live().await, &options()).expect("a plan")
+        self.observe().await.plan
+    }
+
+    /// Reads, plans and reads the blast radius, as `golden plan` does.
+    pub(crate) async fn observe(&self) -> Observed {
+        let read = read_all(&self.ctx.desired, &self.readers).await.expect("live state");
+        let observed = plan_read(&self.ctx.desired, self.readers.clone(), read, &options()).expect("a plan");
+        observed.read_blast().await
     }
 
     /// Runs `plan` through the executor, as `golden apply` does.
@@ -239,11 +247,7 @@ async fn every_push_shows_the_machines_and_sessions_it_touches() {
             "GET /rest/inventory/v1/rds-servers",
             "GET /rest/inventory/v1/sessions",
         ] {
-            assert_eq!(
-                h.route(site, route),
-                2,
-                "{site} {route}: one read to start the apply context, one to plan"
-            );
+            assert_eq!(h.route(site, route), 1, "{site} {route}: read once, after planning");
         }
     }
 }
@@ -264,13 +268,53 @@ async fn a_pod_that_cannot_list_machines_plans_without_a_blast_radius() {
         ..FaultRule::default()
     };
     h.lab.add_fault("eu", Product::Horizon, forbidden);
-    let live = h.live().await;
-    assert!(live.sites[&SiteName::new("us")].occupancy.is_empty());
-    assert!(live.sites[&SiteName::new("eu")].occupancy.is_empty());
-    assert_eq!(live.sites[&SiteName::new("hq")].occupancy.len(), 3, "hq still counts its pools and farm");
-    let plan = plan(&h.ctx.desired, &live, &options()).expect("a plan");
+    let plan = h.plan().await;
     for step in &plan.steps {
         let Action::Push { blast, .. } = &step.action else { continue };
         assert_eq!(blast.is_some(), step.site.as_str() == "hq", "{}: {blast:?}", step.id);
+    }
+    let unknown = |site: &str| plan.blast_radius.sites[&SiteName::new(site)].unknown;
+    assert_eq!((unknown("us"), unknown("eu"), unknown("hq")), (2, 3, 0), "{:?}", plan.blast_radius);
+    assert!(plan.warnings.is_empty(), "a server that cannot say is no failure: {:?}", plan.warnings);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_session_list_leaves_the_blast_radius_unknown_with_a_warning() {
+    let h = Harness::start(|_| {}).await;
+    let broken = FaultRule {
+        method: "GET".into(),
+        path_prefix: "/rest/inventory/v1/sessions".into(),
+        status: 500,
+        body: r#"{"status":"INTERNAL_SERVER_ERROR","timestamp":0,"errors":[{"error_key":"internal","error_message":"session store unavailable"}]}"#.into(),
+        ..FaultRule::default()
+    };
+    h.lab.add_fault("eu", Product::Horizon, broken);
+    let plan = h.plan().await;
+    assert_eq!(plan.blast_radius.sites[&SiteName::new("eu")].unknown, 3, "{:?}", plan.blast_radius);
+    assert_eq!(plan.blast_radius.sites[&SiteName::new("hq")].unknown, 0, "{:?}", plan.blast_radius);
+    let [warning] = plan.warnings.as_slice() else { panic!("one warning: {:?}", plan.warnings) };
+    assert!(
+        warning.starts_with("site `eu`: the machines and sessions its pushes touch are unknown"),
+        "{warning}"
+    );
+    assert!(warning.contains("session store unavailable"), "{warning}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_without_pushes_reads_no_machines_or_sessions() {
+    let h = Harness::start(|_| {}).await;
+    let first = h.plan().await;
+    let summary = h.execute(&first).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let calm = h.plan().await;
+    assert!(!calm.has_changes(), "{}", golden::plan::render::text(&calm));
+    for site in ["eu", "hq", "us"] {
+        for route in [
+            "GET /rest/inventory/v1/machines",
+            "GET /rest/inventory/v1/rds-servers",
+            "GET /rest/inventory/v1/sessions",
+        ] {
+            assert_eq!(h.route(site, route), 1, "{site} {route}: read for the first plan's pushes only");
+        }
     }
 }

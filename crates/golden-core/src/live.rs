@@ -75,10 +75,6 @@ pub struct SiteLive {
     pub vms: BTreeMap<Moref, Vm>,
     /// Desktop pools and farms, by their Horizon name.
     pub pools: BTreeMap<HorizonName, LivePool>,
-    /// Machines and sessions of each pool or farm, by Horizon name: a push's blast radius.
-    /// Not fingerprinted (sessions come and go by the minute; a saved plan stays valid).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub occupancy: BTreeMap<HorizonName, Occupancy>,
 }
 
 /// What a push to a pool or farm touches: its machines (desktop VMs, or a farm's RDS hosts)

@@ -9,7 +9,7 @@ pub mod history;
 pub mod planner;
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -278,6 +278,25 @@ impl Action {
 impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.steps.is_empty()
+    }
+
+    /// The sites the plan pushes at: where its blast radius is read.
+    pub fn push_sites(&self) -> BTreeSet<SiteName> {
+        let pushes = self.steps.iter().filter(|s| matches!(s.action, Action::Push { .. }));
+        pushes.map(|s| s.site.clone()).collect()
+    }
+
+    /// Gives each push the machines and sessions Horizon reported for its pool or farm, by
+    /// site and Horizon name (one absent stays unknown), and totals them per wave and site.
+    /// The planner leaves them unknown: they are read after planning, and only where the plan
+    /// pushes, since every pool's machines and sessions are three paged lists of the whole pod.
+    pub fn set_blast(&mut self, occupancy: &BTreeMap<SiteName, BTreeMap<HorizonName, Occupancy>>) {
+        for step in &mut self.steps {
+            if let Action::Push { horizon_name, blast, .. } = &mut step.action {
+                *blast = occupancy.get(&step.site).and_then(|pools| pools.get(horizon_name)).copied();
+            }
+        }
+        self.blast_radius = BlastRadius::of(&self.steps);
     }
 
     /// Counts per step kind, in kind order, for summaries.

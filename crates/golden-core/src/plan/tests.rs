@@ -54,15 +54,9 @@ impl World {
         for (name, site) in &desired.sites {
             let vcenter = vcenter_id(site);
             w.live.vcenters.entry(vcenter.clone()).or_default();
-            w.live.sites.insert(
-                name.clone(),
-                SiteLive {
-                    vcenter,
-                    vms: BTreeMap::new(),
-                    pools: BTreeMap::new(),
-                    occupancy: BTreeMap::new(),
-                },
-            );
+            w.live
+                .sites
+                .insert(name.clone(), SiteLive { vcenter, vms: BTreeMap::new(), pools: BTreeMap::new() });
         }
         let source = desired.settings.source_site.clone();
         for image in desired.images.values() {

@@ -96,7 +96,8 @@ pub fn plan(desired: &DesiredState, live: &LiveState, options: &PlanOptions) -> 
     }
 
     let (held, checks) = (pushes.held, pushes.checks);
-    let mut steps: Vec<Step> = [published.steps, copies.steps, pushes.steps, retirements].concat();
+    let passes = [published.steps, copies.steps, pushes.steps, retirements];
+    let mut steps: Vec<Step> = passes.into_iter().flatten().collect();
     // Step ids are unique, so an unstable sort is as deterministic as a stable one.
     steps.sort_unstable_by(|a, b| {
         (a.action.rank(), wave_of(a), &a.site, &a.id).cmp(&(b.action.rank(), wave_of(b), &b.site, &b.id))

@@ -175,7 +175,8 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
                         logoff: pool.logoff,
                         start_time,
                         canary: pool.canary,
-                        blast: s_live.occupancy.get(&pool.horizon_name).copied(),
+                        // Read after planning, for the sites the plan pushes at.
+                        blast: None,
                     },
                     reason,
                     depends_on: copies.deploy_of.get(&(site, key.clone())).cloned().into_iter().collect(),
@@ -206,8 +207,8 @@ pub(super) fn pushes<'a>(inputs: &Inputs<'a>, copies: &Copies<'a>, warnings: &mu
         .min_by_key(|(w, t, _, _)| (*w, *t));
     let mut steps = Vec::new();
     let mut away: BTreeMap<(&SiteName, VersionRef), Vec<StepId>> = BTreeMap::new();
-    for c in &candidates {
-        let Some(mut step) = c.step.clone() else { continue };
+    for c in candidates {
+        let Some(mut step) = c.step else { continue };
         let wave = c.pool.wave;
         if let Some((w, at, first, first_site)) = first_wait.filter(|(w, ..)| *w < wave) {
             let reason = format!(
