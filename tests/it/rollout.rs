@@ -241,13 +241,18 @@ async fn every_push_shows_the_machines_and_sessions_it_touches() {
     let Action::Push { blast, .. } = &eu_office.action else { unreachable!("a push") };
     assert_eq!(blast, &Some(Occupancy { machines: 40, sessions: 17 }));
     // Read once per site: three lists, whatever the number of pools.
+    assert_listed_once(&h, "read once, after planning");
+}
+
+/// Asserts that each site's machines, RDS servers and sessions were listed once.
+fn assert_listed_once(h: &Harness, why: &str) {
     for site in ["eu", "hq", "us"] {
         for route in [
             "GET /rest/inventory/v1/machines",
             "GET /rest/inventory/v1/rds-servers",
             "GET /rest/inventory/v1/sessions",
         ] {
-            assert_eq!(h.route(site, route), 1, "{site} {route}: read once, after planning");
+            assert_eq!(h.route(site, route), 1, "{site} {route}: {why}");
         }
     }
 }
@@ -308,13 +313,5 @@ async fn a_plan_without_pushes_reads_no_machines_or_sessions() {
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let calm = h.plan().await;
     assert!(!calm.has_changes(), "{}", golden::plan::render::text(&calm));
-    for site in ["eu", "hq", "us"] {
-        for route in [
-            "GET /rest/inventory/v1/machines",
-            "GET /rest/inventory/v1/rds-servers",
-            "GET /rest/inventory/v1/sessions",
-        ] {
-            assert_eq!(h.route(site, route), 1, "{site} {route}: read for the first plan's pushes only");
-        }
-    }
+    assert_listed_once(&h, "read for the first plan's pushes only");
 }
