@@ -441,20 +441,18 @@ impl HorizonClient {
     /// or a list answered 404 (not there) or 403 (the account may not see machines,
     /// `MACHINE_VIEW`). The blast radius is then unknown; nothing else depends on it.
     ///
-    /// The lists go out alongside the version read rather than after it, so that they add no
-    /// request to the chain a read of the site waits for; on a server older than 2012 their
-    /// answers are dropped.
+    /// Golden reads it after planning, by which time the server's version is known (read with
+    /// the pools), so an older server is sent nothing.
     pub async fn occupancy(&self) -> Result<Option<BTreeMap<HorizonId, Occupancy>>, HorizonError> {
-        let (version, machines, servers, sessions) = futures::join!(
-            self.version(),
+        if let Some(version) = self.version().await?.filter(|v| *v < HorizonVersion::MACHINES_PAGED) {
+            tracing::info!(site = %self.site, %version, "horizon lists machines and sessions by pages only from 2012; the blast radius of pushes is unknown here");
+            return Ok(None);
+        }
+        let (machines, servers, sessions) = futures::join!(
             self.list_paged::<wire::MachineRef>(&["inventory", "v1", "machines"], "list machines"),
             self.list_paged::<wire::RdsServerRef>(&["inventory", "v1", "rds-servers"], "list rds servers"),
             self.list_paged::<wire::SessionRef>(&["inventory", "v1", "sessions"], "list sessions"),
         );
-        if let Some(version) = version?.filter(|v| *v < HorizonVersion::MACHINES_PAGED) {
-            tracing::info!(site = %self.site, %version, "horizon lists machines and sessions by pages only from 2012; the blast radius of pushes is unknown here");
-            return Ok(None);
-        }
         let unavailable =
             |e: &HorizonError| matches!(e.status(), Some(StatusCode::NOT_FOUND | StatusCode::FORBIDDEN));
         let (machines, servers, sessions) = match (machines, servers, sessions) {
