@@ -157,12 +157,7 @@ pub async fn read_all(
         .collect();
     let mut read = Read { live: LiveState::default(), inventories: BTreeMap::new() };
     let mut errors = Vec::new();
-    for done in join_all(reads).await {
-        let (site, result) = match done {
-            Ok(done) => done,
-            // A read that panicked: let the panic go on here, as if the read had run in place.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
+    for (site, result) in join_spawned(reads).await {
         match result {
             Ok(SiteRead { site: s, vcenter, inventory }) => {
                 read.live.vcenters.entry(s.vcenter.clone()).or_insert(vcenter);
@@ -309,13 +304,16 @@ pub async fn occupancy(
     sites: &BTreeSet<SiteName>,
 ) -> (BTreeMap<SiteName, BTreeMap<HorizonName, Occupancy>>, Vec<String>) {
     // A task per site, as in `read_all`: parsing the lists spreads over the runtime's threads.
-    let reads = sites.iter().filter_map(|site| {
-        let (horizon, site_live) = (clients.get(site)?.horizon.clone(), live.sites.get(site)?);
-        Some(async move { (site, site_live, tokio::spawn(async move { horizon.occupancy().await }).await) })
-    });
+    let reads: Vec<_> = sites
+        .iter()
+        .filter_map(|site| {
+            let (site, horizon) = (site.clone(), clients.get(site)?.horizon.clone());
+            Some(tokio::spawn(async move { (site, horizon.occupancy().await) }))
+        })
+        .collect();
     let (mut figures, mut warnings) = (BTreeMap::new(), Vec::new());
-    for (site, site_live, read) in join_all(reads).await {
-        let read = read.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+    for (site, read) in join_spawned(reads).await {
+        let Some(site_live) = live.sites.get(&site) else { continue };
         match read {
             // Every pool's count (none is a count too).
             Ok(Some(by_id)) => {
@@ -332,6 +330,13 @@ pub async fn occupancy(
         }
     }
     (figures, warnings)
+}
+
+/// Awaits tasks spawned to spread work over the runtime's threads, in order. A task that
+/// panicked panics here, as if it had run in place.
+async fn join_spawned<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let done = join_all(tasks).await;
+    done.into_iter().map(|d| d.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))).collect()
 }
 
 /// Two VMs of a site that golden owns (both tagged) for one version: golden cannot tell which
