@@ -195,37 +195,57 @@ async fn run(
         let clients = golden::gather::connect_all(desired, &sites, dir, &lookup, &RetryPolicy::default())?;
         let before: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).sum();
         let (start, cpu_start) = (Instant::now(), cpu_ms());
-        let (planned, read) = observe(desired, clients).await?;
+        let (planned, phases) = observe(desired, clients).await?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).sum();
         let cpu = cpu_ms() - cpu_start;
-        rounds.push((wall, read, planned.steps.len(), after - before, cpu));
+        rounds.push((wall, phases, planned.steps.len(), after - before, cpu));
     }
+    // Each phase's own median, so that one slow round does not decide any of them.
+    let median = |pick: fn(&Phases) -> f64| {
+        let mut times: Vec<f64> = rounds.iter().map(|r| pick(&r.1)).collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let (read, planning, blast) = (median(|p| p.read), median(|p| p.plan), median(|p| p.blast));
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (wall, read, steps, requests, cpu) = rounds[rounds.len() / 2];
+    let (wall, _, steps, requests, cpu) = rounds[rounds.len() / 2];
     let per_site =
         lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).max().unwrap_or(0) / count as u64;
     let bound = (chain * latency) as f64;
     println!(
-        "plan ({label}): {steps} steps, {wall:.0} ms (reading {read:.0} ms; median of {count}, fastest {:.0} ms), {requests} requests (at most {per_site} per endpoint), {cpu:.0} ms of CPU (golden and lab); lower bound {bound:.0} ms ({chain} dependent requests, as counted at {CHECK_LATENCY_MS} ms, × {latency} ms): {:.2}× (target ≤ 1.5×)",
+        "plan ({label}): {steps} steps, {wall:.0} ms (median of {count}, fastest {:.0} ms; medians by phase: read {read:.0} ms, plan {planning:.0} ms, blast radius {blast:.0} ms), {requests} requests (at most {per_site} per endpoint), {cpu:.0} ms of CPU (golden and lab); lower bound {bound:.0} ms ({chain} dependent requests, as counted at {CHECK_LATENCY_MS} ms, × {latency} ms): {:.2}× (target ≤ 1.5×)",
         rounds[0].0,
         wall / bound
     );
     Ok(())
 }
 
+/// How long each phase of [`observe`] took, in ms.
+#[derive(Clone, Copy)]
+struct Phases {
+    read: f64,
+    plan: f64,
+    blast: f64,
+}
+
 /// What `golden plan` does once the desired state and history are read: reads the sites,
-/// plans, and reads the blast radius of the plan's pushes. Returns the plan and how long the
-/// first read took, in ms.
+/// plans, and reads the blast radius of the plan's pushes. Returns the plan and how long each
+/// phase took.
 async fn observe(
     desired: &DesiredState,
     clients: BTreeMap<golden::ids::SiteName, golden::gather::SiteClients>,
-) -> anyhow::Result<(Plan, f64)> {
+) -> anyhow::Result<(Plan, Phases)> {
+    let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
     let read = golden::gather::read_all(desired, &clients).await?;
-    let reading = start.elapsed().as_secs_f64() * 1e3;
+    let read_ms = ms(start);
+    let start = Instant::now();
     let observed = golden::load::plan_read(desired, clients, read, &PlanOptions::default())?;
-    Ok((observed.read_blast().await.plan, reading))
+    let plan_ms = ms(start);
+    let start = Instant::now();
+    let plan = observed.read_blast().await.plan;
+    Ok((plan, Phases { read: read_ms, plan: plan_ms, blast: ms(start) }))
 }
 
 /// CPU time this process has used (user + system), from `/proc/self/stat` in clock ticks of
