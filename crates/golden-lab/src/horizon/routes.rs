@@ -817,33 +817,28 @@ fn known_params(
 }
 
 /// The machines of `kind` (desktop machines or RDS servers) a list request asks for, rendered
-/// with `render`: without a filter only the page asked for is rendered (a pod has thousands,
-/// and the lab's lock is held meanwhile); with one, all of them, to be matched.
-fn list_machines<T: Serialize>(
+/// as `doc` while the lab is read: without a filter only the page asked for is rendered (a pod
+/// has thousands); with one, all of them, to be matched.
+fn list_machines(
     ctx: &SiteCtx,
     kind: PoolKind,
     query: &HashMap<String, String>,
     fields: &[&str],
-    render: fn(&super::Pool, &super::Machine, &str, i64, &Timings) -> T,
+    doc: view::MachineDoc,
 ) -> ApiResult {
-    let filtered = query.contains_key("filter");
-    let (items, more) = read_site(ctx, |site, t, now| {
+    read_site(ctx, |site, t, now| {
         let sim = &site.horizon;
-        let all = sim
-            .pools
-            .values()
-            .filter(|p| p.kind == kind)
-            .flat_map(|p| p.machines.iter().map(move |m| (p, m)));
-        if filtered {
-            return Ok((all.map(|(p, m)| render(p, m, &sim.vcenter_id, now, t)).collect::<Vec<T>>(), false));
+        let of_kind = || sim.pools.values().filter(|p| p.kind == kind);
+        let all = of_kind()
+            .flat_map(|p| p.machines.iter().map(move |m| (p, m)))
+            .map(|(p, m)| view::machine_doc(doc, p, m, &sim.vcenter_id, now, t));
+        if query.contains_key("filter") {
+            return listing(all.collect(), query, fields);
         }
-        let count = sim.pools.values().filter(|p| p.kind == kind).map(|p| p.machines.len()).sum();
-        let (range, more) = page_bounds(count, query)?;
-        let page =
-            all.skip(range.start).take(range.len()).map(|(p, m)| render(p, m, &sim.vcenter_id, now, t));
-        Ok((page.collect(), more))
-    })?;
-    if filtered { listing(items, query, fields) } else { Ok(paged_response(&items, more)) }
+        let (range, more) = page_bounds(of_kind().map(|p| p.machines.len()).sum(), query)?;
+        let page: Vec<_> = all.skip(range.start).take(range.len()).collect();
+        Ok(paged_response(&page, more))
+    })
 }
 
 /// `GET /inventory/v1/machines` (8.0): `MachineInfo`, without images.
@@ -854,7 +849,7 @@ async fn machines_v1(
 ) -> ApiResult {
     since(&ctx, 8, 0)?;
     let query = known_params(&ctx, query, (8, 1));
-    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::machine_v1)
+    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::MachineDoc::V1)
 }
 
 /// `GET /inventory/v2/machines` (2012): `MachineInfoV2`, whose `managed_machine_data` names
@@ -865,7 +860,7 @@ async fn machines_v2(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     since(&ctx, 8, 1)?;
-    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::machine_v2)
+    list_machines(&ctx, PoolKind::DesktopPool, &query, MACHINE_FILTER_FIELDS, view::MachineDoc::V2)
 }
 
 /// `GET /inventory/v1/rds-servers` (2012): `RDSServerInfo`.
@@ -875,7 +870,7 @@ async fn rds_servers(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     since(&ctx, 8, 1)?;
-    list_machines(&ctx, PoolKind::Farm, &query, RDS_SERVER_FILTER_FIELDS, view::rds_server)
+    list_machines(&ctx, PoolKind::Farm, &query, RDS_SERVER_FILTER_FIELDS, view::MachineDoc::RdsServer)
 }
 
 /// `GET /inventory/v1/sessions` (8.0): `SessionInfo` of every session in the pod.
@@ -886,16 +881,16 @@ async fn sessions(
 ) -> ApiResult {
     since(&ctx, 8, 0)?;
     let query = known_params(&ctx, query, (8, 6));
-    let items = read_site(&ctx, |site, _, now| {
-        Ok(site
+    read_site(&ctx, |site, _, now| {
+        let items = site
             .horizon
             .pools
             .values()
             .flat_map(|p| p.machines.iter().flat_map(move |m| m.sessions.iter().map(move |s| (p, m, s))))
             .map(|(p, m, s)| view::session(p, m, s, now))
-            .collect::<Vec<_>>())
-    })?;
-    listing(items, &query, SESSION_FILTER_FIELDS)
+            .collect();
+        listing(items, &query, SESSION_FILTER_FIELDS)
+    })
 }
 
 // ---- external inventory (the site's lab vCenter) and virtual centers ----

@@ -532,142 +532,170 @@ fn machine_now<'a>(pool: &'a Pool, machine: &'a Machine, now: i64, t: &Timings) 
     shown
 }
 
-fn machine_path(pool: &Pool, machine: &Machine) -> String {
-    format!("/{}/vm/{}/{}", pool.datacenter_id, pool.name, machine.name)
+/// A machine's inventory path, `/<datacenter>/vm/<pool>/<machine>`, written straight into the
+/// document.
+#[derive(Debug)]
+struct MachinePath<'a>(&'a Pool, &'a Machine);
+
+impl Serialize for MachinePath<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let MachinePath(pool, machine) = self;
+        s.collect_str(&format_args!("/{}/vm/{}/{}", pool.datacenter_id, pool.name, machine.name))
+    }
 }
 
-/// `MachineInfo` (v1) and `MachineInfoV2`: typed, as the pool documents are, since a listing
-/// renders every machine of the pod while holding the lab's lock. v1 has no `session_id` and
-/// no image in `managed_machine_data`.
+/// A machine's DNS name, `<machine>.lab.local`.
+#[derive(Debug)]
+struct DnsName<'a>(&'a str);
+
+impl Serialize for DnsName<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}.lab.local", self.0))
+    }
+}
+
+/// Which document a machine list renders: `MachineInfo` (v1), `MachineInfoV2`, or
+/// `RDSServerInfo`.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum MachineDoc {
+    V1,
+    V2,
+    RdsServer,
+}
+
+/// A machine or RDS server as a list shows it. Documents borrow from the lab's state: a list
+/// renders every machine of the pod (thousands) while holding the lab's lock.
 #[derive(Debug, Serialize)]
-pub(super) struct MachineView {
-    id: String,
-    name: String,
-    dns_name: String,
-    desktop_pool_id: String,
+#[serde(untagged)]
+pub(super) enum MachineDocView<'a> {
+    Machine(MachineView<'a>),
+    RdsServer(RdsServerView<'a>),
+}
+
+/// `machine` of `pool` at `now`, as `doc`.
+pub(super) fn machine_doc<'a>(
+    doc: MachineDoc,
+    pool: &'a Pool,
+    machine: &'a Machine,
+    vcenter_id: &'a str,
+    now: i64,
+    t: &Timings,
+) -> MachineDocView<'a> {
+    match doc {
+        MachineDoc::V1 => MachineDocView::Machine(machine_view(pool, machine, vcenter_id, now, t, false)),
+        MachineDoc::V2 => MachineDocView::Machine(machine_view(pool, machine, vcenter_id, now, t, true)),
+        MachineDoc::RdsServer => MachineDocView::RdsServer(rds_server(pool, machine, now, t)),
+    }
+}
+
+/// `MachineInfo` (v1) and `MachineInfoV2`: typed, as the pool documents are. v1 has no
+/// `session_id` and no image in `managed_machine_data`.
+#[derive(Debug, Serialize)]
+pub(super) struct MachineView<'a> {
+    id: &'a str,
+    name: &'a str,
+    dns_name: DnsName<'a>,
+    desktop_pool_id: &'a str,
     state: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
     operating_system: &'static str,
     user_ids: [&'static str; 0],
     #[serde(skip_serializing_if = "Option::is_none")]
-    session_id: Option<Option<String>>,
-    managed_machine_data: ManagedMachineData,
+    session_id: Option<Option<&'a str>>,
+    managed_machine_data: ManagedMachineData<'a>,
 }
 
 #[derive(Debug, Serialize)]
-struct ManagedMachineData {
-    virtual_center_id: String,
-    path: String,
+struct ManagedMachineData<'a> {
+    virtual_center_id: &'a str,
+    path: MachinePath<'a>,
     virtual_machine_power_state: &'static str,
     in_maintenance_mode: bool,
-    clone_error_message: Option<String>,
+    clone_error_message: Option<&'a str>,
     clone_error_time: Option<i64>,
     #[serde(flatten)]
-    image: Option<MachineImage>,
+    image: Option<MachineImage<'a>>,
 }
 
 /// The image fields of `ManagedMachineDataV2` and `RDSServerInfo`.
 #[derive(Debug, Serialize)]
-struct MachineImage {
-    base_vm_id: String,
-    base_vm_snapshot_id: String,
-    pending_base_vm_id: Option<String>,
-    pending_base_vm_snapshot_id: Option<String>,
+struct MachineImage<'a> {
+    base_vm_id: &'a str,
+    base_vm_snapshot_id: &'a str,
+    pending_base_vm_id: Option<&'a str>,
+    pending_base_vm_snapshot_id: Option<&'a str>,
     operation: Option<&'static str>,
     operation_state: Option<&'static str>,
-    logoff_policy: Option<String>,
+    logoff_policy: Option<&'a str>,
 }
 
-fn machine_image(pool: &Pool, machine: &Machine, shown: &MachineNow<'_>) -> MachineImage {
+fn machine_image<'a>(pool: &'a Pool, machine: &'a Machine, shown: &MachineNow<'a>) -> MachineImage<'a> {
     MachineImage {
-        base_vm_id: machine.base_vm_id.clone(),
-        base_vm_snapshot_id: machine.base_snapshot_id.clone(),
-        pending_base_vm_id: shown.pending.map(|p| p.0.clone()),
-        pending_base_vm_snapshot_id: shown.pending.map(|p| p.1.clone()),
+        base_vm_id: &machine.base_vm_id,
+        base_vm_snapshot_id: &machine.base_snapshot_id,
+        pending_base_vm_id: shown.pending.map(|p| p.0.as_str()),
+        pending_base_vm_snapshot_id: shown.pending.map(|p| p.1.as_str()),
         operation: shown.operation,
         operation_state: shown.operation_state,
-        logoff_policy: pool.push.as_ref().map(|p| p.logoff_policy.clone()),
+        logoff_policy: pool.push.as_ref().map(|p| p.logoff_policy.as_str()),
     }
 }
 
-fn machine_view(
-    pool: &Pool,
-    machine: &Machine,
-    vcenter_id: &str,
+fn machine_view<'a>(
+    pool: &'a Pool,
+    machine: &'a Machine,
+    vcenter_id: &'a str,
     now: i64,
     t: &Timings,
     v2: bool,
-) -> MachineView {
+) -> MachineView<'a> {
     let shown = machine_now(pool, machine, now, t);
     MachineView {
-        id: machine.id.clone(),
-        name: machine.name.clone(),
-        dns_name: format!("{}.lab.local", machine.name),
-        desktop_pool_id: pool.id.clone(),
+        id: &machine.id,
+        name: &machine.name,
+        dns_name: DnsName(&machine.name),
+        desktop_pool_id: &pool.id,
         state: shown.state,
         kind: "MANAGED_MACHINE",
         operating_system: "WINDOWS_10",
         user_ids: [],
-        session_id: v2.then(|| machine.sessions.first().map(|s| s.id.clone())),
+        session_id: v2.then(|| machine.sessions.first().map(|s| s.id.as_str())),
         managed_machine_data: ManagedMachineData {
-            virtual_center_id: vcenter_id.to_owned(),
-            path: machine_path(pool, machine),
+            virtual_center_id: vcenter_id,
+            path: MachinePath(pool, machine),
             virtual_machine_power_state: "POWERED_ON",
             in_maintenance_mode: false,
-            clone_error_message: machine.error.clone(),
+            clone_error_message: machine.error.as_deref(),
             clone_error_time: machine.error.as_ref().map(|_| now),
             image: v2.then(|| machine_image(pool, machine, &shown)),
         },
     }
 }
 
-/// `MachineInfo` (v1): what a machine is and its state, not its image.
-pub(super) fn machine_v1(
-    pool: &Pool,
-    machine: &Machine,
-    vcenter_id: &str,
-    now: i64,
-    t: &Timings,
-) -> MachineView {
-    machine_view(pool, machine, vcenter_id, now, t, false)
-}
-
-/// `MachineInfoV2`: v1 plus the session and, in `managed_machine_data`, the machine's image,
-/// its pending image and the operation on it (`clone_error_message` when it failed).
-pub(super) fn machine_v2(
-    pool: &Pool,
-    machine: &Machine,
-    vcenter_id: &str,
-    now: i64,
-    t: &Timings,
-) -> MachineView {
-    machine_view(pool, machine, vcenter_id, now, t, true)
-}
-
 /// `RDSServerInfo`: an RDS server of a farm, with its image and pending image.
 #[derive(Debug, Serialize)]
-pub(super) struct RdsServerView {
-    id: String,
-    name: String,
-    dns_name: String,
-    farm_id: String,
+pub(super) struct RdsServerView<'a> {
+    id: &'a str,
+    name: &'a str,
+    dns_name: DnsName<'a>,
+    farm_id: &'a str,
     enabled: bool,
     state: &'static str,
     operating_system: &'static str,
     session_count: usize,
     load_preference: &'static str,
     #[serde(flatten)]
-    image: MachineImage,
+    image: MachineImage<'a>,
 }
 
-pub(super) fn rds_server(pool: &Pool, machine: &Machine, _: &str, now: i64, t: &Timings) -> RdsServerView {
+fn rds_server<'a>(pool: &'a Pool, machine: &'a Machine, now: i64, t: &Timings) -> RdsServerView<'a> {
     let shown = machine_now(pool, machine, now, t);
     RdsServerView {
-        id: machine.id.clone(),
-        name: machine.name.clone(),
-        dns_name: format!("{}.lab.local", machine.name),
-        farm_id: pool.id.clone(),
+        id: &machine.id,
+        name: &machine.name,
+        dns_name: DnsName(&machine.name),
+        farm_id: &pool.id,
         enabled: true,
         state: shown.state,
         operating_system: "WINDOWS_SERVER_2016_OR_ABOVE",
@@ -677,31 +705,46 @@ pub(super) fn rds_server(pool: &Pool, machine: &Machine, _: &str, now: i64, t: &
     }
 }
 
+/// A session's user, a SID made from the session's id.
+#[derive(Debug)]
+struct UserSid<'a>(&'a str);
+
+impl Serialize for UserSid<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("S-1-5-21-lab-{}", self.0.get(..8).unwrap_or(self.0)))
+    }
+}
+
 /// `SessionInfo`: a desktop session names its pool and machine, an RDS session its farm and
 /// server (its `machine_id` is unset).
 #[derive(Debug, Serialize)]
-pub(super) struct SessionView {
-    id: String,
-    user_id: String,
-    desktop_pool_id: Option<String>,
-    farm_id: Option<String>,
-    machine_id: Option<String>,
-    rds_server_id: Option<String>,
+pub(super) struct SessionView<'a> {
+    id: &'a str,
+    user_id: UserSid<'a>,
+    desktop_pool_id: Option<&'a str>,
+    farm_id: Option<&'a str>,
+    machine_id: Option<&'a str>,
+    rds_server_id: Option<&'a str>,
     session_type: &'static str,
     session_state: &'static str,
     session_protocol: Option<&'static str>,
     start_time: i64,
 }
 
-pub(super) fn session(pool: &Pool, machine: &Machine, session: &UserSession, now: i64) -> SessionView {
+pub(super) fn session<'a>(
+    pool: &'a Pool,
+    machine: &'a Machine,
+    session: &'a UserSession,
+    now: i64,
+) -> SessionView<'a> {
     let farm = pool.kind == PoolKind::Farm;
     SessionView {
-        id: session.id.clone(),
-        user_id: format!("S-1-5-21-lab-{}", session.id.get(..8).unwrap_or(&session.id)),
-        desktop_pool_id: (!farm).then(|| pool.id.clone()),
-        farm_id: farm.then(|| pool.id.clone()),
-        machine_id: (!farm).then(|| machine.id.clone()),
-        rds_server_id: farm.then(|| machine.id.clone()),
+        id: &session.id,
+        user_id: UserSid(&session.id),
+        desktop_pool_id: (!farm).then_some(pool.id.as_str()),
+        farm_id: farm.then_some(pool.id.as_str()),
+        machine_id: (!farm).then_some(machine.id.as_str()),
+        rds_server_id: farm.then_some(machine.id.as_str()),
         session_type: "DESKTOP",
         session_state: if session.connected { "CONNECTED" } else { "DISCONNECTED" },
         session_protocol: session.connected.then_some("BLAST"),
