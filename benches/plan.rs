@@ -189,7 +189,9 @@ async fn run(
     let lookup = |name: &str| env.get(name).cloned();
     // Several rounds, each with fresh clients (new connections, new logins); the median is
     // printed so one slow round (a page fault storm, the other core busy) does not decide.
-    let mut rounds = Vec::new();
+    // Wall ms, phases, steps, requests, CPU ms (golden's, the lab's).
+    type Round = (f64, Phases, usize, u64, (f64, f64));
+    let mut rounds: Vec<Round> = Vec::new();
     let count = round_count();
     for _ in 0..count {
         let clients = golden::gather::connect_all(desired, &sites, dir, &lookup, &RetryPolicy::default())?;
@@ -198,23 +200,25 @@ async fn run(
         let (planned, phases) = observe(desired, clients).await?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let after: u64 = lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).sum();
-        let cpu = cpu_ms() - cpu_start;
+        let cpu_end = cpu_ms();
+        let cpu = (cpu_end.0 - cpu_start.0, cpu_end.1 - cpu_start.1);
         rounds.push((wall, phases, planned.steps.len(), after - before, cpu));
     }
-    // Each phase's own median, so that one slow round does not decide any of them.
-    let median = |pick: fn(&Phases) -> f64| {
-        let mut times: Vec<f64> = rounds.iter().map(|r| pick(&r.1)).collect();
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
+    // Each figure's own median, so that one slow round does not decide any of them.
+    let median = |pick: &dyn Fn(&Round) -> f64| {
+        let mut figures: Vec<f64> = rounds.iter().map(pick).collect();
+        figures.sort_by(f64::total_cmp);
+        figures[figures.len() / 2]
     };
-    let (read, planning, blast) = (median(|p| p.read), median(|p| p.plan), median(|p| p.blast));
+    let (read, planning, blast) = (median(&|r| r.1.read), median(&|r| r.1.plan), median(&|r| r.1.blast));
+    let (golden_cpu, lab_cpu) = (median(&|r| r.4.0), median(&|r| r.4.1));
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (wall, _, steps, requests, cpu) = rounds[rounds.len() / 2];
+    let (wall, _, steps, requests, _) = rounds[rounds.len() / 2];
     let per_site =
         lab.endpoints().iter().map(|e| lab.requests(&e.name, e.product)).max().unwrap_or(0) / count as u64;
     let bound = (chain * latency) as f64;
     println!(
-        "plan ({label}): {steps} steps, {wall:.0} ms (median of {count}, fastest {:.0} ms; medians by phase: read {read:.0} ms, plan {planning:.0} ms, blast radius {blast:.0} ms), {requests} requests (at most {per_site} per endpoint), {cpu:.0} ms of CPU (golden and lab); lower bound {bound:.0} ms ({chain} dependent requests, as counted at {CHECK_LATENCY_MS} ms, × {latency} ms): {:.2}× (target ≤ 1.5×)",
+        "plan ({label}): {steps} steps, {wall:.0} ms (median of {count}, fastest {:.0} ms; medians by phase: read {read:.0} ms, plan {planning:.0} ms, blast radius {blast:.0} ms), {requests} requests (at most {per_site} per endpoint), CPU {golden_cpu:.0} ms in golden and {lab_cpu:.0} ms in the lab (medians); lower bound {bound:.0} ms ({chain} dependent requests, as counted at {CHECK_LATENCY_MS} ms, × {latency} ms): {:.2}× (target ≤ 1.5×)",
         rounds[0].0,
         wall / bound
     );
@@ -248,14 +252,20 @@ async fn observe(
     Ok((plan, Phases { read: read_ms, plan: plan_ms, blast: ms(start) }))
 }
 
-/// CPU time this process has used (user + system), from `/proc/self/stat` in clock ticks of
-/// 10 ms; 0 where there is no procfs.
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    ticks as f64 * 10.0
+/// CPU time this process's threads have used so far, in ms: golden's (its runtime and the
+/// bench's own thread, which plans) and the lab's (threads named `lab…`), from each thread's
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); zeros where there is no procfs.
+/// Threads that have exited are not counted; the bench's threads live as long as it does.
+fn cpu_ms() -> (f64, f64) {
+    let (mut golden, mut lab) = (0.0, 0.0);
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+        let Some(ns) = read("schedstat").split_whitespace().next().and_then(|n| n.parse::<f64>().ok()) else {
+            continue;
+        };
+        if read("comm").starts_with("lab") { lab += ns / 1e6 } else { golden += ns / 1e6 }
+    }
+    (golden, lab)
 }
 
 fn main() -> anyhow::Result<()> {
