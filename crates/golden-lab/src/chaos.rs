@@ -216,7 +216,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -72,7 +72,10 @@ pub struct LabOptions {
 }
 
 /// A rule of fault injection. Matches on method, path prefix and body text; answers with
-/// `status` + `body` (+ `headers`), or only delays the request when `status` is 0.
+/// `status` + `body` (+ `headers`), or only delays the request when `status` is 0. With
+/// `cut` (the lab's own; the vcsim wrapper has no such field) it drops the connection instead
+/// of answering: before the handler runs (no effect), or after (the request took effect and
+/// its answer is lost), as [`super::chaos`] does at random.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRule {
     #[serde(default)]
@@ -94,6 +97,18 @@ pub struct FaultRule {
     pub count: u32,
     #[serde(default)]
     pub hits: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
+}
+
+/// When a [`FaultRule`] drops the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cut {
+    /// Before the handler runs: no answer, no effect.
+    Before,
+    /// After the handler ran: no answer, but the request took effect.
+    After,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -499,6 +514,18 @@ async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Res
     let Some(rule) = hit else { return next.run(request).await };
     if rule.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    if let Some(cut) = rule.cut {
+        let conn = request.extensions().get::<ConnectInfo<chaos::Conn>>().map(|c| c.0.clone());
+        let response = match cut {
+            Cut::Before => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Cut::After => next.run(request).await,
+        };
+        if let Some(conn) = conn {
+            conn.cut();
+        }
+        // Never written: the connection fails first.
+        return response;
     }
     if rule.status == 0 {
         return next.run(request).await;
