@@ -15,6 +15,7 @@ mod horizon;
 mod hostile;
 mod lab;
 mod lock;
+mod lost_answer;
 mod ownership;
 mod plan;
 mod policy;

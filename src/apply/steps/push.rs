@@ -22,6 +22,11 @@
 //! accepts it for a held image. The pool keeps its image; the later waves are skipped. A
 //! server older than 2206 fails the step before anything is sent; a farm with a canary too
 //! (Horizon's selective maintenance of farms is not what golden drives).
+//!
+//! **A lost answer**: a push is sent once (Horizon might act on it twice). When its answer
+//! never comes (the connection dropped, maybe after Horizon took it), the pool is read again:
+//! showing the image current or pending, the push landed and is followed; otherwise the step
+//! fails as before, and the next apply sees whether it landed late.
 
 use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
@@ -93,21 +98,57 @@ impl StepRun<'_> {
                 Some(at) if at > now_ms() => format!(", to start at {}", time(at)),
                 _ => String::new(),
             };
-            match (kind, push.canary) {
+            let sent = match (kind, push.canary) {
                 (PoolKind::DesktopPool, Some(n)) => {
-                    self.send_canary(target, &pool, &spec, n, &image_text).await?
+                    self.send_canary(target, &pool, &spec, n, &image_text).await
                 }
                 (PoolKind::DesktopPool, None) => {
-                    hz.push_image(&pool.id, &spec).await?;
-                    self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
+                    hz.push_image(&pool.id, &spec).await.map_err(StepError::from)
                 }
                 (PoolKind::Farm, _) => {
-                    hz.schedule_maintenance(&pool.id, &spec).await?;
+                    hz.schedule_maintenance(&pool.id, &spec).await.map_err(StepError::from)
+                }
+            };
+            match sent {
+                Ok(()) if push.canary.is_none() || kind == PoolKind::Farm => {
                     self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
                 }
+                Ok(()) => {}
+                Err(error) => self.landed_anyway(hz, &pool, &wanted, &image_text, error).await?,
             }
         }
         self.follow_push(target, &pool, &wanted, &image_text).await
+    }
+
+    /// After a push (or maintenance) whose answer never came, whether Horizon has it anyway:
+    /// the connection may have closed after the server took the request. The pool is read
+    /// again; showing the image as current or as a pending image that has not failed, the push
+    /// landed and is followed as any other. Otherwise the step fails with `error`, as before:
+    /// the request may yet land, or not at all, and golden never sends a write twice; the
+    /// next apply sees which.
+    async fn landed_anyway(
+        &self,
+        hz: &HorizonClient,
+        pool: &LivePool,
+        wanted: &ImageRef,
+        image_text: &str,
+        error: StepError,
+    ) -> Result<(), StepError> {
+        if !matches!(error, StepError::Horizon(HorizonError::Transport { .. })) {
+            return Err(error);
+        }
+        let Ok(now) = reread(hz, pool).await else { return Err(error) };
+        let pending = now.pending.as_ref().is_some_and(|p| {
+            &p.image == wanted && !matches!(p.state, PendingState::Failed | PendingState::Unpublishing)
+        });
+        if now.current.as_ref() != Some(wanted) && !pending {
+            return Err(error);
+        }
+        self.note(&format!(
+            "no answer came to the push of {image_text} to {} `{}`, but horizon has it; waiting for horizon",
+            pool.kind, pool.name
+        ));
+        Ok(())
     }
 
     /// Fails on a connection server older than 2206, which has no selective push: before
