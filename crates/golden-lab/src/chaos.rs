@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Shared;
-use super::server::Product;
+use super::server::{Cut, Product};
 
 /// How long a [`FaultKind::Slow`] request waits before it is handled.
 pub const SLOW: Duration = Duration::from_millis(300);
@@ -145,10 +145,24 @@ pub(crate) struct ChaosLayer {
     pub(crate) product: Product,
 }
 
+/// Drops the request's connection without an answer, `cut` before the handler runs (no
+/// effect) or after (the request took effect): the fault rules and chaos alike.
+pub(crate) async fn drop_connection(cut: Cut, request: Request, next: Next) -> Response {
+    let conn = request.extensions().get::<ConnectInfo<Conn>>().map(|c| c.0.clone());
+    let response = match cut {
+        Cut::Before => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Cut::After => next.run(request).await,
+    };
+    if let Some(conn) = conn {
+        conn.cut();
+    }
+    // Never written: the connection fails first.
+    response
+}
+
 /// The middleware that injects the faults drawn, between the lab's own checks and the handler.
 pub(crate) async fn inject(State(layer): State<ChaosLayer>, request: Request, next: Next) -> Response {
     let Some(kind) = lock(&layer.dice).draw() else { return next.run(request).await };
-    let conn = request.extensions().get::<ConnectInfo<Conn>>().map(|c| c.0.clone());
     match kind {
         FaultKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
         FaultKind::RateLimited => {
@@ -159,20 +173,8 @@ pub(crate) async fn inject(State(layer): State<ChaosLayer>, request: Request, ne
             (StatusCode::TOO_MANY_REQUESTS, [(header, RETRY_AFTER_SECONDS.to_string())], "Too Many Requests")
                 .into_response()
         }
-        FaultKind::ResetBefore => {
-            if let Some(conn) = &conn {
-                conn.cut();
-            }
-            // Never written: the connection fails first.
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-        FaultKind::ResetAfter => {
-            let response = next.run(request).await;
-            if let Some(conn) = &conn {
-                conn.cut();
-            }
-            response
-        }
+        FaultKind::ResetBefore => drop_connection(Cut::Before, request, next).await,
+        FaultKind::ResetAfter => drop_connection(Cut::After, request, next).await,
         FaultKind::Expiry => {
             expire(&layer, request.headers());
             next.run(request).await
@@ -216,7 +218,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn cut(&self) {
+    fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
     }
 }

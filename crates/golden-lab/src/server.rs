@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -516,16 +516,7 @@ async fn around(State(layer): State<Layer>, request: Request, next: Next) -> Res
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
     }
     if let Some(cut) = rule.cut {
-        let conn = request.extensions().get::<ConnectInfo<chaos::Conn>>().map(|c| c.0.clone());
-        let response = match cut {
-            Cut::Before => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-            Cut::After => next.run(request).await,
-        };
-        if let Some(conn) = conn {
-            conn.cut();
-        }
-        // Never written: the connection fails first.
-        return response;
+        return chaos::drop_connection(cut, request, next).await;
     }
     if rule.status == 0 {
         return next.run(request).await;
