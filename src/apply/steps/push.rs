@@ -77,10 +77,7 @@ impl StepRun<'_> {
         if pool.current.as_ref() == Some(&wanted) {
             return Ok(Outcome::AlreadyDone(format!("{kind} `{name}` runs {image_text}")));
         }
-        let underway = pool.pending.as_ref().is_some_and(|p| {
-            p.image == wanted && !matches!(p.state, PendingState::Failed | PendingState::Unpublishing)
-        });
-        if underway {
+        if pending(&pool, &wanted) {
             self.note(&format!("horizon is already moving {kind} `{name}` to {image_text}; waiting"));
         } else {
             if let (PoolKind::DesktopPool, Some(n)) = (kind, push.canary) {
@@ -98,23 +95,21 @@ impl StepRun<'_> {
                 Some(at) if at > now_ms() => format!(", to start at {}", time(at)),
                 _ => String::new(),
             };
+            let pushed =
+                || self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
             let sent = match (kind, push.canary) {
                 (PoolKind::DesktopPool, Some(n)) => {
                     self.send_canary(target, &pool, &spec, n, &image_text).await
                 }
                 (PoolKind::DesktopPool, None) => {
-                    hz.push_image(&pool.id, &spec).await.map_err(StepError::from)
+                    hz.push_image(&pool.id, &spec).await.map(|()| pushed()).map_err(StepError::from)
                 }
                 (PoolKind::Farm, _) => {
-                    hz.schedule_maintenance(&pool.id, &spec).await.map_err(StepError::from)
+                    hz.schedule_maintenance(&pool.id, &spec).await.map(|()| pushed()).map_err(StepError::from)
                 }
             };
-            match sent {
-                Ok(()) if push.canary.is_none() || kind == PoolKind::Farm => {
-                    self.note(&format!("pushed {image_text} to {kind} `{name}`{when}; waiting for horizon"));
-                }
-                Ok(()) => {}
-                Err(error) => self.landed_anyway(hz, &pool, &wanted, &image_text, error).await?,
+            if let Err(error) = sent {
+                self.landed_anyway(hz, &pool, &wanted, &image_text, error).await?;
             }
         }
         self.follow_push(target, &pool, &wanted, &image_text).await
@@ -138,10 +133,7 @@ impl StepRun<'_> {
             return Err(error);
         }
         let Ok(now) = reread(hz, pool).await else { return Err(error) };
-        let pending = now.pending.as_ref().is_some_and(|p| {
-            &p.image == wanted && !matches!(p.state, PendingState::Failed | PendingState::Unpublishing)
-        });
-        if now.current.as_ref() != Some(wanted) && !pending {
+        if now.current.as_ref() != Some(wanted) && !pending(&now, wanted) {
             return Err(error);
         }
         self.note(&format!(
@@ -445,6 +437,13 @@ fn now_ms() -> i64 {
 }
 
 /// The pool (or farm) as Horizon shows it now.
+/// Whether Horizon is moving `pool` to `wanted`: its pending image, not failed.
+fn pending(pool: &LivePool, wanted: &ImageRef) -> bool {
+    pool.pending.as_ref().is_some_and(|p| {
+        &p.image == wanted && !matches!(p.state, PendingState::Failed | PendingState::Unpublishing)
+    })
+}
+
 async fn reread(hz: &HorizonClient, pool: &LivePool) -> Result<LivePool, HorizonError> {
     match pool.kind {
         PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await,
