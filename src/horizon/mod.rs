@@ -25,7 +25,8 @@
 //! farms is still read (its farms are listed through `/inventory/v1/farms` only to see that
 //! there are none); one with farms, and any Horizon 7, is refused with [`HorizonError::TooOld`].
 //!
-//! - [`HorizonClient`] (`client`): login with refresh-then-relogin on 401, paging by
+//! - [`HorizonClient`] (`client/`: the calls in `mod.rs`, the session in `session.rs`): login
+//!   with refresh-then-relogin on 401, paging by
 //!   `HAS_MORE_RECORDS` (at most 100 pages), answers of at most 64 MiB, every call under the
 //!   shared [`crate::connect::RetryPolicy`] (actions only after failures that had no effect).
 //! - [`HorizonError`] (`error`): one error enum, retryable on transport failures, 429 (with
