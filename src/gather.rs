@@ -16,7 +16,7 @@ use futures::future::join_all;
 use crate::connect::{ConnectError, RetryPolicy, SiteConnection, Tls, fan_out, http_client};
 use crate::desired::{DesiredState, Location, Revision, Source};
 use crate::horizon::{HorizonClient, HorizonError};
-use crate::ids::{HorizonName, ImageName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName, VersionRef};
 use crate::live::{LibraryItem, LiveState, Moref, Occupancy, SiteLive, VcenterLive, Vm};
 use crate::vcenter::{Inventory, VcenterClient, VcenterError};
 
@@ -37,7 +37,7 @@ pub enum GatherError {
     #[error(transparent)]
     Horizon(#[from] HorizonError),
     #[error("site `{site}`: {} vms are tagged as golden's copy of {version}: {}", vms.len(), vms.join(" and "))]
-    TwoCopies { site: SiteName, version: String, vms: Vec<String> },
+    TwoCopies { site: SiteName, version: VersionRef, vms: Vec<String> },
 }
 
 /// Every problem of one read, one per site at most.
@@ -352,7 +352,7 @@ fn one_copy_each(site: &SiteName, vms: &BTreeMap<Moref, Vm>) -> Result<(), Gathe
         None => Ok(()),
         Some(((image, version), vms)) => Err(GatherError::TwoCopies {
             site: site.clone(),
-            version: format!("{image}@{version}"),
+            version: VersionRef::new(image, version),
             vms: vms.iter().map(|vm| format!("`{}` ({})", vm.name, vm.id)).collect(),
         }),
     }

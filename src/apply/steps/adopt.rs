@@ -4,7 +4,7 @@
 
 use super::{StepRun, is_version};
 use crate::apply::{Outcome, StepError};
-use crate::ids::{ImageName, VersionName};
+use crate::ids::{ImageName, VersionName, VersionRef};
 use crate::live::Moref;
 
 impl StepRun<'_> {
@@ -15,6 +15,7 @@ impl StepRun<'_> {
         vm: &Moref,
         snapshot: &Moref,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let target = self.target(&self.step.site)?;
         let vc = &target.clients.vcenter;
         let meta = self.meta(image, version)?;
@@ -24,14 +25,15 @@ impl StepRun<'_> {
         };
         if is_version(found.meta.as_ref(), image, version) {
             return Ok(Outcome::AlreadyDone(format!(
-                "vm `{}` ({vm}) is golden's base VM of {image}@{version}",
+                "vm `{}` ({vm}) is golden's base VM of {version_ref}",
                 found.name
             )));
         }
         if let Some(other) = &found.meta {
             return Err(self.failed(format!(
-                "vm `{}` ({vm}) is golden's base VM of {}@{}, not of {image}@{version}; plan again",
-                found.name, other.image, other.version
+                "vm `{}` ({vm}) is golden's base VM of {}, not of {version_ref}; plan again",
+                found.name,
+                VersionRef::new(&other.image, &other.version)
             )));
         }
         if !found.snapshots.iter().any(|s| &s.id == snapshot) {
@@ -41,6 +43,6 @@ impl StepRun<'_> {
             )));
         }
         vc.tag_vm(vm, &meta).await?;
-        Ok(Outcome::Done(format!("vm `{}` ({vm}) is now golden's base VM of {image}@{version}", found.name)))
+        Ok(Outcome::Done(format!("vm `{}` ({vm}) is now golden's base VM of {version_ref}", found.name)))
     }
 }

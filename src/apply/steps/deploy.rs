@@ -9,7 +9,7 @@
 
 use super::{StepRun, find_version_item, is_version};
 use crate::apply::{Outcome, StepError};
-use crate::ids::{ImageName, VersionName};
+use crate::ids::{ImageName, VersionName, VersionRef};
 use crate::live::{ItemId, ItemRef, Vm, base_snapshot_name};
 
 impl StepRun<'_> {
@@ -18,6 +18,7 @@ impl StepRun<'_> {
         image: &ImageName,
         version: &VersionName,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let target = self.target(&self.step.site)?;
         let vc = &target.clients.vcenter;
         let snapshot_name = base_snapshot_name(version);
@@ -30,7 +31,7 @@ impl StepRun<'_> {
             .collect();
         if let Some(vm) = owned.iter().find(|v| !v.snapshots.is_empty()) {
             return Ok(Outcome::AlreadyDone(format!(
-                "base vm `{}` ({}) of {image}@{version} has snapshot `{}`",
+                "base vm `{}` ({}) of {version_ref} has snapshot `{}`",
                 vm.name,
                 vm.id,
                 vm.base_snapshot(version).map(|s| s.name.as_str()).unwrap_or_default()
@@ -52,7 +53,7 @@ impl StepRun<'_> {
                         ))
                     })?;
                 let item = find_version_item(vc, &library.id, image, version).await?.ok_or_else(|| {
-                    self.failed(format!("no item of {image}@{version} in library `{}`", library.name))
+                    self.failed(format!("no item of {version_ref} in library `{}`", library.name))
                 })?;
                 let meta = item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
                 // vCenter keeps VM names unique per folder.
@@ -75,7 +76,7 @@ impl StepRun<'_> {
                     }
                     Some(other) => {
                         return Err(self.failed(format!(
-                            "a vm named `{name}` ({}) exists but golden does not own it (no tag of category `golden`, or not deployed from golden's item {} of {image}@{version}); delete or rename it",
+                            "a vm named `{name}` ({}) exists but golden does not own it (no tag of category `golden`, or not deployed from golden's item {} of {version_ref}); delete or rename it",
                             other.id, item.id
                         )));
                     }
@@ -110,7 +111,7 @@ impl StepRun<'_> {
                 vc.create_snapshot(&vm_id, &snapshot_name, &description),
             )
             .await?;
-        Ok(Outcome::Done(format!("base vm {vm_id} of {image}@{version} with snapshot {snapshot}")))
+        Ok(Outcome::Done(format!("base vm {vm_id} of {version_ref} with snapshot {snapshot}")))
     }
 }
 

@@ -29,7 +29,7 @@ use crate::connect::fan_out;
 
 use super::{Context, Outcome, Progress, StepError, Target};
 use crate::desired::{Logoff, PoolKind};
-use crate::ids::{HorizonName, ImageName, SiteName, VersionName};
+use crate::ids::{HorizonName, ImageName, SiteName, VersionName, VersionRef};
 use crate::live::{GoldenMeta, LibraryId, LibraryItem};
 use crate::plan::{Action, Step, StepId};
 use crate::vcenter::{VcenterClient, VcenterError};
@@ -115,7 +115,9 @@ impl StepRun<'_> {
             .get(image)
             .and_then(|i| i.versions.get(version))
             .map(|v| v.source.identity())
-            .ok_or_else(|| self.failed(format!("{image}@{version} is not in the repository")))?;
+            .ok_or_else(|| {
+                self.failed(format!("{} is not in the repository", VersionRef::new(image, version)))
+            })?;
         Ok(GoldenMeta { image: image.clone(), version: version.clone(), source })
     }
 

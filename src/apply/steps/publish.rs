@@ -4,7 +4,7 @@
 use super::{StepRun, find_version_item, item_name};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::Source;
-use crate::ids::{ImageName, VersionName};
+use crate::ids::{ImageName, VersionName, VersionRef};
 use crate::live::{GoldenMeta, Library, LibraryItem, LibraryKind, Moref, Vm};
 
 /// The temporary VM a publication captures: a snapshot's clone, or a VM template's deployment.
@@ -19,6 +19,7 @@ impl StepRun<'_> {
         version: &VersionName,
         source: &Source,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let target = self.target(&self.step.site)?;
         let vc = &target.clients.vcenter;
         let meta = GoldenMeta { image: image.clone(), version: version.clone(), source: source.identity() };
@@ -28,33 +29,32 @@ impl StepRun<'_> {
             let published = item.meta.as_ref().map(|m| m.source.as_str()).unwrap_or_default();
             if published != meta.source {
                 return Err(self.failed(format!(
-                    "{image}@{version} is already published from `{published}` (item {}), not from `{}`",
+                    "{version_ref} is already published from `{published}` (item {}), not from `{}`",
                     item.id, meta.source
                 )));
             }
             // vCenter lists a captured item as soon as the export starts, and its files when it
             // is done: an item without files is a capture under way (a run cut short left it),
             // to wait for rather than to start again.
-            let mut outcome =
-                Outcome::AlreadyDone(format!("{image}@{version} is published as item {}", item.id));
+            let mut outcome = Outcome::AlreadyDone(format!("{version_ref} is published as item {}", item.id));
             if vc.list_files(&item.id).await?.is_empty() {
                 self.note(&format!(
-                    "item {} of {image}@{version} is still being captured; waiting for it",
+                    "item {} of {version_ref} is still being captured; waiting for it",
                     item.id
                 ));
                 let limit = self.ctx.timeouts.task;
                 let waiting = crate::wait::Waiting::new(limit, self.ctx.timeouts.poll);
                 while vc.list_files(&item.id).await?.is_empty() {
-                    self.wait(&waiting, limit, &format!("the capture of {image}@{version}")).await?;
+                    self.wait(&waiting, limit, &format!("the capture of {version_ref}")).await?;
                 }
-                outcome = Outcome::Done(format!("{image}@{version} was captured as item {}", item.id));
+                outcome = Outcome::Done(format!("{version_ref} was captured as item {}", item.id));
             }
             // A publication deletes its temporary VM last: a run cut short after the capture
             // leaves it behind.
             if let Some(vm) = self.publish_vm(target, image, version).await? {
-                self.note(&format!("deleting vm {vm}, left by an earlier publication of {image}@{version}"));
+                self.note(&format!("deleting vm {vm}, left by an earlier publication of {version_ref}"));
                 self.remove_temporary(target, &vm).await?;
-                outcome = Outcome::Done(format!("{image}@{version} is published as item {}", item.id));
+                outcome = Outcome::Done(format!("{version_ref} is published as item {}", item.id));
             }
             return Ok(outcome);
         }
@@ -131,9 +131,9 @@ impl StepRun<'_> {
                 if item.kind == "vm-template" {
                     return self.publish_template_copy(target, &library, &item, &meta).await;
                 }
-                self.note(&format!("adopting item `{name}` ({}) as {image}@{version}", item.id));
+                self.note(&format!("adopting item `{name}` ({}) as {version_ref}", item.id));
                 vc.set_item_meta(&item.id, &meta).await?;
-                Ok(Outcome::Done(format!("adopted item `{name}` ({}) as {image}@{version}", item.id)))
+                Ok(Outcome::Done(format!("adopted item `{name}` ({}) as {version_ref}", item.id)))
             }
         }
     }

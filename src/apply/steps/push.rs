@@ -32,6 +32,7 @@ use super::{PushTarget, StepRun, is_version};
 use crate::apply::{Outcome, StepError, Target};
 use crate::desired::PoolKind;
 use crate::horizon::{HorizonClient, HorizonError, HorizonVersion, Machine, PushSpec};
+use crate::ids::VersionRef;
 use crate::live::{ImageRef, LivePool, Operation, PendingState};
 use crate::plan::render::time;
 
@@ -44,6 +45,7 @@ impl StepRun<'_> {
         let target = self.target(&self.step.site)?;
         let (vc, hz) = (&target.clients.vcenter, &target.clients.horizon);
         let (image, version, kind, name) = (push.image, push.version, push.kind, push.horizon_name);
+        let version_ref = VersionRef::new(image, version);
         let (pools, inventory) = tokio::join!(hz.pools(), vc.inventory());
         let pool = pools?
             .into_iter()
@@ -68,11 +70,9 @@ impl StepRun<'_> {
                 v.base_snapshot(version).map(|s| ImageRef { vm: v.id.clone(), snapshot: s.id.clone() })
             })
             .ok_or_else(|| {
-                self.failed(format!(
-                    "no base vm with a snapshot of {image}@{version} in this site's datacenter"
-                ))
+                self.failed(format!("no base vm with a snapshot of {version_ref} in this site's datacenter"))
             })?;
-        let image_text = format!("{image}@{version} ({} @ {})", wanted.vm, wanted.snapshot);
+        let image_text = format!("{version_ref} ({} @ {})", wanted.vm, wanted.snapshot);
 
         if pool.current.as_ref() == Some(&wanted) {
             return Ok(Outcome::AlreadyDone(format!("{kind} `{name}` runs {image_text}")));

@@ -3,7 +3,7 @@
 
 use super::{StepRun, find_version_item, item_name};
 use crate::apply::{Outcome, StepError};
-use crate::ids::{ImageName, SiteName, VersionName};
+use crate::ids::{ImageName, SiteName, VersionName, VersionRef};
 use crate::live::{Library, LibraryId, LibraryItem, LibraryKind};
 use crate::vcenter::VcenterClient;
 
@@ -14,6 +14,7 @@ impl StepRun<'_> {
         version: &VersionName,
         from: &SiteName,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let target = self.target(&self.step.site)?;
         let source = self.target(from)?;
         let (dst, src) = (&target.clients.vcenter, &source.clients.vcenter);
@@ -36,7 +37,7 @@ impl StepRun<'_> {
                 };
                 if complete {
                     return Ok(Outcome::AlreadyDone(format!(
-                        "{image}@{version} is in library `{name}` as item {}",
+                        "{version_ref} is in library `{name}` as item {}",
                         item.id
                     )));
                 }
@@ -48,7 +49,7 @@ impl StepRun<'_> {
             .await?
             .ok_or_else(|| self.failed(format!("source site `{from}` has no library `{name}`")))?;
         let src_item = find_version_item(src, &src_library.id, image, version).await?.ok_or_else(|| {
-            self.failed(format!("{image}@{version} is not published in library `{name}` at `{from}`"))
+            self.failed(format!("{version_ref} is not published in library `{name}` at `{from}`"))
         })?;
         // A capture a stopped run left running still goes on in vCenter: copy what it makes,
         // not the empty item it starts from.
@@ -102,11 +103,12 @@ impl StepRun<'_> {
         image: &ImageName,
         version: &VersionName,
     ) -> Result<LibraryItem, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let limit = self.ctx.timeouts.replication;
         let waiting = self.waiting(limit);
         while !item.cached {
-            self.note(&format!("waiting for the capture of {image}@{version} (item {}) to finish", item.id));
-            self.wait(&waiting, limit, &format!("the capture of {image}@{version}")).await?;
+            self.note(&format!("waiting for the capture of {version_ref} (item {}) to finish", item.id));
+            self.wait(&waiting, limit, &format!("the capture of {version_ref}")).await?;
             item = src.get_item(&item.id).await?;
         }
         Ok(item)
@@ -119,8 +121,9 @@ impl StepRun<'_> {
         image: &ImageName,
         version: &VersionName,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         dst.sync_library(library).await?;
-        self.note(&format!("waiting for library {library} to sync {image}@{version}"));
+        self.note(&format!("waiting for library {library} to sync {version_ref}"));
         let limit = self.ctx.timeouts.replication;
         let waiting = self.waiting(limit);
         loop {
@@ -128,11 +131,11 @@ impl StepRun<'_> {
             // when its content is.
             if let Some(item) = find_version_item(dst, library, image, version).await?.filter(|i| i.cached) {
                 return Ok(Outcome::Done(format!(
-                    "synced {image}@{version} into library {library} as item {}",
+                    "synced {version_ref} into library {library} as item {}",
                     item.id
                 )));
             }
-            self.wait(&waiting, limit, &format!("the sync of {image}@{version}")).await?;
+            self.wait(&waiting, limit, &format!("the sync of {version_ref}")).await?;
         }
     }
 
@@ -165,10 +168,11 @@ impl StepRun<'_> {
         image: &ImageName,
         version: &VersionName,
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let meta = src_item.meta.clone().map_or_else(|| self.meta(image, version), Ok)?;
         let item = match find_version_item(dst, &library.id, image, version).await? {
             Some(item) => {
-                self.note(&format!("resuming the copy of {image}@{version} into item {}", item.id));
+                self.note(&format!("resuming the copy of {version_ref} into item {}", item.id));
                 item.id
             }
             None => {
@@ -188,7 +192,7 @@ impl StepRun<'_> {
         let wait = self.ctx.timeouts.replication;
         for file in files.iter().filter(|f| !have.contains(f)) {
             let download = src.prepare_download(&src_item.id, file, wait).await?;
-            self.note(&format!("waiting for vcenter to pull `{file}` of {image}@{version} into item {item}"));
+            self.note(&format!("waiting for vcenter to pull `{file}` of {version_ref} into item {item}"));
             let pulled_file = dst.pull_file(&item, file, &download.uri, wait).await;
             // The source's download session is ended either way: a later run prepares anew.
             let ended = src.end_download(&download.session).await;
@@ -197,7 +201,7 @@ impl StepRun<'_> {
             pulled += 1;
         }
         Ok(Outcome::Done(format!(
-            "pulled {pulled} file(s) of {image}@{version} into item {item} of local library `{}`",
+            "pulled {pulled} file(s) of {version_ref} into item {item} of local library `{}`",
             library.name
         )))
     }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use super::{StepRun, is_version};
 use crate::apply::{Outcome, StepError};
-use crate::ids::{ImageName, VersionName};
+use crate::ids::{ImageName, VersionName, VersionRef};
 use crate::live::{ItemId, LibraryKind, Moref, PendingState, VcenterId};
 
 impl StepRun<'_> {
@@ -23,6 +23,7 @@ impl StepRun<'_> {
         items: &[ItemId],
         vms: &[Moref],
     ) -> Result<Outcome, StepError> {
+        let version_ref = VersionRef::new(image, version);
         let target = self.target(&self.step.site)?;
         let (vc, hz) = (&target.clients.vcenter, &target.clients.horizon);
         let mut deleted = Vec::new();
@@ -38,7 +39,7 @@ impl StepRun<'_> {
             };
             if !is_version(item.meta.as_ref(), image, version) {
                 self.note(&format!(
-                    "skipping library item `{}` ({id}): it is not golden's {image}@{version}",
+                    "skipping library item `{}` ({id}): it is not golden's {version_ref}",
                     item.name
                 ));
                 continue;
@@ -68,10 +69,7 @@ impl StepRun<'_> {
                     continue;
                 };
                 if !is_version(vm.meta.as_ref(), image, version) {
-                    self.note(&format!(
-                        "skipping vm `{}` ({id}): it is not golden's {image}@{version}",
-                        vm.name
-                    ));
+                    self.note(&format!("skipping vm `{}` ({id}): it is not golden's {version_ref}", vm.name));
                     continue;
                 }
                 // The plan orders retirements after the pushes away; a pool still on the VM
@@ -98,7 +96,7 @@ impl StepRun<'_> {
         }
 
         if deleted.is_empty() {
-            Ok(Outcome::AlreadyDone(format!("nothing of {image}@{version} left to delete")))
+            Ok(Outcome::AlreadyDone(format!("nothing of {version_ref} left to delete")))
         } else {
             Ok(Outcome::Done(format!("deleted {}", deleted.join(", "))))
         }
@@ -107,6 +105,7 @@ impl StepRun<'_> {
     /// Syncs every subscribed library of golden's name that this run reached, in the vCenters
     /// other than this step's, and waits until none holds `image@version` any more.
     async fn sync_subscribers(&self, image: &ImageName, version: &VersionName) -> Result<(), StepError> {
+        let version_ref = VersionRef::new(image, version);
         let here = self.target(&self.step.site)?.clients.vcenter.instance_uuid().await?;
         let name = &self.ctx.desired.settings.library;
         let mut seen: BTreeSet<VcenterId> = BTreeSet::from([here]);
@@ -124,7 +123,7 @@ impl StepRun<'_> {
             let limit = self.ctx.timeouts.replication;
             let waiting = crate::wait::Waiting::new(limit, self.ctx.timeouts.poll);
             while super::find_version_item(vc, &library.id, image, version).await?.is_some() {
-                self.wait(&waiting, limit, &format!("the sync at {} removing {image}@{version}", vc.site()))
+                self.wait(&waiting, limit, &format!("the sync at {} removing {version_ref}", vc.site()))
                     .await?;
             }
         }

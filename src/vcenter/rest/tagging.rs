@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{is_already_exists, seg};
+use crate::ids::VersionRef;
 use crate::live::{GoldenMeta, Moref};
 use crate::vcenter::{VcenterClient, VcenterError, meta_from_description, meta_to_description};
 
@@ -194,7 +195,7 @@ impl VcenterClient {
     pub async fn tag_vm(&self, vm: &Moref, meta: &GoldenMeta) -> Result<(), VcenterError> {
         let category =
             self.ensure_category(crate::vcenter::OWNER_CATEGORY, OWNER_CATEGORY_DESCRIPTION, true).await?;
-        let name = format!("{}@{}", meta.image, meta.version);
+        let name = VersionRef::new(&meta.image, &meta.version).to_string();
         let tag = match self.find_tag(&category, &name, meta).await? {
             Some(id) => id,
             None => {
@@ -237,11 +238,9 @@ impl VcenterClient {
             return Err(self.err_failed(
                 &format!("tag vms as `{name}`"),
                 format!(
-                    "the tag `{name}` ({}) in category `{}` does not hold golden's metadata for {}@{}; delete it so that golden can make its own",
+                    "the tag `{name}` ({}) in category `{}` does not hold golden's metadata for {name}; delete it so that golden can make its own",
                     tag.id,
-                    crate::vcenter::OWNER_CATEGORY,
-                    meta.image,
-                    meta.version
+                    crate::vcenter::OWNER_CATEGORY
                 ),
             ));
         }
