@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::{ApiError, ApiResult, Authed, read_site, since, with_site};
+use super::{ApiError, ApiResult, Authed, read_site, since};
 use crate::SiteCtx;
 use crate::horizon::{HorizonSim, view};
 
@@ -28,7 +28,7 @@ pub(super) async fn datacenters(
     State(ctx): State<SiteCtx>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let items = with_site(&ctx, |site, _, _| {
+    let items = read_site(&ctx, |site, _, _| {
         vcenter_param(&query, site.horizon)?;
         Ok(site
             .vcenter
@@ -45,7 +45,7 @@ pub(super) async fn base_vms(
     State(ctx): State<SiteCtx>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let items = with_site(&ctx, |site, _, _| {
+    let items = read_site(&ctx, |site, _, _| {
         vcenter_param(&query, site.horizon)?;
         let datacenter = query.get("datacenter_id");
         let compatible_only = query.get("filter_incompatible_vms").is_some_and(|v| v == "true");
@@ -66,7 +66,7 @@ pub(super) async fn base_snapshots(
     State(ctx): State<SiteCtx>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let items = with_site(&ctx, |site, _, _| {
+    let items = read_site(&ctx, |site, _, _| {
         vcenter_param(&query, site.horizon)?;
         let Some(vm_id) = query.get("base_vm_id") else {
             return Err(ApiError::bad_request("base.vm.id.required", "base_vm_id is required."));
@@ -84,7 +84,7 @@ pub(super) async fn base_snapshots(
 }
 
 pub(super) async fn virtual_centers_config(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
-    let item = with_site(&ctx, |site, _, _| {
+    let item = read_site(&ctx, |site, _, _| {
         let h = &site.horizon;
         Ok(view::virtual_center_config(site.vcenter, &h.vcenter_id, &h.vcenter_server))
     })?;
@@ -92,7 +92,7 @@ pub(super) async fn virtual_centers_config(_: Authed, State(ctx): State<SiteCtx>
 }
 
 pub(super) async fn virtual_centers_monitor(_: Authed, State(ctx): State<SiteCtx>) -> ApiResult {
-    let item = with_site(&ctx, |site, _, now| {
+    let item = read_site(&ctx, |site, _, now| {
         Ok(view::virtual_center_monitor(&site.horizon.vcenter_id, &site.horizon.vcenter_server, now))
     })?;
     Ok(axum::Json(vec![item]).into_response())
