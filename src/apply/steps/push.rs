@@ -436,7 +436,6 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// The pool (or farm) as Horizon shows it now.
 /// Whether Horizon is moving `pool` to `wanted`: its pending image, not failed.
 fn pending(pool: &LivePool, wanted: &ImageRef) -> bool {
     pool.pending.as_ref().is_some_and(|p| {
@@ -444,6 +443,7 @@ fn pending(pool: &LivePool, wanted: &ImageRef) -> bool {
     })
 }
 
+/// The pool (or farm) as Horizon shows it now.
 async fn reread(hz: &HorizonClient, pool: &LivePool) -> Result<LivePool, HorizonError> {
     match pool.kind {
         PoolKind::DesktopPool => hz.desktop_pool(&pool.id).await,
