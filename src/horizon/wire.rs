@@ -3,7 +3,8 @@
 //! Parsing is tolerant on purpose: servers from 8.0 to 2512 add fields release by release, so
 //! unknown fields are ignored, every field but `id` may be missing or null, and enums are read
 //! as strings so that a value added by a later release maps to a fallback instead of failing
-//! the whole listing.
+//! the whole listing. (An `Option` field is `None` when the answer leaves it out, as serde
+//! reads one; only other fields need `#[serde(default)]`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,6 @@ use crate::live::{HorizonId, ImageRef, LivePool, Moref, Operation, PendingImage,
 #[derive(Deserialize)]
 pub(crate) struct Tokens {
     pub access_token: String,
-    #[serde(default)]
     pub refresh_token: Option<String>,
 }
 
@@ -37,19 +37,13 @@ pub(crate) struct RefreshToken<'a> {
 #[derive(Deserialize)]
 pub(crate) struct DesktopPool {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub source: Option<String>,
-    #[serde(default)]
     pub enable_provisioning: Option<bool>,
-    #[serde(default)]
     pub vcenter_id: Option<String>,
-    #[serde(default)]
     pub provisioning_settings: Option<ProvisioningSettings>,
-    #[serde(default)]
     pub provisioning_status_data: Option<StatusData>,
 }
 
@@ -57,84 +51,62 @@ pub(crate) struct DesktopPool {
 #[derive(Deserialize)]
 pub(crate) struct Farm {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub source: Option<String>,
-    #[serde(default)]
     pub automated_farm_settings: Option<AutomatedFarmSettings>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct AutomatedFarmSettings {
-    #[serde(default)]
     pub enable_provisioning: Option<bool>,
-    #[serde(default)]
     pub vcenter_id: Option<String>,
-    #[serde(default)]
     pub provisioning_settings: Option<ProvisioningSettings>,
-    #[serde(default)]
     pub provisioning_status_data: Option<StatusData>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct ProvisioningSettings {
-    #[serde(default)]
     pub parent_vm_id: Option<String>,
-    #[serde(default)]
     pub base_snapshot_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct PushImageSettings {
-    #[serde(default)]
     pub start_time: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct StatusData {
-    #[serde(default)]
     pub instant_clone_operation: Option<String>,
-    #[serde(default)]
     pub instant_clone_pending_image_state: Option<String>,
-    #[serde(default)]
     pub instant_clone_pending_image_parent_vm_id: Option<String>,
-    #[serde(default)]
     pub instant_clone_pending_image_snapshot_id: Option<String>,
-    #[serde(default)]
     pub instant_clone_pending_image_progress: Option<i64>,
-    #[serde(default)]
     pub instant_clone_pending_image_error: Option<String>,
     /// The settings of the push under way; `start_time` (epoch ms) says when it replaces
     /// machines.
-    #[serde(default)]
     pub instant_clone_push_image_settings: Option<PushImageSettings>,
     /// A farm's schedule: `next_scheduled_time` (epoch ms) says when its maintenance starts.
-    #[serde(default)]
     pub instant_clone_scheduled_maintenance_data: Option<MaintenanceData>,
-    #[serde(default)]
     pub last_provisioning_error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct MaintenanceData {
-    #[serde(default)]
     pub next_scheduled_time: Option<i64>,
 }
 
 /// `MachineInfo` (v1): only which pool a machine is in, for counting.
 #[derive(Deserialize)]
 pub(crate) struct MachineRef {
-    #[serde(default)]
     pub desktop_pool_id: Option<String>,
 }
 
 /// `RDSServerInfo`: only which farm a server is in, for counting.
 #[derive(Deserialize)]
 pub(crate) struct RdsServerRef {
-    #[serde(default)]
     pub farm_id: Option<String>,
 }
 
@@ -142,9 +114,7 @@ pub(crate) struct RdsServerRef {
 /// an RDS desktop, the RDS desktop pool too); a desktop session only its pool.
 #[derive(Deserialize)]
 pub(crate) struct SessionRef {
-    #[serde(default)]
     pub desktop_pool_id: Option<String>,
-    #[serde(default)]
     pub farm_id: Option<String>,
 }
 
@@ -152,30 +122,20 @@ pub(crate) struct SessionRef {
 #[derive(Deserialize)]
 pub(crate) struct MachineV2 {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub state: Option<String>,
-    #[serde(default)]
     pub session_id: Option<String>,
-    #[serde(default)]
     pub managed_machine_data: Option<ManagedMachineData>,
 }
 
 /// `ManagedMachineDataV2`: the fields golden reads.
 #[derive(Deserialize)]
 pub(crate) struct ManagedMachineData {
-    #[serde(default)]
     pub base_vm_id: Option<String>,
-    #[serde(default)]
     pub base_vm_snapshot_id: Option<String>,
-    #[serde(default)]
     pub pending_base_vm_id: Option<String>,
-    #[serde(default)]
     pub pending_base_vm_snapshot_id: Option<String>,
-    #[serde(default)]
     pub operation_state: Option<String>,
-    #[serde(default)]
     pub clone_error_message: Option<String>,
 }
 
@@ -183,9 +143,7 @@ pub(crate) struct ManagedMachineData {
 /// `status_code` is 400 or more or it carries errors (in Horizon's error envelope).
 #[derive(Debug, Deserialize)]
 pub(crate) struct BulkItem {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub status_code: Option<i64>,
     /// The rest of the item, where its errors are.
     #[serde(flatten)]
@@ -209,13 +167,9 @@ impl BulkItem {
 #[derive(Deserialize)]
 pub(crate) struct BaseVm {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub datacenter_id: Option<String>,
-    #[serde(default)]
     pub incompatible_reasons: Option<Vec<String>>,
 }
 
@@ -223,20 +177,15 @@ pub(crate) struct BaseVm {
 #[derive(Deserialize)]
 pub(crate) struct BaseSnapshot {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub created_timestamp: Option<i64>,
-    #[serde(default)]
     pub incompatible_reasons: Option<Vec<String>>,
 }
 
 /// `FarmInfo` (v1, `/inventory/v1/farms`): no image, so golden reads only that a farm exists.
 #[derive(Deserialize)]
 pub(crate) struct FarmV1 {
-    #[serde(default)]
     pub name: Option<String>,
 }
 
@@ -244,14 +193,12 @@ pub(crate) struct FarmV1 {
 /// (`/monitor/v1/connection-servers`): only the version golden reads.
 #[derive(Deserialize)]
 pub(crate) struct ConnectionServerMonitor {
-    #[serde(default)]
     pub details: Option<ConnectionServerDetails>,
 }
 
 /// `ConnectionServerMonitorDetails`.
 #[derive(Deserialize)]
 pub(crate) struct ConnectionServerDetails {
-    #[serde(default)]
     pub version: Option<String>,
 }
 
@@ -259,11 +206,8 @@ pub(crate) struct ConnectionServerDetails {
 #[derive(Deserialize)]
 pub(crate) struct VirtualCenter {
     pub id: String,
-    #[serde(default)]
     pub server_name: Option<String>,
-    #[serde(default)]
     pub instance_uuid: Option<String>,
-    #[serde(default)]
     pub enabled: Option<bool>,
 }
 

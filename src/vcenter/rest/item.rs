@@ -19,7 +19,6 @@ struct WireItem {
     name: String,
     #[serde(rename = "type", default)]
     kind: String,
-    #[serde(default)]
     description: Option<String>,
     #[serde(default)]
     cached: bool,

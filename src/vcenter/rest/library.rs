@@ -16,11 +16,8 @@ struct WireLibrary {
     name: String,
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
     publish_info: Option<WirePublish>,
-    #[serde(default)]
     subscription_info: Option<WireSubscription>,
-    #[serde(default)]
     last_sync_time: Option<String>,
 }
 
@@ -28,7 +25,6 @@ struct WireLibrary {
 struct WirePublish {
     #[serde(default)]
     published: bool,
-    #[serde(default)]
     publish_url: Option<String>,
 }
 

@@ -33,7 +33,6 @@ struct WireTag {
 struct WireCategory {
     id: String,
     name: String,
-    #[serde(default)]
     associable_types: Option<Vec<String>>,
 }
 
@@ -47,7 +46,6 @@ struct ObjectId {
 #[derive(Deserialize)]
 struct TagObjects {
     tag_id: String,
-    #[serde(default)]
     object_ids: Option<Vec<ObjectId>>,
 }
 

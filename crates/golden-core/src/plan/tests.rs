@@ -525,7 +525,6 @@ pub(crate) mod fixtures {
     struct StintFile {
         version: VersionName,
         since: String,
-        #[serde(default)]
         until: Option<String>,
     }
 
@@ -544,10 +543,8 @@ pub(crate) mod fixtures {
         #[serde(default)]
         sites: BTreeSet<SiteName>,
         /// The planner's clock (RFC 3339); the Unix epoch when absent.
-        #[serde(default)]
         now: Option<String>,
         /// `--override-policy REASON`.
-        #[serde(default)]
         override_policy: Option<String>,
     }
 

@@ -106,24 +106,18 @@ pub struct Pool {
     #[serde(default = "enabled")]
     pub provisioning: bool,
     /// The push image (pools) or immediate maintenance (farms) in flight.
-    #[serde(default)]
     pub push: Option<Push>,
     /// The pending image whose publish failed; shown until it is cancelled.
-    #[serde(default)]
     pub failed: Option<FailedImage>,
     /// When set, the next push fails its publish with this message.
-    #[serde(default)]
     pub fail_next_push: Option<String>,
-    #[serde(default)]
     pub last_provisioning_error: Option<String>,
-    #[serde(default)]
     pub last_provisioning_error_time: Option<i64>,
     /// The machines of a desktop pool, or the RDS servers of a farm, by name.
     #[serde(default)]
     pub machines: Vec<Machine>,
     /// When set, the machines of the next selective push fail to be recreated with this
     /// message (`PROVISIONING_ERROR`, operation state `FAULT`).
-    #[serde(default)]
     pub fail_next_canary: Option<String>,
 }
 
@@ -140,10 +134,8 @@ pub struct Machine {
     #[serde(default)]
     pub sessions: Vec<UserSession>,
     /// The image it is recreated from once its sessions end (a push that waits for logoff).
-    #[serde(default)]
     pub pending: Option<(String, String)>,
     /// Why recreating it failed: the machine is in `PROVISIONING_ERROR`.
-    #[serde(default)]
     pub error: Option<String>,
 }
 
@@ -195,13 +187,10 @@ pub struct Push {
     pub cancelled_at: Option<i64>,
     /// A selective push: the machines it recreates; the image is then held (`READY_HELD`)
     /// until promoted or cancelled.
-    #[serde(default)]
     pub selective: Option<Vec<String>>,
     /// When a held image was promoted to the whole pool.
-    #[serde(default)]
     pub promoted_at: Option<i64>,
     /// The selected machines fail to be recreated with this message.
-    #[serde(default)]
     pub canary_fail: Option<String>,
 }
 

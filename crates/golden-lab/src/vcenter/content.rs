@@ -70,7 +70,6 @@ pub struct Item {
     pub template_vm: Option<String>,
     /// For an item a sync brought into a subscribed library, when its files arrive: its
     /// metadata is listed first, and until then its files are listed as not cached.
-    #[serde(default)]
     pub content_due_ms: Option<i64>,
 }
 
