@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use golden::desired::{DesiredState, Location, load};
+use golden::lab::{Lab, LabOptions, Timings};
 
 /// The repository root (where Cargo.toml is).
 pub(crate) fn repo_root() -> PathBuf {
@@ -65,6 +67,42 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy fixture file");
         }
     }
+}
+
+/// The quickstart example committed into a temp repository.
+pub(crate) fn quickstart_repo() -> TempRepo {
+    let repo = TempRepo::new();
+    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
+    repo.commit("Import golden images");
+    repo
+}
+
+/// The desired state in `dir`, and a lab seeded from it (its simulated tasks taking `timings`)
+/// on free ports.
+pub(crate) async fn seeded_lab(dir: &Path, timings: Timings) -> (DesiredState, Lab) {
+    let desired = load(&Location::WorkTree { dir: dir.to_owned() }).expect("the repository is valid");
+    let state = golden::lab::seed::from_desired(&desired, timings);
+    let lab = Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() })
+        .await
+        .expect("lab starts");
+    (desired, lab)
+}
+
+/// A lab seeded from the desired state in `dir`, every simulated task instant.
+pub(crate) async fn lab_for(dir: &Path) -> Lab {
+    seeded_lab(dir, Timings::instant()).await.1
+}
+
+/// The lab of the quickstart example, every simulated task instant.
+pub(crate) async fn quickstart_lab() -> Lab {
+    lab_for(&repo_root().join("examples/quickstart")).await
+}
+
+/// The quickstart committed into a temp repository, its desired state, and a lab seeded from it.
+pub(crate) async fn quickstart_with_lab(timings: Timings) -> (TempRepo, DesiredState, Lab) {
+    let repo = quickstart_repo();
+    let (desired, lab) = seeded_lab(repo.path(), timings).await;
+    (repo, desired, lab)
 }
 
 /// A temp git repository driven through git2, so tests need no git binary or user config.

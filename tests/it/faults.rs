@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use golden::desired::{Location, load};
-use golden::lab::{Chaos, FaultKind, Lab, LabOptions, Product, Timings};
+use golden::lab::{Chaos, FaultKind, Lab, Product, Timings};
 
-use super::common::{Output, TempRepo, copy_dir, golden, repo_root, run};
+use super::common::{Output, TempRepo, golden, quickstart_with_lab, run};
 
 /// Runs of each half of the suite, one seed each (seeds 0 to 19); `GOLDEN_FAULT_RUNS` sets
 /// another number, to look further.
@@ -50,16 +49,7 @@ struct World {
 
 impl World {
     async fn new(timings: Timings) -> World {
-        let repo = TempRepo::new();
-        copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-        repo.commit("Import golden images");
-        let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-        let lab = Lab::start(
-            golden::lab::seed::from_desired(&desired, timings),
-            LabOptions { free_ports: true, ..LabOptions::default() },
-        )
-        .await
-        .expect("lab");
+        let (repo, desired, lab) = quickstart_with_lab(timings).await;
         World { dir: repo.path().to_owned(), _repo: repo, lab, pools: desired.pools.len() }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use golden::connect::{Credentials, RetryPolicy, Secret};
-use golden::desired::{Location, Logoff, PoolKind, load};
+use golden::desired::{Logoff, PoolKind};
 use golden::horizon::{HorizonClient, HorizonError, HorizonVersion, PushSpec};
 use golden::ids::SiteName;
 use golden::lab::horizon::{HorizonSim, PoolKind as SimKind};
@@ -388,12 +388,7 @@ async fn both_error_envelopes_surface_their_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quickstart_lab_serves_pools_base_vms_snapshots_and_virtual_centers() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    let desired = load(&Location::WorkTree { dir }).expect("quickstart loads");
-    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    let lab = Lab::start(state, LabOptions { latency_ms: 0, free_ports: true, ..LabOptions::default() })
-        .await
-        .expect("lab starts");
+    let lab = super::common::quickstart_lab().await;
 
     let eu = client_with(&lab, "eu", LAB_PASSWORD, retry());
     let pools = eu.pools().await.expect("lists");

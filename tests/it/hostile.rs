@@ -17,13 +17,9 @@ use golden::live::{GoldenMeta, ImageRef, LibraryId, Moref};
 use golden::vcenter::{VcenterClient, VcenterError};
 use serde_json::Value;
 
-use super::common::{TempRepo, copy_dir, golden, repo_root, run};
+use super::common::{TempRepo, copy_dir, golden, quickstart_lab, repo_root, run};
 
 const SITE: &str = "hq";
-
-async fn quickstart_lab() -> Lab {
-    quickstart_lab_with(0).await
-}
 
 /// The quickstart's lab, each request taking `latency_ms`.
 async fn quickstart_lab_with(latency_ms: u64) -> Lab {

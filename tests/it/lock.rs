@@ -6,28 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use golden::connect::RetryPolicy;
-use golden::desired::{DesiredState, Location, load};
+use golden::desired::DesiredState;
 use golden::gather::{SiteClients, connect_all};
 use golden::ids::SiteName;
-use golden::lab::{Lab, LabOptions, Timings};
+use golden::lab::{Lab, Timings};
 use golden::lock::{self, Holder, LockError, LockOptions};
 
-use super::common::{TempRepo, copy_dir, golden_with, pushes_sent, repo_root};
-
-/// The quickstart committed into a temp repository, and a lab seeded from it.
-async fn quickstart_lab(timings: Timings) -> (TempRepo, DesiredState, Lab) {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, timings),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
-    (repo, desired, lab)
-}
+use super::common::{golden_with, pushes_sent, quickstart_with_lab, repo_root};
 
 fn clients(desired: &DesiredState, lab: &Lab) -> BTreeMap<SiteName, SiteClients> {
     let env: BTreeMap<String, String> = lab.env().into_iter().collect();
@@ -46,7 +31,7 @@ async fn two_applies_at_once_one_runs_and_the_other_names_the_holder() {
     // Slow enough that the first apply still holds its locks when the second asks for them.
     let timings =
         Timings { library_sync_ms: 200, push_publish_ms: 200, push_apply_ms: 200, ..Timings::default() };
-    let (repo, _desired, lab) = quickstart_lab(timings).await;
+    let (repo, _desired, lab) = quickstart_with_lab(timings).await;
     let args = ["apply", "--auto-approve"];
     let (first, second) =
         tokio::join!(golden_with(&lab, repo.path(), &args), golden_with(&lab, repo.path(), &args));
@@ -74,7 +59,7 @@ async fn two_applies_at_once_one_runs_and_the_other_names_the_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_is_refused_an_expired_one_taken_over_and_a_released_one_waited_for() {
-    let (_repo, desired, lab) = quickstart_lab(Timings::instant()).await;
+    let (_repo, desired, lab) = quickstart_with_lab(Timings::instant()).await;
     let clients = clients(&desired, &lab);
     let eu = SiteName::new("eu");
     let vc = &clients[&eu].vcenter;
@@ -122,7 +107,7 @@ async fn a_held_lock_is_refused_an_expired_one_taken_over_and_a_released_one_wai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_breaks_a_lock_and_names_its_holder_then_apply_runs() {
-    let (repo, desired, lab) = quickstart_lab(Timings::instant()).await;
+    let (repo, desired, lab) = quickstart_with_lab(Timings::instant()).await;
     let clients = clients(&desired, &lab);
     let eu = SiteName::new("eu");
     lock::acquire_one(&clients[&eu].vcenter, &eu, &other_run(Duration::from_secs(600)))
@@ -155,7 +140,7 @@ async fn unlock_breaks_a_lock_and_names_its_holder_then_apply_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_takes_no_lock() {
-    let (repo, desired, lab) = quickstart_lab(Timings::instant()).await;
+    let (repo, desired, lab) = quickstart_with_lab(Timings::instant()).await;
     let clients = clients(&desired, &lab);
     let eu = SiteName::new("eu");
     lock::acquire_one(&clients[&eu].vcenter, &eu, &other_run(Duration::from_secs(600)))

@@ -3,25 +3,15 @@
 //! VM, or a VM whose notes were written by hand, is never pushed, counted as a copy or retired,
 //! and `golden status` reports it; two tagged VMs for one copy are an error naming both.
 
-use golden::desired::{Location, load};
 use golden::ids::{ImageName, VersionName};
-use golden::lab::{Lab, LabOptions, Timings};
+use golden::lab::Timings;
 use golden::live::GoldenMeta;
 
-use super::common::{TempRepo, copy_dir, golden_with, repo_root};
+use super::common::{golden_with, quickstart_with_lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untagged_claim_is_never_pushed_counted_or_retired_and_status_reports_it() {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, Timings::instant()),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
+    let (repo, _, lab) = quickstart_with_lab(Timings::instant()).await;
     let applied = golden_with(&lab, repo.path(), &["apply", "--auto-approve"]).await;
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
 
@@ -93,16 +83,7 @@ async fn an_untagged_claim_is_never_pushed_counted_or_retired_and_status_reports
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tagged_vms_for_one_copy_are_an_error_naming_both() {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, Timings::instant()),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
+    let (repo, _, lab) = quickstart_with_lab(Timings::instant()).await;
     let applied = golden_with(&lab, repo.path(), &["apply", "--auto-approve"]).await;
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
 

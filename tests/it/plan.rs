@@ -6,14 +6,7 @@ use std::path::Path;
 use golden::desired::{Location, load};
 use golden::lab::{Lab, LabOptions, Product, Timings};
 
-use super::common::{golden, golden_with, repo_root, run};
-
-async fn quickstart_lab() -> Lab {
-    let desired =
-        load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart");
-    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
+use super::common::{golden, golden_with, quickstart_lab, repo_root, run};
 
 /// The plan text with the desired commit, which changes with every commit of this repository,
 /// redacted.

@@ -2,19 +2,9 @@
 //! prod move back until pilot has soaked, counting from the commit that moved pilot; an
 //! override is recorded in the saved plan, which apply then carries out.
 
-use std::path::Path;
-
-use golden::desired::{Location, load};
-use golden::lab::{Lab, LabOptions, Timings};
 use serde_json::Value;
 
-use super::common::{TempRepo, copy_dir, golden_with, json_matching_schema, repo_root};
-
-async fn lab_for(dir: &Path) -> Lab {
-    let desired = load(&Location::WorkTree { dir: dir.to_owned() }).expect("repo is valid");
-    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
+use super::common::{TempRepo, copy_dir, golden_with, json_matching_schema, lab_for, repo_root};
 
 fn edit(repo: &TempRepo, from: &str, to: &str) {
     let path = repo.path().join("images/win11-ent.toml");

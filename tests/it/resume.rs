@@ -6,25 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use golden::desired::{DesiredState, Location, load};
-use golden::lab::{Lab, LabOptions, Timings};
+use golden::lab::{Lab, Timings};
 
-use super::common::{TempRepo, copy_dir, golden_with, pushes_sent, repo_root};
-
-/// The quickstart committed into a temporary repository, and a lab seeded from it.
-async fn quickstart(timings: Timings) -> (TempRepo, DesiredState, Lab) {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    let desired = load(&Location::WorkTree { dir: repo.path().to_owned() }).expect("valid");
-    let lab = Lab::start(
-        golden::lab::seed::from_desired(&desired, timings),
-        LabOptions { free_ports: true, ..LabOptions::default() },
-    )
-    .await
-    .expect("lab");
-    (repo, desired, lab)
-}
+use super::common::{golden_with, pushes_sent, quickstart_with_lab};
 
 /// `golden ARGS` started in `dir` with the lab's environment `env`, and its stderr line by
 /// line, for a test to stop it at a moment of its choosing.
@@ -62,7 +46,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
     // Slow enough that the kill lands in the middle of the run.
     let timings =
         Timings { library_sync_ms: 300, push_publish_ms: 300, push_apply_ms: 300, ..Timings::default() };
-    let (repo, _, lab) = quickstart(timings).await;
+    let (repo, _, lab) = quickstart_with_lab(timings).await;
     let (env, dir) = (lab.env(), repo.path().to_owned());
 
     // First run: kill it once a few steps are done.
@@ -142,7 +126,7 @@ async fn a_killed_apply_converges_on_the_next_run_without_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
     let timings = Timings { push_publish_ms: 1200, push_apply_ms: 300, ..Timings::instant() };
-    let (repo, desired, lab) = quickstart(timings).await;
+    let (repo, desired, lab) = quickstart_with_lab(timings).await;
     let (env, dir) = (lab.env(), repo.path().to_owned());
 
     // First run: killed as soon as Horizon has accepted a push.
@@ -222,7 +206,7 @@ async fn a_push_sent_by_a_killed_apply_is_followed_to_the_end_by_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_apply_in_order_and_the_next_apply_finishes() {
     let timings = Timings { push_publish_ms: 600, ..Timings::instant() };
-    let (repo, _, lab) = quickstart(timings).await;
+    let (repo, _, lab) = quickstart_with_lab(timings).await;
     let (env, dir) = (lab.env(), repo.path().to_owned());
     let report = dir.join("interrupted.jsonl");
 

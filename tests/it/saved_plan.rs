@@ -2,25 +2,7 @@
 //! or files, any live object the plan read, or its steps are not what golden plans now, and
 //! refuses plans of another format or version.
 
-use std::path::Path;
-
-use golden::desired::{Location, load};
-use golden::lab::{Lab, LabOptions, Timings};
-
-use super::common::{TempRepo, copy_dir, golden, golden_with, repo_root, run};
-
-async fn lab_for(dir: &Path) -> Lab {
-    let desired = load(&Location::WorkTree { dir: dir.to_owned() }).expect("repo is valid");
-    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
-
-fn quickstart_repo() -> TempRepo {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("Import golden images");
-    repo
-}
+use super::common::{golden, golden_with, lab_for, quickstart_repo, repo_root, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_goes_stale_when_a_pool_is_pushed_outside_golden() {

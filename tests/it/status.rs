@@ -1,24 +1,6 @@
 //! `golden status` against a lab seeded from the quickstart: `--site`, `--ref` and its JSON.
 
-use golden::desired::{Location, load};
-use golden::lab::{Lab, LabOptions, Timings};
-
-use super::common::{TempRepo, copy_dir, golden_with, json_matching_schema, repo_root};
-
-async fn quickstart_lab() -> Lab {
-    let desired =
-        load(&Location::WorkTree { dir: repo_root().join("examples/quickstart") }).expect("quickstart");
-    let state = golden::lab::seed::from_desired(&desired, Timings::instant());
-    Lab::start(state, LabOptions { free_ports: true, ..LabOptions::default() }).await.expect("lab starts")
-}
-
-/// The quickstart committed in a temp repository.
-fn quickstart_repo() -> TempRepo {
-    let repo = TempRepo::new();
-    copy_dir(&repo_root().join("examples/quickstart"), repo.path());
-    repo.commit("quickstart");
-    repo
-}
+use super::common::{golden_with, json_matching_schema, quickstart_lab, quickstart_repo};
 
 /// `golden status --format json` output, checked against its schema.
 fn json(stdout: &str) -> serde_json::Value {
