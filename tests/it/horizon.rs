@@ -681,8 +681,18 @@ async fn a_farm_on_2106_is_read_but_its_maintenance_names_2111() {
         w.lab.requests_by_route(SITE, Product::Horizon).keys().any(|r| r.contains("schedule-maintenance"));
     assert!(!sent, "the request was not sent");
 
+    let (http, base, token) = raw_login(&w.lab).await;
+    let body = json!({"maintenance_mode": "IMMEDIATE", "logoff_policy": "FORCE_LOGOFF"});
+    let path = format!("{base}/rest/inventory/v1/farms/{}/action/schedule-maintenance", w.farm);
+    let answer = http.post(path).bearer_auth(token).json(&body).send().await.expect("sent");
+    assert_eq!(answer.status().as_u16(), 404, "the lab has no farm maintenance before 2111");
+}
+
+/// Logs in to the site's lab Horizon over plain HTTP, for requests golden's client would not
+/// send: the client, the server root and an access token.
+async fn raw_login(lab: &Lab) -> (reqwest::Client, String, String) {
     let http = reqwest::Client::new();
-    let base = w.lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
+    let base = lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
     let login = json!({"username": LAB_USER, "password": LAB_PASSWORD, "domain": LAB_DOMAIN});
     let tokens: Value = http
         .post(format!("{base}/rest/login"))
@@ -693,11 +703,8 @@ async fn a_farm_on_2106_is_read_but_its_maintenance_names_2111() {
         .json()
         .await
         .expect("json");
-    let token = tokens["access_token"].as_str().expect("access token");
-    let body = json!({"maintenance_mode": "IMMEDIATE", "logoff_policy": "FORCE_LOGOFF"});
-    let path = format!("{base}/rest/inventory/v1/farms/{}/action/schedule-maintenance", w.farm);
-    let answer = http.post(path).bearer_auth(token).json(&body).send().await.expect("sent");
-    assert_eq!(answer.status().as_u16(), 404, "the lab has no farm maintenance before 2111");
+    let token = tokens["access_token"].as_str().expect("access token").to_owned();
+    (http, base, token)
 }
 
 /// A push is refused while another one is under way on the pool (Horizon runs one operation
@@ -717,19 +724,7 @@ async fn a_second_push_while_one_is_under_way_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2012_lab_refuses_v2_farms_like_the_real_server() {
     let w = world(1, slow()).await;
-    let http = reqwest::Client::new();
-    let base = w.lab.url(SITE, Product::Horizon).expect("endpoint").to_owned();
-    let login = json!({"username": LAB_USER, "password": LAB_PASSWORD, "domain": LAB_DOMAIN});
-    let tokens: Value = http
-        .post(format!("{base}/rest/login"))
-        .json(&login)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let token = tokens["access_token"].as_str().expect("access token").to_owned();
+    let (http, base, token) = raw_login(&w.lab).await;
     let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
     let status = |path: String| async { get(path).await.expect("sent").status().as_u16() };
 
