@@ -144,16 +144,24 @@ async fn round(
     let desired = desired::load(&Location::WorkTree { dir: dir.to_owned() })?;
     let observed = observe(&desired, dir, None, &BTreeSet::new(), override_policy, env).await?;
     let sessions: Vec<SiteClients> = observed.clients.values().cloned().collect();
-    let result = plan_and_apply(desired, observed, apply).await;
+    let result = plan_and_apply(desired, observed, apply, override_policy).await;
     gather::logout_all(&sessions).await;
     result
 }
 
-async fn plan_and_apply(desired: DesiredState, observed: Observed, apply: bool) -> anyhow::Result<Plan> {
+/// Prints the plan and, when asked, applies it as `golden apply --auto-approve` would (with
+/// `--override-policy` when a reason is given, as the printed command says).
+async fn plan_and_apply(
+    desired: DesiredState,
+    observed: Observed,
+    apply: bool,
+    override_policy: Option<&str>,
+) -> anyhow::Result<Plan> {
     let plan = observed.plan.clone();
     anstream::stdout().write_all(render::text(&plan).as_bytes())?;
     if apply && plan.has_changes() {
-        writeln!(anstream::stdout(), "\n    golden apply --auto-approve")?;
+        let overriding = override_policy.map(|r| format!(" --override-policy \"{r}\"")).unwrap_or_default();
+        writeln!(anstream::stdout(), "\n    golden apply --auto-approve{overriding}")?;
         let parallelism = desired.settings.parallelism as usize;
         let ctx = apply_context(desired, observed)?;
         let events = Events::new(vec![Box::new(Lines)]);
